@@ -1,0 +1,59 @@
+"""What tasks.py calls: each command as a function, and error reporting without tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from invoke import Exit
+from rich.console import Console
+
+from . import planview, render as rendering
+from .errors import KubesweepError
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a command; print a KubesweepError as plain lines on stderr and exit 2."""
+    try:
+        return fn(*args, **kwargs)
+    except KubesweepError as exc:
+        err.print(str(exc), markup=False)
+        raise Exit(code=2) from None
+
+
+def render(grid: str, jobs_dir: str, *, validate: str = "fast", **overrides: Any) -> rendering.Plan:
+    plan = rendering.plan(grid, **overrides)
+    target = rendering.write(plan, jobs_dir, validate=validate)  # type: ignore[arg-type]
+    out.print(f"rendered {len(plan.trials):,} trials in {plan.batches:,} batches into {target}/", markup=False)
+    return plan
+
+
+def sweep(grid: str, jobs_dir: str, *, dry_run: bool, **overrides: Any) -> rendering.Plan:
+    plan = rendering.plan(grid, **overrides)
+    target = rendering.write(plan, jobs_dir)
+    planview.show(plan, str(Path(jobs_dir)), out)
+    out.print(f"wrote {len(plan.trials):,} Job manifests and {rendering.PLAN_FILE} into {target}/", markup=False)
+    if not dry_run:
+        raise KubesweepError(
+            "submitting to a cluster is not built yet (the cluster half of `invoke sweep`); "
+            "the manifests above are ready for `kubectl apply -f` — rerun with --dry-run to only plan"
+        )
+    return plan
+
+
+def run_checked(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> int:
+    return subprocess.call(args, cwd=cwd, env=env)
+
+
+def run_pytest(args: list[str], cwd: Path) -> int:
+    """pytest, where 'no tests collected' (exit 5) counts as a failure, not a pass."""
+    code = subprocess.call(args, cwd=cwd)
+    if code == 5:
+        print("pytest collected no tests: failing on purpose", file=sys.stderr)
+        return 1
+    return code

@@ -1,0 +1,89 @@
+"""Errors a person can act on: every problem carries file:line:column and the offending value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class Mark:
+    """A 1-based position in an input file."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem found in an input, at a position."""
+
+    mark: Mark
+    message: str
+    value: object = field(default=None)
+    has_value: bool = False
+
+    def __str__(self) -> str:
+        text = f"{self.mark}: {self.message}"
+        if self.has_value:
+            text += f" (got {format_value(self.value)})"
+        return text
+
+
+def format_value(value: object) -> str:
+    """Show the offending value the way it looked in YAML, shortened when huge."""
+    if isinstance(value, str):
+        text = repr(value)
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null"
+    elif isinstance(value, (dict, list)):
+        text = type(value).__name__ if not value else repr(value)
+        if isinstance(value, dict):
+            text = "a mapping" if len(text) > 60 else text
+        elif len(text) > 60:
+            text = f"a list of {len(value)} items"
+    else:
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class KubesweepError(Exception):
+    """Base for errors that the CLI prints without a traceback."""
+
+
+class SpecError(KubesweepError):
+    """The input (grid.yaml, Katib Experiment or W&B sweep) is wrong; nothing was written."""
+
+    def __init__(self, issues: list[Issue]):
+        self.issues = sorted(set(issues), key=lambda i: (i.mark, i.message))
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [str(issue) for issue in self.issues]
+        noun = "problem" if len(lines) == 1 else "problems"
+        return "\n".join(lines + [f"{len(lines)} {noun} found; nothing was written."])
+
+
+class Collector:
+    """Gathers issues so that one run reports every problem, not only the first."""
+
+    def __init__(self) -> None:
+        self.issues: list[Issue] = []
+
+    def add(self, mark: Mark, message: str, *values: object) -> None:
+        if values:
+            self.issues.append(Issue(mark, message, values[0], True))
+        else:
+            self.issues.append(Issue(mark, message))
+
+    def __bool__(self) -> bool:
+        return bool(self.issues)
+
+    def raise_if_any(self) -> None:
+        if self.issues:
+            raise SpecError(self.issues)

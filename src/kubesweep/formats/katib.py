@@ -1,0 +1,294 @@
+"""Katib ``Experiment`` (kubeflow.org/v1beta1) read as it is, into the native spec.
+
+Supported: parameters (double, int, discrete, categorical; feasibleSpace min/max/step/list and
+distribution uniform/logUniform), objective (type, goal, objectiveMetricName,
+additionalMetricNames), algorithm random (algorithmSettings random_state) and grid,
+parallelTrialCount, maxTrialCount, maxFailedTrialCount, the StdOut metrics collector with one
+metricsFormat regex, and a trialTemplate whose trialSpec is a batch/v1 Job with one container.
+Everything else is refused with the reason, never ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .base import Translator
+
+API_VERSION = "kubeflow.org/v1beta1"
+_REF = re.compile(r"\$\{(trialParameters|trialSpec)\.([^}]*)\}")
+
+_SPEC_MEANINGLESS = {
+    "earlyStopping": "early stopping (medianstop) needs Katib's suggestion service; use objective.goal to stop early",
+    "nasConfig": "neural architecture search is out of scope",
+    "resumePolicy": "kubesweep always resumes from the Jobs in the cluster; remove this field",
+}
+_ALGORITHMS = {"random": "random", "grid": "grid"}
+
+
+def _number(t: Translator, path: tuple, text: Any, is_int: bool) -> Any:
+    """Katib writes feasibleSpace bounds as strings ("0.01"); they must parse as numbers."""
+    try:
+        if isinstance(text, bool):
+            raise ValueError
+        if is_int:
+            value = float(text)
+            if not value.is_integer():
+                raise ValueError
+            return int(value)
+        return float(text)
+    except (TypeError, ValueError):
+        t.error(path, f"{t.name(path)} must be {'an integer' if is_int else 'a number'}", text)
+        return None
+
+
+def _parameters(t: Translator, search: str) -> dict[str, str]:
+    """Translate spec.parameters; return the parameter types by name."""
+    types: dict[str, str] = {}
+    items = t.sequence(("spec", "parameters"))
+    if not items:
+        t.error(("spec",), "spec.parameters must list at least one parameter")
+    t.put(("parameters",), {}, ("spec", "parameters"))
+    for i, item in enumerate(items):
+        p = ("spec", "parameters", i)
+        if not isinstance(item, dict):
+            t.error(p, f"{t.name(p)} must be a mapping with name, parameterType and feasibleSpace", item)
+            continue
+        t.known_keys(p, ["name", "parameterType", "feasibleSpace"])
+        name, kind = item.get("name"), item.get("parameterType")
+        if not isinstance(name, str) or not name:
+            t.error(p, f"{t.name(p)} needs a name")
+            continue
+        if name in t.out["parameters"]:
+            t.error(p + ("name",), f"parameter {name!r} is defined twice")
+            continue
+        if kind not in ("double", "int", "discrete", "categorical"):
+            t.error(p + ("parameterType",), f"{t.name(p + ('parameterType',))} must be one of double, int, discrete, categorical", kind)
+            continue
+        types[name] = kind
+        fs = p + ("feasibleSpace",)
+        space = t.mapping(fs, required=True)
+        t.known_keys(fs, ["min", "max", "step", "list", "distribution"])
+        dst = ("parameters", name)
+        t.at(dst, p)
+        if kind in ("discrete", "categorical"):
+            values = space.get("list")
+            if not isinstance(values, list):
+                t.error(fs, f"{kind} parameter {name!r} needs feasibleSpace.list")
+                continue
+            if kind == "discrete":
+                values = [_number(t, fs + ("list", j), v, isinstance(v, int) and not isinstance(v, bool)) for j, v in enumerate(values)]
+            else:
+                values = [str(v) for v in values]
+            t.put(dst + ("values",), values, fs + ("list",))
+            for key in ("min", "max", "step"):
+                if key in space:
+                    t.error_key(fs + (key,), f"{kind} parameter {name!r} takes a list, not {key}")
+            continue
+        is_int = kind == "int"
+        param: dict[str, Any] = {"type": "int" if is_int else "float"}
+        t.put(dst, param, p)
+        for key in ("min", "max", "step"):
+            if key in space:
+                value = _number(t, fs + (key,), space[key], is_int)
+                if value is not None:
+                    t.put(dst + (key,), value, fs + (key,))
+        if "list" in space:
+            t.error_key(fs + ("list",), f"{kind} parameter {name!r} takes min/max/step, not a list")
+        dist = space.get("distribution")
+        if dist is None or dist == "uniform":
+            pass
+        elif dist == "logUniform":
+            t.put(dst + ("scale",), "log", fs + ("distribution",))
+            if "step" in space:
+                t.error_key(fs + ("step",), f"parameter {name!r}: a logUniform range with a step has no grid meaning; remove step (random search samples log-uniformly)")
+        else:
+            t.error(fs + ("distribution",), f"distribution {dist!r} is not supported (uniform, logUniform)", dist)
+    return types
+
+
+def _substitute(t: Translator, path: tuple, text: Any, refs: dict[str, str]) -> Any:
+    if not isinstance(text, str):
+        return text
+    text = text.replace("$$", "$$$$")
+
+    def swap(m: re.Match[str]) -> str:
+        scope, key = m.group(1), m.group(2)
+        if scope == "trialParameters":
+            if key not in refs:
+                t.error(path, f"${{trialParameters.{key}}} is not declared in trialTemplate.trialParameters", text)
+                return m.group(0)
+            return "${" + refs[key] + "}"
+        mapped = {"Name": "trial", "Namespace": "namespace"}.get(key)
+        if mapped is None:
+            t.error(path, f"${{trialSpec.{key}}} is not supported (only Name and Namespace)", text)
+            return m.group(0)
+        return "${" + mapped + "}"
+
+    return _REF.sub(swap, text)
+
+
+def _trial_template(t: Translator, params: dict[str, str]) -> None:
+    tt = ("spec", "trialTemplate")
+    t.mapping(tt, required=True)
+    t.known_keys(tt, ["primaryContainerName", "trialParameters", "trialSpec", "successCondition", "failureCondition", "retain"],
+                 {"configMap": "trial templates from a ConfigMap need the cluster; inline the Job as trialSpec",
+                  "primaryPodLabels": "only Job trials are supported; their pods are labelled by kubesweep"})
+    for key, default in (("successCondition", "status.conditions.#(type==\"Complete\")#|#(status==\"True\")#"),
+                         ("failureCondition", "status.conditions.#(type==\"Failed\")#|#(status==\"True\")#")):
+        value = t.get(tt + (key,))
+        if value is not None and value != default:
+            t.error(tt + (key,), f"{key} other than Katib's default for Jobs is not supported: kubesweep reads the Job's Complete/Failed condition", value)
+    refs: dict[str, str] = {}
+    for i, item in enumerate(t.sequence(tt + ("trialParameters",))):
+        p = tt + ("trialParameters", i)
+        t.known_keys(p, ["name", "description", "reference"])
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not isinstance(item.get("reference"), str):
+            t.error(p, f"{t.name(p)} needs a name and a reference")
+            continue
+        if item["reference"] not in params:
+            t.error(p + ("reference",), f"trialParameter {item['name']!r} references {item['reference']!r}, which is not in spec.parameters", item["reference"])
+            continue
+        refs[item["name"]] = item["reference"]
+
+    js = tt + ("trialSpec",)
+    job = t.mapping(js, required=True)
+    if not job:
+        return
+    if job.get("apiVersion") != "batch/v1" or job.get("kind") != "Job":
+        t.error(js, "trialSpec must be a batch/v1 Job (other trial kinds need their operators)", f"{job.get('apiVersion')}/{job.get('kind')}")
+        return
+    t.known_keys(js, ["apiVersion", "kind", "metadata", "spec"])
+    t.known_keys(js + ("metadata",), ["labels", "annotations"])
+    t.copy(js + ("metadata", "labels"), ("labels",))
+    t.copy(js + ("metadata", "annotations"), ("annotations",))
+    t.known_keys(js + ("spec",), ["template", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"])
+    for key in ("backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
+        t.copy(js + ("spec", key), (key,))
+    ps = js + ("spec", "template", "spec")
+    t.known_keys(js + ("spec", "template"), ["metadata", "spec"])
+    t.known_keys(ps, ["containers", "restartPolicy", "nodeSelector", "tolerations", "serviceAccountName"])
+    restart = t.get(ps + ("restartPolicy",))
+    if restart not in (None, "Never"):
+        t.error(ps + ("restartPolicy",), "restartPolicy must be Never: a trial that fails is a failed trial, retried only by backoffLimit", restart)
+    t.copy(ps + ("nodeSelector",), ("nodeSelector",))
+    t.copy(ps + ("tolerations",), ("tolerations",))
+    t.copy(ps + ("serviceAccountName",), ("serviceAccount",))
+
+    containers = t.sequence(ps + ("containers",))
+    primary = t.get(tt + ("primaryContainerName",))
+    index = next((i for i, c in enumerate(containers) if isinstance(c, dict) and c.get("name") == primary), None)
+    if index is None:
+        if len(containers) == 1 and primary is None:
+            index = 0
+        else:
+            t.error(ps + ("containers",), f"no container named {primary!r} (trialTemplate.primaryContainerName) in the trialSpec", primary)
+            return
+    if len(containers) > 1:
+        t.error(ps + ("containers",), "only the primary container is supported; sidecars have no place in a kubesweep trial", len(containers))
+    c = ps + ("containers", index)
+    t.known_keys(c, ["name", "image", "command", "args", "env", "resources", "imagePullPolicy"])
+    container = t.mapping(c)
+    t.copy(c + ("image",), ("image",))
+    t.copy(c + ("imagePullPolicy",), ("imagePullPolicy",))
+    command = t.get(c + ("command",)) or []
+    args = t.get(c + ("args",)) or []
+    if not isinstance(command, list) or not isinstance(args, list):
+        t.error(c, "command and args must be lists")
+        return
+    argv = [_substitute(t, c + ("command", i), x, refs) for i, x in enumerate(command)]
+    argv += [_substitute(t, c + ("args", i), x, refs) for i, x in enumerate(args)]
+    t.put(("command",), argv, c + ("command",) if command else c)
+    for i in range(len(command)):
+        t.at(("command", i), c + ("command", i))
+    for i in range(len(args)):
+        t.at(("command", len(command) + i), c + ("args", i))
+    if not container.get("command") and not container.get("args"):
+        t.error(c, "the primary container needs a command (kubesweep passes parameters as arguments)")
+    env: dict[str, Any] = {}
+    for i, item in enumerate(t.sequence(c + ("env",))):
+        e = c + ("env", i)
+        t.known_keys(e, ["name", "value"], {"valueFrom": "values from Secrets or fields are not supported; set the value inline"})
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            env[item["name"]] = _substitute(t, e + ("value",), item.get("value", ""), refs)
+            t.at(("env", item["name"]), e + ("value",))
+    if env:
+        t.out["env"] = env
+    res = c + ("resources",)
+    t.known_keys(res, ["limits", "requests"])
+    merged: dict[str, Any] = {}
+    for part in ("requests", "limits"):
+        t.known_keys(res + (part,), ["cpu", "memory", "nvidia.com/gpu"])
+        for key, value in t.mapping(res + (part,)).items():
+            merged[key] = value
+            t.at(("resources", key), res + (part, key))
+    if merged:
+        t.out["resources"] = merged
+
+
+def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
+    t.known_keys((), ["apiVersion", "kind", "metadata", "spec"], {"status": "it is written by Katib's controller; remove it"})
+    if data.get("apiVersion") != API_VERSION:
+        t.error(("apiVersion",), f"only Katib {API_VERSION} Experiments are read", data.get("apiVersion"))
+    t.known_keys(("metadata",), ["name", "namespace", "labels", "annotations"])
+    t.copy(("metadata", "name"), ("name",))
+    t.copy(("metadata", "namespace"), ("namespace",))
+    spec = t.mapping(("spec",), required=True)
+    t.known_keys(("spec",), ["objective", "algorithm", "parallelTrialCount", "maxTrialCount", "maxFailedTrialCount",
+                              "parameters", "trialTemplate", "metricsCollectorSpec"], _SPEC_MEANINGLESS)
+
+    algo = t.mapping(("spec", "algorithm"), required=True)
+    t.known_keys(("spec", "algorithm"), ["algorithmName", "algorithmSettings"])
+    name = algo.get("algorithmName")
+    search: dict[str, Any] = {}
+    t.put(("search",), search, ("spec", "algorithm"))
+    if name in _ALGORITHMS:
+        search["algorithm"] = _ALGORITHMS[name]
+        t.at(("search", "algorithm"), ("spec", "algorithm", "algorithmName"))
+    elif algo:
+        t.error(("spec", "algorithm", "algorithmName"), "algorithm must be random or grid (adaptive algorithms need Katib's suggestion services)", name)
+    for i, setting in enumerate(t.sequence(("spec", "algorithm", "algorithmSettings"))):
+        sp = ("spec", "algorithm", "algorithmSettings", i)
+        if isinstance(setting, dict) and setting.get("name") == "random_state" and name == "random":
+            try:
+                search["seed"] = int(str(setting.get("value")))
+                t.at(("search", "seed"), sp + ("value",))
+            except ValueError:
+                t.error(sp + ("value",), "random_state must be an integer", setting.get("value"))
+        else:
+            t.error(sp, f"algorithm setting {setting.get('name') if isinstance(setting, dict) else setting!r} has no meaning for {name}")
+    if "maxTrialCount" in spec:
+        search["trials"] = spec["maxTrialCount"]
+        t.at(("search", "trials"), ("spec", "maxTrialCount"))
+    t.copy(("spec", "parallelTrialCount"), ("batchSize",))
+    t.copy(("spec", "maxFailedTrialCount"), ("maxFailedTrials",))
+
+    ob = ("spec", "objective")
+    objective = t.mapping(ob, required=True)
+    t.known_keys(ob, ["type", "goal", "objectiveMetricName", "additionalMetricNames", "metricStrategies"])
+    t.put(("objective",), {}, ob)
+    t.copy(ob + ("objectiveMetricName",), ("objective", "metric"))
+    t.copy(ob + ("type",), ("objective", "direction"))
+    t.copy(ob + ("goal",), ("objective", "goal"))
+    t.copy(ob + ("additionalMetricNames",), ("objective", "additionalMetrics"))
+    for i, strategy in enumerate(objective.get("metricStrategies") or []):
+        if not isinstance(strategy, dict) or strategy.get("value") != "latest":
+            t.error(ob + ("metricStrategies", i), "only the 'latest' metric strategy is supported (kubesweep reads the last value printed)", strategy)
+
+    mc = ("spec", "metricsCollectorSpec")
+    t.known_keys(mc, ["collector", "source"])
+    kind = t.get(mc + ("collector", "kind"), "StdOut")
+    if kind != "StdOut":
+        t.error(mc + ("collector", "kind"), "only the StdOut metrics collector is supported (metrics are read from the trial's log)", kind)
+    t.known_keys(mc + ("source",), ["filter"], {"fileSystemPath": "metrics are read from the trial's log, not a file",
+                                               "httpGet": "metrics are read from the trial's log"})
+    formats = t.get(mc + ("source", "filter", "metricsFormat")) or []
+    if len(formats) > 1:
+        t.error(mc + ("source", "filter", "metricsFormat"), "only one metricsFormat regex is supported", len(formats))
+    elif formats:
+        t.put(("objective", "regex"), formats[0], mc + ("source", "filter", "metricsFormat", 0))
+
+    params = _parameters(t, search.get("algorithm", "grid"))
+    _trial_template(t, params)
+    if image is not None:
+        t.out["image"] = image

@@ -1,0 +1,170 @@
+"""Weights & Biases sweep configs read as they are, into the native spec.
+
+Supported: method grid/random, metric (name, goal, target), parameters with values / value /
+min+max and the distributions constant, categorical, int_uniform, uniform, q_uniform,
+log_uniform_values and log_uniform, run_cap, program, command with the macros ${env},
+${interpreter}, ${program}, ${args}, ${args_no_hyphens}, ${args_json}; project and entity become
+WANDB_PROJECT / WANDB_ENTITY in each trial. A sweep config names no container image, so the
+image comes from ``--image``. Everything else is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..errors import Mark
+from .base import Translator
+
+DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
+_MACRO = re.compile(r"\$\{([^}]*)\}")
+_UNSUPPORTED_DIST = ("q_log_uniform_values", "inv_log_uniform_values", "inv_log_uniform", "q_log_uniform",
+                     "normal", "q_normal", "log_normal", "q_log_normal", "beta", "q_beta")
+
+
+def _parameter(t: Translator, name: str, method: str) -> None:
+    p = ("parameters", name)
+    spec = t.get(p)
+    dst = ("parameters", name)
+    if not isinstance(spec, dict):
+        t.error(p, f"parameter {name!r} must be a mapping (values, value, or min/max)", spec)
+        return
+    t.known_keys(p, ["values", "value", "min", "max", "distribution", "q", "probabilities"],
+                 {"parameters": "nested parameters are not supported; flatten them (e.g. model.lr)",
+                  "mu": "normal distributions are not supported", "sigma": "normal distributions are not supported",
+                  "a": "beta distributions are not supported", "b": "beta distributions are not supported"})
+    dist = spec.get("distribution")
+    if "probabilities" in spec:
+        t.error_key(p + ("probabilities",), f"parameter {name!r}: weighted categorical sampling is not supported")
+    if dist in _UNSUPPORTED_DIST:
+        t.error(p + ("distribution",), f"parameter {name!r}: distribution {dist!r} is not supported "
+                "(constant, categorical, int_uniform, uniform, q_uniform, log_uniform_values, log_uniform)", dist)
+        return
+    if "value" in spec:
+        t.put(dst, {"values": [spec["value"]]}, p)
+        t.at(dst + ("values", 0), p + ("value",))
+        return
+    if "values" in spec:
+        t.put(dst, {}, p)
+        t.copy(p + ("values",), dst + ("values",))
+        return
+    if "min" not in spec or "max" not in spec:
+        t.error(p, f"parameter {name!r} needs values, value, or both min and max")
+        return
+    lo, hi = spec["min"], spec["max"]
+    if dist is None:  # W&B infers the distribution from the bounds' types
+        dist = "int_uniform" if isinstance(lo, int) and isinstance(hi, int) else "uniform"
+    out: dict[str, Any] = {}
+    t.put(dst, out, p)
+    t.copy(p + ("min",), dst + ("min",))
+    t.copy(p + ("max",), dst + ("max",))
+    if dist == "int_uniform":
+        out["type"] = "int"
+    elif dist == "uniform":
+        out["type"] = "float"
+    elif dist == "q_uniform":
+        out["step"] = spec.get("q", 1.0)
+        t.at(dst + ("step",), p + ("q",) if "q" in spec else p)
+    elif dist == "log_uniform_values":
+        out["scale"] = "log"
+        out["type"] = "float"
+    elif dist == "log_uniform":  # bounds are natural-log exponents
+        import math
+
+        try:
+            out["min"], out["max"] = math.exp(float(lo)), math.exp(float(hi))
+        except (TypeError, ValueError, OverflowError):
+            t.error(p, f"parameter {name!r}: log_uniform bounds must be numbers (natural-log exponents)")
+        out["scale"] = "log"
+        out["type"] = "float"
+    else:
+        t.error(p + ("distribution",), f"parameter {name!r}: unknown distribution {dist!r}", dist)
+    if "q" in spec and dist != "q_uniform":
+        t.error_key(p + ("q",), f"parameter {name!r}: q only applies to the q_uniform distribution")
+
+
+def _command(t: Translator, program: str | None) -> None:
+    raw = t.get(("command",))
+    if raw is None:
+        items, src = list(DEFAULT_COMMAND), None
+    elif isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+        items, src = raw, ("command",)
+    else:
+        t.error(("command",), "command must be a list of strings", raw)
+        return
+    argv: list[str] = []
+    for i, item in enumerate(items):
+        here = ("command", i) if src else ("program",)
+        if item == "${env}":
+            argv.append("/usr/bin/env")
+        elif item == "${interpreter}":
+            argv.append("python")
+        elif item == "${program}":
+            if program is None:
+                t.error(here if src else (), "the command uses ${program} but the config names no program")
+                continue
+            argv.append(program.replace("$", "$$"))
+        elif item in ("${args}", "${args_no_hyphens}", "${args_json}"):
+            argv.append(item)
+        else:
+            for m in _MACRO.finditer(item):
+                if m.group(1) == "args_json_file":
+                    t.error(here, "${args_json_file} is not supported: use ${args_json}", item)
+                elif f"${{{m.group(1)}}}" not in DEFAULT_COMMAND + ["${args_no_hyphens}", "${args_json}"]:
+                    t.error(here, f"unknown W&B command macro ${{{m.group(1)}}}", item)
+            argv.append(item.replace("$", "$$") if not _MACRO.search(item) else item)
+        t.at(("command", len(argv) - 1), here)
+    t.out["command"] = argv
+    t.at(("command",), src or ())
+
+
+def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
+    t.known_keys((), ["program", "method", "metric", "parameters", "command", "name", "description",
+                      "project", "entity", "run_cap"],
+                 {"early_terminate": "hyperband early termination needs the W&B controller; use metric.target to stop early",
+                  "controller": "kubesweep is the controller", "image": "give the image with --image"})
+    method = data.get("method")
+    if method not in ("grid", "random"):
+        t.error(("method",), "method must be grid or random (bayes needs the W&B server)", method)
+    t.put(("search",), {"algorithm": method if method in ("grid", "random") else "grid"}, ("method",))
+    if "run_cap" in data:
+        t.put(("search", "trials"), data["run_cap"], ("run_cap",))
+
+    name = data.get("name")
+    if name is None:
+        stem = re.sub(r"\.ya?ml$", "", t.pos.file.rsplit("/", 1)[-1])
+        t.put(("name",), stem, mark=Mark(t.pos.file, 1, 1))
+    else:
+        t.copy(("name",), ("name",))
+
+    t.known_keys(("metric",), ["name", "goal", "target"])
+    metric = t.mapping(("metric",), required=True)
+    t.put(("objective",), {}, ("metric",))
+    t.copy(("metric", "name"), ("objective", "metric"))
+    # W&B's default goal is minimize; the native default is maximize, so always write it.
+    goal = metric.get("goal", "minimize")
+    t.put(("objective", "direction"), goal, ("metric", "goal") if "goal" in metric else ("metric",))
+    t.copy(("metric", "target"), ("objective", "goal"))
+
+    params = t.mapping(("parameters",), required=True)
+    t.put(("parameters",), {}, ("parameters",))
+    for pname in params:
+        _parameter(t, pname, method)
+
+    program = data.get("program")
+    if program is not None and not isinstance(program, str):
+        t.error(("program",), "program must be a path string", program)
+        program = None
+    _command(t, program)
+
+    env: dict[str, Any] = {}
+    for key, var in (("project", "WANDB_PROJECT"), ("entity", "WANDB_ENTITY")):
+        if key in data:
+            env[var] = str(data[key]).replace("$", "$$")
+            t.at(("env", var), (key,))
+    if env:
+        t.out["env"] = env
+    if image is None:
+        t.error((), "a W&B sweep config names no container image: pass --image REPOSITORY:TAG")
+    else:
+        t.out["image"] = image

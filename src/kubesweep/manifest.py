@@ -1,0 +1,295 @@
+"""Job manifests: one batch/v1 Job per trial, built once as a template and filled per trial.
+
+``build_job`` makes the whole object for one trial (the reference, used to validate and in tests).
+``JobTemplate`` dumps the same object once through libyaml with sentinels where the per-trial
+values go, then renders each trial by joining text pieces with the values spelled as JSON
+strings (which are valid YAML double-quoted scalars). The result loads to exactly what
+``build_job`` returns — the tests assert it — at a small fraction of the cost of a YAML dump.
+"""
+
+from __future__ import annotations
+
+import re
+from json.encoder import encode_basestring_ascii as quote
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import yaml
+
+from .checks import PLACEHOLDER
+from .spec import Experiment
+from .trials import Trial, canonical_json, format_value
+
+Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+LABEL_PREFIX = "kubesweep.io/"
+L_EXPERIMENT = LABEL_PREFIX + "experiment"
+L_BATCH = LABEL_PREFIX + "batch"
+L_TRIAL = LABEL_PREFIX + "trial"
+A_PARAMS = LABEL_PREFIX + "params"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "kubesweep"}
+CONTAINER = "trial"
+OUTPUT_VOLUME = "output"
+
+
+def batch_name(index: int) -> str:
+    return f"batch-{index:03d}"
+
+
+def output_dir(exp: Experiment, trial_name: str) -> str:
+    mount = exp.output.mount_path if exp.output else "/output"
+    return f"{mount.rstrip('/')}/{exp.name}/{trial_name}"
+
+
+# --------------------------------------------------------------------- placeholder substitution
+
+
+def _compile(text: str) -> Callable[[dict[str, str]], str] | str:
+    """A function of the trial's substitution table, or ``text`` itself when it has no ``${}``."""
+    pieces: list[str] = []
+    refs: list[str] = []
+    last = 0
+    buf = ""
+    for m in PLACEHOLDER.finditer(text):
+        buf += text[last : m.start()]
+        last = m.end()
+        if m.group(0) == "$$":
+            buf += "$"
+            continue
+        pieces.append(buf)
+        refs.append(m.group(1))
+        buf = ""
+    buf += text[last:]
+    if not refs:
+        return buf
+    pieces.append(buf)
+
+    def fill(table: dict[str, str]) -> str:
+        out = [pieces[0]]
+        for ref, piece in zip(refs, pieces[1:]):
+            out.append(table[ref])
+            out.append(piece)
+        return "".join(out)
+
+    return fill
+
+
+def _table(exp: Experiment, trial: Trial) -> dict[str, str]:
+    table = {k: format_value(v) for k, v in trial.params.items()}
+    table["trial"] = trial.name
+    table["experiment"] = exp.name
+    table["namespace"] = exp.namespace
+    table["output"] = output_dir(exp, trial.name)
+    table["args_json"] = trial.key or canonical_json(trial.params)
+    return table
+
+
+def _argv(exp: Experiment) -> list[Callable[[Trial, dict[str, str]], list[str]]]:
+    """Per command item, a function giving the argv items it becomes for a trial."""
+    parts: list[Callable[[Trial, dict[str, str]], list[str]]] = []
+    for item in exp.command:
+        if item == "${args}":
+            parts.append(lambda t, _: [f"--{k}={format_value(v)}" for k, v in t.params.items()])
+        elif item == "${args_no_hyphens}":
+            parts.append(lambda t, _: [f"{k}={format_value(v)}" for k, v in t.params.items()])
+        else:
+            fill = _compile(item)
+            if isinstance(fill, str):
+                parts.append(lambda t, _, s=fill: [s])
+            else:
+                parts.append(lambda t, table, f=fill: [f(table)])
+    return parts
+
+
+# ----------------------------------------------------------------------------- the Job object
+
+
+def _labels(exp: Experiment, trial_name: str, batch: str) -> dict[str, str]:
+    labels = dict(MANAGED_BY)
+    labels.update(exp.labels)
+    labels[L_EXPERIMENT] = exp.name
+    labels[L_BATCH] = batch
+    labels[L_TRIAL] = trial_name
+    return labels
+
+
+def build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> dict[str, Any]:
+    """The complete Job for one trial, as a plain dict."""
+    table = _table(exp, trial)
+    argv = [a for part in _argv(exp) for a in part(trial, table)]
+    batch = batch_name(trial.batch)
+    labels = _labels(exp, trial.name, batch)
+    annotations = dict(exp.annotations)
+    annotations[A_PARAMS] = table["args_json"]
+
+    env = [
+        {"name": "OUTPUT_DIR", "value": table["output"]},
+        {"name": "KUBESWEEP_EXPERIMENT", "value": exp.name},
+        {"name": "KUBESWEEP_TRIAL", "value": trial.name},
+    ]
+    for key, value in exp.env.items():
+        text = value if isinstance(value, str) else format_value(value)
+        fill = _compile(text)
+        env.append({"name": key, "value": fill if isinstance(fill, str) else fill(table)})
+
+    r = exp.resources
+    requests: dict[str, Any] = {"cpu": str(r.cpu), "memory": r.memory}
+    limits: dict[str, Any] = {"cpu": str(r.cpu), "memory": r.memory}
+    if r.gpu:
+        limits["nvidia.com/gpu"] = r.gpu
+
+    if exp.output is None:
+        volume: dict[str, Any] = {"name": OUTPUT_VOLUME, "emptyDir": {}}
+        mount = "/output"
+    elif exp.output.host_path is not None:
+        volume = {"name": OUTPUT_VOLUME, "hostPath": {"path": exp.output.host_path, "type": "DirectoryOrCreate"}}
+        mount = exp.output.mount_path
+    else:
+        volume = {"name": OUTPUT_VOLUME, "persistentVolumeClaim": {"claimName": exp.output.pvc}}
+        mount = exp.output.mount_path
+
+    sc = exp.security_context
+    pod_security: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "runAsUser": sc.run_as_user,
+        "runAsGroup": sc.run_as_group,
+    }
+    if sc.fs_group is not None:
+        pod_security["fsGroup"] = sc.fs_group
+    pod_security["seccompProfile"] = {"type": "RuntimeDefault"}
+
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": image or exp.image,
+        "imagePullPolicy": exp.image_pull_policy,
+        "command": argv,
+        "env": env,
+        "resources": {"requests": requests, "limits": limits},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": OUTPUT_VOLUME, "mountPath": mount}],
+    }
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never"}
+    if exp.service_account:
+        pod_spec["serviceAccountName"] = exp.service_account
+    pod_spec["automountServiceAccountToken"] = False
+    pod_spec["securityContext"] = pod_security
+    if exp.node_selector:
+        pod_spec["nodeSelector"] = dict(exp.node_selector)
+    if exp.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in exp.tolerations]
+    pod_spec["containers"] = [container]
+    pod_spec["volumes"] = [volume]
+
+    spec: dict[str, Any] = {"backoffLimit": exp.backoff_limit}
+    if exp.active_deadline_seconds is not None:
+        spec["activeDeadlineSeconds"] = exp.active_deadline_seconds
+    if exp.ttl_seconds_after_finished is not None:
+        spec["ttlSecondsAfterFinished"] = exp.ttl_seconds_after_finished
+    spec["template"] = {
+        "metadata": {"labels": dict(labels), "annotations": {A_PARAMS: annotations[A_PARAMS]}},
+        "spec": pod_spec,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": trial.name,
+            "namespace": exp.namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
+
+
+def dump(obj: Any) -> str:
+    """Deterministic YAML for one object (key order as built, no line folding)."""
+    return yaml.dump(obj, Dumper=Dumper, sort_keys=False, default_flow_style=False, width=1 << 20, allow_unicode=True)
+
+
+# ------------------------------------------------------------------------- the fast renderer
+
+_SENTINEL = "KUBESWEEPSLOT{:06d}X"
+_SENTINEL_RX = re.compile(r"KUBESWEEPSLOT(\d{6})X")
+
+
+@dataclass
+class _Slot:
+    kind: str  # "name", "batch", "params", "argv", "env"
+    index: int = 0
+
+
+class JobTemplate:
+    """Renders the YAML text of each trial's Job by filling a pre-dumped template."""
+
+    def __init__(self, exp: Experiment, *, image: str | None = None):
+        self.exp = exp
+        self.image = image
+        self._argv = _argv(exp)
+        self._env = []
+        for key, value in exp.env.items():
+            text = value if isinstance(value, str) else format_value(value)
+            self._env.append(_compile(text))
+        self.argc = self._count_argv()
+        slots: list[_Slot] = []
+
+        def slot(kind: str, index: int = 0) -> str:
+            slots.append(_Slot(kind, index))
+            return _SENTINEL.format(len(slots) - 1)
+
+        # Build the reference object for a stand-in trial, then swap every per-trial value
+        # for a sentinel, in the exact places build_job puts them.
+        stand_in = Trial(f"{exp.name}-x", 0, 0, {k: "x" for k in exp.parameters})
+        obj = build_job(exp, stand_in, image=image)
+        meta = obj["metadata"]
+        meta["name"] = slot("name")
+        meta["labels"][L_BATCH] = slot("batch")
+        meta["labels"][L_TRIAL] = slot("name")
+        meta["annotations"][A_PARAMS] = slot("params")
+        tmeta = obj["spec"]["template"]["metadata"]
+        tmeta["labels"][L_BATCH] = slot("batch")
+        tmeta["labels"][L_TRIAL] = slot("name")
+        tmeta["annotations"][A_PARAMS] = slot("params")
+        container = obj["spec"]["template"]["spec"]["containers"][0]
+        container["command"] = [slot("argv", i) for i in range(self.argc)]
+        env = container["env"]
+        env[0]["value"] = slot("output")
+        env[2]["value"] = slot("name")
+        for i, fill in enumerate(self._env):
+            if not isinstance(fill, str):
+                env[3 + i]["value"] = slot("env", i)
+        text = dump(obj)
+        parts = _SENTINEL_RX.split(text)
+        self._static = parts[0::2]
+        self._order = [slots[int(n)] for n in parts[1::2]]
+        if len(self._order) != len(slots):  # pragma: no cover - guards the sentinel scheme
+            raise AssertionError("template sentinel lost in YAML dump")
+
+    def _count_argv(self) -> int:
+        n = 0
+        for item in self.exp.command:
+            n += len(self.exp.parameters) if item in ("${args}", "${args_no_hyphens}") else 1
+        return n
+
+    def render(self, trial: Trial) -> str:
+        exp = self.exp
+        table = _table(exp, trial)
+        argv = [quote(a) for part in self._argv for a in part(trial, table)]
+        env = [quote(f) if isinstance(f, str) else quote(f(table)) for f in self._env]
+        values = {
+            "name": quote(trial.name),
+            "batch": batch_name(trial.batch),
+            "params": quote(table["args_json"]),
+            "output": quote(table["output"]),
+        }
+        out = [self._static[0]]
+        for slot, static in zip(self._order, self._static[1:]):
+            kind = slot.kind
+            if kind == "argv":
+                out.append(argv[slot.index])
+            elif kind == "env":
+                out.append(env[slot.index])
+            else:
+                out.append(values[kind])
+            out.append(static)
+        return "".join(out)

@@ -1,0 +1,235 @@
+"""The experiment spec: one typed model that grid.yaml, Katib Experiments and W&B sweeps become.
+
+Structure and types are checked by pydantic; meaning (DNS names, quantities, placeholders,
+ranges) by :func:`check`, which knows where each value was written. Both report through
+:class:`~kubesweep.errors.SpecError` with file:line:column.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from .errors import Collector
+from .yamlsource import Positions
+
+Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
+Number = Union[StrictInt, StrictFloat]
+
+#: The longest experiment name; trial names add "-" and a 12-hex-digit hash and must stay <= 63.
+MAX_EXPERIMENT_NAME = 40
+DEFAULT_TRIAL_LIMIT = 10_000
+#: Placeholders substituted into command and env values besides the parameters themselves.
+BUILTINS = ("trial", "experiment", "namespace", "output", "args", "args_no_hyphens", "args_json")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class Parameter(Model):
+    """One hyperparameter: explicit values, or a numeric range (linear or log)."""
+
+    values: list[Scalar] | None = None
+    min: Number | None = None
+    max: Number | None = None
+    step: Number | None = Field(default=None, description="grid spacing for linear ranges")
+    count: StrictInt | None = Field(default=None, description="number of points in the range")
+    scale: Literal["linear", "log"] = "linear"
+    type: Literal["int", "float"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        # `optimizer: [adam, sgd]` and `epochs: 5` are the common short forms.
+        if isinstance(data, list):
+            return {"values": data}
+        if isinstance(data, (str, int, float, bool)):
+            return {"values": [data]}
+        return data
+
+    @property
+    def is_values(self) -> bool:
+        return self.values is not None
+
+    @property
+    def is_int(self) -> bool:
+        if self.type is not None:
+            return self.type == "int"
+        nums = [v for v in (self.min, self.max, self.step) if v is not None]
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in nums)
+
+
+class Search(Model):
+    algorithm: Literal["grid", "random"] = "grid"
+    seed: StrictInt = 0
+    trials: StrictInt | None = Field(default=None, description="random: how many; grid: a cap")
+    trial_limit: StrictInt = DEFAULT_TRIAL_LIMIT
+
+
+class Objective(Model):
+    metric: StrictStr
+    direction: Literal["maximize", "minimize"] = "maximize"
+    goal: Number | None = None
+    regex: StrictStr | None = None
+    additional_metrics: list[StrictStr] = []
+
+
+class Resources(Model):
+    cpu: StrictStr | Number = "1"
+    memory: StrictStr = "5Gi"
+    gpu: StrictInt = Field(default=0, alias="nvidia.com/gpu")
+
+
+class Output(Model):
+    host_path: StrictStr | None = None
+    pvc: StrictStr | None = None
+    mount_path: StrictStr = "/output"
+
+
+class SecurityContext(Model):
+    run_as_user: StrictInt = 1000
+    run_as_group: StrictInt = 1000
+    fs_group: StrictInt | None = 1000
+
+
+class Experiment(Model):
+    """A whole sweep: what to run, over which parameters, how to judge and where."""
+
+    name: StrictStr
+    namespace: StrictStr = "default"
+    image: StrictStr
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    command: Annotated[list[StrictStr], Field(min_length=1)]
+    parameters: dict[str, Parameter]
+    search: Search = Search()
+    batch_size: StrictInt = 3
+    max_failed_trials: StrictInt | None = None
+    objective: Objective
+    resources: Resources = Resources()
+    node_selector: dict[str, StrictStr] = {}
+    tolerations: list[dict[str, Any]] = []
+    env: dict[str, Scalar] = {}
+    output: Output | None = None
+    backoff_limit: StrictInt = 0
+    active_deadline_seconds: StrictInt | None = None
+    ttl_seconds_after_finished: StrictInt | None = None
+    service_account: StrictStr | None = None
+    security_context: SecurityContext = SecurityContext()
+    labels: dict[str, StrictStr] = {}
+    annotations: dict[str, StrictStr] = {}
+
+
+# ---------------------------------------------------------------------------- pydantic → Issues
+
+_MESSAGES = {
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "missing": "is required",
+    "too_short": "must not be empty",
+}
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The model classes an annotation can hold (through Optional, list, dict, Annotated)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _unwrap(arg)]
+    if origin in (list, dict):
+        return _unwrap(typing.get_args(annotation)[-1])
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class whose fields live at ``loc`` (for did-you-mean on unknown keys)."""
+    model: type[BaseModel] = Experiment
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        fields = {f.alias or name: f for name, f in model.model_fields.items()}
+        if part in fields:
+            inner = _unwrap(fields[part].annotation)
+            model = inner[0] if inner else None
+        elif model is Experiment and loc[0] == "parameters":
+            model = Parameter
+    return model
+
+
+def field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (known keys: {', '.join(choices)})"
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # pydantic puts union member names ("str", "int", "function-before[...]") into loc
+    return tuple(
+        p for p in loc if isinstance(p, int) or not re.match(r"^[a-z-]+\[|^(str|int|float|bool)$", p)
+    )
+
+
+def issues_from_validation(exc: ValidationError, pos: Positions, out: Collector) -> None:
+    seen: set[tuple[Any, ...]] = set()
+    for err in exc.errors():
+        loc = _clean_loc(tuple(err["loc"]))
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            hint = did_you_mean(str(loc[-1]), field_names(model)) if model else ""
+            out.add(pos.key(loc), f"unknown key {str(loc[-1])!r} in {'.'.join(map(str, loc[:-1])) or 'the top level'}{hint}")
+            continue
+        if loc in seen:  # one message per place: unions produce one error per member
+            continue
+        seen.add(loc)
+        if kind == "missing":
+            parent = ".".join(str(p) for p in loc[:-1]) or "the top level"
+            out.add(pos.value(loc[:-1]), f"{parent} needs {str(loc[-1])!r}")
+            continue
+        if kind == "literal_error":
+            expected = err.get("ctx", {}).get("expected", "")
+            out.add(pos.value(loc), f"{where} must be one of {expected}", err.get("input"))
+            continue
+        message = _MESSAGES.get(kind.split("_")[0] + "_type", None) if kind.endswith("_type") else None
+        message = _MESSAGES.get(kind, message) or err["msg"].lower()
+        if kind.endswith("_parsing") or kind.startswith(("int_", "float_", "string_", "bool_")):
+            message = _MESSAGES.get(kind.split("_")[0] + "_type", message)
+        out.add(pos.value(loc), f"{where} {message}", err.get("input"))
+
+
+def parse(data: Any, pos: Positions) -> Experiment:
+    """Validate structure and types; raise SpecError with positions."""
+    problems = Collector()
+    if not isinstance(data, dict):
+        problems.add(pos.value(()), "the top level must be a mapping of keys", data)
+        problems.raise_if_any()
+    try:
+        exp = Experiment.model_validate(data)
+    except ValidationError as exc:
+        issues_from_validation(exc, pos, problems)
+        problems.raise_if_any()
+        raise  # pragma: no cover - every error above adds an issue
+    return exp

@@ -1,0 +1,67 @@
+"""Schema validation of rendered Jobs against the pinned Kubernetes version's OpenAPI schema.
+
+kubernetes-validate ships the schemas (offline). Its ``validate()`` re-reads and re-compiles
+the schema on every call; we compile the strict Job schema once per process and reuse it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jsonschema
+from kubernetes_validate import utils as kv
+from referencing import Registry, Resource
+
+from .errors import Collector
+from .versions import KUBERNETES_VERSION
+from .yamlsource import Positions
+
+#: Where grid.yaml fields land inside a Job, to point schema errors back at the input.
+FIELD_PATHS: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = [
+    (("spec", "template", "spec", "tolerations"), ("tolerations",)),
+    (("spec", "template", "spec", "nodeSelector"), ("nodeSelector",)),
+    (("spec", "template", "spec", "containers", 0, "resources"), ("resources",)),
+    (("spec", "template", "spec", "containers", 0, "env"), ("env",)),
+    (("spec", "template", "spec", "containers", 0, "command"), ("command",)),
+    (("spec", "template", "spec", "securityContext"), ("securityContext",)),
+    (("spec", "template", "spec", "volumes"), ("output",)),
+    (("metadata", "labels"), ("labels",)),
+    (("metadata", "annotations"), ("annotations",)),
+    (("spec",), ()),
+]
+
+
+def schema_version() -> str:
+    """The major.minor of the schema used: the pinned version, or the newest not newer."""
+    want = kv.major_minor(KUBERNETES_VERSION)
+    return [v for v in kv.all_versions() if kv.major_minor(v) <= want][-1]
+
+
+@functools.lru_cache(maxsize=None)
+def job_validator() -> jsonschema.protocols.Validator:
+    version = schema_version()
+    folder = f"kubernetes-json-schema/v{version}-local-strict"
+    schema = kv.schema_contents(f"{folder}/job-batch-v1.json", version)
+    definitions = kv.schema_contents(f"{folder}/_definitions.json", version)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
+def schema_errors(obj: dict[str, Any]) -> list[jsonschema.ValidationError]:
+    return sorted(job_validator().iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
+
+
+def input_path(job_path: tuple[Any, ...]) -> tuple[Any, ...]:
+    for prefix, target in FIELD_PATHS:
+        if job_path[: len(prefix)] == prefix:
+            return target + job_path[len(prefix) :]
+    return ()
+
+
+def check_job(obj: dict[str, Any], pos: Positions, out: Collector) -> None:
+    """Add an issue, at the input's place, for each schema error of one rendered Job."""
+    for err in schema_errors(obj):
+        path = tuple(err.absolute_path)
+        where = ".".join(str(p) for p in path)
+        out.add(pos.value(input_path(path)), f"the rendered Job is not valid for Kubernetes {schema_version()} at {where}: {err.message}")

@@ -1,0 +1,77 @@
+"""The user's commands. Each task parses its arguments and calls into the kubesweep package.
+
+    invoke --list             all tasks
+    invoke sweep --grid examples/mnist/grid.yaml --dry-run
+    invoke test
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from invoke import Exit, task
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "src"))  # usable from a fresh clone before `pip install -e .`
+
+from kubesweep import cli  # noqa: E402
+
+
+@task(help={
+    "grid": "the sweep file: grid.yaml, a Katib Experiment or a W&B sweep config",
+    "jobs_dir": "where batch directories are written (default: jobs/)",
+    "image": "container image for the trials (required for W&B configs; overrides the file)",
+    "name": "experiment name (overrides the file)",
+    "namespace": "Kubernetes namespace (overrides the file)",
+    "validate": "fast: schema-check the Job shape once and each trial's values; full: every Job",
+})
+def render(c, grid, jobs_dir="jobs", image=None, name=None, namespace=None, validate="fast"):
+    """Validate a sweep file and write one Job manifest per trial into jobs/<experiment>/batch-NNN/."""
+    cli.guard(cli.render, grid, jobs_dir, image=image, name=name, namespace=namespace, validate=validate)
+
+
+@task(help={
+    "grid": "the sweep file: grid.yaml, a Katib Experiment or a W&B sweep config",
+    "dry_run": "validate, render and print the plan; submit nothing",
+    "jobs_dir": "where batch directories are written (default: jobs/)",
+    "image": "container image for the trials (required for W&B configs; overrides the file)",
+    "name": "experiment name (overrides the file)",
+    "namespace": "Kubernetes namespace (overrides the file)",
+})
+def sweep(c, grid, dry_run=False, jobs_dir="jobs", image=None, name=None, namespace=None):
+    """Run a sweep: render its Jobs, and (without --dry-run) submit and watch them."""
+    cli.guard(cli.sweep, grid, jobs_dir, dry_run=dry_run, image=image, name=name, namespace=namespace)
+
+
+@task(help={"cluster": "also run the tests that need the local cluster", "k": "pytest -k expression"})
+def test(c, cluster=False, k=None):
+    """Run the test suite (the same command .ci/run uses). No tests collected is a failure."""
+    args = [sys.executable, "-m", "pytest", "-q"]
+    if not cluster:
+        args += ["-m", "not cluster"]
+    if k:
+        args += ["-k", k]
+    code = cli.run_pytest(args, cwd=ROOT)
+    if code:
+        raise Exit(code=code)
+
+
+@task
+def lint(c):
+    """ansible-lint (production profile, no skip list) over roles and playbooks."""
+    code = cli.run_checked([sys.executable, "-m", "ansiblelint", "--profile", "production"], cwd=ROOT)
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"trials": "how many trials to render (default 100000)", "out": "directory to write into"})
+def bench(c, trials=100_000, out=None):
+    """Benchmarks: render + validate speed and memory (bench/render.py)."""
+    args = [sys.executable, str(ROOT / "bench" / "render.py"), "--trials", str(trials)]
+    if out:
+        args += ["--out", out]
+    code = cli.run_checked(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    if code:
+        raise Exit(code=code)
