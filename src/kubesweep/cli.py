@@ -13,7 +13,6 @@ from rich.console import Console
 from . import planview, render as rendering
 from .errors import KubesweepError
 
-err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
 
@@ -22,14 +21,14 @@ def guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except KubesweepError as exc:
-        err.print(str(exc), markup=False)
+        print(str(exc), file=sys.stderr)  # plain lines: file:line:col must never be wrapped
         raise Exit(code=2) from None
 
 
 def render(grid: str, jobs_dir: str, *, validate: str = "fast", **overrides: Any) -> rendering.Plan:
     plan = rendering.plan(grid, **overrides)
     target = rendering.write(plan, jobs_dir, validate=validate)  # type: ignore[arg-type]
-    out.print(f"rendered {len(plan.trials):,} trials in {plan.batches:,} batches into {target}/", markup=False)
+    print(f"rendered {len(plan.trials):,} trials in {plan.batches:,} batches into {target}/")
     return plan
 
 
@@ -37,7 +36,7 @@ def sweep(grid: str, jobs_dir: str, *, dry_run: bool, **overrides: Any) -> rende
     plan = rendering.plan(grid, **overrides)
     target = rendering.write(plan, jobs_dir)
     planview.show(plan, str(Path(jobs_dir)), out)
-    out.print(f"wrote {len(plan.trials):,} Job manifests and {rendering.PLAN_FILE} into {target}/", markup=False)
+    print(f"wrote {len(plan.trials):,} Job manifests and {rendering.PLAN_FILE} into {target}/")
     if not dry_run:
         raise KubesweepError(
             "submitting to a cluster is not built yet (the cluster half of `invoke sweep`); "

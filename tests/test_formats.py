@@ -1,0 +1,105 @@
+"""Katib Experiments and W&B sweep configs are read as they are, into the same experiment."""
+
+import pytest
+
+from kubesweep import manifest, render
+from kubesweep.errors import SpecError
+from kubesweep.formats import KATIB, NATIVE, WANDB, detect, load_experiment
+
+from .conftest import EXAMPLES
+
+IMAGE = "localhost:5000/kubesweep/mnist:latest"
+
+
+def test_detection():
+    assert detect({"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment"}) == KATIB
+    assert detect({"method": "grid", "parameters": {}}) == WANDB
+    assert detect({"name": "x", "image": "y"}) == NATIVE
+
+
+def test_katib_experiment_becomes_the_native_spec():
+    src = load_experiment(EXAMPLES / "katib.yaml")
+    exp = src.experiment
+    assert src.format == KATIB
+    assert (exp.name, exp.namespace, exp.image) == ("mnist-katib", "default", IMAGE)
+    assert exp.search.algorithm == "random" and exp.search.seed == 7 and exp.search.trials == 9
+    assert exp.batch_size == 3 and exp.max_failed_trials == 3
+    assert exp.objective.metric == "accuracy" and exp.objective.goal == 0.99
+    assert exp.objective.additional_metrics == ["loss"]
+    lr = exp.parameters["lr"]
+    assert (lr.min, lr.max, lr.scale, lr.type) == (0.001, 0.1, "log", "float")
+    assert exp.parameters["epochs"].is_int
+    assert exp.parameters["optimizer"].values == ["sgd", "adam", "rmsprop"]
+    assert exp.command[2:] == ["--lr=${lr}", "--optimizer=${optimizer}", "--epochs=${epochs}"]
+    assert exp.resources.cpu == "1" and exp.resources.memory == "512Mi"
+
+
+def test_katib_trials_substitute_trial_parameters():
+    p = render.plan(EXAMPLES / "katib.yaml")
+    t = p.trials[0]
+    cmd = manifest.build_job(p.experiment, t)["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert cmd[2] == f"--lr={t.params['lr']!r}"
+    assert cmd[4] == f"--epochs={t.params['epochs']}"
+
+
+def test_katib_grid_and_name_substitution(grid_file):
+    text = (EXAMPLES / "katib.yaml").read_text()
+    text = text.replace("algorithmName: random", "algorithmName: grid").replace(
+        """    algorithmSettings:
+      - name: random_state
+        value: "7"
+""", "").replace('{min: "0.001", max: "0.1", distribution: logUniform}', '{min: "0.01", max: "0.03", step: "0.01"}')
+    text = text.replace('"--epochs=${trialParameters.epochs}"', '"--epochs=${trialParameters.epochs}"\n                  - "--name=${trialSpec.Name}"')
+    text = text.replace("maxTrialCount: 9", "maxTrialCount: 100")
+    p = render.plan(grid_file(text))
+    assert len(p.trials) == 3 * 3 * 7
+    assert sorted({t.params["lr"] for t in p.trials}) == [0.01, 0.02, 0.03]
+    job = manifest.build_job(p.experiment, p.trials[0])
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"][-1] == f"--name={p.trials[0].name}"
+
+
+def test_katib_errors_point_into_the_katib_file(grid_file):
+    text = (EXAMPLES / "katib.yaml").read_text().replace('cpu: "1"', 'cpu: "lots"')
+    path = grid_file(text)
+    with pytest.raises(SpecError) as err:
+        render.plan(path)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "lots" in l)
+    assert f"{path}:{line}:" in str(err.value) and "resources.cpu" in str(err.value)
+
+
+def test_wandb_config_becomes_the_native_spec():
+    exp = load_experiment(EXAMPLES / "wandb.yaml", image=IMAGE).experiment
+    assert exp.name == "mnist-wandb" and exp.image == IMAGE
+    assert exp.search.algorithm == "random" and exp.search.trials == 8
+    assert exp.objective.direction == "maximize" and exp.objective.metric == "accuracy"
+    assert exp.parameters["lr"].scale == "log"
+    assert exp.parameters["dropout"].step == 0.1
+    assert exp.parameters["epochs"].values == [5]
+    assert exp.command == ["python3", "/app/train.py", "${args}"]
+
+
+def test_wandb_default_command_and_goal(grid_file):
+    path = grid_file("""\
+    program: train.py
+    method: grid
+    metric: {name: val_loss}
+    parameters:
+      layers: {min: 1, max: 3}
+      act: {values: [relu, tanh]}
+    project: vision
+    """, name="my-sweep.yaml")
+    p = render.plan(path, image=IMAGE)
+    exp = p.experiment
+    assert exp.name == "my-sweep"  # from the file name when the config has none
+    assert exp.objective.direction == "minimize"  # W&B's default goal
+    assert len(p.trials) == 6
+    c = manifest.build_job(exp, p.trials[0])["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"] == ["/usr/bin/env", "python", "train.py", "--layers=1", "--act=relu"]
+    assert {"name": "WANDB_PROJECT", "value": "vision"} in c["env"]
+
+
+def test_native_format_refuses_foreign_keys(grid_file):
+    text = "name: x\nimage: r/t:1\ncommand: [t, '${a}']\nparameters: {a: [1]}\nobjective: {metric: m}\nrun_cap: 3\n"
+    with pytest.raises(SpecError) as err:
+        render.plan(grid_file(text))
+    assert ":6:1: unknown key 'run_cap'" in str(err.value)

@@ -1,0 +1,134 @@
+"""The rendered Jobs: equal to the reference object, schema-valid, labelled, safe, deterministic."""
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from kubesweep import manifest, render
+from kubesweep.versions import KUBERNETES_VERSION
+
+from .conftest import EXAMPLES
+
+TRICKY = """\
+name: tricky
+image: registry.example.com:5000/team/trainer@sha256:%s
+command: [python3, "-c", "print('hi: ${word}')", "${word}", "--n=${n}", "$${literal}", "${trial}", "${output}", "${args_json}"]
+parameters:
+  word: ["yes", "null", "a: b", "quote\\"s", "new\\nline", "ünïcode", "#hash", "- dash", "123", "true"]
+  n: [0.1, 1e-07, -3, 7]
+env:
+  WORD: "w=${word}"
+  PLAIN: 42
+  FLAG: true
+objective: {metric: m, regex: 'm=(?P<value>\\S+)'}
+resources: {cpu: 500m, memory: 1G, nvidia.com/gpu: 2}
+output: {pvc: shared-data, mountPath: /data}
+nodeSelector: {nvidia.com/gpu.present: "true"}
+tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule, tolerationSeconds: 30}]
+labels: {team: vision}
+annotations: {owner: "someone@example.com"}
+activeDeadlineSeconds: 3600
+ttlSecondsAfterFinished: 60
+serviceAccount: trainer
+securityContext: {runAsUser: 2000, runAsGroup: 2000, fsGroup: null}
+""" % ("a" * 64)
+
+
+def _plan(path: Path, **kw) -> render.Plan:
+    return render.plan(path, **kw)
+
+
+@pytest.fixture(params=["grid.yaml", "grid-gpu.yaml", "katib.yaml", "wandb.yaml", "tricky"])
+def any_plan(request, grid_file):
+    if request.param == "tricky":
+        return _plan(grid_file(TRICKY))
+    image = "localhost:5000/kubesweep/mnist:latest" if request.param == "wandb.yaml" else None
+    return _plan(EXAMPLES / request.param, image=image)
+
+
+def test_fast_render_loads_to_the_reference_object(any_plan):
+    template = manifest.JobTemplate(any_plan.experiment)
+    for trial in any_plan.trials:
+        assert yaml.safe_load(template.render(trial)) == manifest.build_job(any_plan.experiment, trial)
+
+
+def test_every_rendered_manifest_validates_against_the_pinned_schema(any_plan, tmp_path):
+    target = render.write(any_plan, tmp_path / "jobs")
+    files = sorted(target.rglob("*.yaml"))
+    assert len(files) == len(any_plan.trials)
+    for f in files:
+        doc = yaml.safe_load(f.read_text())
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_schema_rejects_what_the_api_server_would(grid_file):
+    # the checks above are only meaningful if the schema does reject bad Jobs
+    p = _plan(grid_file(TRICKY))
+    job = manifest.build_job(p.experiment, p.trials[0])
+    job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] = {"no": 1}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+
+
+def test_job_shape_defaults_labels_and_security(grid_file):
+    p = _plan(grid_file())
+    t = p.trials[1]
+    job = manifest.build_job(p.experiment, t)
+    meta, spec = job["metadata"], job["spec"]
+    pod = spec["template"]["spec"]
+    c = pod["containers"][0]
+    assert meta["name"] == t.name and meta["namespace"] == "default"
+    for labels in (meta["labels"], spec["template"]["metadata"]["labels"]):
+        assert labels["kubesweep.io/experiment"] == "demo"
+        assert labels["kubesweep.io/batch"] == "batch-000"
+        assert labels["kubesweep.io/trial"] == t.name
+    assert meta["annotations"]["kubesweep.io/params"] == '{"epochs":1,"optimizer":"sgd"}'
+    # the seed's defaults where the grid is silent
+    assert spec["backoffLimit"] == 0
+    assert c["resources"]["limits"] == {"cpu": "1", "memory": "5Gi"}
+    assert pod["restartPolicy"] == "Never"
+    # parameters are separate argv items, never a shell string
+    assert c["command"] == ["python3", "train.py", "1", "sgd"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1000
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_placeholders_args_escapes_and_env(grid_file):
+    p = _plan(grid_file(TRICKY))
+    t = next(t for t in p.trials if t.params == {"word": "a: b", "n": 1e-07})
+    job = manifest.build_job(p.experiment, t)
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"][:7] == ["python3", "-c", "print('hi: a: b')", "a: b", "--n=1e-07", "${literal}", t.name]
+    assert c["command"][7] == f"/data/tricky/{t.name}"
+    assert c["command"][8] == '{"n":1e-07,"word":"a: b"}'
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["WORD"] == "w=a: b" and env["PLAIN"] == "42" and env["FLAG"] == "true"
+    assert env["OUTPUT_DIR"] == f"/data/tricky/{t.name}"
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 2
+    vol = job["spec"]["template"]["spec"]["volumes"][0]
+    assert vol == {"name": "output", "persistentVolumeClaim": {"claimName": "shared-data"}}
+    assert "fsGroup" not in job["spec"]["template"]["spec"]["securityContext"]
+
+
+def test_seed_002_style_args_and_hostpath(grid_file):
+    p = _plan(EXAMPLES / "grid-gpu.yaml")
+    t = p.trials[0]
+    job = manifest.build_job(p.experiment, t)
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"][2:] == [f"--{k}={v}" for k, v in t.params.items()]
+    assert job["spec"]["template"]["spec"]["volumes"][0]["hostPath"]["path"] == "/share/kubesweep"
+    assert job["spec"]["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+
+
+def test_rerendering_gives_byte_identical_files(tmp_path):
+    a = render.write(render.plan(EXAMPLES / "grid.yaml"), tmp_path / "a")
+    b = render.write(render.plan(EXAMPLES / "grid.yaml"), tmp_path / "b")
+    files_a = {p.relative_to(a): p.read_bytes() for p in a.rglob("*") if p.is_file()}
+    files_b = {p.relative_to(b): p.read_bytes() for p in b.rglob("*") if p.is_file()}
+    plan_a = files_a.pop(Path("plan.json"))
+    plan_b = files_b.pop(Path("plan.json"))
+    assert files_a == files_b and len(files_a) == 12
+    assert plan_a == plan_b

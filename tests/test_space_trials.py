@@ -1,0 +1,106 @@
+import hashlib
+import json
+import re
+
+import pytest
+
+from kubesweep import render
+from kubesweep.space import counted, stepped
+from kubesweep.trials import canonical_json, trial_name
+
+DNS = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def test_stepped_ranges_use_decimal_arithmetic():
+    assert stepped(0.1, 0.5, 0.2, False) == [0.1, 0.3, 0.5]
+    assert stepped(0.0, 0.9, 0.1, False)[3] == 0.3
+    assert stepped(1, 10, 3, True) == [1, 4, 7, 10]
+    assert stepped(1, 11, 3, True) == [1, 4, 7, 10]  # max is inclusive only when reached
+
+
+def test_log_ranges_are_tidy_and_ints_deduplicated():
+    assert counted(1e-4, 1e-1, 4, True, False) == [0.0001, 0.001, 0.01, 0.1]
+    assert counted(1, 4, 8, True, True) == [1, 2, 3, 4]
+
+
+def test_grid_order_is_the_product_in_written_order(grid_file):
+    p = render.plan(grid_file())
+    assert [t.params for t in p.trials] == [
+        {"epochs": 1, "optimizer": "adam"}, {"epochs": 1, "optimizer": "sgd"},
+        {"epochs": 2, "optimizer": "adam"}, {"epochs": 2, "optimizer": "sgd"},
+    ]
+
+
+def test_names_come_from_parameters_and_are_stable(grid_file):
+    first = render.plan(grid_file()).trials
+    again = render.plan(grid_file()).trials
+    assert [t.name for t in first] == [t.name for t in again]
+    for t in first:
+        digest = hashlib.sha256(json.dumps(t.params, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+        assert t.name.endswith("-" + digest)
+        assert t.name.startswith("demo-")
+    assert len({t.name for t in first}) == len(first)
+
+
+def test_names_are_dns_labels_even_for_long_names_and_odd_values():
+    exp = "x" * 40
+    params = {"a": "Hello World!!", "b": -0.000123, "c": True, "d": "ÄÖ" * 40}
+    name = trial_name(exp, params)
+    assert len(name) <= 63 and DNS.match(name), name
+    assert trial_name(exp, params) == name
+    assert trial_name(exp, {**params, "c": False}) != name
+    assert canonical_json({"b": 1, "a": 2}) == '{"a":2,"b":1}'
+
+
+def test_random_search_is_seeded_and_deterministic(grid_file):
+    text = """\
+    name: rnd
+    image: r/t:1
+    command: [t, "${lr}", "${opt}", "${layers}"]
+    parameters:
+      lr: {min: 1e-5, max: 1e-1, scale: log}
+      opt: [a, b, c]
+      layers: {min: 1, max: 8}
+    search: {algorithm: random, seed: SEED, trials: 25}
+    objective: {metric: loss, direction: minimize}
+    """
+    a = render.plan(grid_file(text.replace("SEED", "3"))).trials
+    b = render.plan(grid_file(text.replace("SEED", "3"))).trials
+    c = render.plan(grid_file(text.replace("SEED", "4"))).trials
+    assert [t.params for t in a] == [t.params for t in b]
+    assert [t.params for t in a] != [t.params for t in c]
+    assert len(a) == 25 and len({t.name for t in a}) == 25
+    for t in a:
+        assert 1e-5 <= t.params["lr"] <= 1e-1
+        assert isinstance(t.params["layers"], int) and 1 <= t.params["layers"] <= 8
+        assert t.params["opt"] in "abc"
+
+
+def test_grid_trials_cap_and_batches(grid_file):
+    p = render.plan(grid_file(MINIMAL_CAP))
+    assert len(p.trials) == 3
+    assert [t.batch for t in p.trials] == [0, 0, 1]
+    assert p.batches == 2
+
+
+MINIMAL_CAP = """\
+name: demo
+image: localhost:5000/demo/trainer:1
+command: [python3, train.py, "${epochs}", "${optimizer}"]
+parameters:
+  epochs: [1, 2]
+  optimizer: [adam, sgd]
+search: {trials: 3}
+batchSize: 2
+objective: {metric: accuracy}
+"""
+
+
+def test_exploding_grid_is_refused_before_expanding(grid_file):
+    from kubesweep.errors import SpecError
+
+    text = "name: big\nimage: r/t:1\ncommand: [t, '${args}']\nparameters:\n" + "".join(
+        f"  p{i}: {{min: 1, max: 100}}\n" for i in range(5)) + "objective: {metric: m}\n"
+    with pytest.raises(SpecError) as err:
+        render.plan(grid_file(text))
+    assert "10,000,000,000 trials (100 × 100 × 100 × 100 × 100), over the limit of 10,000" in str(err.value)
