@@ -61,7 +61,7 @@ def test(c, cluster=False, k=None):
 @task
 def lint(c):
     """ansible-lint (production profile, no skip list) over roles and playbooks."""
-    code = cli.run_checked([sys.executable, "-m", "ansiblelint", "--profile", "production"], cwd=ROOT)
+    code = cli.run_checked([sys.executable, "-m", "ansiblelint", "--offline", "--profile", "production"], cwd=ROOT)
     if code:
         raise Exit(code=code)
 

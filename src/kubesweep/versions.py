@@ -4,4 +4,4 @@ The same version is pinned for the cluster in inventory/group_vars (kube_version
 the two equal.
 """
 
-KUBERNETES_VERSION = "1.35.0"
+KUBERNETES_VERSION = "1.35.8"

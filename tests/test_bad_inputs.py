@@ -1,0 +1,173 @@
+"""A corpus of bad inputs: each must fail with one clear message at the right file:line:col,
+and nothing may be written.
+
+Every file under tests/bad_inputs/{grid,katib,wandb}/ holds exactly one mistake and starts with
+
+    # expect: <a distinctive substring of the message>
+    # at: LINE:COL              (1-based, counting these header lines)
+    # args: --image REPO:TAG    (optional: --image, --name, --namespace)
+
+Cases in KNOWN_BAD show a message or position that is wrong today; they are strict xfails, so
+fixing the code makes them fail until they are taken off the list.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kubesweep import render
+from kubesweep.errors import SpecError
+
+#: Cases whose expected message or position is what it SHOULD be, not what the code gives today.
+KNOWN_BAD = {
+    # SpecError hashes its issues (set()), so an offending value that is a list or dict crashes
+    # with TypeError: unhashable type (a traceback in the CLI) instead of reporting the problem.
+    "grid/05-list-where-mapping.yaml",
+    "katib/25-metric-strategy-max.yaml",
+    "wandb/20-parameter-not-mapping.yaml",
+    "wandb/21-command-item-not-string.yaml",
+    # Shorthand `optimizer: [sgd, adam, adam]`: the duplicate is reported at the list (8:14),
+    # not at the repeated item (8:26); positions of shorthand items are lost.
+    "grid/43-duplicate-value.yaml",
+    # snake_case keys are accepted silently (pydantic populate_by_name=True): batch_size: 2 passes.
+    "grid/41-snake-case-key.yaml",
+    # Type errors found after translation name the native field: "batchSize must be an integer".
+    "katib/22-parallel-trial-count-string.yaml",
+    # "random search needs 'trials'": the Katib field is spec.maxTrialCount.
+    "katib/24-random-without-max-trial-count.yaml",
+    # "random search needs 'trials'": the W&B field is run_cap.
+    "wandb/17-random-without-run-cap.yaml",
+    # "search.trials must be an integer": the W&B field is run_cap.
+    "wandb/18-run-cap-string.yaml",
+    # "objective.direction must be one of ...": the W&B field is metric.goal.
+    "wandb/19-goal-typo.yaml",
+}
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CORPUS = HERE / "bad_inputs"
+FORMATS = ("grid", "katib", "wandb")
+HEADER = re.compile(r"^#\s*(expect|at|args):\s?(.*)$")
+FLAGS = {"--image": "image", "--name": "name", "--namespace": "namespace"}
+
+
+def corpus_files() -> list[Path]:
+    return sorted(p for fmt in FORMATS for p in (CORPUS / fmt).glob("*.yaml"))
+
+
+def case_id(path: Path) -> str:
+    return path.relative_to(CORPUS).as_posix()
+
+
+def read_header(path: Path) -> dict[str, str]:
+    header: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        m = HEADER.match(line)
+        if m:
+            header[m.group(1)] = m.group(2).rstrip()
+    assert "expect" in header and header["expect"], f"{path}: no '# expect:' header"
+    assert re.fullmatch(r"\d+:\d+", header.get("at", "")), f"{path}: no '# at: LINE:COL' header"
+    return header
+
+
+def overrides(header: dict[str, str]) -> dict[str, str]:
+    words = shlex.split(header.get("args", ""))
+    assert len(words) % 2 == 0, f"args must be flag/value pairs: {words}"
+    out = {}
+    for flag, value in zip(words[::2], words[1::2]):
+        assert flag in FLAGS, f"unsupported flag {flag}"
+        out[FLAGS[flag]] = value
+    return out
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder`` (hidden ones too) with its bytes; None for directories."""
+    return {
+        p.relative_to(folder).as_posix(): (None if p.is_dir() else p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def make_jobs_dir(tmp_path: Path) -> Path:
+    jobs = tmp_path / "jobs"
+    (jobs / "earlier-experiment" / "batch-000").mkdir(parents=True)
+    (jobs / "earlier-experiment" / "keep.txt").write_text("written by an earlier run\n")
+    (jobs / "earlier-experiment" / "batch-000" / "trial.yaml").write_text("kind: Job\n")
+    return jobs
+
+
+def matching_lines(text: str, file: Path, at: str, expect: str) -> tuple[list[str], list[str]]:
+    prefix = f"{file}:{at}: "
+    at_place = [line for line in text.splitlines() if line.startswith(prefix)]
+    return at_place, [line for line in at_place if expect in line]
+
+
+def _params() -> list:
+    params = []
+    for path in corpus_files():
+        marks = [pytest.mark.xfail(strict=True, reason="known bad message or position")] if case_id(path) in KNOWN_BAD else []
+        params.append(pytest.param(path, id=case_id(path), marks=marks))
+    return params
+
+
+@pytest.mark.parametrize("source", _params())
+def test_bad_input(source: Path, tmp_path: Path) -> None:
+    header = read_header(source)
+    copy = tmp_path / source.name
+    shutil.copyfile(source, copy)
+    jobs = make_jobs_dir(tmp_path)
+    before = snapshot(jobs)
+
+    with pytest.raises(SpecError) as info:
+        plan = render.plan(copy, **overrides(header))
+        render.write(plan, jobs)
+    text = str(info.value)
+
+    at_place, hits = matching_lines(text, copy, header["at"], header["expect"])
+    assert at_place, f"no problem reported at {copy.name}:{header['at']}; got:\n{text}"
+    assert hits, f"expected {header['expect']!r} on the line at {header['at']}; got:\n{text}"
+    assert snapshot(jobs) == before, "the jobs directory changed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([copy.name, "jobs"])
+
+
+def test_corpus_size() -> None:
+    files = corpus_files()
+    per_format = {fmt: len([p for p in files if p.parent.name == fmt]) for fmt in FORMATS}
+    assert len(files) >= 45, per_format
+    assert per_format["grid"] >= 20, per_format
+    assert per_format["katib"] >= 10, per_format
+    assert per_format["wandb"] >= 10, per_format
+    assert not KNOWN_BAD - {case_id(p) for p in files}, "KNOWN_BAD names a missing case"
+    for path in files:
+        assert re.fullmatch(r"\d\d-[a-z0-9-]+\.yaml", path.name), path
+        read_header(path)
+
+
+def test_cli_reports_without_traceback(tmp_path: Path) -> None:
+    source = CORPUS / "grid" / "11-cpu-lots.yaml"
+    header = read_header(source)
+    copy = tmp_path / source.name
+    shutil.copyfile(source, copy)
+    jobs = make_jobs_dir(tmp_path)
+    before = snapshot(jobs)
+
+    env = {**os.environ, "COLUMNS": "80"}  # a narrow terminal must not wrap the FILE:LINE:COL lines
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "sweep", "--grid", str(copy), "--dry-run", "--jobs-dir", str(jobs)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    at_place, hits = matching_lines(result.stderr, copy, header["at"], header["expect"])
+    assert hits, f"expected {copy}:{header['at']}: ...{header['expect']}... on stderr; got:\n{result.stderr}"
+    assert snapshot(jobs) == before, "the jobs directory changed"
