@@ -25,11 +25,13 @@ from kubesweep import cli  # noqa: E402
     "image": "container image for the trials (required for W&B configs; overrides the file)",
     "name": "experiment name (overrides the file)",
     "namespace": "Kubernetes namespace (overrides the file)",
+    "trial_limit": "refuse sweeps of more trials than this (overrides search.trialLimit)",
     "validate": "fast: schema-check the Job shape once and each trial's values; full: every Job",
 })
-def render(c, grid, jobs_dir="jobs", image=None, name=None, namespace=None, validate="fast"):
+def render(c, grid, jobs_dir="jobs", image=None, name=None, namespace=None, trial_limit=None, validate="fast"):
     """Validate a sweep file and write one Job manifest per trial into jobs/<experiment>/batch-NNN/."""
-    cli.guard(cli.render, grid, jobs_dir, image=image, name=name, namespace=namespace, validate=validate)
+    cli.guard(cli.render, grid, jobs_dir, image=image, name=name, namespace=namespace,
+              trial_limit=cli.optional_int(trial_limit, "--trial-limit"), validate=validate)
 
 
 @task(help={
@@ -39,10 +41,12 @@ def render(c, grid, jobs_dir="jobs", image=None, name=None, namespace=None, vali
     "image": "container image for the trials (required for W&B configs; overrides the file)",
     "name": "experiment name (overrides the file)",
     "namespace": "Kubernetes namespace (overrides the file)",
+    "trial_limit": "refuse sweeps of more trials than this (overrides search.trialLimit)",
 })
-def sweep(c, grid, dry_run=False, jobs_dir="jobs", image=None, name=None, namespace=None):
+def sweep(c, grid, dry_run=False, jobs_dir="jobs", image=None, name=None, namespace=None, trial_limit=None):
     """Run a sweep: render its Jobs, and (without --dry-run) submit and watch them."""
-    cli.guard(cli.sweep, grid, jobs_dir, dry_run=dry_run, image=image, name=name, namespace=namespace)
+    cli.guard(cli.sweep, grid, jobs_dir, dry_run=dry_run, image=image, name=name, namespace=namespace,
+              trial_limit=cli.optional_int(trial_limit, "--trial-limit"))
 
 
 @task(help={"cluster": "also run the tests that need the local cluster", "k": "pytest -k expression"})

@@ -37,5 +37,5 @@ def test_configured_regex(regex, expected):
 
 
 def test_objective_with_additional_metrics():
-    o = Objective(metric="accuracy", additional_metrics=["loss"])
+    o = Objective.model_validate({"metric": "accuracy", "additionalMetrics": ["loss"]})
     assert read_objective("loss=0.2 accuracy=0.9\n", o) == {"accuracy": 0.9, "loss": 0.2}

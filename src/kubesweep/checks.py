@@ -144,7 +144,7 @@ def check(exp: Experiment, pos: Positions) -> None:
 
     s = exp.search
     if s.algorithm == "random" and s.trials is None:
-        out.add(pos.value(("search",)), "random search needs 'trials' (how many to sample)")
+        out.add(pos.value(("search",)), "random search needs search.trials (how many to sample)")
     if s.trials is not None and s.trials < 1:
         out.add(pos.value(("search", "trials")), "search.trials must be at least 1", s.trials)
     if s.trial_limit < 1:

@@ -25,6 +25,16 @@ def guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise Exit(code=2) from None
 
 
+def optional_int(text: str | None, flag: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        print(f"{flag} must be a whole number (got {text!r})", file=sys.stderr)
+        raise Exit(code=2) from None
+
+
 def render(grid: str, jobs_dir: str, *, validate: str = "fast", **overrides: Any) -> rendering.Plan:
     plan = rendering.plan(grid, **overrides)
     target = rendering.write(plan, jobs_dir, validate=validate)  # type: ignore[arg-type]

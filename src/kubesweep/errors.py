@@ -60,7 +60,10 @@ class SpecError(KubesweepError):
     """The input (grid.yaml, Katib Experiment or W&B sweep) is wrong; nothing was written."""
 
     def __init__(self, issues: list[Issue]):
-        self.issues = sorted(set(issues), key=lambda i: (i.mark, i.message))
+        unique: dict[tuple[Mark, str], Issue] = {}
+        for issue in issues:  # values may be lists or dicts: dedupe on what is shown
+            unique.setdefault((issue.mark, str(issue)), issue)
+        self.issues = sorted(unique.values(), key=lambda i: (i.mark, i.message))
         super().__init__(self.render())
 
     def render(self) -> str:

@@ -39,17 +39,20 @@ class Plan:
 
 
 def plan(path: str | Path, *, image: str | None = None, name: str | None = None,
-         namespace: str | None = None) -> Plan:
+         namespace: str | None = None, trial_limit: int | None = None) -> Plan:
     """Validate the input and expand its trials; raise SpecError (with positions) if anything is wrong."""
-    source = load_experiment(path, image=image, name=name, namespace=namespace)
+    source = load_experiment(path, image=image, name=name, namespace=namespace, trial_limit=trial_limit)
     exp = source.experiment
-    trials = expand(exp, source.positions)
-    # The Job's shape is the same for every trial: validate the whole object once against the
-    # pinned Kubernetes schema, pointing any error back at the input.
-    problems = Collector()
-    if trials:
-        validation.check_job(manifest.build_job(exp, trials[0]), source.positions, problems)
-    problems.raise_if_any()
+    try:
+        trials = expand(exp, source.positions)
+        # The Job's shape is the same for every trial: validate the whole object once against
+        # the pinned Kubernetes schema, pointing any error back at the input.
+        problems = Collector()
+        if trials:
+            validation.check_job(manifest.build_job(exp, trials[0]), source.positions, problems)
+        problems.raise_if_any()
+    except SpecError as exc:
+        raise source.explain(exc) from None
     return Plan(source, trials, exp.image)
 
 

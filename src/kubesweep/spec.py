@@ -32,7 +32,7 @@ BUILTINS = ("trial", "experiment", "namespace", "output", "args", "args_no_hyphe
 
 class Model(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=False
     )
 
 
@@ -226,6 +226,21 @@ def parse(data: Any, pos: Positions) -> Experiment:
     if not isinstance(data, dict):
         problems.add(pos.value(()), "the top level must be a mapping of keys", data)
         problems.raise_if_any()
+    params = data.get("parameters")
+    if isinstance(params, dict):
+        # Expand the short forms here, where positions can follow the values.
+        data = dict(data)
+        data["parameters"] = params = dict(params)
+        for name, value in params.items():
+            if isinstance(value, (list, str, int, float, bool)):
+                here = ("parameters", name)
+                if isinstance(value, list):
+                    pos.rebase(here, here + ("values",), pos)
+                    params[name] = {"values": value}
+                else:
+                    pos.values[here + ("values", 0)] = pos.value(here)
+                    params[name] = {"values": [value]}
+                pos.values[here + ("values",)] = pos.value(here)
     try:
         exp = Experiment.model_validate(data)
     except ValidationError as exc:

@@ -76,7 +76,7 @@ class Positions:
         """Copy the marks under ``src`` to live under ``dst`` in ``into`` (used by translators)."""
         n = len(src)
         for table, target in ((self.values, into.values), (self.keys, into.keys)):
-            for path, mark in table.items():
+            for path, mark in list(table.items()):
                 if path[:n] == tuple(src):
                     target[tuple(dst) + path[n:]] = mark
 
@@ -131,8 +131,12 @@ def loads(text: str, file: str) -> tuple[Any, Positions]:
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = Mark(file, mark.line + 1, mark.column + 1) if mark else Mark(file, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context_mark is not None and "end of stream" in str(exc.problem):
+            # "[a, b" never closed: the useful place is where it was opened
+            problem = f"{exc.context} never closed (the file ends first)"
+            mark = exc.context_mark
+        where = Mark(file, mark.line + 1, mark.column + 1) if mark else Mark(file, 1, 1)
         if "expected a single document" in str(exc.context or ""):
             problem = "expected a single YAML document, found several (split them into files)"
         raise SpecError([Issue(where, f"YAML syntax error: {problem}")]) from None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+import re
 
 from .. import checks, spec
 from ..errors import Mark, SpecError
@@ -24,6 +25,20 @@ class Source:
     positions: Positions
     format: str
     path: str
+    names: dict[str, str] | None = None  # native field name → the user's, for foreign formats
+
+    def explain(self, exc: SpecError) -> SpecError:
+        """The same errors, in the words of the file the user wrote."""
+        return in_their_words(exc, self.names or {})
+
+
+def in_their_words(exc: SpecError, names: dict[str, str]) -> SpecError:
+    if not names:
+        return exc
+    words = sorted(names, key=len, reverse=True)
+    rx = re.compile(r"(?<![\w.$])(" + "|".join(re.escape(w) for w in words) + r")(?![\w])")
+    issues = [replace(i, message=rx.sub(lambda m: names[m.group(1)], i.message)) for i in exc.issues]
+    return SpecError(issues)
 
 
 def detect(data: Any) -> str:
@@ -42,10 +57,11 @@ def _override(data: dict[str, Any], pos: Positions, key: str, value: str | None,
 
 
 def load_experiment(path: str | Path, *, image: str | None = None, name: str | None = None,
-                    namespace: str | None = None) -> Source:
+                    namespace: str | None = None, trial_limit: int | None = None) -> Source:
     """Read any supported format, validate it fully, and return the native experiment."""
     data, pos = load(path)
     fmt = detect(data)
+    names: dict[str, str] = {}
     if fmt != NATIVE:
         t = Translator(data, pos, "Katib" if fmt == KATIB else "W&B")
         (katib if fmt == KATIB else wandb).read(data, t, image=image)
@@ -57,11 +73,19 @@ def load_experiment(path: str | Path, *, image: str | None = None, name: str | N
                 t.problems.issues.extend(i for i in exc.issues if "needs" not in i.message)
             t.problems.raise_if_any()
         data, pos = t.out, t.out_pos
+        names = {**t.names, "search.trialLimit": "--trial-limit"}
     elif isinstance(data, dict):
         _override(data, pos, "image", image, "--image")
     if isinstance(data, dict):
         _override(data, pos, "name", name, "--name")
         _override(data, pos, "namespace", namespace, "--namespace")
-    experiment = spec.parse(data, pos)
-    checks.check(experiment, pos)
-    return Source(experiment, pos, fmt, str(path))
+        if trial_limit is not None:
+            search = data["search"] = dict(data.get("search") or {})
+            search["trialLimit"] = trial_limit
+            pos.values[("search", "trialLimit")] = Mark("<--trial-limit>", 1, 1)
+    try:
+        experiment = spec.parse(data, pos)
+        checks.check(experiment, pos)
+    except SpecError as exc:
+        raise in_their_words(exc, names) from None
+    return Source(experiment, pos, fmt, str(path), names)

@@ -23,6 +23,8 @@ class Translator:
         self.out_pos = Positions(pos.file)
         self.out_pos.values[()] = pos.value(())
         self.problems = Collector()
+        #: native field names → the user's (set by each reader), so messages use their words
+        self.names: dict[str, str] = {}
 
     # ---- reading the source
     def get(self, path: PathKey, default: Any = None) -> Any:

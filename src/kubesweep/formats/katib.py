@@ -107,7 +107,7 @@ def _parameters(t: Translator, search: str) -> dict[str, str]:
     return types
 
 
-def _substitute(t: Translator, path: tuple, text: Any, refs: dict[str, str]) -> Any:
+def _substitute(t: Translator, path: tuple, text: Any, refs: dict[str, str | None]) -> Any:
     if not isinstance(text, str):
         return text
     text = text.replace("$$", "$$$$")
@@ -118,7 +118,8 @@ def _substitute(t: Translator, path: tuple, text: Any, refs: dict[str, str]) -> 
             if key not in refs:
                 t.error(path, f"${{trialParameters.{key}}} is not declared in trialTemplate.trialParameters", text)
                 return m.group(0)
-            return "${" + refs[key] + "}"
+            ref = refs[key]
+            return m.group(0) if ref is None else "${" + ref + "}"  # None: its declaration is already reported
         mapped = {"Name": "trial", "Namespace": "namespace"}.get(key)
         if mapped is None:
             t.error(path, f"${{trialSpec.{key}}} is not supported (only Name and Namespace)", text)
@@ -139,7 +140,7 @@ def _trial_template(t: Translator, params: dict[str, str]) -> None:
         value = t.get(tt + (key,))
         if value is not None and value != default:
             t.error(tt + (key,), f"{key} other than Katib's default for Jobs is not supported: kubesweep reads the Job's Complete/Failed condition", value)
-    refs: dict[str, str] = {}
+    refs: dict[str, str | None] = {}
     for i, item in enumerate(t.sequence(tt + ("trialParameters",))):
         p = tt + ("trialParameters", i)
         t.known_keys(p, ["name", "description", "reference"])
@@ -148,6 +149,7 @@ def _trial_template(t: Translator, params: dict[str, str]) -> None:
             continue
         if item["reference"] not in params:
             t.error(p + ("reference",), f"trialParameter {item['name']!r} references {item['reference']!r}, which is not in spec.parameters", item["reference"])
+            refs[item["name"]] = None
             continue
         refs[item["name"]] = item["reference"]
 
@@ -227,6 +229,10 @@ def _trial_template(t: Translator, params: dict[str, str]) -> None:
 
 
 def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
+    t.names.update({"search.trials": "spec.maxTrialCount", "batchSize": "spec.parallelTrialCount",
+                    "maxFailedTrials": "spec.maxFailedTrialCount", "search.seed": "random_state",
+                    "objective.metric": "spec.objective.objectiveMetricName",
+                    "objective.direction": "spec.objective.type", "objective.goal": "spec.objective.goal"})
     t.known_keys((), ["apiVersion", "kind", "metadata", "spec"], {"status": "it is written by Katib's controller; remove it"})
     if data.get("apiVersion") != API_VERSION:
         t.error(("apiVersion",), f"only Katib {API_VERSION} Experiments are read", data.get("apiVersion"))

@@ -33,6 +33,8 @@ def _parameter(t: Translator, name: str, method: str) -> None:
                  {"parameters": "nested parameters are not supported; flatten them (e.g. model.lr)",
                   "mu": "normal distributions are not supported", "sigma": "normal distributions are not supported",
                   "a": "beta distributions are not supported", "b": "beta distributions are not supported"})
+    if "parameters" in spec:
+        return  # nested parameters: reported by known_keys above
     dist = spec.get("distribution")
     if "probabilities" in spec:
         t.error_key(p + ("probabilities",), f"parameter {name!r}: weighted categorical sampling is not supported")
@@ -119,6 +121,8 @@ def _command(t: Translator, program: str | None) -> None:
 
 
 def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
+    t.names.update({"search.trials": "run_cap", "objective.direction": "metric.goal",
+                    "objective.metric": "metric.name", "objective.goal": "metric.target"})
     t.known_keys((), ["program", "method", "metric", "parameters", "command", "name", "description",
                       "project", "entity", "run_cap"],
                  {"early_terminate": "hyperband early termination needs the W&B controller; use metric.target to stop early",
