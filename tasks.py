@@ -49,6 +49,28 @@ def sweep(c, grid, dry_run=False, jobs_dir="jobs", image=None, name=None, namesp
               trial_limit=cli.optional_int(trial_limit, "--trial-limit"))
 
 
+@task(help={"inventory": "the Ansible inventory of the local cluster (default inventory/single)",
+            "down": "tear the local cluster down: nodes, volumes, mirror, kwok, the dockerd kubesweep started",
+            "fake_nodes": "also run kwok with this many fake nodes against the real control plane",
+            "gpus_per_node": "nvidia.com/gpu each fake node advertises (default 8)"})
+def cluster(c, inventory="inventory/single", down=False, fake_nodes=None, gpus_per_node=8):
+    """Bring the local cluster up from our own playbooks (idempotent), or --down to remove it."""
+    cli.guard(cli.cluster, ROOT / inventory, down=down,
+              fake_nodes=cli.optional_int(fake_nodes, "--fake-nodes"), gpus_per_node=int(gpus_per_node))
+
+
+@task
+def artifacts(c):
+    """Build the offline mirror from source: Kubernetes, etcd, CNI, crictl, kwok, node and base images."""
+    cli.guard(cli.artifacts)
+
+
+@task(help={"inventory": "the Ansible inventory of the local cluster (default inventory/single)"})
+def setup(c, inventory="inventory/single"):
+    """Everything from a fresh Debian machine: host packages, the offline mirror, the local cluster."""
+    cli.guard(cli.setup, ROOT / inventory)
+
+
 @task(help={"cluster": "also run the tests that need the local cluster", "k": "pytest -k expression"})
 def test(c, cluster=False, k=None):
     """Run the test suite (the same command .ci/run uses). No tests collected is a failure."""

@@ -55,6 +55,40 @@ def sweep(grid: str, jobs_dir: str, *, dry_run: bool, **overrides: Any) -> rende
     return plan
 
 
+def cluster(inventory: Path, *, down: bool, fake_nodes: int | None, gpus_per_node: int) -> None:
+    from . import cluster as local, fake_nodes as fake
+    from .versions import pins
+
+    if down:
+        removed = local.down()
+        print(f"cluster down: removed {len(removed)} node container(s){': ' + ', '.join(removed) if removed else ''}")
+        return
+    run = local.up(inventory)
+    kubeconfig = local.kubeconfig_path(inventory)
+    print(f"cluster up in {run.seconds:.0f}s ({run.changed} changed); KUBECONFIG={kubeconfig}")
+    if fake_nodes is not None:
+        counts = fake.ensure(kubeconfig, fake_nodes, gpus_per_node, version=pins()["kwok_version"])
+        print(f"fake nodes: {counts['ready']} Ready with {gpus_per_node} nvidia.com/gpu each "
+              f"({counts['created']} created, {counts['deleted']} deleted)")
+
+
+def artifacts() -> None:
+    from .offline import mirror
+
+    mirror.build(progress=print)
+
+
+def setup(inventory: Path) -> None:
+    from . import system
+
+    installed = system.install_packages()
+    if installed:
+        print(f"installed Debian packages: {', '.join(installed)}")
+    system.check_go()
+    artifacts()
+    cluster(inventory, down=False, fake_nodes=None, gpus_per_node=0)
+
+
 def run_checked(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> int:
     return subprocess.call(args, cwd=cwd, env=env)
 

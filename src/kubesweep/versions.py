@@ -5,3 +5,13 @@ the two equal.
 """
 
 KUBERNETES_VERSION = "1.35.8"
+
+
+def pins() -> dict[str, str]:
+    """Every pinned version from the inventory's group_vars (the one place they are written)."""
+    import yaml
+
+    from .paths import REPO
+
+    path = REPO / "inventory" / "local" / "group_vars" / "all" / "versions.yml"
+    return {k: str(v) for k, v in (yaml.safe_load(path.read_text()) or {}).items()}

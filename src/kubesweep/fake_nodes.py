@@ -1,0 +1,117 @@
+"""Scale without hardware: kwok fake nodes, advertising GPUs, against the real API server.
+
+kwok (built from its Go module by `invoke artifacts`) runs on the host with the cluster's admin
+kubeconfig and plays kubelet for every Node annotated ``kwok.x-k8s.io/node=fake``: it keeps them
+Ready and, with its stock stages, moves their pods to Running and Job pods to Succeeded. The
+scheduler, controllers and API server are the real ones, so this is what scheduling and
+throughput work runs against. Fake nodes are tainted so that real workloads never land there
+unless they tolerate ``kwok.x-k8s.io/node``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from . import services
+from .errors import KubesweepError
+from .paths import cache_root
+
+ANNOTATION = "kwok.x-k8s.io/node"
+LABEL = "kubesweep.io/fake-node"
+PREFIX = "kwok-gpu-"
+KWOK_VERSION_FILE = "kwok_version"
+
+
+class FakeNodeError(KubesweepError):
+    pass
+
+
+def kwok_binary(version: str) -> Path:
+    return (cache_root() / "mirror" / "github.com" / "kubernetes-sigs" / "kwok" / "releases" / "download"
+            / f"v{version}" / "kwok-linux-amd64")
+
+
+def stage_files() -> list[Path]:
+    folder = cache_root() / "kwok-stages"
+    files = sorted(folder.rglob("*.yaml")) if folder.is_dir() else []
+    if not files:
+        raise FakeNodeError(f"kwok's stage files are missing in {folder}: run `invoke artifacts`")
+    return files
+
+
+def node_object(name: str, gpus: int, cpu: str, memory: str, pods: int) -> dict[str, Any]:
+    capacity = {"cpu": cpu, "memory": memory, "pods": str(pods)}
+    if gpus:
+        capacity["nvidia.com/gpu"] = str(gpus)
+    labels = {
+        "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+        "type": "kwok", LABEL: "true",
+    }
+    if gpus:
+        labels["nvidia.com/gpu.present"] = "true"
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": labels, "annotations": {ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"}},
+        "spec": {"taints": [{"key": ANNOTATION, "value": "fake", "effect": "NoSchedule"}]},
+        "status": {"capacity": capacity, "allocatable": dict(capacity)},
+    }
+
+
+def start_kwok(kubeconfig: Path, version: str) -> int:
+    binary = kwok_binary(version)
+    if not binary.exists():
+        raise FakeNodeError(f"kwok {version} is not built ({binary}): run `invoke artifacts`")
+    argv = [str(binary), "--kubeconfig", str(kubeconfig), "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={ANNOTATION}=fake", "--node-ip=10.255.0.1"]
+    for f in stage_files():
+        argv += ["--config", str(f)]
+    return services.start_background("kwok", argv)
+
+
+def stop() -> bool:
+    return services.stop_background("kwok")
+
+
+def _client(kubeconfig: Path):  # noqa: ANN202 - kubernetes CoreV1Api
+    from kubernetes import client, config
+
+    return client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+
+
+def ensure(kubeconfig: Path, count: int, gpus_per_node: int, *, version: str, cpu: str = "32",
+           memory: str = "256Gi", pods: int = 110, timeout: float = 180.0) -> dict[str, int]:
+    """Make exactly ``count`` fake nodes exist and be Ready; return counts."""
+    from kubernetes.client.exceptions import ApiException
+
+    api = _client(kubeconfig)
+    if count:
+        start_kwok(kubeconfig, version)
+    want = {f"{PREFIX}{i:04d}" for i in range(count)}
+    have = {n.metadata.name for n in api.list_node(label_selector=f"{LABEL}=true").items}
+    created = 0
+    for name in sorted(want - have):
+        try:
+            api.create_node(node_object(name, gpus_per_node, cpu, memory, pods))
+            created += 1
+        except ApiException as exc:
+            if exc.status != 409:
+                raise FakeNodeError(f"creating fake node {name}: {exc.reason}: {exc.body}") from None
+    for name in sorted(have - want):
+        api.delete_node(name)
+    if not count:
+        stop()
+        return {"created": 0, "deleted": len(have - want), "ready": 0}
+    deadline = time.monotonic() + timeout
+    ready = 0
+    while time.monotonic() < deadline:
+        items = api.list_node(label_selector=f"{LABEL}=true").items
+        ready = sum(1 for n in items if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or [])))
+        if ready >= count:
+            break
+        time.sleep(1)
+    else:
+        raise FakeNodeError(f"only {ready} of {count} fake nodes became Ready in {timeout:.0f}s; kwok's log:\n"
+                            f"{services.log_tail('kwok')}")
+    return {"created": created, "deleted": len(have - want), "ready": ready}

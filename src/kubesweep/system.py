@@ -1,0 +1,61 @@
+"""Host prerequisites: the Debian packages and tools the local cluster is built with."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+from .errors import KubesweepError
+
+#: Debian packages the host needs: dockerd and iptables (docker.io), debootstrap for images.
+PACKAGES = ("docker.io", "debootstrap", "iptables")
+GO_MIN = (1, 25)
+
+
+class HostError(KubesweepError):
+    pass
+
+
+def missing_packages() -> list[str]:
+    missing = []
+    for pkg in PACKAGES:
+        proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True)
+        if "install ok installed" not in proc.stdout:
+            missing.append(pkg)
+    return missing
+
+
+def install_packages() -> list[str]:
+    """apt-get install what is missing (root only); return what was installed."""
+    if shutil.which("dpkg-query") is None:
+        raise HostError("this is not a Debian-family host; install docker and debootstrap yourself")
+    missing = missing_packages()
+    if not missing:
+        return []
+    if os.geteuid() != 0:
+        raise HostError(f"missing Debian packages {', '.join(missing)}: run `sudo apt-get install {' '.join(missing)}`")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    return missing
+
+
+def go_version() -> tuple[int, int] | None:
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if os.path.exists("/usr/local/go/bin/go") else None)
+    if go is None:
+        return None
+    out = subprocess.run([go, "version"], capture_output=True, text=True).stdout
+    m = re.search(r"go(\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def check_go() -> None:
+    have = go_version()
+    if have is None or have < GO_MIN:
+        found = "no Go toolchain" if have is None else f"Go {have[0]}.{have[1]}"
+        raise HostError(f"{found} found; building Kubernetes from its Go modules needs Go >= "
+                           f"{GO_MIN[0]}.{GO_MIN[1]} on PATH (Debian 12's golang-go is too old: use the Go "
+                           "distribution for linux-amd64 or `go install golang.org/dl/...`)")

@@ -1,0 +1,75 @@
+"""The local-cluster plumbing that needs no cluster: recap parsing, node flags, fake nodes, services."""
+
+import subprocess
+import sys
+import time
+
+import kubernetes_validate
+import pytest
+
+from kubesweep import cluster, fake_nodes, nodes, services
+from kubesweep.versions import KUBERNETES_VERSION, pins
+
+RECAP = """
+PLAY RECAP *********************************************************************
+ks-control-plane           : ok=41   changed=0    unreachable=0    failed=0    skipped=7    rescued=0    ignored=0
+ks-worker-1                : ok=30   changed=2    unreachable=0    failed=0    skipped=9    rescued=0    ignored=0
+localhost                  : ok=3    changed=0    unreachable=0    failed=1    skipped=0    rescued=0    ignored=0
+"""
+
+
+def test_parse_recap():
+    recap = cluster.parse_recap("TASK [x]\nok: [a]\n" + RECAP)
+    assert recap["ks-control-plane"] == {"ok": 41, "changed": 0, "unreachable": 0, "failed": 0, "skipped": 7}
+    assert recap["ks-worker-1"]["changed"] == 2
+    run = cluster.PlaybookRun(0, 1.0, recap)
+    assert run.changed == 2 and not run.ok  # localhost failed
+
+
+def test_node_container_flags_never_ask_for_privileged():
+    args = nodes._run_args(nodes.Host("ks-worker-1", ("kube_node",)))
+    assert "--privileged" not in args
+    assert "--cap-drop=SYS_RESOURCE" in args and "/dev/kmsg" in args and "/var/lib/containerd" in args
+    assert args[-1] == nodes.IMAGE and "-p" not in args
+    reg = nodes._run_args(nodes.Host("ks-control-plane", ("kube_control_plane", "registry")))
+    assert "127.0.0.1:5000:5000" in reg  # the registry host is reachable from this VM's docker
+
+
+def test_fake_node_objects_are_valid_nodes_advertising_gpus():
+    node = fake_nodes.node_object("kwok-gpu-0001", 8, "32", "256Gi", 110)
+    kubernetes_validate.validate(node, KUBERNETES_VERSION, strict=True)
+    assert node["status"]["capacity"]["nvidia.com/gpu"] == "8"
+    assert node["metadata"]["annotations"][fake_nodes.ANNOTATION] == "fake"
+    assert node["spec"]["taints"][0]["effect"] == "NoSchedule"
+
+
+def test_background_service_start_and_stop(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBESWEEP_CACHE", str(tmp_path))
+    pid = services.start_background("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
+    assert services.start_background("sleeper", ["false"]) == pid  # already running: not started twice
+    assert services._pid_alive(pid)
+    assert services.stop_background("sleeper") is True
+    assert not services._pid_alive(pid)
+    assert services.stop_background("sleeper") is False
+
+
+def test_port_check_sees_a_listener():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        assert not services.port_free("127.0.0.1", s.getsockname()[1])
+
+
+def test_file_server_refuses_an_empty_mirror(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBESWEEP_CACHE", str(tmp_path))
+    with pytest.raises(services.ServiceError, match="invoke artifacts"):
+        services.ensure_file_server(tmp_path / "mirror", "127.0.0.1", 18081)
+
+
+def test_pins_are_complete():
+    p = pins()
+    assert p["kube_version"] == KUBERNETES_VERSION
+    for key in ("etcd_version", "pause_version", "cni_version", "crictl_version", "kwok_version"):
+        assert p.get(key), key
