@@ -1,0 +1,160 @@
+"""The real local cluster, from our own playbooks, offline (marker: cluster).
+
+One session brings up inventory/local (a control plane and a worker in node containers), runs
+real workloads on it, checks idempotence, adds 100 kwok GPU nodes, and tears everything down,
+checking that nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from kubesweep import cluster, fake_nodes, image, nodes, services
+from kubesweep.metrics import read_metric
+from kubesweep.versions import KUBERNETES_VERSION, pins
+
+from .conftest import EXAMPLES, ROOT
+
+pytestmark = pytest.mark.cluster
+INVENTORY = ROOT / "inventory" / "local"
+
+
+@pytest.fixture(scope="session")
+def local_cluster():
+    started = time.monotonic()
+    run = cluster.up(INVENTORY, echo=False)
+    print(f"\ncluster up in {time.monotonic() - started:.0f}s (site.yml {run.seconds:.0f}s)")
+    yield {"kubeconfig": cluster.kubeconfig_path(INVENTORY), "first_run": run}
+    cluster.down()
+
+
+@pytest.fixture(scope="session")
+def api(local_cluster):
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(str(local_cluster["kubeconfig"]))
+    return {"core": client.CoreV1Api(api_client), "batch": client.BatchV1Api(api_client)}
+
+
+def _ready(node) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+
+def test_two_nodes_ready_at_the_pinned_version(api):
+    deadline = time.monotonic() + 120
+    while True:
+        items = [n for n in api["core"].list_node().items if fake_nodes.LABEL not in (n.metadata.labels or {})]
+        if len(items) == 2 and all(_ready(n) for n in items) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert sorted(n.metadata.name for n in items) == ["ks-control-plane", "ks-worker-1"]
+    assert all(_ready(n) for n in items)
+    assert {n.status.node_info.kubelet_version for n in items} == {f"v{KUBERNETES_VERSION}"}
+
+
+def test_kubeconfig_is_private(local_cluster):
+    assert local_cluster["kubeconfig"].stat().st_mode & 0o777 == 0o600
+
+
+def test_second_run_changes_nothing(local_cluster):
+    rerun = cluster.playbook(INVENTORY, echo=False)
+    assert rerun.ok, rerun.output[-3000:]
+    assert set(rerun.recap) >= {"ks-control-plane", "ks-worker-1"}
+    changed = {h: r["changed"] for h, r in rerun.recap.items() if r["changed"]}
+    assert changed == {}, f"rerun changed something: {changed}"
+    print(f"\nfirst site.yml {local_cluster['first_run'].seconds:.0f}s, rerun {rerun.seconds:.0f}s")
+
+
+def _wait_job(api, name, namespace="default", timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api["batch"].read_namespaced_job_status(name, namespace)
+        if job.status.succeeded or job.status.failed:
+            return job
+        time.sleep(2)
+    raise AssertionError(f"job {name} did not finish in {timeout}s")
+
+
+def test_trainer_job_runs_on_the_worker_and_logs_come_through_the_api(api):
+    built = image.ensure(EXAMPLES, "kubesweep/mnist", build_args={"BASE": "kubesweep/python-base:bookworm"})
+    again = image.ensure(EXAMPLES, "kubesweep/mnist", build_args={"BASE": "kubesweep/python-base:bookworm"})
+    assert again.reference == built.reference and not again.built and not again.pushed
+    name = f"trainer-{uuid.uuid4().hex[:6]}"
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": {"kubernetes.io/hostname": "ks-worker-1"},
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
+            "containers": [{"name": "trial", "image": built.reference,
+                            "command": ["python3", "/app/train.py", "2", "adam", "0.2"],
+                            "env": [{"name": "OUTPUT_DIR", "value": "/tmp/out"}],
+                            "resources": {"limits": {"cpu": "1", "memory": "512Mi"}}}]}}},
+    }
+    api["batch"].create_namespaced_job("default", job)
+    done = _wait_job(api, name)
+    pods = api["core"].list_namespaced_pod("default", label_selector=f"job-name={name}").items
+    assert done.status.succeeded == 1, [p.status for p in pods]
+    assert pods[0].spec.node_name == "ks-worker-1"
+    log = api["core"].read_namespaced_pod_log(pods[0].metadata.name, "default")
+    accuracy = read_metric(log, "Test accuracy")
+    assert accuracy is not None and accuracy > 0.8, log
+    api["batch"].delete_namespaced_job(name, "default", propagation_policy="Background")
+
+
+def test_pod_too_big_for_any_node_stays_pending_with_the_schedulers_reason(api):
+    name = f"too-big-{uuid.uuid4().hex[:6]}"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+           "spec": {"containers": [{"name": "c", "image": f"registry.k8s.io/pause:{pins()['pause_version']}",
+                                    "resources": {"requests": {"memory": "4Ti"}}}]}}
+    api["core"].create_namespaced_pod("default", pod)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            p = api["core"].read_namespaced_pod_status(name, "default")
+            cond = [c for c in p.status.conditions or [] if c.type == "PodScheduled"]
+            if cond and cond[0].reason == "Unschedulable":
+                break
+            time.sleep(1)
+        assert p.status.phase == "Pending"
+        assert cond[0].reason == "Unschedulable" and "Insufficient memory" in cond[0].message
+    finally:
+        api["core"].delete_namespaced_pod(name, "default", grace_period_seconds=0)
+
+
+def test_hundred_fake_gpu_nodes_and_a_gpu_job_succeeds_on_them(api, local_cluster):
+    counts = fake_nodes.ensure(local_cluster["kubeconfig"], 100, 8, version=pins()["kwok_version"])
+    assert counts["ready"] == 100
+    gpus = sum(int(n.status.allocatable.get("nvidia.com/gpu", 0))
+               for n in api["core"].list_node(label_selector=f"{fake_nodes.LABEL}=true").items)
+    assert gpus == 800
+    name = f"gpu-{uuid.uuid4().hex[:6]}"
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+           "spec": {"completions": 4, "parallelism": 4, "backoffLimit": 0, "template": {"spec": {
+               "restartPolicy": "Never",
+               "nodeSelector": {"nvidia.com/gpu.present": "true"},
+               "tolerations": [{"key": fake_nodes.ANNOTATION, "operator": "Exists", "effect": "NoSchedule"}],
+               "containers": [{"name": "c", "image": "fake", "resources": {"limits": {"nvidia.com/gpu": "8"}}}]}}}}
+    api["batch"].create_namespaced_job("default", job)
+    done = _wait_job(api, name, timeout=120)
+    assert done.status.succeeded == 4
+    placed = {p.spec.node_name for p in api["core"].list_namespaced_pod("default", label_selector=f"job-name={name}").items}
+    assert len(placed) == 4 and all(n.startswith(fake_nodes.PREFIX) for n in placed)  # 8 GPUs each: one pod per node
+    api["batch"].delete_namespaced_job(name, "default", propagation_policy="Background")
+    assert fake_nodes.ensure(local_cluster["kubeconfig"], 0, 8, version=pins()["kwok_version"])["deleted"] == 100
+
+
+def test_zz_down_leaves_nothing_behind(local_cluster):
+    cluster.down()
+    if services.docker_running():
+        assert nodes.existing() == []
+        assert subprocess.run(["docker", "network", "inspect", nodes.NETWORK], capture_output=True).returncode != 0
+    assert services._read_pid("mirror") is None and services._read_pid("kwok") is None
+    mounts = open("/proc/mounts").read()
+    assert "kubesweep" not in mounts and "/var/lib/kubelet" not in mounts
+    cgroups = subprocess.run(["find", "/sys/fs/cgroup", "-maxdepth", "2", "-name", "kubesweep"], capture_output=True, text=True)
+    assert cgroups.stdout.strip() == ""
