@@ -34,19 +34,66 @@ def render(c, grid, jobs_dir="jobs", image=None, name=None, namespace=None, tria
               trial_limit=cli.optional_int(trial_limit, "--trial-limit"), validate=validate)
 
 
-@task(help={
+SWEEP_HELP = {
     "grid": "the sweep file: grid.yaml, a Katib Experiment or a W&B sweep config",
     "dry_run": "validate, render and print the plan; submit nothing",
     "jobs_dir": "where batch directories are written (default: jobs/)",
+    "results_dir": "where trials.csv, best.json, the plot and the report go (default: results/)",
     "image": "container image for the trials (required for W&B configs; overrides the file)",
     "name": "experiment name (overrides the file)",
     "namespace": "Kubernetes namespace (overrides the file)",
     "trial_limit": "refuse sweeps of more trials than this (overrides search.trialLimit)",
-})
-def sweep(c, grid, dry_run=False, jobs_dir="jobs", image=None, name=None, namespace=None, trial_limit=None):
-    """Run a sweep: render its Jobs, and (without --dry-run) submit and watch them."""
-    cli.guard(cli.sweep, grid, jobs_dir, dry_run=dry_run, image=image, name=name, namespace=namespace,
-              trial_limit=cli.optional_int(trial_limit, "--trial-limit"))
+    "kubeconfig": "cluster to run on (default: the local cluster's, then $KUBECONFIG)",
+    "apply": "direct (Python client, default) or ansible (kubernetes.core, one module call per batch)",
+    "refill": "trial (start the next trial as soon as a slot frees, default) or batch",
+    "retry_failed": "run failed trials again",
+}
+
+
+@task(help=SWEEP_HELP)
+def sweep(c, grid, dry_run=False, jobs_dir="jobs", results_dir="results", image=None, name=None, namespace=None,
+          trial_limit=None, kubeconfig=None, apply="direct", refill="trial", retry_failed=False):
+    """Run a sweep: build the image, render its Jobs, submit, watch, collect, report the best. Rerun to resume."""
+    cli.guard(cli.sweep, grid, jobs_dir, dry_run=dry_run, results_dir=results_dir, image=image, name=name,
+              namespace=namespace, trial_limit=cli.optional_int(trial_limit, "--trial-limit"),
+              kubeconfig=kubeconfig, apply=apply, refill=refill, retry_failed=retry_failed)
+
+
+@task(help={"grid": "the sweep file", "results_dir": "default: results/", "rows": "how many rows (default 20)"})
+def results(c, grid, results_dir="results", rows=20):
+    """The experiment's trials, best first, with where the CSV, plot and report are."""
+    cli.guard(cli.results, grid, results_dir, rows=int(rows))
+
+
+@task(help={"experiment": "only this experiment", "kubeconfig": "default: the local cluster's"})
+def status(c, experiment=None, kubeconfig=None):
+    """Every experiment on the cluster (or one), with its Jobs by state."""
+    cli.guard(cli.status, experiment, kubeconfig)
+
+
+@task(help={"trial": "the trial (Job) name", "tail": "only the last N lines", "kubeconfig": "default: the local cluster's"})
+def logs(c, trial, tail=None, kubeconfig=None):
+    """A trial's output."""
+    cli.guard(cli.logs, trial, cli.optional_int(tail, "--tail"), kubeconfig)
+
+
+@task(help={"experiment": "the experiment name", "kubeconfig": "default: the local cluster's"})
+def cancel(c, experiment, kubeconfig=None):
+    """Stop an experiment: delete its unfinished Jobs."""
+    cli.guard(cli.cancel, experiment, kubeconfig)
+
+
+@task(help={"experiment": "the experiment name", "outputs": "also delete results/<experiment> and jobs/<experiment>",
+            "kubeconfig": "default: the local cluster's"})
+def clean(c, experiment, outputs=False, kubeconfig=None):
+    """Delete an experiment's Jobs and pods (and, with --outputs, its local results and manifests)."""
+    cli.guard(cli.clean, experiment, outputs, kubeconfig)
+
+
+@task(help={"grid": "the sweep file whose build: section says what to build"})
+def image(c, grid):
+    """Build and push the trainer image, tagged by content (nothing happens when it is already pushed)."""
+    cli.guard(cli.image, grid)
 
 
 @task(help={"inventory": "the Ansible inventory of the local cluster (default inventory/single)",

@@ -27,9 +27,10 @@ def test_render_task_and_errors_without_traceback(tmp_path, grid_file):
     assert "rendered 8 trials in 3 batches" in r.stdout
 
 
-def test_sweep_without_dry_run_says_what_is_missing(tmp_path):
-    r = invoke("sweep", "--grid", "examples/mnist/grid.yaml", "--jobs-dir", str(tmp_path))
-    assert r.returncode == 2 and "not built yet" in r.stderr
+def test_sweep_without_a_cluster_says_what_is_missing(tmp_path):
+    r = invoke("sweep", "--grid", "examples/mnist/katib.yaml", "--jobs-dir", str(tmp_path),
+               "--kubeconfig", str(tmp_path / "missing.conf"))
+    assert r.returncode == 2 and "invoke cluster" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_invoke_test_fails_when_no_tests_are_collected(tmp_path):

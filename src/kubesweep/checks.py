@@ -113,6 +113,8 @@ def check(exp: Experiment, pos: Positions) -> None:
         out.add(pos.value(("namespace",)), "namespace must be a DNS-1123 label (lowercase letters, digits, '-')", exp.namespace)
     if not IMAGE.match(exp.image) or len(exp.image) > 255:
         out.add(pos.value(("image",)), "image is not a valid image reference ([registry[:port]/]name[:tag][@sha256:digest], lowercase name)", exp.image)
+    if exp.build is not None and (":" in exp.image.rsplit("/", 1)[-1] or "@" in exp.image):
+        out.add(pos.value(("image",)), "with 'build', image is a repository without a tag: kubesweep tags it by content", exp.image)
     if exp.service_account is not None and (not DNS_SUBDOMAIN.match(exp.service_account) or len(exp.service_account) > 253):
         out.add(pos.value(("serviceAccount",)), "serviceAccount must be a DNS-1123 subdomain", exp.service_account)
 

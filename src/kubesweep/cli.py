@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -42,17 +43,129 @@ def render(grid: str, jobs_dir: str, *, validate: str = "fast", **overrides: Any
     return plan
 
 
-def sweep(grid: str, jobs_dir: str, *, dry_run: bool, **overrides: Any) -> rendering.Plan:
+def sweep(grid: str, jobs_dir: str, *, dry_run: bool, results_dir: str = "results", kubeconfig: str | None = None,
+          apply: str = "direct", refill: str = "trial", retry_failed: bool = False, **overrides: Any) -> rendering.Plan:
     plan = rendering.plan(grid, **overrides)
-    target = rendering.write(plan, jobs_dir)
-    planview.show(plan, str(Path(jobs_dir)), out)
-    print(f"wrote {len(plan.trials):,} Job manifests and {rendering.PLAN_FILE} into {target}/")
-    if not dry_run:
-        raise KubesweepError(
-            "submitting to a cluster is not built yet (the cluster half of `invoke sweep`); "
-            "the manifests above are ready for `kubectl apply -f` — rerun with --dry-run to only plan"
-        )
+    if dry_run:
+        target = rendering.write(plan, jobs_dir)
+        planview.show(plan, str(Path(jobs_dir)), out)
+        print(f"wrote {len(plan.trials):,} Job manifests and {rendering.PLAN_FILE} into {target}/")
+        return plan
+    from . import image as images, live, report, runner
+
+    exp = plan.experiment
+    if exp.build is not None:
+        context, dockerfile, args = rendering.build_context(plan.source)
+        registry, _, repository = exp.image.partition("/")
+        built = images.ensure(context, repository, registry=registry, dockerfile=dockerfile, build_args=args)
+        print(f"image {built.reference}: " + ("built and pushed" if built.built else "already in the registry")
+              + f" ({built.seconds:.1f}s)")
+        if built.reference != plan.image:
+            raise KubesweepError(f"the built image {built.reference} differs from the planned {plan.image}")
+    rendering.write(plan, jobs_dir)
+    view = live.View(exp.name, exp.objective.metric, len(plan.trials))
+    sweep_ = runner.Sweep(plan, Path(jobs_dir), Path(results_dir), kubeconfig=Path(kubeconfig) if kubeconfig else None,
+                          apply=apply, refill=refill, retry_failed=retry_failed, on_change=view.change)
+    with view:
+        outcome = sweep_.run()
+    files = _report(plan, Path(results_dir))
+    counts = sweep_.counts()
+    print(f"{exp.name}: {counts['succeeded']} succeeded, {counts['failed']} failed, {counts['cancelled']} cancelled "
+          f"in {outcome.seconds:.0f}s" + (f" (stopped: {outcome.stopped})" if outcome.stopped else ""))
+    best = json.loads(files["best"].read_text())["best"]
+    if best:
+        print(f"best trial: {best['trial']}  {exp.objective.metric} = {best['value']}  params {json.dumps(best['params'])}")
+    print(f"results: {files['csv']}  plot: {files['plot']}  report: {files['html']}")
     return plan
+
+
+def _report(plan: rendering.Plan, results_dir: Path) -> dict[str, Path]:
+    from . import journal, report
+
+    exp = plan.experiment
+    done = journal.load(results_dir / exp.name)
+    records = [done.get(t.name) or {"name": t.name, "batch": rendering.manifest.batch_name(t.batch),
+                                    "params": t.params, "state": "pending", "metrics": {}} for t in plan.trials]
+    return report.write(results_dir / exp.name, records, experiment=exp.name, metric=exp.objective.metric,
+                        direction=exp.objective.direction, params=list(exp.parameters),
+                        extra_metrics=list(exp.objective.additional_metrics))
+
+
+def results(grid: str, results_dir: str, rows: int = 20, **overrides: Any) -> None:
+    from rich.table import Table
+
+    plan = rendering.plan(grid, **overrides)
+    files = _report(plan, Path(results_dir))
+    exp = plan.experiment
+    import csv
+
+    table = Table(title=f"{exp.name}: best first ({exp.objective.direction} {exp.objective.metric})")
+    with open(files["csv"], newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        keep = [i for i, h in enumerate(header) if h not in ("start", "end", "message", "batch")]
+        for i in keep:
+            table.add_column(header[i])
+        for n, row in enumerate(reader):
+            if n >= rows:
+                break
+            table.add_row(*(row[i] for i in keep))
+    out.print(table)
+    print(f"csv: {files['csv']}  plot: {files['plot']}  report: {files['html']}")
+
+
+def status(experiment: str | None, kubeconfig: str | None) -> None:
+    from rich.table import Table
+
+    from . import kube, lifecycle
+
+    c = kube.clients(Path(kubeconfig) if kubeconfig else None)
+    found = lifecycle.status(c, experiment)
+    if not found:
+        print("no kubesweep experiments on the cluster" + (f" named {experiment}" if experiment else ""))
+        return
+    table = Table(title="experiments")
+    for col in ("namespace/experiment", "active", "succeeded", "failed"):
+        table.add_column(col)
+    for name, counts in sorted(found.items()):
+        table.add_row(name, str(counts.get("active", 0)), str(counts.get("succeeded", 0)), str(counts.get("failed", 0)))
+    out.print(table)
+
+
+def logs(trial: str, tail: int | None, kubeconfig: str | None) -> None:
+    from . import kube, lifecycle
+
+    sys.stdout.write(lifecycle.logs(kube.clients(Path(kubeconfig) if kubeconfig else None), trial, tail))
+
+
+def cancel(experiment: str, kubeconfig: str | None) -> None:
+    from . import kube, lifecycle
+
+    n = lifecycle.cancel(kube.clients(Path(kubeconfig) if kubeconfig else None), experiment)
+    print(f"{experiment}: deleted {n} unfinished Job(s)")
+
+
+def clean(experiment: str, outputs: bool, kubeconfig: str | None) -> None:
+    from . import kube, lifecycle
+
+    c = kube.clients(Path(kubeconfig) if kubeconfig else None)
+    n = lifecycle.clean(c, experiment, results_dir=Path("results") if outputs else None,
+                        jobs_dir=Path("jobs") if outputs else None)
+    print(f"{experiment}: deleted {n} Job(s) and their pods" + (", results/ and jobs/ output" if outputs else ""))
+
+
+def image(grid: str) -> None:
+    from . import image as images
+
+    plan = rendering.plan(grid)
+    exp = plan.experiment
+    if exp.build is None:
+        raise KubesweepError(f"{grid} has no build: section; its image {exp.image} is used as it is")
+    context, dockerfile, args = rendering.build_context(plan.source)
+    registry, _, repository = exp.image.partition("/")
+    built = images.ensure(context, repository, registry=registry, dockerfile=dockerfile, build_args=args)
+    print(f"{built.reference}: " + ("built and pushed" if built.built else "already in the registry, nothing to do")
+          + f" ({built.seconds:.1f}s)")
 
 
 def cluster(inventory: Path, *, down: bool, fake_nodes: int | None, gpus_per_node: int) -> None:

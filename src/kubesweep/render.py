@@ -53,7 +53,30 @@ def plan(path: str | Path, *, image: str | None = None, name: str | None = None,
         problems.raise_if_any()
     except SpecError as exc:
         raise source.explain(exc) from None
-    return Plan(source, trials, exp.image)
+    return Plan(source, trials, image_reference(source))
+
+
+def build_context(source: Source) -> tuple[Path, Path, dict[str, str]]:
+    """(context dir, Dockerfile, build args) of an experiment with ``build``, relative to its file."""
+    b = source.experiment.build
+    assert b is not None
+    base = Path(source.path).resolve().parent
+    context = (base / b.context).resolve()
+    dockerfile = (context / b.dockerfile) if b.dockerfile else context / "Dockerfile"
+    if not dockerfile.is_file():
+        raise SpecError([Issue(source.positions.value(("build",)), f"no Dockerfile at {dockerfile}")])
+    return context, dockerfile, dict(b.args)
+
+
+def image_reference(source: Source) -> str:
+    """The exact image the Jobs run: with ``build``, the repository tagged by content hash."""
+    exp = source.experiment
+    if exp.build is None:
+        return exp.image
+    from .image import content_tag
+
+    context, dockerfile, args = build_context(source)
+    return f"{exp.image}:{content_tag(context, dockerfile, args)}"
 
 
 def _check_values(p: Plan, trial: Trial) -> None:

@@ -102,12 +102,21 @@ class SecurityContext(Model):
     fs_group: StrictInt | None = 1000
 
 
+class Build(Model):
+    """Build the trainer image from a Dockerfile; ``image`` is then a repository without a tag."""
+
+    context: StrictStr = "."
+    dockerfile: StrictStr | None = None
+    args: dict[str, StrictStr] = {}
+
+
 class Experiment(Model):
     """A whole sweep: what to run, over which parameters, how to judge and where."""
 
     name: StrictStr
     namespace: StrictStr = "default"
     image: StrictStr
+    build: Build | None = None
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     command: Annotated[list[StrictStr], Field(min_length=1)]
     parameters: dict[str, Parameter]
