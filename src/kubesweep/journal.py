@@ -51,7 +51,13 @@ def forget(results_dir: Path, names: set[str]) -> None:
     p = path(results_dir)
     if not p.exists():
         return
-    kept = [line for line in p.read_text().splitlines() if line.strip() and json.loads(line)["name"] not in names]
+    kept = []
+    for line in p.read_text().splitlines():
+        try:
+            if json.loads(line)["name"] not in names:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError):
+            continue
     tmp = p.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, p)

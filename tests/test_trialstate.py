@@ -1,0 +1,79 @@
+"""Failure causes read from the objects the API sends (camelCase dicts), and the journal/report."""
+
+import json
+
+from kubesweep import journal, report
+from kubesweep.trialstate import FAILED, SUCCEEDED, job_outcome, pod_problem
+
+
+def pod(container_state=None, conditions=None, **status):
+    cs = [{"name": "trial", "state": container_state}] if container_state else []
+    return {"status": {"phase": status.pop("phase", "Pending"), "containerStatuses": cs,
+                       "conditions": conditions or [], **status}}
+
+
+def test_image_pull_failures_are_fatal_at_once():
+    for reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
+        r, msg, fatal = pod_problem(pod({"waiting": {"reason": reason, "message": "not found"}}))
+        assert (r, msg, fatal) == (reason, "not found", True)
+    assert pod_problem(pod({"waiting": {"reason": "ContainerCreating"}})) == (None, None, False)
+
+
+def test_oom_and_exit_codes():
+    r, msg, fatal = pod_problem(pod({"terminated": {"reason": "OOMKilled", "exitCode": 137}}))
+    assert r == "OOMKilled" and "137" in msg and "resources.memory" in msg and not fatal
+    assert pod_problem(pod({"terminated": {"reason": "Error", "exitCode": 3}}))[:2] == ("Error", "exit code 3")
+    assert pod_problem(pod({"terminated": {"reason": "Completed", "exitCode": 0}})) == (None, None, False)
+
+
+def test_unschedulable_and_disruption():
+    cond = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]
+    assert pod_problem(pod(conditions=cond))[:2] == ("Unschedulable", cond[0]["message"])
+    cond = [{"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager", "message": "node gone"}]
+    assert pod_problem(pod(conditions=cond))[0] == "DeletionByTaintManager"
+
+
+def test_job_conditions():
+    ok = {"status": {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}}
+    assert job_outcome(ok) == (SUCCEEDED, None, None)
+    late = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                                       "message": "Job was active longer than specified deadline"}]}}
+    assert job_outcome(late) == (FAILED, "DeadlineExceeded", "Job was active longer than specified deadline")
+    assert job_outcome({"status": {"active": 1}}) == (None, None, None)
+
+
+def test_journal_survives_a_torn_last_line_and_keeps_the_latest(tmp_path):
+    journal.append(tmp_path, {"name": "a", "state": "failed"})
+    journal.append(tmp_path, {"name": "b", "state": "succeeded"})
+    journal.append(tmp_path, {"name": "a", "state": "succeeded"})
+    with open(journal.path(tmp_path), "a") as f:
+        f.write('{"name": "c", "sta')  # killed mid-write
+    loaded = journal.load(tmp_path)
+    assert {k: v["state"] for k, v in loaded.items()} == {"a": "succeeded", "b": "succeeded"}
+    journal.forget(tmp_path, {"a"})
+    assert set(journal.load(tmp_path)) == {"b"}
+
+
+def test_report_ranks_best_first_and_writes_every_file(tmp_path):
+    recs = [
+        {"name": "t1", "batch": "batch-000", "params": {"lr": 0.1, "opt": "sgd"}, "state": SUCCEEDED,
+         "metrics": {"acc": 0.9}, "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:30Z"},
+        {"name": "t2", "batch": "batch-000", "params": {"lr": 0.01, "opt": "adam"}, "state": SUCCEEDED,
+         "metrics": {"acc": 0.95}},
+        {"name": "t3", "batch": "batch-001", "params": {"lr": 1.0, "opt": "sgd"}, "state": FAILED,
+         "metrics": {"acc": None}, "reason": "OOMKilled", "message": "out of memory"},
+    ]
+    files = report.write(tmp_path, recs, experiment="e", metric="acc", direction="maximize", params=["lr", "opt"],
+                         extra_metrics=[])
+    lines = files["csv"].read_text().splitlines()
+    assert lines[0].startswith("trial,batch,lr,opt,state")
+    assert [l.split(",")[0] for l in lines[1:]] == ["t2", "t1", "t3"]
+    assert ",30.0," in lines[2]  # duration
+    best = json.loads(files["best"].read_text())["best"]
+    assert best == {"trial": "t2", "value": 0.95, "params": {"lr": 0.01, "opt": "adam"}, "node": None}
+    assert files["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "OOMKilled" in files["html"].read_text()
+    down = report.write(tmp_path / "min", recs, experiment="e", metric="acc", direction="minimize",
+                        params=["lr", "opt"], extra_metrics=[])
+    assert json.loads(down["best"].read_text())["best"]["trial"] == "t1"
