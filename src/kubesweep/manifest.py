@@ -175,12 +175,19 @@ def build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> dic
     pod_spec["securityContext"] = pod_security
     if exp.node_selector:
         pod_spec["nodeSelector"] = dict(exp.node_selector)
-    if exp.tolerations:
-        pod_spec["tolerations"] = [dict(t) for t in exp.tolerations]
+    # A trial on a node that is lost is evicted after node_loss_grace_seconds (not the default
+    # 5 minutes) and, through podFailurePolicy below, rerun elsewhere without counting as failed.
+    grace = exp.node_loss_grace_seconds
+    pod_spec["tolerations"] = [dict(t) for t in exp.tolerations] + [
+        {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": grace}
+        for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")]
     pod_spec["containers"] = [container]
     pod_spec["volumes"] = [volume]
 
-    spec: dict[str, Any] = {"backoffLimit": exp.backoff_limit}
+    spec: dict[str, Any] = {
+        "backoffLimit": exp.backoff_limit,
+        "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+    }
     if exp.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = exp.active_deadline_seconds
     if exp.ttl_seconds_after_finished is not None:

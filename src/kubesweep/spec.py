@@ -132,6 +132,7 @@ class Experiment(Model):
     backoff_limit: StrictInt = 0
     active_deadline_seconds: StrictInt | None = None
     ttl_seconds_after_finished: StrictInt | None = None
+    node_loss_grace_seconds: StrictInt = 60
     service_account: StrictStr | None = None
     security_context: SecurityContext = SecurityContext()
     labels: dict[str, StrictStr] = {}
