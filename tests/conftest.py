@@ -29,3 +29,27 @@ def grid_file(tmp_path: Path):
         return path
 
     return make
+
+
+INVENTORY = ROOT / "inventory" / "local"
+
+
+@pytest.fixture(scope="session")
+def local_cluster():
+    """The real two-node cluster, brought up once per session (torn down by test_zz_teardown.py)."""
+    import time
+
+    from kubesweep import cluster
+
+    started = time.monotonic()
+    run = cluster.up(INVENTORY, echo=False)
+    print(f"\ncluster up in {time.monotonic() - started:.0f}s (site.yml {run.seconds:.0f}s)")
+    return {"kubeconfig": cluster.kubeconfig_path(INVENTORY), "first_run": run}
+
+
+@pytest.fixture(scope="session")
+def api(local_cluster):
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(str(local_cluster["kubeconfig"]))
+    return {"core": client.CoreV1Api(api_client), "batch": client.BatchV1Api(api_client)}

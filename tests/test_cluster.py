@@ -7,37 +7,18 @@ checking that nothing is left behind.
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 
 import pytest
 
-from kubesweep import cluster, fake_nodes, image, nodes, services
+from kubesweep import cluster, fake_nodes, image
 from kubesweep.metrics import read_metric
 from kubesweep.versions import KUBERNETES_VERSION, pins
 
-from .conftest import EXAMPLES, ROOT
+from .conftest import EXAMPLES, INVENTORY
 
 pytestmark = pytest.mark.cluster
-INVENTORY = ROOT / "inventory" / "local"
-
-
-@pytest.fixture(scope="session")
-def local_cluster():
-    started = time.monotonic()
-    run = cluster.up(INVENTORY, echo=False)
-    print(f"\ncluster up in {time.monotonic() - started:.0f}s (site.yml {run.seconds:.0f}s)")
-    yield {"kubeconfig": cluster.kubeconfig_path(INVENTORY), "first_run": run}
-    cluster.down()
-
-
-@pytest.fixture(scope="session")
-def api(local_cluster):
-    from kubernetes import client, config
-
-    api_client = config.new_client_from_config(str(local_cluster["kubeconfig"]))
-    return {"core": client.CoreV1Api(api_client), "batch": client.BatchV1Api(api_client)}
 
 
 def _ready(node) -> bool:
@@ -146,15 +127,3 @@ def test_hundred_fake_gpu_nodes_and_a_gpu_job_succeeds_on_them(api, local_cluste
     assert len(placed) == 4 and all(n.startswith(fake_nodes.PREFIX) for n in placed)  # 8 GPUs each: one pod per node
     api["batch"].delete_namespaced_job(name, "default", propagation_policy="Background")
     assert fake_nodes.ensure(local_cluster["kubeconfig"], 0, 8, version=pins()["kwok_version"])["deleted"] == 100
-
-
-def test_zz_down_leaves_nothing_behind(local_cluster):
-    cluster.down()
-    if services.docker_running():
-        assert nodes.existing() == []
-        assert subprocess.run(["docker", "network", "inspect", nodes.NETWORK], capture_output=True).returncode != 0
-    assert services._read_pid("mirror") is None and services._read_pid("kwok") is None
-    mounts = open("/proc/mounts").read()
-    assert "kubesweep" not in mounts and "/var/lib/kubelet" not in mounts
-    cgroups = subprocess.run(["find", "/sys/fs/cgroup", "-maxdepth", "2", "-name", "kubesweep"], capture_output=True, text=True)
-    assert cgroups.stdout.strip() == ""

@@ -1,0 +1,605 @@
+"""The offline build's logic, without Go builds or docker: generated go.mod, ldflags, stamps,
+the mirror layout contract, SHA256SUMS, archives, image recipes and error messages."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from kubesweep.errors import KubesweepError
+from kubesweep.offline import cache as cachemod
+from kubesweep.offline import gobuild, images, mirror
+from kubesweep.offline.cache import Cache, DigestCache, Stamp
+
+FAKE_KUBE_GOMOD = """\
+// This is a generated file. Do not edit directly.
+module k8s.io/kubernetes
+
+go 1.25.0
+
+godebug default=go1.25
+
+require (
+\tgithub.com/blang/semver/v4 v4.0.0
+\tk8s.io/api v0.0.0
+\tk8s.io/client-go v0.0.0 // indirect
+)
+
+replace (
+\tk8s.io/api => ./staging/src/k8s.io/api
+\tk8s.io/client-go => ./staging/src/k8s.io/client-go // the client
+\tgithub.com/old/thing v1.0.0 => github.com/new/thing v1.2.3
+)
+
+replace k8s.io/kubectl => ./staging/src/k8s.io/kubectl
+"""
+
+V = mirror.Versions(kube="1.35.8", etcd="3.6.16", pause="3.10.1", cni="1.9.1", crictl="1.36.0", kwok="0.8.0")
+
+
+# ------------------------------------------------------------------------------- go.mod
+
+
+def test_staging_replaces_are_pinned_to_the_v0_release_of_the_same_minor():
+    replaces = gobuild.derived_replaces(FAKE_KUBE_GOMOD, "1.35.8")
+    assert replaces == [
+        ("github.com/old/thing v1.0.0", "github.com/new/thing v1.2.3"),
+        ("k8s.io/api", "k8s.io/api v0.35.8"),
+        ("k8s.io/client-go", "k8s.io/client-go v0.35.8"),
+        ("k8s.io/kubectl", "k8s.io/kubectl v0.35.8"),
+    ]
+
+
+def test_local_replace_outside_staging_is_refused():
+    gomod = "module k8s.io/kubernetes\nreplace k8s.io/x => ../elsewhere/x\n"
+    with pytest.raises(KubesweepError, match="not a staging module"):
+        gobuild.derived_replaces(gomod, "1.35.8")
+
+
+@pytest.mark.parametrize(("kube", "staging"), [("1.35.8", "v0.35.8"), ("v1.36.0", "v0.36.0"),
+                                               ("1.37.0-rc.1", "v0.37.0-rc.1")])
+def test_staging_version(kube, staging):
+    assert gobuild.staging_version(kube) == staging
+
+
+@pytest.mark.parametrize("bad", ["2.0.0", "1.35", "latest"])
+def test_staging_version_rejects_what_it_cannot_map(bad):
+    with pytest.raises(KubesweepError):
+        gobuild.staging_version(bad)
+
+
+def test_rendered_gomod_parses_back_to_the_same_directives():
+    replaces = gobuild.derived_replaces(FAKE_KUBE_GOMOD, "1.35.8")
+    text = gobuild.render_gomod("kubesweep.local/build/kubernetes", "1.25.0", [("k8s.io/kubernetes", "v1.35.8")],
+                                replaces, ["default=go1.25"])
+    parsed = gobuild.parse_directives(text)
+    assert ("module", ["kubesweep.local/build/kubernetes"]) in parsed
+    assert gobuild.go_directive(text) == "1.25.0"
+    assert ("require", ["k8s.io/kubernetes", "v1.35.8"]) in parsed
+    assert ("godebug", ["default=go1.25"]) in parsed
+    got = [(" ".join(a[:a.index("=>")]), " ".join(a[a.index("=>") + 1:])) for verb, a in parsed if verb == "replace"]
+    assert got == replaces
+
+
+def test_directive_parser_handles_comments_blocks_and_single_lines():
+    parsed = gobuild.parse_directives(FAKE_KUBE_GOMOD)
+    assert parsed[0] == ("module", ["k8s.io/kubernetes"])
+    assert ("require", ["k8s.io/client-go", "v0.0.0"]) in parsed  # "// indirect" dropped
+    assert ("replace", ["k8s.io/kubectl", "=>", "./staging/src/k8s.io/kubectl"]) in parsed
+    assert gobuild.go_directive(FAKE_KUBE_GOMOD) == "1.25.0"
+
+
+def test_tools_go_blank_imports_each_command_once_behind_the_tools_tag():
+    text = gobuild.render_tools_go(["k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kubeadm",
+                                    "k8s.io/kubernetes/cmd/kubelet"])
+    assert text.startswith("//go:build tools\n")
+    assert re.findall(r'_ "([^"]+)"', text) == ["k8s.io/kubernetes/cmd/kubeadm", "k8s.io/kubernetes/cmd/kubelet"]
+    assert "\npackage tools\n" in text
+
+
+# ------------------------------------------------------------------------------- ldflags
+
+
+def _x_flags(ldflags: str) -> dict[str, str]:
+    return dict(m.split("=", 1) for m in re.findall(r"-X (\S+)", ldflags))
+
+
+def test_kube_ldflags_set_the_version_in_both_packages_like_hack_lib_version_sh():
+    info = gobuild.ModuleInfo("k8s.io/kubernetes", "v1.35.8", Path("/x"), Path("/x.mod"), "2026-08-20T15:16:14Z", None)
+    flags = gobuild.kube_ldflags("1.35.8", info)
+    assert flags.startswith("-s -w ")
+    x = _x_flags(flags)
+    for pkg in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version"):
+        assert x[f"{pkg}.gitVersion"] == "v1.35.8"
+        assert x[f"{pkg}.gitMajor"] == "1"
+        assert x[f"{pkg}.gitMinor"] == "35"
+        assert x[f"{pkg}.gitTreeState"] == "clean"
+        assert x[f"{pkg}.buildDate"] == "2026-08-20T15:16:14Z"
+        assert f"{pkg}.gitCommit" not in x  # the proxy recorded no commit for this version
+    assert len(x) == 10
+
+
+def test_kube_ldflags_carry_the_commit_when_the_proxy_knows_it_and_are_stable():
+    info = gobuild.ModuleInfo("k8s.io/kubernetes", "v1.36.4", Path("/x"), Path("/x.mod"), "2026-01-02T03:04:05Z", "abc123")
+    x = _x_flags(gobuild.kube_ldflags("v1.36.4", info))
+    assert x["k8s.io/component-base/version.gitCommit"] == "abc123"
+    assert x["k8s.io/client-go/pkg/version.gitMinor"] == "36"
+    assert gobuild.kube_ldflags("1.36.4", info) == gobuild.kube_ldflags("1.36.4", info)  # no "now" in it
+
+
+def test_other_ldflags_match_what_each_project_release_build_sets():
+    assert _x_flags(gobuild.etcd_ldflags("3.6.16")) == {"go.etcd.io/etcd/api/v3/version.GitSHA": "v3.6.16"}
+    assert _x_flags(gobuild.crictl_ldflags("1.36.0")) == {"sigs.k8s.io/cri-tools/pkg/version.Version": "v1.36.0"}
+    assert _x_flags(gobuild.cni_ldflags("1.9.1")) == {
+        "github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion": "v1.9.1"}
+    assert _x_flags(gobuild.kwok_ldflags("0.8.0", "1.35.8")) == {
+        "sigs.k8s.io/kwok/pkg/consts.Version": "v0.8.0", "sigs.k8s.io/kwok/pkg/consts.KubeVersion": "1.35.8"}
+    assert _x_flags(gobuild.pause_ldflags("3.10.1")) == {"main.version": "3.10.1"}
+
+
+def test_wrappers_build_the_commands_the_mirror_needs():
+    kube = gobuild.kubernetes("1.35.8")
+    assert kube.requires == (("k8s.io/kubernetes", "v1.35.8"),) and kube.kubernetes_replaces
+    assert {b.name for b in kube.binaries} == {"kubeadm", "kubelet", "kubectl", "kube-apiserver",
+                                              "kube-controller-manager", "kube-scheduler", "kube-proxy"}
+    assert {b.package for b in gobuild.cni_plugins("1.9.1").binaries} == {
+        "github.com/containernetworking/plugins/plugins/main/bridge",
+        "github.com/containernetworking/plugins/plugins/ipam/host-local",
+        "github.com/containernetworking/plugins/plugins/main/loopback",
+        "github.com/containernetworking/plugins/plugins/meta/portmap"}
+    assert [b.package for b in gobuild.etcd("3.6.16").binaries] == ["go.etcd.io/etcd/server/v3", "go.etcd.io/etcd/etcdctl/v3"]
+    # every archive/binary the mirror lists is produced by some wrapper or the pause build
+    produced = {f"{w.name}/{b.name}" for w in (kube, gobuild.etcd("1"), gobuild.cri_tools("1"),
+                                               gobuild.cni_plugins("1"), gobuild.kwok("1", "1")) for b in w.binaries}
+    needed = {key for item in mirror.layout(V) for _, key in item.sources}
+    assert needed <= produced
+
+
+# ----------------------------------------------------------------------------- toolchain
+
+
+def test_no_go_says_how_to_install_it():
+    with pytest.raises(cachemod.MissingToolError) as exc:
+        gobuild.find_go(which=lambda name: None, fallbacks=["/nonexistent/go"])
+    text = str(exc.value)
+    assert "no `go` on PATH" in text and "Go >= 1.25" in text and "golang-go" in text
+
+
+def test_old_go_is_refused_with_the_version_needed():
+    old = gobuild.Toolchain("/usr/lib/go-1.19/bin/go", "go1.19.8")
+    with pytest.raises(cachemod.MissingToolError, match=r"needs Go >= 1\.26\.2, but .* is go1\.19\.8"):
+        old.require("1.26.2", "sigs.k8s.io/cri-tools@v1.36.0")
+    assert gobuild.Toolchain("/go", "go1.26.8").satisfies("1.26.2")
+    assert not gobuild.Toolchain("/go", "go1.26.1").satisfies("1.26.2")
+    assert gobuild.parse_go_version("go version go1.19.8 linux/amd64") == (1, 19, 8)
+
+
+def test_go_environment_is_static_two_jobs_local_toolchain():
+    env = gobuild.Toolchain("/usr/local/go/bin/go", "go1.26.8").env({"PATH": "/usr/bin", "GOFLAGS": "-mod=vendor"})
+    assert env["CGO_ENABLED"] == "0" and env["GOOS"] == "linux" and env["GOARCH"] == "amd64"
+    assert env["GOFLAGS"].split() == ["-p=2", "-buildvcs=false"]
+    assert env["GOTOOLCHAIN"] == "local" and env["GOWORK"] == "off"
+    assert env["PATH"].split(os.pathsep)[0] == "/usr/local/go/bin"
+    assert "GONOSUMDB" not in env and "GOINSECURE" not in env
+
+
+# ----------------------------------------------------------------------------- stamps
+
+
+def test_stamp_is_fresh_only_for_the_same_inputs_and_the_same_file(tmp_path):
+    out = tmp_path / "bin" / "kubelet"
+    out.parent.mkdir()
+    out.write_bytes(b"binary")
+    stamp = Stamp(tmp_path / "stamps" / "kubelet.json")
+    inputs = {"ldflags": "-s -w -X a=b", "wrapper": "abc", "go": "go1.26.8"}
+    assert not stamp.is_fresh(inputs, out)  # no stamp yet
+    stamp.record(inputs, out, sha256="0" * 64)
+    assert stamp.is_fresh(dict(inputs), out)
+    assert not stamp.is_fresh({**inputs, "ldflags": "-s -w -X a=c"}, out)  # flags changed
+    assert not stamp.is_fresh({**inputs, "wrapper": "def"}, out)  # go.mod/go.sum changed
+    out.write_bytes(b"truncat")  # the file is not the one that was stamped
+    assert not stamp.is_fresh(inputs, out)
+    out.unlink()
+    assert not stamp.is_fresh(inputs, out)
+
+
+def test_stamp_of_another_format_or_garbage_is_stale(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text("{not json")
+    assert not Stamp(path).is_fresh({})
+    path.write_text(json.dumps({"format": 999, "inputs": {}}))
+    assert not Stamp(path).is_fresh({})
+
+
+def _fake_toolchain(tmp_path: Path, script: str) -> gobuild.Toolchain:
+    go = tmp_path / "fake-go"
+    go.write_text("#!/bin/sh\n" + script)
+    go.chmod(0o755)
+    return gobuild.Toolchain(str(go), "go1.26.8")
+
+
+def test_compile_is_skipped_on_a_stamp_hit_and_rerun_when_ldflags_change(tmp_path):
+    # A stand-in `go` that writes its -ldflags into the -o file and counts its runs.
+    counter = tmp_path / "runs"
+    tc = _fake_toolchain(tmp_path, f'echo run >> {counter}\nwhile [ "$1" != -o ]; do [ "$1" = -ldflags ] && LD="$2"; '
+                                   'shift; done\nprintf "%s" "$LD" > "$2"\n')
+    cache = Cache(tmp_path / "cache")
+
+    def compile(ldflags: str) -> gobuild.Built:
+        out = cache.build_dir("demo", "1.0") / "bin" / "demo"
+        return gobuild.compile_binary(cache, tc, group="demo", version="1.0", name="demo", target="./cmd/demo",
+                                      cwd=tmp_path, out=out, ldflags=ldflags, inputs={"ldflags": ldflags},
+                                      progress=lambda s: None)
+
+    first = compile("-X v=1")
+    assert not first.cached and first.path.read_text() == "-X v=1"
+    assert first.sha256 == hashlib.sha256(b"-X v=1").hexdigest()
+    again = compile("-X v=1")
+    assert again.cached and again.sha256 == first.sha256
+    assert counter.read_text().count("run") == 1
+    changed = compile("-X v=2")
+    assert not changed.cached and changed.path.read_text() == "-X v=2"
+    assert counter.read_text().count("run") == 2
+    assert [p.name for p in changed.path.parent.iterdir()] == ["demo"]  # no temp files left
+
+
+def test_a_failed_compile_leaves_no_binary_and_quotes_the_log(tmp_path):
+    tc = _fake_toolchain(tmp_path, 'while [ "$1" != -o ]; do shift; done\nprintf half > "$2"\n'
+                                   'echo "cmd/x/main.go:3: undefined: y" >&2\nexit 1\n')
+    cache = Cache(tmp_path / "cache")
+    out = cache.build_dir("x", "1") / "bin" / "x"
+    with pytest.raises(cachemod.BuildError, match="undefined: y"):
+        gobuild.compile_binary(cache, tc, group="x", version="1", name="x", target=".", cwd=tmp_path, out=out,
+                               ldflags="", inputs={}, progress=lambda s: None)
+    assert list(out.parent.iterdir()) == []  # the half-written temp file is gone, no `x`
+
+
+def test_disk_full_in_a_command_log_is_reported_as_such(tmp_path):
+    log = tmp_path / "logs" / "go.log"
+    with pytest.raises(cachemod.DiskFullError, match="disk filled up"):
+        cachemod.run(["sh", "-c", "echo 'write /tmp/go-build/x: no space left on device' >&2; exit 1"],
+                     log=log, what="build kubelet")
+    with pytest.raises(cachemod.MissingToolError, match="`no-such-tool-xyz` is not installed: apt-get install it"):
+        cachemod.run(["no-such-tool-xyz"], log=log, what="do it", hint="apt-get install it")
+
+
+def test_enospc_while_writing_becomes_a_disk_full_error(tmp_path):
+    with pytest.raises(cachemod.DiskFullError, match="disk is full while writing"):
+        cachemod.raise_disk_error(OSError(28, "No space left on device"), tmp_path / "x")
+    with pytest.raises(PermissionError):
+        cachemod.raise_disk_error(PermissionError(13, "denied"), tmp_path / "x")
+
+
+def test_require_free_space_names_the_need(tmp_path):
+    with pytest.raises(cachemod.DiskFullError, match="need about"):
+        cachemod.require_free_space(tmp_path, 1 << 60, "build kubelet")
+    cachemod.require_free_space(tmp_path / "not" / "yet", 1, "build kubelet")  # walks up to an existing dir
+
+
+def test_cache_root_follows_kubesweep_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBESWEEP_CACHE", str(tmp_path / "c"))
+    assert Cache.default().root == tmp_path / "c"
+    monkeypatch.delenv("KUBESWEEP_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert Cache.default().root == tmp_path / "home" / ".cache" / "kubesweep"
+    assert Cache(tmp_path).build_dir("kubernetes", "1.35.8") == tmp_path / "build" / "kubernetes-1.35.8"
+
+
+# ------------------------------------------------------------------------------ SHA256SUMS
+
+
+def test_sha256sums_lists_every_file_sorted_in_sha256sum_format(tmp_path):
+    (tmp_path / "b" / "c").mkdir(parents=True)
+    (tmp_path / "b" / "c" / "f").write_bytes(b"hello")
+    (tmp_path / "a.sha256").write_text("x")
+    (tmp_path / "b" / ".f.tmp-1-2").write_text("partial")  # never listed
+    digests = DigestCache(tmp_path / "state.json")
+    listing = cachemod.write_sha256sums(tmp_path, digests)
+    text = (tmp_path / "SHA256SUMS").read_text()
+    assert text == (f"{hashlib.sha256(b'x').hexdigest()}  a.sha256\n"
+                    f"{hashlib.sha256(b'hello').hexdigest()}  b/c/f\n")
+    assert set(listing) == {"a.sha256", "b/c/f"}
+    # the same result from the sha256sum tool's point of view: "<64 hex><2 spaces><path>"
+    assert all(re.fullmatch(r"[0-9a-f]{64}  \S+", line) for line in text.splitlines())
+
+
+def test_sha256sums_rejects_what_is_not_a_digest_or_a_relative_path():
+    with pytest.raises(ValueError):
+        cachemod.sha256sums_text({"a": "xyz"})
+    with pytest.raises(ValueError):
+        cachemod.sha256sums_text({"../a": "0" * 64})
+
+
+def test_digest_cache_rehashes_only_changed_files(tmp_path):
+    f = tmp_path / "f"
+    f.write_bytes(b"one")
+    dc = DigestCache(tmp_path / "d.json")
+    assert dc.digest(f) == hashlib.sha256(b"one").hexdigest()
+    dc.save()
+    dc2 = DigestCache(tmp_path / "d.json")
+    assert dc2.digest(f) == hashlib.sha256(b"one").hexdigest() and dc2.hashed == 0
+    f.write_bytes(b"two!")
+    assert dc2.digest(f) == hashlib.sha256(b"two!").hexdigest() and dc2.hashed == 1
+
+
+# -------------------------------------------------------------------------------- layout
+
+
+def test_mirror_paths_are_the_official_urls_minus_the_scheme():
+    rels = [item.rel for item in mirror.layout(V)]
+    k = "dl.k8s.io/release/v1.35.8/bin/linux/amd64/"
+    assert rels == [
+        k + "kubeadm", k + "kubelet", k + "kubectl", k + "kube-apiserver", k + "kube-controller-manager",
+        k + "kube-scheduler", k + "kube-proxy",
+        "github.com/containernetworking/plugins/releases/download/v1.9.1/cni-plugins-linux-amd64-v1.9.1.tgz",
+        "github.com/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-amd64.tar.gz",
+        "github.com/etcd-io/etcd/releases/download/v3.6.16/etcd-v3.6.16-linux-amd64/etcd",
+        "github.com/etcd-io/etcd/releases/download/v3.6.16/etcd-v3.6.16-linux-amd64/etcdctl",
+        "github.com/kubernetes-sigs/kwok/releases/download/v0.8.0/kwok-linux-amd64",
+    ]
+
+
+def _fake_artifacts(tmp_path: Path) -> dict[str, mirror.Artifact]:
+    arts = {}
+    for item in mirror.layout(V):
+        for _, key in item.sources:
+            path = tmp_path / "build" / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(f"#!binary {key}\n".encode())
+            arts[key] = mirror.Artifact(path, hashlib.sha256(path.read_bytes()).hexdigest(), 1_700_000_000)
+    return arts
+
+
+def test_lay_out_writes_each_file_its_sha256_and_sha256sums(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    arts = _fake_artifacts(tmp_path)
+    result = mirror.lay_out(cache, mirror.layout(V), arts)
+    root = cache.mirror
+    kubelet = root / "dl.k8s.io/release/v1.35.8/bin/linux/amd64/kubelet"
+    assert kubelet.read_bytes() == arts["kubernetes/kubelet"].path.read_bytes()
+    assert os.path.samefile(kubelet, arts["kubernetes/kubelet"].path)  # a hard link, not a copy
+    # dl.k8s.io style: the bare digest
+    assert (root / (str(kubelet.relative_to(root)) + ".sha256")).read_text() == arts["kubernetes/kubelet"].sha256
+    # GitHub style: "<hex>  <name>\n", and it matches the file
+    tgz = root / "github.com/containernetworking/plugins/releases/download/v1.9.1/cni-plugins-linux-amd64-v1.9.1.tgz"
+    hexd, name = (tgz.parent / (tgz.name + ".sha256")).read_text().rstrip("\n").split("  ")
+    assert name == tgz.name and hexd == hashlib.sha256(tgz.read_bytes()).hexdigest()
+    with tarfile.open(tgz) as tar:
+        assert tar.getnames() == [".", "./bridge", "./host-local", "./loopback", "./portmap"]
+        bridge = tar.getmember("./bridge")
+        assert bridge.mode == 0o755 and bridge.uid == 0
+        assert tar.extractfile(bridge).read() == arts["cni-plugins/bridge"].path.read_bytes()
+    crictl = root / "github.com/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-amd64.tar.gz"
+    with tarfile.open(crictl) as tar:
+        assert tar.getnames() == ["./crictl"]
+    sums = dict(reversed(line.split("  ", 1)) for line in (root / "SHA256SUMS").read_text().splitlines())
+    on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"SHA256SUMS"}
+    assert set(sums) == on_disk and len(on_disk) == 2 * len(mirror.layout(V))
+    for rel, hexd in sums.items():
+        assert hashlib.sha256((root / rel).read_bytes()).hexdigest() == hexd
+    assert result["files"] == len(on_disk)
+
+
+def test_second_lay_out_changes_nothing_and_hashes_nothing(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    arts = _fake_artifacts(tmp_path)
+    mirror.lay_out(cache, mirror.layout(V), arts)
+    before = {p: p.stat().st_mtime_ns for p in cache.mirror.rglob("*") if p.is_file()}
+    again = mirror.lay_out(cache, mirror.layout(V), arts)
+    assert again["changed"] == 0 and again["hashed"] == 0
+    assert {p: p.stat().st_mtime_ns for p in cache.mirror.rglob("*") if p.is_file()} == before
+
+
+def test_lay_out_follows_a_rebuilt_binary(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    arts = _fake_artifacts(tmp_path)
+    mirror.lay_out(cache, mirror.layout(V), arts)
+    new = tmp_path / "kubeadm.new"
+    new.write_bytes(b"rebuilt")
+    arts["kubernetes/kubeadm"] = mirror.Artifact(new, hashlib.sha256(b"rebuilt").hexdigest())
+    mirror.lay_out(cache, mirror.layout(V), arts)
+    dst = cache.mirror / "dl.k8s.io/release/v1.35.8/bin/linux/amd64/kubeadm"
+    assert dst.read_bytes() == b"rebuilt"
+    assert (dst.parent / "kubeadm.sha256").read_text() == hashlib.sha256(b"rebuilt").hexdigest()
+    assert f"{hashlib.sha256(b'rebuilt').hexdigest()}  dl.k8s.io/release/v1.35.8/bin/linux/amd64/kubeadm\n" in (
+        cache.mirror / "SHA256SUMS").read_text()
+
+
+def test_lay_out_refuses_a_missing_artifact(tmp_path):
+    arts = _fake_artifacts(tmp_path)
+    del arts["etcd/etcd"]
+    with pytest.raises(KubesweepError, match="needs etcd/etcd"):
+        mirror.lay_out(Cache(tmp_path / "cache"), mirror.layout(V), arts)
+
+
+def test_archives_are_reproducible_and_carry_the_given_mtime(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"A" * 1000)
+    b.write_bytes(b"B")
+    one = mirror.deterministic_tgz([("./b", b), ("./a", a)], 1_700_000_000, True)
+    os.utime(a, (1, 1))  # file timestamps do not leak in
+    two = mirror.deterministic_tgz([("./a", a), ("./b", b)], 1_700_000_000, True)
+    assert one == two
+    assert gzip.decompress(one)  # a valid gzip stream
+    with tarfile.open(fileobj=io.BytesIO(one)) as tar:
+        assert [m.mtime for m in tar.getmembers()] == [1_700_000_000] * 3
+
+
+def test_versions_are_read_from_versions_yml_and_missing_pins_are_named(tmp_path):
+    good = mirror.Versions.load()  # the repository's own file pins all of them
+    assert good.kube == "1.35.8" and good.kwok
+    path = tmp_path / "versions.yml"
+    path.write_text('kube_version: "1.35.8"\netcd_version: "v3.6.16"\n')
+    with pytest.raises(KubesweepError, match="does not pin pause_version, cni_version, crictl_version, kwok_version"):
+        mirror.Versions.load(path)
+    path.write_text('kube_version: "1.35.8"\netcd_version: "v3.6.16"\npause_version: "3.10.1"\n'
+                    'cni_version: 1.9.1\ncrictl_version: "1.36.0"\nkwok_version: "0.8.0"\n')
+    assert mirror.Versions.load(path).etcd == "3.6.16"
+    with pytest.raises(KubesweepError, match="cannot read the pinned versions"):
+        mirror.Versions.load(tmp_path / "nope.yml")
+
+
+def test_kwok_stages_copies_only_stage_objects_and_drops_stale_ones(tmp_path):
+    mod = tmp_path / "kwok@v0.8.0"
+    stage = mod / "kustomize" / "stage"
+    files = {"node/fast/node-initialize.yaml": "kind: Stage\nmetadata: {name: node-initialize}\n",
+             "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml": "kind: Stage\n",
+             "node/heartbeat-with-lease/kustomization.yaml": "kind: Kustomization\n",
+             "pod/fast/pod-ready.yaml": "kind: Stage\n", "pod/fast/pod-complete.yaml": "kind: Stage\n",
+             "pod/fast/pod-delete.yaml": "kind: Stage\n", "pod/fast/pod-other.yaml": "kind: Stage\n"}
+    for rel, text in files.items():
+        (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+        (stage / rel).write_text(text)
+    cache = Cache(tmp_path / "cache")
+    cache.kwok_stages.mkdir(parents=True)
+    (cache.kwok_stages / "old.yaml").write_text("kind: Stage\n")
+    written = mirror.kwok_stages(cache, mod)
+    assert sorted(p.name for p in written) == sorted(p.name for p in cache.kwok_stages.iterdir()) == [
+        "node-heartbeat-with-lease.yaml", "node-initialize.yaml", "pod-complete.yaml", "pod-delete.yaml",
+        "pod-ready.yaml"]
+    (stage / "pod/fast/pod-delete.yaml").unlink()
+    with pytest.raises(KubesweepError, match="pod-delete.yaml is missing"):
+        mirror.kwok_stages(cache, mod)
+
+
+# -------------------------------------------------------------------------------- images
+
+
+def test_node_recipe_is_the_spike_list_plus_registry_and_apt_bindings():
+    pkgs = set(images.NODE_ROOTFS.packages)
+    assert {"systemd", "containerd", "runc", "iptables", "conntrack", "python3", "docker-registry", "python3-apt"} <= pkgs
+    assert "etc/kubernetes/manifests" in images.NODE_ROOTFS.dirs and images.NODE_ROOTFS.empty_machine_id
+    assert {"python3", "python3-numpy", "python3-sklearn", "ca-certificates"} == set(images.PYTHON_BASE_ROOTFS.packages)
+
+
+def test_rootfs_key_changes_with_the_package_list_only_when_the_set_changes():
+    base = images.NODE_ROOTFS
+    same = images.RootfsSpec(base.name, base.suite, tuple(reversed(base.packages)), base.masked, base.disabled,
+                             base.dirs, base.empty_machine_id)
+    more = images.RootfsSpec(base.name, base.suite, base.packages + ("vim",), base.masked, base.disabled,
+                             base.dirs, base.empty_machine_id)
+    assert same.key() == base.key()
+    assert more.key() != base.key()
+
+
+def test_customize_masks_disables_and_prepares_the_tree(tmp_path):
+    wants = tmp_path / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True)
+    (wants / "docker-registry.service").symlink_to("/lib/systemd/system/docker-registry.service")
+    (wants / "containerd.service").symlink_to("/lib/systemd/system/containerd.service")
+    (tmp_path / "etc/machine-id").write_text("0123456789abcdef\n")
+    lists = tmp_path / "var/lib/apt/lists"
+    lists.mkdir(parents=True)
+    (lists / "deb.debian.org_debian_dists_bookworm_InRelease").write_text("x")
+    (lists / "lock").write_text("")
+    images.customize(tmp_path, images.NODE_ROOTFS)
+    assert os.readlink(tmp_path / "etc/systemd/system/systemd-udevd.service") == "/dev/null"
+    assert os.readlink(tmp_path / "etc/systemd/system/serial-getty@.service") == "/dev/null"
+    assert not (wants / "docker-registry.service").is_symlink()
+    assert (wants / "containerd.service").is_symlink()
+    assert (tmp_path / "etc/kubernetes/manifests").is_dir()
+    assert (tmp_path / "etc/machine-id").read_text() == ""
+    assert sorted(p.name for p in lists.iterdir()) == ["lock"]
+
+
+def test_debian_mirror_is_read_from_deb822_and_one_line_sources(tmp_path):
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\n# comment\nURIs: http://mirror.example/debian/\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\nTypes: deb\nURIs: http://security.example/debian-security\n"
+        "Suites: bookworm-security\n")
+    assert images.debian_mirror(tmp_path) == "http://mirror.example/debian"
+    other = tmp_path / "one"
+    other.mkdir()
+    (other / "sources.list").write_text("deb [arch=amd64 signed-by=/k.gpg] https://m2.example/debian bookworm main\n")
+    assert images.debian_mirror(other) == "https://m2.example/debian"
+    assert images.debian_mirror(tmp_path / "empty") == images.DEFAULT_MIRROR
+
+
+def test_mounts_under_finds_only_mounts_inside_the_tree(tmp_path):
+    info = ("22 1 0:21 / /proc rw - proc proc rw\n"
+            f"90 22 0:5 / {tmp_path}/rootfs/proc rw - proc proc rw\n"
+            f"91 22 0:6 / {tmp_path}/rootfs/sys/fs rw - sysfs sys rw\n"
+            f"92 22 0:7 / {tmp_path}/rootfs-other/proc rw - proc proc rw\n")
+    assert images.mounts_under(tmp_path / "rootfs", info) == [f"{tmp_path}/rootfs/sys/fs", f"{tmp_path}/rootfs/proc"]
+
+
+def test_image_list_entries_and_registry_tags():
+    node = images.Rootfs(images.NODE_ROOTFS, Path("/c/images/node-bookworm.tar"), "a" * 64, True, 0)
+    pybase = images.Rootfs(images.PYTHON_BASE_ROOTFS, Path("/c/images/python-base-bookworm.tar"), "b" * 64, True, 0)
+    keys = ["pause/pause", "kubernetes/kube-apiserver", "kubernetes/kube-controller-manager",
+            "kubernetes/kube-scheduler", "kubernetes/kube-proxy", "etcd/etcd", "etcd/etcdctl"]
+    built = {k: gobuild.Built(k.split("/")[0], k.split("/")[1], "1", Path(f"/b/{k}"), "c" * 64, True, 0) for k in keys}
+    specs = mirror.image_specs(V, built, node, pybase)
+    entries = [s.entry() for s in specs]
+    assert entries[:2] == [
+        {"upstream": "registry.k8s.io/pause:3.10.1", "local": "kubesweep/pause:3.10.1", "path": "pause:3.10.1"},
+        {"upstream": "registry.k8s.io/kube-apiserver:v1.35.8", "local": "kubesweep/kube-apiserver:v1.35.8",
+         "path": "kube-apiserver:v1.35.8"}]
+    assert {"upstream": "registry.k8s.io/etcd:3.6.16", "local": "kubesweep/etcd:3.6.16", "path": "etcd:3.6.16"} in entries
+    assert entries[-2:] == [
+        {"upstream": "", "local": "kubesweep/node:bookworm", "path": "kubesweep/node:bookworm"},
+        {"upstream": "", "local": "kubesweep/python-base:bookworm", "path": "kubesweep/python-base:bookworm"}]
+    assert all(re.fullmatch(r"[^:]+:[^:]+", e["path"]) for e in entries)  # what the offline_images role checks
+    by_path = {s.path: s for s in specs}
+    assert by_path["kube-proxy:v1.35.8"].base == node.path  # iptables & co. come from the node filesystem
+    assert by_path["kube-proxy:v1.35.8"].registry_ref == "127.0.0.1:5000/kube-proxy:v1.35.8"
+    assert [f.dest for f in by_path["etcd:3.6.16"].files] == ["usr/local/bin/etcd", "usr/local/bin/etcdctl"]
+    assert any("PATH=/usr/local" in c for c in by_path["etcd:3.6.16"].changes)
+    assert ("tmp", 0o1777) in by_path["kube-scheduler:v1.35.8"].dirs
+    assert 'CMD ["/sbin/init"]' in by_path["kubesweep/node:bookworm"].changes
+
+
+def test_image_stamp_follows_content_not_time(tmp_path):
+    f = images.FileEntry("usr/local/bin/etcd", tmp_path / "etcd", "1" * 64)
+    spec = images.k8s_image("etcd", "3.6.16", [f])
+    assert spec.stamp() == images.k8s_image("etcd", "3.6.16", [f]).stamp()
+    g = images.FileEntry("usr/local/bin/etcd", tmp_path / "etcd", "2" * 64)
+    assert spec.stamp() != images.k8s_image("etcd", "3.6.16", [g]).stamp()
+
+
+def test_image_tar_has_the_files_dirs_and_modes(tmp_path):
+    binary = tmp_path / "kube-scheduler"
+    binary.write_bytes(b"\x7fELF fake")
+    f = images.FileEntry("usr/local/bin/kube-scheduler", binary, hashlib.sha256(binary.read_bytes()).hexdigest())
+    spec = images.k8s_image("kube-scheduler", "v1.35.8", [f])
+    buf = io.BytesIO()
+    images.write_tar(buf, spec)
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert members["./tmp"].mode == 0o1777 and members["./tmp"].isdir()
+        assert members["./usr/local/bin/kube-scheduler"].mode == 0o755
+        assert tar.extractfile("./usr/local/bin/kube-scheduler").read() == b"\x7fELF fake"
+    binary.write_bytes(b"changed")  # a binary swapped under us is refused, not packed
+    with pytest.raises(KubesweepError, match="changed while building"):
+        images.write_tar(io.BytesIO(), spec)
+
+
+def test_kube_proxy_tar_is_the_base_filesystem_plus_the_binary(tmp_path):
+    root = tmp_path / "root"
+    (root / "usr/local/bin").mkdir(parents=True)
+    (root / "usr/sbin").mkdir(parents=True)
+    (root / "usr/sbin/iptables").write_text("iptables")
+    base = tmp_path / "base.tar"
+    with tarfile.open(base, "w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(root, arcname=".")
+    binary = tmp_path / "kube-proxy"
+    binary.write_bytes(b"kp")
+    spec = images.k8s_image("kube-proxy", "v1.35.8",
+                            [images.FileEntry("usr/local/bin/kube-proxy", binary, hashlib.sha256(b"kp").hexdigest())],
+                            base=base, base_sha256="x")
+    buf = io.BytesIO()
+    images.write_tar(buf, spec)
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
+        names = tar.getnames()
+        assert "./usr/sbin/iptables" in names and "./usr/local/bin/kube-proxy" in names
+        assert tar.extractfile("./usr/sbin/iptables").read() == b"iptables"
+

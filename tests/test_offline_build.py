@@ -1,0 +1,153 @@
+"""The real offline build (marker: cluster): Go builds, debootstrap, docker images.
+
+Runs ``mirror.build()`` against the real cache (``$KUBESWEEP_CACHE``, default ~/.cache/kubesweep),
+so the first run takes ~10 minutes on 2 cores and later runs seconds. Then checks what the
+cluster roles rely on: every binary in the mirror reports the pinned version, every ``.sha256``
+and SHA256SUMS line matches, the images exist in docker under both tags with the stamp label,
+and a second build is all cache hits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from kubesweep.offline import images, mirror
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def built():
+    summary = mirror.build(progress=print)
+    return summary, mirror.Versions.load()
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _out(argv: list[str], env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    return proc.stdout + proc.stderr
+
+
+def test_every_binary_reports_the_pinned_version(built, tmp_path):
+    summary, v = built
+    root = Path(summary["mirror"]["root"])
+    kube = root / f"dl.k8s.io/release/v{v.kube}/bin/linux/amd64"
+    for cmd in ("kubelet", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"):
+        assert _out([str(kube / cmd), "--version"]).strip() == f"Kubernetes v{v.kube}", cmd
+    assert _out([str(kube / "kubeadm"), "version", "-o", "short"]).strip() == f"v{v.kube}"
+    assert f"Client Version: v{v.kube}" in _out([str(kube / "kubectl"), "version", "--client"])
+
+    gh = root / "github.com"
+    etcd = gh / f"etcd-io/etcd/releases/download/v{v.etcd}/etcd-v{v.etcd}-linux-amd64"
+    assert f"etcd Version: {v.etcd}" in _out([str(etcd / "etcd"), "--version"])
+    assert f"etcdctl version: {v.etcd}" in _out([str(etcd / "etcdctl"), "version"])
+    kwok = gh / f"kubernetes-sigs/kwok/releases/download/v{v.kwok}/kwok-linux-amd64"
+    assert _out([str(kwok), "--version"]).startswith(f"kwok version v{v.kwok} ")
+
+    cni = gh / f"containernetworking/plugins/releases/download/v{v.cni}/cni-plugins-linux-amd64-v{v.cni}.tgz"
+    with tarfile.open(cni) as tar:
+        tar.extractall(tmp_path / "cni", filter="data")
+    for plugin in ("bridge", "host-local", "loopback", "portmap"):
+        # a CNI plugin run without CNI_COMMAND prints "CNI <name> plugin <version>"
+        assert f"CNI {plugin} plugin v{v.cni}" in _out([str(tmp_path / "cni" / plugin)], env={"PATH": "/usr/bin"})
+    crictl = gh / f"kubernetes-sigs/cri-tools/releases/download/v{v.crictl}/crictl-v{v.crictl}-linux-amd64.tar.gz"
+    with tarfile.open(crictl) as tar:
+        tar.extractall(tmp_path / "crictl", filter="data")
+    assert _out([str(tmp_path / "crictl" / "crictl"), "--version"]).strip() == f"crictl version v{v.crictl}"
+
+
+def test_every_checksum_matches(built):
+    summary, v = built
+    root = Path(summary["mirror"]["root"])
+    items = mirror.layout(v)
+    for item in items:
+        path = root / item.rel
+        text = (root / (item.rel + ".sha256")).read_text()
+        if item.rel.startswith("dl.k8s.io/"):
+            assert text == _sha(path), item.rel
+        else:
+            assert text == f"{_sha(path)}  {path.name}\n", item.rel
+    lines = (root / "SHA256SUMS").read_text().splitlines()
+    listed = {}
+    for line in lines:
+        digest, rel = line.split("  ", 1)
+        listed[rel] = digest
+    for item in items:
+        assert item.rel in listed and item.rel + ".sha256" in listed
+    for rel, digest in listed.items():
+        assert _sha(root / rel) == digest, rel
+
+
+def test_images_are_in_docker_under_both_tags_and_listed(built):
+    summary, v = built
+    listed = json.loads(Path(summary["images_json"]).read_text())
+    assert [e["path"] for e in listed] == [
+        f"pause:{v.pause}", f"kube-apiserver:v{v.kube}", f"kube-controller-manager:v{v.kube}",
+        f"kube-scheduler:v{v.kube}", f"kube-proxy:v{v.kube}", f"etcd:{v.etcd}",
+        "kubesweep/node:bookworm", "kubesweep/python-base:bookworm"]
+    for entry in listed:
+        local = images.inspect(entry["local"])
+        remote = images.inspect(f"127.0.0.1:5000/{entry['path']}")
+        assert local and remote and local["Id"] == remote["Id"], entry
+        assert images.label_of(local), entry
+
+
+def test_images_run_their_binaries(built):
+    _, v = built
+
+    def run(image: str, *argv: str) -> str:
+        proc = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", argv[0], image,
+                               *argv[1:]], capture_output=True, text=True, timeout=120)
+        return proc.stdout + proc.stderr
+
+    assert f"etcd Version: {v.etcd}" in run(f"kubesweep/etcd:{v.etcd}", "etcd", "--version")  # found on PATH
+    assert f"Kubernetes v{v.kube}" in run(f"kubesweep/kube-proxy:v{v.kube}", "kube-proxy", "--version")
+    assert "iptables v" in run(f"kubesweep/kube-proxy:v{v.kube}", "iptables", "--version")
+    assert "sklearn 1." in run("kubesweep/python-base:bookworm", "python3", "-c",
+                                "import numpy, sklearn; print('sklearn', sklearn.__version__)")
+    assert f"pause {v.pause}" in run(f"kubesweep/pause:{v.pause}", "/pause", "-v")
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="needs root and unshare")
+def test_pause_reaps_orphans_and_exits_zero_on_sigterm(built):
+    summary, v = built
+    pause = next(Path(a["path"]) for a in summary["artifacts"] if a["name"] == "pause")
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", str(pause)])
+    try:
+        deadline = time.monotonic() + 5
+        pid = None
+        while pid is None and time.monotonic() < deadline:
+            out = subprocess.run(["pgrep", "-P", str(proc.pid), "-x", "pause"], capture_output=True, text=True).stdout
+            pid = int(out.split()[0]) if out.split() else None
+            time.sleep(0.05)
+        assert pid, "pause did not start"
+        # an orphan inside the pod's PID namespace is re-parented to pause; when it exits, pause must reap it
+        subprocess.run(["nsenter", "-t", str(pid), "-p", "-m", "--", "sh", "-c", "sleep 0.2 & exit 0"], check=True)
+        time.sleep(1.0)
+        children = subprocess.run(["ps", "-o", "stat=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+        assert "Z" not in children, f"zombie left: {children!r}"
+        os.kill(pid, 15)
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_second_build_is_all_cache_hits_in_seconds(built):
+    again = mirror.build(progress=print)
+    assert again["built"] == 0, [a for a in again["artifacts"] if not a["cached"]]
+    assert again["mirror"]["changed"] == 0
+    assert again["timings"]["total"] < 30

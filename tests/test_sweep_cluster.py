@@ -1,0 +1,186 @@
+"""`invoke sweep` on the real local cluster: end to end, resume after kill -9, failure causes,
+GPU trials on kwok GPU nodes, and the kubernetes.core apply path (marker: cluster)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from kubesweep import fake_nodes, image, journal, manifest
+from kubesweep.versions import pins
+
+from .conftest import EXAMPLES, ROOT
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def trainer(local_cluster):
+    return image.ensure(EXAMPLES, "kubesweep/mnist", build_args={"BASE": "kubesweep/python-base:bookworm"}).reference
+
+
+def invoke(*args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def sweep_args(grid, tmp_path, kubeconfig, *extra):
+    return ("sweep", "--grid", str(grid), "--jobs-dir", str(tmp_path / "jobs"), "--results-dir",
+            str(tmp_path / "results"), "--kubeconfig", str(kubeconfig), *extra)
+
+
+def jobs_of(api, experiment):
+    return api["batch"].list_namespaced_job("default", label_selector=f"{manifest.L_EXPERIMENT}={experiment}").items
+
+
+def test_mnist_example_end_to_end(tmp_path, local_cluster, api):
+    started = time.monotonic()
+    r = invoke(*sweep_args(EXAMPLES / "grid.yaml", tmp_path, local_cluster["kubeconfig"], "--name", "mnist-e2e"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "best trial: mnist-e2e-" in r.stdout and "plot:" in r.stdout
+    best = json.loads((tmp_path / "results" / "mnist-e2e" / "best.json").read_text())
+    assert best["succeeded"] >= 6 and best["best"]["value"] > 0.85
+    assert (tmp_path / "results" / "mnist-e2e" / "metric_vs_params.png").stat().st_size > 5000
+    rows = (tmp_path / "results" / "mnist-e2e" / "trials.csv").read_text().splitlines()
+    assert len(rows) == 1 + 12
+    print(f"\nmnist example: 12 trials end to end in {time.monotonic() - started:.0f}s")
+    # a rerun resumes: nothing is created again
+    uids = {j.metadata.name: j.metadata.uid for j in jobs_of(api, "mnist-e2e")}
+    again = invoke(*sweep_args(EXAMPLES / "grid.yaml", tmp_path, local_cluster["kubeconfig"], "--name", "mnist-e2e"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert {j.metadata.name: j.metadata.uid for j in jobs_of(api, "mnist-e2e")} == uids
+    shown = invoke("results", "--grid", str(EXAMPLES / "grid.yaml"), "--results-dir", str(tmp_path / "results"))
+    assert shown.returncode == 0 and best["best"]["trial"] in shown.stdout
+    status = invoke("status", "--experiment", "mnist-e2e", "--kubeconfig", str(local_cluster["kubeconfig"]))
+    assert status.returncode == 0 and "default/mnist-e2e" in status.stdout
+    logs = invoke("logs", best["best"]["trial"], "--kubeconfig", str(local_cluster["kubeconfig"]))
+    assert "Test accuracy:" in logs.stdout
+    clean = invoke("clean", "mnist-e2e", "--kubeconfig", str(local_cluster["kubeconfig"]))
+    assert clean.returncode == 0 and "deleted 12 Job(s)" in clean.stdout
+
+
+def _grid(tmp_path, name, body):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_kill_minus_nine_twenty_times_then_resume_exactly_once(tmp_path, local_cluster, api, trainer):
+    grid = _grid(tmp_path, "resume", f"""\
+    name: resume
+    image: {trainer}
+    command: [python3, -c, "import time, sys; time.sleep(float(sys.argv[1])); print('score=' + sys.argv[2])", "${{sleep}}", "${{i}}"]
+    parameters:
+      sleep: [1, 2, 3]
+      i: {{min: 1, max: 8}}
+    batchSize: 6
+    objective: {{metric: score}}
+    resources: {{cpu: 100m, memory: 64Mi}}
+    """)
+    argv = [sys.executable, "-m", "invoke", *sweep_args(grid, tmp_path, local_cluster["kubeconfig"])]
+    rng = random.Random(11)
+    first_uid: dict[str, str] = {}
+    kills = 0
+    while kills < 20:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.0, 4.0))
+        if proc.poll() is not None:
+            break  # finished before the kill
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        for j in jobs_of(api, "resume"):
+            assert first_uid.setdefault(j.metadata.name, j.metadata.uid) == j.metadata.uid, "a Job was created twice"
+    final = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
+    jobs = jobs_of(api, "resume")
+    assert len(jobs) == 24 and len({j.metadata.name for j in jobs}) == 24
+    for j in jobs:
+        assert first_uid.get(j.metadata.name, j.metadata.uid) == j.metadata.uid
+    done = journal.load(tmp_path / "results" / "resume")
+    assert len(done) == 24 and all(r["state"] == "succeeded" for r in done.values())
+    assert {r["params"]["i"]: r["metrics"]["score"] for r in done.values()} == {i: float(i) for i in range(1, 9)}
+    print(f"\nresume: {kills} kill -9s, 24 trials, 24 Jobs, 24 results")
+    assert kills >= 20
+    invoke("clean", "resume", "--kubeconfig", str(local_cluster["kubeconfig"]))
+
+
+def test_failure_causes_are_named(tmp_path, local_cluster, api, trainer):
+    grid = _grid(tmp_path, "failures", f"""\
+    name: failures
+    image: {trainer}
+    command: [python3, -c, "${{script}}"]
+    parameters:
+      script:
+        - "print('acc=0.5')"
+        - "print('about to fail'); raise SystemExit(1)"
+        - "x = bytearray(512 * 1024 * 1024); print(len(x))"
+        - "print('no metric here')"
+    batchSize: 4
+    objective: {{metric: acc}}
+    resources: {{cpu: 100m, memory: 64Mi}}
+    """)
+    r = invoke(*sweep_args(grid, tmp_path, local_cluster["kubeconfig"]))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    by_script = {rec["params"]["script"]: rec for rec in journal.load(tmp_path / "results" / "failures").values()}
+    assert by_script["print('acc=0.5')"]["state"] == "succeeded"
+    exit1 = by_script["print('about to fail'); raise SystemExit(1)"]
+    assert exit1["state"] == "failed" and exit1["reason"] == "Error" and "exit code 1" in exit1["message"]
+    assert "about to fail" in exit1["message"]  # the last log lines come along
+    oom = by_script["x = bytearray(512 * 1024 * 1024); print(len(x))"]
+    assert oom["state"] == "failed" and oom["reason"] == "OOMKilled"
+    missing = by_script["print('no metric here')"]
+    assert missing["state"] == "failed" and missing["reason"] == "MetricMissing"
+
+    bad = _grid(tmp_path, "badimage", """\
+    name: badimage
+    image: localhost:5000/kubesweep/does-not-exist:1
+    command: [python3, "${x}"]
+    parameters: {x: [a]}
+    objective: {metric: acc}
+    resources: {cpu: 100m, memory: 64Mi}
+    """)
+    started = time.monotonic()
+    r = invoke(*sweep_args(bad, tmp_path, local_cluster["kubeconfig"]))
+    took = time.monotonic() - started
+    rec = next(iter(journal.load(tmp_path / "results" / "badimage").values()))
+    assert rec["state"] == "failed" and rec["reason"] in ("ErrImagePull", "ImagePullBackOff"), rec
+    assert took < 90, f"a missing image took {took:.0f}s to be reported"
+    for exp in ("failures", "badimage"):
+        invoke("clean", exp, "--kubeconfig", str(local_cluster["kubeconfig"]))
+
+
+def test_gpu_trials_land_on_gpu_nodes_and_the_ansible_path_applies_batches(tmp_path, local_cluster, api):
+    fake_nodes.ensure(local_cluster["kubeconfig"], 4, 8, version=pins()["kwok_version"])
+    try:
+        grid = _grid(tmp_path, "gpu", f"""\
+        name: gpu
+        image: localhost:5000/kubesweep/fake:1
+        command: [train, "${{args}}"]
+        parameters:
+          lr: [0.1, 0.01, 0.001]
+          layers: [2, 4]
+        batchSize: 6
+        objective: {{metric: acc}}
+        resources: {{cpu: "1", memory: 1Gi, nvidia.com/gpu: 4}}
+        nodeSelector: {{nvidia.com/gpu.present: "true"}}
+        tolerations: [{{key: {fake_nodes.ANNOTATION}, operator: Exists, effect: NoSchedule}}]
+        """)
+        r = invoke(*sweep_args(grid, tmp_path, local_cluster["kubeconfig"], "--apply", "ansible", "--refill", "batch"))
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        done = journal.load(tmp_path / "results" / "gpu")
+        assert len(done) == 6
+        assert all(rec["node"] and rec["node"].startswith(fake_nodes.PREFIX) for rec in done.values())
+        # kwok's pods print nothing, so the metric is honestly missing rather than invented
+        assert all(rec["reason"] == "MetricMissing" for rec in done.values())
+        invoke("clean", "gpu", "--kubeconfig", str(local_cluster["kubeconfig"]))
+    finally:
+        fake_nodes.ensure(local_cluster["kubeconfig"], 0, 8, version=pins()["kwok_version"])

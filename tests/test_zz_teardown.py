@@ -1,0 +1,22 @@
+"""Runs last: `invoke cluster --down` leaves no containers, network, processes, mounts or cgroups."""
+
+import subprocess
+
+import pytest
+
+from kubesweep import cluster, nodes, services
+
+pytestmark = pytest.mark.cluster
+
+
+def test_down_leaves_nothing_behind():
+    cluster.down()
+    if services.docker_running():
+        assert nodes.existing() == []
+        assert subprocess.run(["docker", "network", "inspect", nodes.NETWORK], capture_output=True).returncode != 0
+    for name in ("mirror", "kwok", "dockerd"):
+        assert services._read_pid(name) is None, name
+    mounts = open("/proc/mounts").read()
+    assert "/var/lib/kubelet" not in mounts and "kubesweep" not in mounts
+    found = subprocess.run(["find", "/sys/fs/cgroup", "-maxdepth", "2", "-name", "kubesweep"], capture_output=True, text=True)
+    assert found.stdout.strip() == ""
