@@ -147,26 +147,20 @@ class Sweep:
         return yaml.load(path.read_text(), Loader=Loader)
 
     def _submit(self, c: kube.Clients, recs: list[TrialRecord]) -> tuple[int, int]:
-        from kubernetes.client.exceptions import ApiException
-
-        created = attached = 0
         if self.apply == "ansible":
             from . import submit_ansible
 
             submit_ansible.apply([self.jobs_dir / r.batch / f"{r.name}.yaml" for r in recs], self.kubeconfig)
             for rec in recs:
-                self._set(rec, state=SUBMITTED)
+                self._set(rec, state=SUBMITTED, attempt=rec.attempt + 1)
             return len(recs), 0
+        from .submit import create_jobs
+
+        result = create_jobs(c.batch, self.exp.namespace, [self._manifest(r) for r in recs])
         for rec in recs:
-            try:
-                c.batch.create_namespaced_job(self.exp.namespace, self._manifest(rec))
-                created += 1
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise SweepError(f"creating Job {rec.name}: {exc.status} {exc.reason}: {exc.body}") from None
-                attached += 1  # created by an earlier run that died before recording it
             self._set(rec, state=SUBMITTED, attempt=rec.attempt + 1)
-        return created, attached
+        created = sum(result.values())
+        return created, len(result) - created
 
     # ------------------------------------------------------------------ events
     def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:

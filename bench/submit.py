@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Submit benchmark: N Jobs into the real API server of the local cluster, four ways, one run.
+
+  direct        kubesweep's Python-client path (concurrent creates)
+  k8s-batch     kubesweep's kubernetes.core path: one k8s module call for the whole batch file
+  kubectl       `kubectl apply -f <batch dir>`
+  k8s-per-file  a kubernetes.core task looped over the files (one module run per Job) — measured
+                on a sample, since at its pace N Jobs would take many minutes
+
+Jobs are created suspended (spec.suspend: true), so the API server and etcd are measured, not
+pods starting. Each path gets its own namespace, deleted afterwards. Prints Jobs/s and ratios.
+
+    python bench/submit.py --jobs 1000        (needs `invoke cluster`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from kubesweep import kube, render, submit  # noqa: E402
+from kubesweep.cluster import DEFAULT_INVENTORY, kubeconfig_path  # noqa: E402
+from kubesweep.paths import cache_root  # noqa: E402
+from kubesweep.versions import pins  # noqa: E402
+
+GRID = """\
+name: bench-submit
+image: localhost:5000/kubesweep/fake:1
+command: [train, "${i}"]
+parameters: {i: {min: 1, max: %d}}
+batchSize: %d
+search: {trialLimit: 100000}
+objective: {metric: acc}
+resources: {cpu: 100m, memory: 64Mi}
+"""
+
+
+def kubectl() -> Path:
+    v = pins()["kube_version"]
+    return cache_root() / "mirror" / "dl.k8s.io" / "release" / f"v{v}" / "bin" / "linux" / "amd64" / "kubectl"
+
+
+def ansible_playbook(play: Path, extra: dict, kubeconfig: Path) -> None:
+    tool = Path(sys.executable).parent / "ansible-playbook"
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+    vars_file = play.with_suffix(".json")
+    vars_file.write_text(json.dumps({**extra, "kubeconfig": str(kubeconfig)}))
+    subprocess.run([str(tool), str(play), "-e", f"@{vars_file}"], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+PER_FILE = """\
+- name: One kubernetes.core task run per Job file
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Create one Job
+      kubernetes.core.k8s:
+        kubeconfig: "{{ kubeconfig }}"
+        src: "{{ item }}"
+        state: present
+      loop: "{{ files }}"
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=1000)
+    ap.add_argument("--per-file-sample", type=int, default=40)
+    ap.add_argument("--kubeconfig", default=None)
+    args = ap.parse_args()
+    kc = Path(args.kubeconfig) if args.kubeconfig else kubeconfig_path(DEFAULT_INVENTORY)
+    if not kc.exists():
+        local = kubeconfig_path(ROOT / "inventory" / "local")
+        kc = local if local.exists() else kc
+    c = kube.clients(kc)
+    work = Path(tempfile.mkdtemp(prefix="kubesweep-bench-submit-"))
+    results: dict[str, float] = {}
+    try:
+        grid = work / "grid.yaml"
+        grid.write_text(GRID % (args.jobs, args.jobs))
+        plan = render.plan(grid)
+        target = render.write(plan, work / "jobs")
+        batch_dir = target / "batch-000"
+        for f in batch_dir.glob("*.yaml"):  # suspended: measure the API server, not pods
+            doc = yaml.safe_load(f.read_text())
+            doc["spec"]["suspend"] = True
+            f.write_text(yaml.safe_dump(doc, sort_keys=False))
+        files = sorted(batch_dir.glob("*.yaml"))
+
+        def fresh(ns: str) -> list[dict]:
+            kube.ensure_namespace(c, ns, None)
+            out = []
+            for f in files:
+                doc = yaml.safe_load(f.read_text())
+                doc["metadata"]["namespace"] = ns
+                out.append(doc)
+            return out
+
+        def per_ns_files(ns: str, subset: list[Path]) -> Path:
+            d = work / ns
+            d.mkdir()
+            for f in subset:
+                doc = yaml.safe_load(f.read_text())
+                doc["metadata"]["namespace"] = ns
+                (d / f.name).write_text(yaml.safe_dump(doc, sort_keys=False))
+            return d
+
+        # direct
+        bodies = fresh("bench-direct")
+        t = time.perf_counter()
+        made = submit.create_jobs(c.batch, "bench-direct", bodies)
+        results["direct"] = len(made) / (time.perf_counter() - t)
+        assert sum(made.values()) == args.jobs
+
+        # kubernetes.core, one module call for the batch
+        fresh("bench-k8s-batch")
+        d = per_ns_files("bench-k8s-batch", files)
+        multi = work / "batch.yaml"
+        multi.write_text("".join("---\n" + p.read_text() for p in sorted(d.glob("*.yaml"))))
+        t = time.perf_counter()
+        ansible_playbook(ROOT / "playbooks" / "sweep.yml", {"batch_file": str(multi)}, kc)
+        results["k8s-batch"] = args.jobs / (time.perf_counter() - t)
+
+        # kubectl apply -f dir
+        fresh("bench-kubectl")
+        d = per_ns_files("bench-kubectl", files)
+        t = time.perf_counter()
+        subprocess.run([str(kubectl()), "--kubeconfig", str(kc), "apply", "-f", str(d)], check=True,
+                       stdout=subprocess.DEVNULL)
+        results["kubectl"] = args.jobs / (time.perf_counter() - t)
+
+        # kubernetes.core per file, on a sample
+        fresh("bench-per-file")
+        sample = files[: args.per_file_sample]
+        d = per_ns_files("bench-per-file", sample)
+        play = work / "per_file.yml"
+        play.write_text(PER_FILE)
+        t = time.perf_counter()
+        ansible_playbook(play, {"files": [str(p) for p in sorted(d.glob("*.yaml"))]}, kc)
+        results["k8s-per-file"] = len(sample) / (time.perf_counter() - t)
+    finally:
+        for ns in ("bench-direct", "bench-k8s-batch", "bench-kubectl", "bench-per-file"):
+            try:
+                c.core.delete_namespace(ns)
+            except Exception:  # noqa: BLE001 - absent is fine
+                pass
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"submit benchmark: {args.jobs:,} suspended Jobs into the local cluster's API server "
+          f"(per-file loop on a sample of {args.per_file_sample})")
+    print(f"{'path':<14}{'Jobs/s':>10}{'s per 1000':>12}")
+    for name, rate in results.items():
+        print(f"{name:<14}{rate:>10.1f}{1000 / rate:>12.1f}")
+    for name in ("direct", "k8s-batch"):
+        print(f"{name}: {results[name] / results['kubectl']:.1f}x kubectl apply -f dir, "
+              f"{results[name] / results['k8s-per-file']:.1f}x the per-file kubernetes.core loop")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
