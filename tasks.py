@@ -118,12 +118,16 @@ def setup(c, inventory="inventory/single"):
     cli.guard(cli.setup, ROOT / inventory)
 
 
-@task(help={"cluster": "also run the tests that need the local cluster", "k": "pytest -k expression"})
-def test(c, cluster=False, k=None):
-    """Run the test suite (the same command .ci/run uses). No tests collected is a failure."""
+@task(help={"quick": "skip the tests that need the local cluster (and building its artifacts)",
+            "k": "pytest -k expression"})
+def test(c, quick=False, k=None):
+    """The test suite, as .ci/run runs it: artifacts (cached), then every test, cluster ones included.
+    No tests collected is a failure."""
     args = [sys.executable, "-m", "pytest", "-q"]
-    if not cluster:
+    if quick:
         args += ["-m", "not cluster"]
+    else:
+        cli.guard(cli.artifacts)
     if k:
         args += ["-k", k]
     code = cli.run_pytest(args, cwd=ROOT)
