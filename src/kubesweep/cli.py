@@ -186,18 +186,18 @@ def cluster(inventory: Path, *, down: bool, fake_nodes: int | None, gpus_per_nod
 
 
 def artifacts() -> None:
-    from .offline import mirror
-
-    mirror.build(progress=print)
-
-
-def setup(inventory: Path) -> None:
+    """Host packages it needs (docker.io, debootstrap), a Go toolchain check, then the mirror."""
     from . import system
+    from .offline import mirror
 
     installed = system.install_packages()
     if installed:
         print(f"installed Debian packages: {', '.join(installed)}")
     system.check_go()
+    mirror.build(progress=print)
+
+
+def setup(inventory: Path) -> None:
     artifacts()
     cluster(inventory, down=False, fake_nodes=None, gpus_per_node=0)
 
