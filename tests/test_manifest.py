@@ -28,7 +28,7 @@ output: {pvc: shared-data, mountPath: /data}
 nodeSelector: {nvidia.com/gpu.present: "true"}
 tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule, tolerationSeconds: 30}]
 labels: {team: vision}
-annotations: {owner: "someone@example.com"}
+annotations: {owner: "someone@example.com", note: "word is ${word}"}
 activeDeadlineSeconds: 3600
 ttlSecondsAfterFinished: 60
 serviceAccount: trainer

@@ -36,7 +36,7 @@ def _sha(path: Path) -> str:
 
 
 def _out(argv: list[str], env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60, env=env)
     return proc.stdout + proc.stderr
 
 
@@ -109,7 +109,7 @@ def test_images_run_their_binaries(built):
 
     def run(image: str, *argv: str) -> str:
         proc = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", argv[0], image,
-                               *argv[1:]], capture_output=True, text=True, timeout=120)
+                               *argv[1:]], check=False, capture_output=True, text=True, timeout=120)
         return proc.stdout + proc.stderr
 
     assert f"etcd Version: {v.etcd}" in run(f"kubesweep/etcd:{v.etcd}", "etcd", "--version")  # found on PATH
@@ -122,21 +122,23 @@ def test_images_run_their_binaries(built):
 
 @pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="needs root and unshare")
 def test_pause_reaps_orphans_and_exits_zero_on_sigterm(built):
-    summary, v = built
+    summary, _ = built
     pause = next(Path(a["path"]) for a in summary["artifacts"] if a["name"] == "pause")
     proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", str(pause)])
     try:
         deadline = time.monotonic() + 5
         pid = None
         while pid is None and time.monotonic() < deadline:
-            out = subprocess.run(["pgrep", "-P", str(proc.pid), "-x", "pause"], capture_output=True, text=True).stdout
+            out = subprocess.run(["pgrep", "-P", str(proc.pid), "-x", "pause"], check=False,
+                                 capture_output=True, text=True).stdout
             pid = int(out.split()[0]) if out.split() else None
             time.sleep(0.05)
         assert pid, "pause did not start"
         # an orphan inside the pod's PID namespace is re-parented to pause; when it exits, pause must reap it
         subprocess.run(["nsenter", "-t", str(pid), "-p", "-m", "--", "sh", "-c", "sleep 0.2 & exit 0"], check=True)
         time.sleep(1.0)
-        children = subprocess.run(["ps", "-o", "stat=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+        children = subprocess.run(["ps", "-o", "stat=", "--ppid", str(pid)], check=False, capture_output=True,
+                                  text=True).stdout
         assert "Z" not in children, f"zombie left: {children!r}"
         os.kill(pid, 15)
         assert proc.wait(timeout=5) == 0

@@ -127,6 +127,7 @@ def check(exp: Experiment, pos: Positions) -> None:
     used: set[str] = set()
     texts = [(("command", i), c) for i, c in enumerate(exp.command)]
     texts += [(("env", k), v) for k, v in exp.env.items() if isinstance(v, str)]
+    texts += [(("annotations", k), v) for k, v in exp.annotations.items()]
     for path, text in texts:
         for ref in placeholders(text):
             if ref is None:

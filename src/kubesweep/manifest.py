@@ -119,7 +119,10 @@ def build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> dic
     argv = [a for part in _argv(exp) for a in part(trial, table)]
     batch = batch_name(trial.batch)
     labels = _labels(exp, trial.name, batch)
-    annotations = dict(exp.annotations)
+    annotations = {}
+    for key, value in exp.annotations.items():  # values may use ${placeholders} (e.g. kwok's delays)
+        fill = _compile(value)
+        annotations[key] = fill if isinstance(fill, str) else fill(table)
     annotations[A_PARAMS] = table["args_json"]
 
     env = [
@@ -193,7 +196,7 @@ def build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> dic
     if exp.ttl_seconds_after_finished is not None:
         spec["ttlSecondsAfterFinished"] = exp.ttl_seconds_after_finished
     spec["template"] = {
-        "metadata": {"labels": dict(labels), "annotations": {A_PARAMS: annotations[A_PARAMS]}},
+        "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
         "spec": pod_spec,
     }
     return {
@@ -237,6 +240,7 @@ class JobTemplate:
         for key, value in exp.env.items():
             text = value if isinstance(value, str) else format_value(value)
             self._env.append(_compile(text))
+        self._ann = [(key, _compile(value)) for key, value in exp.annotations.items()]
         self.argc = self._count_argv()
         slots: list[_Slot] = []
 
@@ -253,6 +257,11 @@ class JobTemplate:
         meta["labels"][L_BATCH] = slot("batch")
         meta["labels"][L_TRIAL] = slot("name")
         meta["annotations"][A_PARAMS] = slot("params")
+        tmeta_ann = obj["spec"]["template"]["metadata"]["annotations"]
+        for i, (key, fill) in enumerate(self._ann):
+            if not isinstance(fill, str):
+                meta["annotations"][key] = slot("ann", i)
+                tmeta_ann[key] = slot("ann", i)
         tmeta = obj["spec"]["template"]["metadata"]
         tmeta["labels"][L_BATCH] = slot("batch")
         tmeta["labels"][L_TRIAL] = slot("name")
@@ -283,6 +292,7 @@ class JobTemplate:
         table = _table(exp, trial)
         argv = [quote(a) for part in self._argv for a in part(trial, table)]
         env = [quote(f) if isinstance(f, str) else quote(f(table)) for f in self._env]
+        ann = [quote(f) if isinstance(f, str) else quote(f(table)) for _, f in self._ann]
         values = {
             "name": quote(trial.name),
             "batch": batch_name(trial.batch),
@@ -296,6 +306,8 @@ class JobTemplate:
                 out.append(argv[slot.index])
             elif kind == "env":
                 out.append(env[slot.index])
+            elif kind == "ann":
+                out.append(ann[slot.index])
             else:
                 out.append(values[kind])
             out.append(static)
