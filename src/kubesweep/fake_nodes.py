@@ -64,7 +64,7 @@ def start_kwok(kubeconfig: Path, version: str) -> int:
     if not binary.exists():
         raise FakeNodeError(f"kwok {version} is not built ({binary}): run `invoke artifacts`")
     argv = [str(binary), "--kubeconfig", str(kubeconfig), "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={ANNOTATION}=fake", "--node-ip=10.255.0.1"]
+            f"--manage-nodes-with-annotation-selector={ANNOTATION}=fake", "--node-ip=127.0.0.1"]  # log requests to fake pods fail fast, not time out
     for f in stage_files():
         argv += ["--config", str(f)]
     return services.start_background("kwok", argv)

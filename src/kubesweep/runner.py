@@ -234,7 +234,8 @@ class Sweep:
                 if not items:
                     return ""
                 pod = self.c_plain(c, items[-1])
-            return c.core.read_namespaced_pod_log(pod["metadata"]["name"], self.exp.namespace, container=manifest.CONTAINER)
+            return c.core.read_namespaced_pod_log(pod["metadata"]["name"], self.exp.namespace, container=manifest.CONTAINER,
+                                                  _request_timeout=15)
         except ApiException:
             return ""
 
