@@ -236,7 +236,7 @@ class Sweep:
                 pod = self.c_plain(c, items[-1])
             return c.core.read_namespaced_pod_log(pod["metadata"]["name"], self.exp.namespace, container=manifest.CONTAINER,
                                                   _request_timeout=15)
-        except ApiException:
+        except (ApiException, OSError, Exception):  # noqa: BLE001 - no log is a missing metric, not a crash
             return ""
 
     @staticmethod
