@@ -239,7 +239,11 @@ def test_compile_is_skipped_on_a_stamp_hit_and_rerun_when_ldflags_change(tmp_pat
                                       cwd=tmp_path, out=out, ldflags=ldflags, inputs={"ldflags": ldflags},
                                       progress=lambda s: None)
 
+    stale = cache.build_dir("demo", "1.0") / "bin" / ".demo.tmp-999-1"  # from a build that was killed
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
     first = compile("-X v=1")
+    assert not stale.exists()
     assert not first.cached and first.path.read_text() == "-X v=1"
     assert first.sha256 == hashlib.sha256(b"-X v=1").hexdigest()
     again = compile("-X v=1")
@@ -249,6 +253,52 @@ def test_compile_is_skipped_on_a_stamp_hit_and_rerun_when_ldflags_change(tmp_pat
     assert not changed.cached and changed.path.read_text() == "-X v=2"
     assert counter.read_text().count("run") == 2
     assert [p.name for p in changed.path.parent.iterdir()] == ["demo"]  # no temp files left
+
+
+def _fake_go_for_prepare(tmp_path: Path, monkeypatch, kube_gomod: str) -> gobuild.Toolchain:
+    """A `go` that answers `mod download -json` from files and counts `mod tidy` runs."""
+    mod = tmp_path / "kubernetes@v1.35.8.mod"
+    mod.write_text(kube_gomod)
+    info = tmp_path / "v1.35.8.info"
+    info.write_text('{"Version":"v1.35.8","Time":"2026-08-20T15:16:14Z"}')
+    answer = tmp_path / "download.json"
+    answer.write_text(json.dumps({"Path": "k8s.io/kubernetes", "Version": "v1.35.8", "Info": str(info),
+                                  "GoMod": str(mod), "Dir": str(tmp_path / "src")}))
+    monkeypatch.setenv("FAKE_ANSWER", str(answer))
+    monkeypatch.setenv("FAKE_TIDIES", str(tmp_path / "tidies"))
+    return _fake_toolchain(tmp_path, 'case "$1 $2" in\n'
+                                     '"mod download") cat "$FAKE_ANSWER" ;;\n'
+                                     '"mod tidy") echo tidy >> "$FAKE_TIDIES"; echo "require x v1 // indirect" >> go.mod;'
+                                     ' echo "x v1 h1:abc=" > go.sum ;;\n'
+                                     'esac\n')
+
+
+def test_wrapper_module_is_generated_from_kubernetes_go_mod_and_tidied_once(tmp_path, monkeypatch):
+    tc = _fake_go_for_prepare(tmp_path, monkeypatch, FAKE_KUBE_GOMOD)
+    cache = Cache(tmp_path / "cache")
+    folder, infos, digest = gobuild.prepare(cache, tc, gobuild.kubernetes("1.35.8"), lambda s: None)
+    assert folder == tmp_path / "cache" / "build" / "kubernetes-1.35.8"
+    gomod = (folder / "go.mod").read_text()
+    assert "\tk8s.io/api => k8s.io/api v0.35.8\n" in gomod and "\tk8s.io/kubectl => k8s.io/kubectl v0.35.8\n" in gomod
+    assert "\tk8s.io/kubernetes v1.35.8\n" in gomod and "\ngo 1.25.0\n" in gomod and "default=go1.25" in gomod
+    assert len(re.findall(r'_ "k8s.io/kubernetes/cmd/', (folder / "tools.go").read_text())) == 7
+    assert infos["k8s.io/kubernetes"].time == "2026-08-20T15:16:14Z"
+    assert (tmp_path / "tidies").read_text().count("tidy") == 1
+    # same skeleton: no second tidy, same wrapper digest (so binaries stay cached)
+    _, _, again = gobuild.prepare(cache, tc, gobuild.kubernetes("1.35.8"), lambda s: None)
+    assert again == digest and (tmp_path / "tidies").read_text().count("tidy") == 1
+    # upstream's go.mod gains a staging module: the skeleton changes, tidy reruns
+    (tmp_path / "kubernetes@v1.35.8.mod").write_text(
+        FAKE_KUBE_GOMOD + "replace k8s.io/kms => ./staging/src/k8s.io/kms\n")
+    gobuild.prepare(cache, tc, gobuild.kubernetes("1.35.8"), lambda s: None)
+    assert "k8s.io/kms => k8s.io/kms v0.35.8" in (folder / "go.mod").read_text()
+    assert (tmp_path / "tidies").read_text().count("tidy") == 2
+
+
+def test_a_module_needing_a_newer_go_is_refused_before_building(tmp_path, monkeypatch):
+    tc = _fake_go_for_prepare(tmp_path, monkeypatch, FAKE_KUBE_GOMOD.replace("go 1.25.0", "go 1.99.0"))
+    with pytest.raises(cachemod.MissingToolError, match=r"k8s.io/kubernetes@v1.35.8 needs Go >= 1.99.0"):
+        gobuild.prepare(Cache(tmp_path / "cache"), tc, gobuild.kubernetes("1.35.8"), lambda s: None)
 
 
 def test_a_failed_compile_leaves_no_binary_and_quotes_the_log(tmp_path):
@@ -429,6 +479,7 @@ def test_archives_are_reproducible_and_carry_the_given_mtime(tmp_path):
     two = mirror.deterministic_tgz([("./a", a), ("./b", b)], 1_700_000_000, True)
     assert one == two
     assert gzip.decompress(one)  # a valid gzip stream
+    assert one[4:8] == b"\0\0\0\0"  # gzip header MTIME: none, so rebuilding later gives the same bytes
     with tarfile.open(fileobj=io.BytesIO(one)) as tar:
         assert [m.mtime for m in tar.getmembers()] == [1_700_000_000] * 3
 
@@ -513,9 +564,9 @@ def test_customize_masks_disables_and_prepares_the_tree(tmp_path):
 def test_debian_mirror_is_read_from_deb822_and_one_line_sources(tmp_path):
     (tmp_path / "sources.list.d").mkdir()
     (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n\n"
         "Types: deb\n# comment\nURIs: http://mirror.example/debian/\nSuites: bookworm bookworm-updates\n"
-        "Components: main\n\nTypes: deb\nURIs: http://security.example/debian-security\n"
-        "Suites: bookworm-security\n")
+        "Components: main\n")
     assert images.debian_mirror(tmp_path) == "http://mirror.example/debian"
     other = tmp_path / "one"
     other.mkdir()

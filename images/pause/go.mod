@@ -1,0 +1,3 @@
+module kubesweep.local/pause
+
+go 1.25.0
