@@ -504,7 +504,7 @@ def test_kwok_stages_copies_only_stage_objects_and_drops_stale_ones(tmp_path):
     files = {"node/fast/node-initialize.yaml": "kind: Stage\nmetadata: {name: node-initialize}\n",
              "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml": "kind: Stage\n",
              "node/heartbeat-with-lease/kustomization.yaml": "kind: Kustomization\n",
-             "pod/fast/pod-ready.yaml": "kind: Stage\n", "pod/fast/pod-complete.yaml": "kind: Stage\n",
+             "pod/fast/pod-ready.yaml": "kind: Stage\n", "pod/general/pod-complete.yaml": "kind: Stage\n",
              "pod/fast/pod-delete.yaml": "kind: Stage\n", "pod/fast/pod-other.yaml": "kind: Stage\n"}
     for rel, text in files.items():
         (stage / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -223,7 +223,11 @@ def kwok_stages(cache: Cache, module_dir: Path) -> list[Path]:
     base = module_dir / "kustomize" / "stage"
     wanted = [base / "node" / "fast" / "node-initialize.yaml",
               *sorted((base / "node" / "heartbeat-with-lease").glob("*.yaml")),
-              *(base / "pod" / "fast" / f"pod-{n}.yaml" for n in ("ready", "complete", "delete"))]
+              base / "pod" / "fast" / "pod-ready.yaml",
+              # the general pod-complete stage: a pod "runs" for the delay in its annotation
+              # pod-complete.stage.kwok.x-k8s.io/delay (default 1 s plus up to 5 s of jitter)
+              base / "pod" / "general" / "pod-complete.yaml",
+              base / "pod" / "fast" / "pod-delete.yaml"]
     out = cache.kwok_stages
     out.mkdir(parents=True, exist_ok=True)
     written = []
