@@ -92,7 +92,9 @@ def up(inventory: Path = DEFAULT_INVENTORY, *, echo: bool = True) -> PlaybookRun
     nodes.up(hosts)
     run = playbook(inventory, echo=echo)
     if not run.ok:
-        raise ClusterError(f"site.yml failed on {inventory} (exit {run.returncode}); the output above says where")
+        failed = [line for line in run.output.splitlines() if line.startswith(("fatal:", "failed:", "ERROR!"))]
+        tail = "\n".join((failed or run.output.splitlines())[-8:])
+        raise ClusterError(f"site.yml failed on {inventory} (exit {run.returncode}):\n{tail}")
     return run
 
 
