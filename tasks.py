@@ -59,10 +59,11 @@ def sweep(c, grid, dry_run=False, jobs_dir="jobs", results_dir="results", image=
               kubeconfig=kubeconfig, apply=apply, refill=refill, retry_failed=retry_failed)
 
 
-@task(help={"grid": "the sweep file", "results_dir": "default: results/", "rows": "how many rows (default 20)"})
-def results(c, grid, results_dir="results", rows=20):
+@task(help={"grid": "the sweep file", "results_dir": "default: results/", "rows": "how many rows (default 20)",
+            "name": "experiment name (as given to sweep --name)", "image": "as given to sweep --image"})
+def results(c, grid, results_dir="results", rows=20, name=None, image=None):
     """The experiment's trials, best first, with where the CSV, plot and report are."""
-    cli.guard(cli.results, grid, results_dir, rows=int(rows))
+    cli.guard(cli.results, grid, results_dir, rows=int(rows), name=name, image=image)
 
 
 @task(help={"experiment": "only this experiment", "kubeconfig": "default: the local cluster's"})

@@ -54,7 +54,7 @@ def _wait_job(api, name, namespace="default", timeout=300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = api["batch"].read_namespaced_job_status(name, namespace)
-        if job.status.succeeded or job.status.failed:
+        if any(c.type in ("Complete", "Failed") and c.status == "True" for c in job.status.conditions or []):
             return job
         time.sleep(2)
     raise AssertionError(f"job {name} did not finish in {timeout}s")

@@ -57,7 +57,8 @@ def test_mnist_example_end_to_end(tmp_path, local_cluster, api):
     again = invoke(*sweep_args(EXAMPLES / "grid.yaml", tmp_path, local_cluster["kubeconfig"], "--name", "mnist-e2e"))
     assert again.returncode == 0, again.stderr[-2000:]
     assert {j.metadata.name: j.metadata.uid for j in jobs_of(api, "mnist-e2e")} == uids
-    shown = invoke("results", "--grid", str(EXAMPLES / "grid.yaml"), "--results-dir", str(tmp_path / "results"))
+    shown = invoke("results", "--grid", str(EXAMPLES / "grid.yaml"), "--name", "mnist-e2e", "--results-dir",
+                   str(tmp_path / "results"))
     assert shown.returncode == 0 and best["best"]["trial"] in shown.stdout
     status = invoke("status", "--experiment", "mnist-e2e", "--kubeconfig", str(local_cluster["kubeconfig"]))
     assert status.returncode == 0 and "default/mnist-e2e" in status.stdout
@@ -79,9 +80,9 @@ def test_kill_minus_nine_twenty_times_then_resume_exactly_once(tmp_path, local_c
     image: {trainer}
     command: [python3, -c, "import time, sys; time.sleep(float(sys.argv[1])); print('score=' + sys.argv[2])", "${{sleep}}", "${{i}}"]
     parameters:
-      sleep: [1, 2, 3]
+      sleep: [4, 6, 8]
       i: {{min: 1, max: 8}}
-    batchSize: 6
+    batchSize: 3
     objective: {{metric: score}}
     resources: {{cpu: 100m, memory: 64Mi}}
     """)
@@ -91,7 +92,7 @@ def test_kill_minus_nine_twenty_times_then_resume_exactly_once(tmp_path, local_c
     kills = 0
     while kills < 20:
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 4.0))
+        time.sleep(rng.uniform(0.5, 3.0))
         if proc.poll() is not None:
             break  # finished before the kill
         os.kill(proc.pid, signal.SIGKILL)
