@@ -56,6 +56,19 @@ def parse_recap(output: str) -> dict[str, dict[str, int]]:
     return recap
 
 
+def failure_excerpt(output: str, lines: int = 14) -> str:
+    """The failing task's name and the first lines of each failure, from ansible-playbook output."""
+    text = output.splitlines()
+    out: list[str] = []
+    task = ""
+    for i, line in enumerate(text):
+        if line.startswith("TASK ["):
+            task = line.rstrip("* ")
+        elif line.startswith(("fatal:", "failed:")):
+            out += [task, *text[i : i + lines]]
+    return "\n".join(out[-3 * lines :]) if out else "\n".join(text[-lines:])
+
+
 def kubeconfig_path(inventory: Path) -> Path:
     return cache_root() / "kubeconfig" / f"{Path(inventory).name}.conf"
 
@@ -91,10 +104,12 @@ def up(inventory: Path = DEFAULT_INVENTORY, *, echo: bool = True) -> PlaybookRun
     services.ensure_file_server(cache_root() / "mirror", nodes.GATEWAY, MIRROR_PORT)
     nodes.up(hosts)
     run = playbook(inventory, echo=echo)
+    log = cache_root() / "logs" / f"site-{inventory.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(run.output)
     if not run.ok:
-        failed = [line for line in run.output.splitlines() if line.startswith(("fatal:", "failed:", "ERROR!"))]
-        tail = "\n".join((failed or run.output.splitlines())[-8:])
-        raise ClusterError(f"site.yml failed on {inventory} (exit {run.returncode}):\n{tail}")
+        raise ClusterError(f"site.yml failed on {inventory} (exit {run.returncode}); full output in {log}:\n"
+                           f"{failure_excerpt(run.output)}")
     return run
 
 
