@@ -73,3 +73,11 @@ def test_pins_are_complete():
     assert p["kube_version"] == KUBERNETES_VERSION
     for key in ("etcd_version", "pause_version", "cni_version", "crictl_version", "kwok_version"):
         assert p.get(key), key
+
+
+def test_failure_excerpt_names_the_failing_task():
+    out = ("TASK [containerd : Install] ***\nok: [a]\nTASK [control_plane : Run kubeadm init] ****\n"
+           "fatal: [cp]: FAILED! =>\n    msg: non-zero return code\n    rc: 1\n\nPLAY RECAP ***\n")
+    text = cluster.failure_excerpt(out)
+    assert text.startswith("TASK [control_plane : Run kubeadm init]")
+    assert "msg: non-zero return code" in text and "containerd" not in text
