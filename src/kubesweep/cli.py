@@ -14,7 +14,7 @@ from rich.console import Console
 from . import planview, render as rendering
 from .errors import KubesweepError
 
-out = Console(highlight=False)
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # pipes: never cut names
 
 
 def guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
