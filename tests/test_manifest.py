@@ -107,7 +107,7 @@ def test_placeholders_args_escapes_and_env(grid_file):
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env["WORD"] == "w=a: b" and env["PLAIN"] == "42" and env["FLAG"] == "true"
     assert env["OUTPUT_DIR"] == f"/data/tricky/{t.name}"
-    assert c["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "2"
     vol = job["spec"]["template"]["spec"]["volumes"][0]
     assert vol == {"name": "output", "persistentVolumeClaim": {"claimName": "shared-data"}}
     assert "fsGroup" not in job["spec"]["template"]["spec"]["securityContext"]

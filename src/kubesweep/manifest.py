@@ -139,7 +139,7 @@ def build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> dic
     requests: dict[str, Any] = {"cpu": str(r.cpu), "memory": r.memory}
     limits: dict[str, Any] = {"cpu": str(r.cpu), "memory": r.memory}
     if r.gpu:
-        limits["nvidia.com/gpu"] = r.gpu
+        limits["nvidia.com/gpu"] = str(r.gpu)  # a quantity string, as the API (and its client) types it
 
     if exp.output is None:
         volume: dict[str, Any] = {"name": OUTPUT_VOLUME, "emptyDir": {}}
