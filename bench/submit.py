@@ -52,10 +52,10 @@ def kubectl() -> Path:
     return cache_root() / "mirror" / "dl.k8s.io" / "release" / f"v{v}" / "bin" / "linux" / "amd64" / "kubectl"
 
 
-def ansible_playbook(play: Path, extra: dict, kubeconfig: Path) -> None:
+def ansible_playbook(play: Path, extra: dict, kubeconfig: Path, work: Path) -> None:
     tool = Path(sys.executable).parent / "ansible-playbook"
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
-    vars_file = play.with_suffix(".json")
+    vars_file = work / f"{play.stem}-vars.json"
     vars_file.write_text(json.dumps({**extra, "kubeconfig": str(kubeconfig)}))
     subprocess.run([str(tool), str(play), "-e", f"@{vars_file}"], cwd=ROOT, env=env, check=True,
                    stdout=subprocess.DEVNULL)
@@ -132,7 +132,7 @@ def main() -> int:
         multi = work / "batch.yaml"
         multi.write_text("".join("---\n" + p.read_text() for p in sorted(d.glob("*.yaml"))))
         t = time.perf_counter()
-        ansible_playbook(ROOT / "playbooks" / "sweep.yml", {"batch_file": str(multi)}, kc)
+        ansible_playbook(ROOT / "playbooks" / "sweep.yml", {"batch_file": str(multi)}, kc, work)
         results["k8s-batch"] = args.jobs / (time.perf_counter() - t)
 
         # kubectl apply -f dir
@@ -150,7 +150,7 @@ def main() -> int:
         play = work / "per_file.yml"
         play.write_text(PER_FILE)
         t = time.perf_counter()
-        ansible_playbook(play, {"files": [str(p) for p in sorted(d.glob("*.yaml"))]}, kc)
+        ansible_playbook(play, {"files": [str(p) for p in sorted(d.glob("*.yaml"))]}, kc, work)
         results["k8s-per-file"] = len(sample) / (time.perf_counter() - t)
     finally:
         for ns in ("bench-direct", "bench-k8s-batch", "bench-kubectl", "bench-per-file"):
