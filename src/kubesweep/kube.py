@@ -34,8 +34,11 @@ def default_kubeconfig() -> Path | None:
     local = kubeconfig_path(DEFAULT_INVENTORY)
     if local.exists():
         return local
-    home = Path("~/.kube/config").expanduser()
-    return home if home.exists() else None
+    # `ansible-playbook site.yml` run by hand writes ~/.kube/kubesweep-<inventory>.conf
+    for home in (Path(f"~/.kube/kubesweep-{DEFAULT_INVENTORY.name}.conf").expanduser(), Path("~/.kube/config").expanduser()):
+        if home.exists():
+            return home
+    return None
 
 
 def clients(kubeconfig: Path | None = None) -> Clients:
