@@ -186,14 +186,13 @@ def cluster(inventory: Path, *, down: bool, fake_nodes: int | None, gpus_per_nod
 
 
 def artifacts() -> None:
-    """Host packages it needs (docker.io, debootstrap), a Go toolchain check, then the mirror."""
+    """Host packages it needs (docker.io, debootstrap), then the mirror (which checks for Go)."""
     from . import system
     from .offline import mirror
 
     installed = system.install_packages()
     if installed:
         print(f"installed Debian packages: {', '.join(installed)}")
-    system.check_go()
     mirror.build(progress=print)
 
 

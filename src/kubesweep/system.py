@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 
@@ -11,7 +10,6 @@ from .errors import KubesweepError
 
 #: Debian packages the host needs: dockerd and iptables (docker.io), debootstrap for images.
 PACKAGES = ("docker.io", "debootstrap", "iptables")
-GO_MIN = (1, 25)
 
 
 class HostError(KubesweepError):
@@ -41,21 +39,3 @@ def install_packages() -> list[str]:
     subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], check=True, env=env,
                    stdout=subprocess.DEVNULL)
     return missing
-
-
-def go_version() -> tuple[int, int] | None:
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if os.path.exists("/usr/local/go/bin/go") else None)
-    if go is None:
-        return None
-    out = subprocess.run([go, "version"], capture_output=True, text=True).stdout
-    m = re.search(r"go(\d+)\.(\d+)", out)
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def check_go() -> None:
-    have = go_version()
-    if have is None or have < GO_MIN:
-        found = "no Go toolchain" if have is None else f"Go {have[0]}.{have[1]}"
-        raise HostError(f"{found} found; building Kubernetes from its Go modules needs Go >= "
-                           f"{GO_MIN[0]}.{GO_MIN[1]} on PATH (Debian 12's golang-go is too old: use the Go "
-                           "distribution for linux-amd64 or `go install golang.org/dl/...`)")
