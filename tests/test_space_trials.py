@@ -8,6 +8,8 @@ from kubesweep import render
 from kubesweep.space import counted, stepped
 from kubesweep.trials import canonical_json, trial_name
 
+from .conftest import MINIMAL
+
 DNS = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -83,17 +85,7 @@ def test_grid_trials_cap_and_batches(grid_file):
     assert p.batches == 2
 
 
-MINIMAL_CAP = """\
-name: demo
-image: localhost:5000/demo/trainer:1
-command: [python3, train.py, "${epochs}", "${optimizer}"]
-parameters:
-  epochs: [1, 2]
-  optimizer: [adam, sgd]
-search: {trials: 3}
-batchSize: 2
-objective: {metric: accuracy}
-"""
+MINIMAL_CAP = MINIMAL.replace("objective:", "search: {trials: 3}\nbatchSize: 2\nobjective:")
 
 
 def test_exploding_grid_is_refused_before_expanding(grid_file):

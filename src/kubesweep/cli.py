@@ -51,15 +51,11 @@ def sweep(grid: str, jobs_dir: str, *, dry_run: bool, results_dir: str = "result
         planview.show(plan, str(Path(jobs_dir)), out)
         print(f"wrote {len(plan.trials):,} Job manifests and {rendering.PLAN_FILE} into {target}/")
         return plan
-    from . import image as images, live, report, runner
+    from . import live, runner
 
     exp = plan.experiment
     if exp.build is not None:
-        context, dockerfile, args = rendering.build_context(plan.source)
-        registry, _, repository = exp.image.partition("/")
-        built = images.ensure(context, repository, registry=registry, dockerfile=dockerfile, build_args=args)
-        print(f"image {built.reference}: " + ("built and pushed" if built.built else "already in the registry")
-              + f" ({built.seconds:.1f}s)")
+        built = _build(plan)
         if built.reference != plan.image:
             raise KubesweepError(f"the built image {built.reference} differs from the planned {plan.image}")
     rendering.write(plan, jobs_dir)
@@ -155,17 +151,22 @@ def clean(experiment: str, outputs: bool, kubeconfig: str | None) -> None:
 
 
 def image(grid: str) -> None:
+    plan = rendering.plan(grid)
+    if plan.experiment.build is None:
+        raise KubesweepError(f"{grid} has no build: section; its image {plan.experiment.image} is used as it is")
+    _build(plan)
+
+
+def _build(plan: rendering.Plan) -> Any:
+    """Build and push the experiment's image unless the registry has its content tag already."""
     from . import image as images
 
-    plan = rendering.plan(grid)
-    exp = plan.experiment
-    if exp.build is None:
-        raise KubesweepError(f"{grid} has no build: section; its image {exp.image} is used as it is")
     context, dockerfile, args = rendering.build_context(plan.source)
-    registry, _, repository = exp.image.partition("/")
+    registry, _, repository = plan.experiment.image.partition("/")
     built = images.ensure(context, repository, registry=registry, dockerfile=dockerfile, build_args=args)
-    print(f"{built.reference}: " + ("built and pushed" if built.built else "already in the registry, nothing to do")
+    print(f"image {built.reference}: " + ("built and pushed" if built.built else "already in the registry")
           + f" ({built.seconds:.1f}s)")
+    return built
 
 
 def cluster(inventory: Path, *, down: bool, fake_nodes: int | None, gpus_per_node: int) -> None:

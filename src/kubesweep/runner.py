@@ -233,15 +233,11 @@ class Sweep:
                 items = c.core.list_namespaced_pod(self.exp.namespace, label_selector=f"job-name={name}").items
                 if not items:
                     return ""
-                pod = self.c_plain(c, items[-1])
+                pod = c.plain(items[-1])
             return c.core.read_namespaced_pod_log(pod["metadata"]["name"], self.exp.namespace, container=manifest.CONTAINER,
                                                   _request_timeout=15)
         except (ApiException, OSError, Exception):  # noqa: BLE001 - no log is a missing metric, not a crash
             return ""
-
-    @staticmethod
-    def c_plain(c: kube.Clients, obj: Any) -> dict[str, Any]:
-        return c.plain(obj)
 
     def _finish(self, rec: TrialRecord, state: str, reason: str | None, message: str | None, *,
                 metrics: dict[str, float | None] | None = None, delete: bool = False) -> None:
