@@ -101,7 +101,7 @@ def _check_param(out: Collector, pos: Positions, name: str, p: Parameter, algori
             if isinstance(v, float) and not v.is_integer():
                 out.add(pos.value(here + (key,)), f"parameter {name!r} is of type int but {key} is not a whole number", v)
     if algorithm == "grid" and p.step is None and p.count is None and not (p.is_int and p.scale == "linear"):
-        out.add(pos.value(here), f"parameter {name!r} is a continuous range: grid search needs 'step' (or 'count', or 'values'); random search can sample it as is")
+        out.add(pos.value(here), f"parameter {name!r} is a continuous range: grid search needs 'step' (or 'count', or 'values'); random and tpe search sample it as is")
 
 
 def check(exp: Experiment, pos: Positions) -> None:
@@ -146,8 +146,8 @@ def check(exp: Experiment, pos: Positions) -> None:
                 out.add(pos.key(("parameters", name)), f"parameter {name!r} is not used: reference it as ${{{name}}} in command or env (or pass all with ${{args}})")
 
     s = exp.search
-    if s.algorithm == "random" and s.trials is None:
-        out.add(pos.value(("search",)), "random search needs search.trials (how many to sample)")
+    if s.algorithm in ("random", "tpe") and s.trials is None:
+        out.add(pos.value(("search",)), f"{s.algorithm} search needs search.trials (how many to sample)")
     if s.trials is not None and s.trials < 1:
         out.add(pos.value(("search", "trials")), "search.trials must be at least 1", s.trials)
     if s.trial_limit < 1:

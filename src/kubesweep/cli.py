@@ -58,12 +58,33 @@ def sweep(grid: str, jobs_dir: str, *, dry_run: bool, results_dir: str = "result
         built = _build(plan)
         if built.reference != plan.image:
             raise KubesweepError(f"the built image {built.reference} differs from the planned {plan.image}")
-    rendering.write(plan, jobs_dir)
-    view = live.View(exp.name, exp.objective.metric, len(plan.trials))
-    sweep_ = runner.Sweep(plan, Path(jobs_dir), Path(results_dir), kubeconfig=Path(kubeconfig) if kubeconfig else None,
-                          apply=apply, refill=refill, retry_failed=retry_failed, on_change=view.change)
+    adaptive_ = exp.search.algorithm == "tpe"
+    if adaptive_:  # continue the study earlier runs asked (jobs/<exp>/plan.json), if any
+        from . import adaptive
+
+        plan.trials = adaptive.asked(exp, Path(jobs_dir), rendering.PLAN_FILE) or plan.trials
+    total = exp.search.trials if adaptive_ and exp.search.trials else len(plan.trials)
+    view = live.View(exp.name, exp.objective.metric, total)
+    seconds = 0.0
     with view:
-        outcome = sweep_.run()
+        while True:
+            rendering.write(plan, jobs_dir)
+            sweep_ = runner.Sweep(plan, Path(jobs_dir), Path(results_dir),
+                                  kubeconfig=Path(kubeconfig) if kubeconfig else None, apply=apply, refill=refill,
+                                  retry_failed=retry_failed, on_change=view.change)
+            outcome = sweep_.run()
+            seconds += outcome.seconds
+            retry_failed = False
+            if not adaptive_ or outcome.stopped:
+                break
+            # tpe: the batch is done; ask the study for the next one, given every result so far
+            from . import journal
+
+            following = adaptive.next_batch(exp, plan.trials, journal.load(Path(results_dir) / exp.name))
+            if not following:
+                break
+            plan.trials = plan.trials + following
+    outcome.seconds = seconds
     files = _report(plan, Path(results_dir))
     counts = sweep_.counts()
     print(f"{exp.name}: {counts['succeeded']} succeeded, {counts['failed']} failed, {counts['cancelled']} cancelled "
@@ -82,6 +103,8 @@ def _report(plan: rendering.Plan, results_dir: Path) -> dict[str, Path]:
     done = journal.load(results_dir / exp.name)
     records = [done.get(t.name) or {"name": t.name, "batch": rendering.manifest.batch_name(t.batch),
                                     "params": t.params, "state": "pending", "metrics": {}} for t in plan.trials]
+    planned = {t.name for t in plan.trials}
+    records += [r for n, r in done.items() if n not in planned]  # tpe: batches asked after the first
     return report.write(results_dir / exp.name, records, experiment=exp.name, metric=exp.objective.metric,
                         direction=exp.objective.direction, params=list(exp.parameters),
                         extra_metrics=list(exp.objective.additional_metrics))

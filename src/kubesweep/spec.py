@@ -70,9 +70,9 @@ class Parameter(Model):
 
 
 class Search(Model):
-    algorithm: Literal["grid", "random"] = "grid"
+    algorithm: Literal["grid", "random", "tpe"] = "grid"
     seed: StrictInt = 0
-    trials: StrictInt | None = Field(default=None, description="random: how many; grid: a cap")
+    trials: StrictInt | None = Field(default=None, description="random, tpe: how many; grid: a cap")
     trial_limit: StrictInt = DEFAULT_TRIAL_LIMIT
 
 

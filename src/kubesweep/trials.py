@@ -103,16 +103,20 @@ def count_trials(exp: Experiment, pos: Positions) -> int:
         n = s.trials or 0
         space = space_size(doms)
         if n > s.trial_limit:
-            out.add(pos.value(("search", "trials")), f"random search asks for {_fmt(n)} trials, over the limit of {_fmt(s.trial_limit)} (raise search.trialLimit)", n)
+            out.add(pos.value(("search", "trials")), f"{s.algorithm} search asks for {_fmt(n)} trials, over the limit of {_fmt(s.trial_limit)} (raise search.trialLimit)", n)
         elif n > space:
-            out.add(pos.value(("search", "trials")), f"random search asks for {_fmt(n)} distinct trials but the space has only {_fmt(space)} points", n)
+            out.add(pos.value(("search", "trials")), f"{s.algorithm} search asks for {_fmt(n)} distinct trials but the space has only {_fmt(space)} points", n)
     out.raise_if_any()
     return n
 
 
 def expand(exp: Experiment, pos: Positions) -> list[Trial]:
-    """All trials of the experiment, in a deterministic order, assigned to batches."""
+    """All trials of the experiment (tpe: of its first batch), in a deterministic order, assigned to batches."""
     n = count_trials(exp, pos)
+    if exp.search.algorithm == "tpe":  # the first batch; later ones are asked from results
+        from .adaptive import first_batch
+
+        return first_batch(exp)
     doms = domains(exp.parameters)
     if exp.search.algorithm == "grid":
         source = itertools.islice(_grid(doms), n)

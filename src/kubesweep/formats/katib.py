@@ -2,7 +2,7 @@
 
 Supported: parameters (double, int, discrete, categorical; feasibleSpace min/max/step/list and
 distribution uniform/logUniform), objective (type, goal, objectiveMetricName,
-additionalMetricNames), algorithm random (algorithmSettings random_state) and grid,
+additionalMetricNames), algorithm random and tpe (algorithmSettings random_state) and grid,
 parallelTrialCount, maxTrialCount, maxFailedTrialCount, the StdOut metrics collector with one
 metricsFormat regex, and a trialTemplate whose trialSpec is a batch/v1 Job with one container.
 Everything else is refused with the reason, never ignored.
@@ -23,7 +23,7 @@ _SPEC_MEANINGLESS = {
     "nasConfig": "neural architecture search is out of scope",
     "resumePolicy": "kubesweep always resumes from the Jobs in the cluster; remove this field",
 }
-_ALGORITHMS = {"random": "random", "grid": "grid"}
+_ALGORITHMS = {"random": "random", "grid": "grid", "tpe": "tpe"}  # tpe: Optuna's, where Katib uses hyperopt's
 
 
 def _number(t: Translator, path: tuple, text: Any, is_int: bool) -> Any:
@@ -252,17 +252,19 @@ def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
         search["algorithm"] = _ALGORITHMS[name]
         t.at(("search", "algorithm"), ("spec", "algorithm", "algorithmName"))
     elif algo:
-        t.error(("spec", "algorithm", "algorithmName"), "algorithm must be random or grid (adaptive algorithms need Katib's suggestion services)", name)
+        t.error(("spec", "algorithm", "algorithmName"), "algorithm must be random, grid or tpe (other adaptive algorithms need Katib's suggestion services)", name)
     for i, setting in enumerate(t.sequence(("spec", "algorithm", "algorithmSettings"))):
         sp = ("spec", "algorithm", "algorithmSettings", i)
-        if isinstance(setting, dict) and setting.get("name") == "random_state" and name == "random":
+        if isinstance(setting, dict) and setting.get("name") == "random_state" and name in ("random", "tpe"):
             try:
                 search["seed"] = int(str(setting.get("value")))
                 t.at(("search", "seed"), sp + ("value",))
             except ValueError:
                 t.error(sp + ("value",), "random_state must be an integer", setting.get("value"))
         else:
-            t.error(sp, f"algorithm setting {setting.get('name') if isinstance(setting, dict) else setting!r} has no meaning for {name}")
+            setting_name = setting.get("name") if isinstance(setting, dict) else setting
+            t.error(sp, f"algorithm setting {setting_name!r} is not supported for {name} (only random_state)"
+                    if name in ("random", "tpe") else f"algorithm setting {setting_name!r} has no meaning for {name}")
     if "maxTrialCount" in spec:
         search["trials"] = spec["maxTrialCount"]
         t.at(("search", "trials"), ("spec", "maxTrialCount"))
