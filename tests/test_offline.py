@@ -42,7 +42,35 @@ replace (
 replace k8s.io/kubectl => ./staging/src/k8s.io/kubectl
 """
 
-V = mirror.Versions(kube="1.35.8", etcd="3.6.16", pause="3.10.1", cni="1.9.1", crictl="1.36.0", kwok="0.8.0")
+V = mirror.Versions(kube="1.35.8", etcd="3.6.16", pause="3.10.1", cni="1.9.1", crictl="1.36.0", kwok="0.8.0",
+                    nvidia_device_plugin="0.19.0", flannel="0.26.7", minikube="1.36.0")
+
+FAKE_MINIKUBE_GOMOD = """\
+module k8s.io/minikube
+
+go 1.24.0
+
+toolchain go1.24.1
+
+require (
+\tgithub.com/docker/machine v0.16.2
+\tk8s.io/cluster-bootstrap v0.33.0
+)
+
+replace (
+\tgit.apache.org/thrift.git => github.com/apache/thrift v0.0.0-20180902110319-2566ecd5d999
+\tgithub.com/briandowns/spinner => github.com/alonyb/spinner v1.12.7
+\tgithub.com/docker/machine => github.com/minikube-machine/machine v0.0.0-20240815173309-ffb6b643c381 // fork
+\tk8s.io/cluster-bootstrap => k8s.io/cluster-bootstrap v0.22.4
+)
+"""
+
+MINIKUBE_REPLACES = [
+    ("git.apache.org/thrift.git", "github.com/apache/thrift v0.0.0-20180902110319-2566ecd5d999"),
+    ("github.com/briandowns/spinner", "github.com/alonyb/spinner v1.12.7"),
+    ("github.com/docker/machine", "github.com/minikube-machine/machine v0.0.0-20240815173309-ffb6b643c381"),
+    ("k8s.io/cluster-bootstrap", "k8s.io/cluster-bootstrap v0.22.4"),
+]
 
 
 # ------------------------------------------------------------------------------- go.mod
@@ -62,6 +90,15 @@ def test_local_replace_outside_staging_is_refused():
     gomod = "module k8s.io/kubernetes\nreplace k8s.io/x => ../elsewhere/x\n"
     with pytest.raises(KubesweepError, match="not a staging module"):
         gobuild.derived_replaces(gomod, "1.35.8")
+
+
+def test_main_module_replaces_are_copied_as_they_are():
+    assert gobuild.copied_replaces(FAKE_MINIKUBE_GOMOD, "k8s.io/minikube") == MINIKUBE_REPLACES
+    # a local path is not on the module proxy: refused unless the caller maps it (Kubernetes' staging)
+    with pytest.raises(KubesweepError, match=r"k8s.io/minikube replaces x.io/y with the local path \./y"):
+        gobuild.copied_replaces("module k8s.io/minikube\nreplace x.io/y => ./y\n", "k8s.io/minikube")
+    with pytest.raises(KubesweepError, match="unreadable replace directive in k8s.io/minikube's go.mod"):
+        gobuild.copied_replaces("module k8s.io/minikube\nreplace x.io/y\n", "k8s.io/minikube")
 
 
 @pytest.mark.parametrize(("kube", "staging"), [("1.35.8", "v0.35.8"), ("v1.36.0", "v0.36.0"),
@@ -145,6 +182,44 @@ def test_other_ldflags_match_what_each_project_release_build_sets():
     assert _x_flags(gobuild.pause_ldflags("3.10.1")) == {"main.version": "3.10.1"}
 
 
+def test_device_plugin_ldflags_are_its_makefiles_buildflags():
+    info = gobuild.ModuleInfo(gobuild.NVIDIA_DEVICE_PLUGIN_MODULE, "v0.19.0", Path("/x"), Path("/x.mod"),
+                              "2026-03-17T06:49:47Z", "1ae8e5f0")
+    flags = gobuild.nvidia_device_plugin_ldflags("0.19.0", info)
+    pkg = "github.com/NVIDIA/k8s-device-plugin/internal/info"
+    assert _x_flags(flags) == {f"{pkg}.version": "v0.19.0", f"{pkg}.gitCommit": "1ae8e5f0"}
+    # go-nvml's C symbols come from libnvidia-ml at run time: the link must not insist on them
+    assert flags.startswith("-s -w '-extldflags=-Wl,--export-dynamic -Wl,--unresolved-symbols=ignore-in-object-files' ")
+    assert f"{pkg}.gitCommit" not in gobuild.nvidia_device_plugin_ldflags("0.19.0", None)
+
+
+MINIKUBE_MAKEFILE = """\
+VERSION_MAJOR ?= 1
+ISO_VERSION ?= v1.36.0
+KIC_VERSION ?= $(shell grep -E "Version =" pkg/drivers/kic/types.go | cut -d \\" -f2)
+STORAGE_PROVISIONER_TAG ?= v5
+MINIKUBE_LDFLAGS := -X k8s.io/minikube/pkg/version.version=$(VERSION)
+"""
+
+
+def test_minikube_ldflags_are_its_makefiles_minikube_ldflags():
+    make = gobuild.makefile_defaults(MINIKUBE_MAKEFILE)
+    assert make["ISO_VERSION"] == "v1.36.0" and make["STORAGE_PROVISIONER_TAG"] == "v5"
+    assert "KIC_VERSION" not in make and "MINIKUBE_LDFLAGS" not in make  # not a single-word `?=` default
+    info = gobuild.ModuleInfo(gobuild.MINIKUBE_MODULE, "v1.36.0", Path("/x"), Path("/x.mod"),
+                              "2025-05-22T00:00:00Z", "f8f52f5de11fc6ad8244afac475e1d0f96841df1")
+    flags = gobuild.minikube_ldflags("1.36.0", info, make)
+    pkg = "k8s.io/minikube/pkg/version"
+    assert flags.startswith("-s -w ")
+    assert _x_flags(flags) == {f"{pkg}.version": "v1.36.0", f"{pkg}.isoVersion": "v1.36.0",
+                               f"{pkg}.storageProvisionerVersion": "v5",
+                               f"{pkg}.gitCommitID": "f8f52f5de11fc6ad8244afac475e1d0f96841df1"}
+    assert f"{pkg}.gitCommitID" not in gobuild.minikube_ldflags("v1.36.0", None, make)
+    # without the storage-provisioner tag the addon's image would have none: refuse, naming it
+    with pytest.raises(KubesweepError, match="STORAGE_PROVISIONER_TAG"):
+        gobuild.minikube_ldflags("1.36.0", info, {"ISO_VERSION": "v1.36.0"})
+
+
 def test_wrappers_build_the_commands_the_mirror_needs():
     kube = gobuild.kubernetes("1.35.8")
     assert kube.requires == (("k8s.io/kubernetes", "v1.35.8"),) and kube.kubernetes_replaces
@@ -156,9 +231,21 @@ def test_wrappers_build_the_commands_the_mirror_needs():
         "github.com/containernetworking/plugins/plugins/main/loopback",
         "github.com/containernetworking/plugins/plugins/meta/portmap"}
     assert [b.package for b in gobuild.etcd("3.6.16").binaries] == ["go.etcd.io/etcd/server/v3", "go.etcd.io/etcd/etcdctl/v3"]
+    mk = gobuild.minikube("v1.36.0")
+    assert mk.requires == (("k8s.io/minikube", "v1.36.0"),) and mk.module_replaces and not mk.kubernetes_replaces
+    assert [(b.name, b.package) for b in mk.binaries] == [("minikube", "k8s.io/minikube/cmd/minikube")]
+    assert not mk.cgo  # static, like minikube's linux release
+    plugin = gobuild.nvidia_device_plugin("v0.19.0")
+    assert plugin.requires == (("github.com/NVIDIA/k8s-device-plugin", "v0.19.0"),) and plugin.version == "0.19.0"
+    assert [(b.name, b.package) for b in plugin.binaries] == [
+        ("nvidia-device-plugin", "github.com/NVIDIA/k8s-device-plugin/cmd/nvidia-device-plugin")]
+    flannel = gobuild.flannel("0.26.7")
+    assert [(b.name, b.package) for b in flannel.binaries] == [("flanneld", "github.com/flannel-io/flannel")]
+    assert plugin.cgo and flannel.cgo and not kube.cgo  # go-nvml and flannel's udp proxy are cgo; the rest static
     # every archive/binary the mirror lists is produced by some wrapper or the pause build
     produced = {f"{w.name}/{b.name}" for w in (kube, gobuild.etcd("1"), gobuild.cri_tools("1"),
-                                               gobuild.cni_plugins("1"), gobuild.kwok("1", "1")) for b in w.binaries}
+                                               gobuild.cni_plugins("1"), gobuild.kwok("1", "1"), mk)
+                for b in w.binaries}
     needed = {key for item in mirror.layout(V) for _, key in item.sources}
     assert needed <= produced
 
@@ -189,6 +276,15 @@ def test_go_environment_is_static_two_jobs_local_toolchain():
     assert env["GOTOOLCHAIN"] == "local" and env["GOWORK"] == "off"
     assert env["PATH"].split(os.pathsep)[0] == "/usr/local/go/bin"
     assert "GONOSUMDB" not in env and "GOINSECURE" not in env
+    cgo = gobuild.Toolchain("/usr/local/go/bin/go", "go1.26.8").env({"PATH": "/usr/bin"}, cgo=True)
+    assert cgo["CGO_ENABLED"] == "1" and cgo["GOFLAGS"] == env["GOFLAGS"]
+    assert gobuild.build_target() == gobuild.TARGET  # the static binaries' stamps are unchanged
+
+
+def test_no_gcc_says_what_to_install_for_the_cgo_build():
+    with pytest.raises(cachemod.MissingToolError, match="no `gcc`.*NVIDIA device plugin") as exc:
+        gobuild.c_compiler(which=lambda name: None)
+    assert str(exc.value).endswith("apt-get install -y --no-install-recommends gcc libc6-dev")
 
 
 # ----------------------------------------------------------------------------- stamps
@@ -255,6 +351,17 @@ def test_compile_is_skipped_on_a_stamp_hit_and_rerun_when_ldflags_change(tmp_pat
     assert [p.name for p in changed.path.parent.iterdir()] == ["demo"]  # no temp files left
 
 
+def test_cgo_compile_runs_go_with_cgo_enabled(tmp_path):
+    tc = _fake_toolchain(tmp_path, 'while [ "$1" != -o ]; do shift; done\n'
+                                   'printf "CGO_ENABLED=%s" "$CGO_ENABLED" > "$2"\n')
+    cache = Cache(tmp_path / "cache")
+    for cgo in (False, True):
+        out = cache.build_dir(f"cgo-{cgo}", "1") / "bin" / "x"
+        built = gobuild.compile_binary(cache, tc, group="x", version="1", name="x", target=".", cwd=tmp_path, out=out,
+                                       ldflags="", inputs={"cgo": cgo}, progress=lambda s: None, cgo=cgo)
+        assert built.path.read_text() == f"CGO_ENABLED={int(cgo)}"
+
+
 def _fake_go_for_prepare(tmp_path: Path, monkeypatch, kube_gomod: str) -> gobuild.Toolchain:
     """A `go` that answers `mod download -json` from files and counts `mod tidy` runs."""
     mod = tmp_path / "kubernetes@v1.35.8.mod"
@@ -293,6 +400,35 @@ def test_wrapper_module_is_generated_from_kubernetes_go_mod_and_tidied_once(tmp_
     gobuild.prepare(cache, tc, gobuild.kubernetes("1.35.8"), lambda s: None)
     assert "k8s.io/kms => k8s.io/kms v0.35.8" in (folder / "go.mod").read_text()
     assert (tmp_path / "tidies").read_text().count("tidy") == 2
+
+
+def test_minikube_wrapper_copies_minikubes_replaces_and_reads_its_makefile(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "Makefile").write_text(MINIKUBE_MAKEFILE)
+    mod = tmp_path / "minikube@v1.36.0.mod"
+    mod.write_text(FAKE_MINIKUBE_GOMOD)
+    info = tmp_path / "v1.36.0.info"
+    info.write_text('{"Version":"v1.36.0","Time":"2025-05-22T00:00:00Z","Origin":{"Hash":"f8f52f5d"}}')
+    answer = tmp_path / "download.json"
+    answer.write_text(json.dumps({"Path": "k8s.io/minikube", "Version": "v1.36.0", "Info": str(info),
+                                  "GoMod": str(mod), "Dir": str(src)}))
+    monkeypatch.setenv("FAKE_ANSWER", str(answer))
+    tc = _fake_toolchain(tmp_path, 'case "$1 $2" in\n"mod download") cat "$FAKE_ANSWER" ;;\n'
+                                   '"mod tidy") echo "x v1 h1:abc=" > go.sum ;;\nesac\n')
+    wrapper = gobuild.minikube("1.36.0")
+    folder, infos, _ = gobuild.prepare(Cache(tmp_path / "cache"), tc, wrapper, lambda s: None)
+    assert folder == tmp_path / "cache" / "build" / "minikube-1.36.0"
+    gomod = (folder / "go.mod").read_text()
+    assert "\tk8s.io/minikube v1.36.0\n" in gomod and "\ngo 1.25.0\n" in gomod  # never below GO_MIN
+    got = [(" ".join(a[:a.index("=>")]), " ".join(a[a.index("=>") + 1:]))
+           for verb, a in gobuild.parse_directives(gomod) if verb == "replace"]
+    assert got == MINIKUBE_REPLACES
+    assert '_ "k8s.io/minikube/cmd/minikube"' in (folder / "tools.go").read_text()
+    x = _x_flags(wrapper.ldflags(infos))
+    assert x["k8s.io/minikube/pkg/version.version"] == "v1.36.0"
+    assert x["k8s.io/minikube/pkg/version.storageProvisionerVersion"] == "v5"
+    assert x["k8s.io/minikube/pkg/version.gitCommitID"] == "f8f52f5d"
 
 
 def test_a_module_needing_a_newer_go_is_refused_before_building(tmp_path, monkeypatch):
@@ -394,6 +530,7 @@ def test_mirror_paths_are_the_official_urls_minus_the_scheme():
         "github.com/etcd-io/etcd/releases/download/v3.6.16/etcd-v3.6.16-linux-amd64/etcd",
         "github.com/etcd-io/etcd/releases/download/v3.6.16/etcd-v3.6.16-linux-amd64/etcdctl",
         "github.com/kubernetes-sigs/kwok/releases/download/v0.8.0/kwok-linux-amd64",
+        "storage.googleapis.com/minikube/releases/v1.36.0/minikube-linux-amd64",
     ]
 
 
@@ -427,6 +564,10 @@ def test_lay_out_writes_each_file_its_sha256_and_sha256sums(tmp_path):
         bridge = tar.getmember("./bridge")
         assert bridge.mode == 0o755 and bridge.uid == 0
         assert tar.extractfile(bridge).read() == arts["cni-plugins/bridge"].path.read_bytes()
+    # minikube's bucket style: the digest and a newline (`openssl sha256 | awk '{print $2}'`)
+    mk = root / "storage.googleapis.com/minikube/releases/v1.36.0/minikube-linux-amd64"
+    assert os.path.samefile(mk, arts["minikube/minikube"].path)
+    assert (mk.parent / (mk.name + ".sha256")).read_text() == arts["minikube/minikube"].sha256 + "\n"
     crictl = root / "github.com/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-amd64.tar.gz"
     with tarfile.open(crictl) as tar:
         assert tar.getnames() == ["./crictl"]
@@ -493,7 +634,18 @@ def test_versions_are_read_from_versions_yml_and_missing_pins_are_named(tmp_path
         mirror.Versions.load(path)
     path.write_text('kube_version: "1.35.8"\netcd_version: "v3.6.16"\npause_version: "3.10.1"\n'
                     'cni_version: 1.9.1\ncrictl_version: "1.36.0"\nkwok_version: "0.8.0"\n')
+    with pytest.raises(KubesweepError, match="does not pin nvidia_device_plugin_version"):
+        mirror.Versions.load(path)
+    path.write_text(path.read_text() + 'nvidia_device_plugin_version: "v0.19.0"\n')
+    with pytest.raises(KubesweepError, match="does not pin flannel_version"):
+        mirror.Versions.load(path)
+    path.write_text(path.read_text() + 'flannel_version: "0.26.7"\n')
+    with pytest.raises(KubesweepError, match="does not pin minikube_version"):
+        mirror.Versions.load(path)
+    path.write_text(path.read_text() + 'minikube_version: "v1.36.0"\n')
     assert mirror.Versions.load(path).etcd == "3.6.16"
+    assert mirror.Versions.load(path).minikube == "1.36.0"
+    assert mirror.Versions.load(path).nvidia_device_plugin == "0.19.0"
     with pytest.raises(KubesweepError, match="cannot read the pinned versions"):
         mirror.Versions.load(tmp_path / "nope.yml")
 
@@ -529,6 +681,14 @@ def test_node_recipe_is_the_spike_list_plus_registry_and_apt_bindings():
     assert {"systemd", "containerd", "runc", "iptables", "conntrack", "python3", "docker-registry", "python3-apt"} <= pkgs
     assert "etc/kubernetes/manifests" in images.NODE_ROOTFS.dirs and images.NODE_ROOTFS.empty_machine_id
     assert {"python3", "python3-numpy", "python3-sklearn", "ca-certificates"} == set(images.PYTHON_BASE_ROOTFS.packages)
+
+
+def test_debootstrap_gets_include_only_when_there_are_packages(tmp_path):
+    node = images.debootstrap_args(images.NODE_ROOTFS, tmp_path / "w", tmp_path / "d", "http://m/debian")
+    assert f"--include={','.join(images.NODE_PACKAGES)}" in node
+    bare = images.debootstrap_args(images.MINBASE_ROOTFS, tmp_path / "w", tmp_path / "d", "http://m/debian")
+    assert not any(a.startswith("--include") for a in bare)
+    assert bare[-3:] == ["bookworm", str(tmp_path / "w"), "http://m/debian"] and "--variant=minbase" in bare
 
 
 def test_rootfs_key_changes_with_the_package_list_only_when_the_set_changes():
@@ -586,16 +746,24 @@ def test_mounts_under_finds_only_mounts_inside_the_tree(tmp_path):
 def test_image_list_entries_and_registry_tags():
     node = images.Rootfs(images.NODE_ROOTFS, Path("/c/images/node-bookworm.tar"), "a" * 64, True, 0)
     pybase = images.Rootfs(images.PYTHON_BASE_ROOTFS, Path("/c/images/python-base-bookworm.tar"), "b" * 64, True, 0)
+    minbase = images.Rootfs(images.MINBASE_ROOTFS, Path("/c/images/minbase-bookworm.tar"), "d" * 64, True, 0)
     keys = ["pause/pause", "kubernetes/kube-apiserver", "kubernetes/kube-controller-manager",
-            "kubernetes/kube-scheduler", "kubernetes/kube-proxy", "etcd/etcd", "etcd/etcdctl"]
+            "kubernetes/kube-scheduler", "kubernetes/kube-proxy", "etcd/etcd", "etcd/etcdctl",
+            "nvidia-device-plugin/nvidia-device-plugin", "flannel/flanneld"]
     built = {k: gobuild.Built(k.split("/")[0], k.split("/")[1], "1", Path(f"/b/{k}"), "c" * 64, True, 0) for k in keys}
-    specs = mirror.image_specs(V, built, node, pybase)
+    specs = mirror.image_specs(V, built, node, pybase, minbase)
     entries = [s.entry() for s in specs]
     assert entries[:2] == [
         {"upstream": "registry.k8s.io/pause:3.10.1", "local": "kubesweep/pause:3.10.1", "path": "pause:3.10.1"},
         {"upstream": "registry.k8s.io/kube-apiserver:v1.35.8", "local": "kubesweep/kube-apiserver:v1.35.8",
          "path": "kube-apiserver:v1.35.8"}]
     assert {"upstream": "registry.k8s.io/etcd:3.6.16", "local": "kubesweep/etcd:3.6.16", "path": "etcd:3.6.16"} in entries
+    # containerd asks a mirror of nvcr.io for nvidia/k8s-device-plugin: the path keeps the namespace
+    assert {"upstream": "nvcr.io/nvidia/k8s-device-plugin:v0.19.0", "local": "kubesweep/k8s-device-plugin:v0.19.0",
+            "path": "nvidia/k8s-device-plugin:v0.19.0"} in entries
+    # nodes pull flannel as localhost:5000/flannel-io/flannel (pod_network's offline default)
+    assert {"upstream": "ghcr.io/flannel-io/flannel:v0.26.7", "local": "kubesweep/flannel:v0.26.7",
+            "path": "flannel-io/flannel:v0.26.7"} in entries
     assert entries[-2:] == [
         {"upstream": "", "local": "kubesweep/node:bookworm", "path": "kubesweep/node:bookworm"},
         {"upstream": "", "local": "kubesweep/python-base:bookworm", "path": "kubesweep/python-base:bookworm"}]
@@ -607,6 +775,12 @@ def test_image_list_entries_and_registry_tags():
     assert any("PATH=/usr/local" in c for c in by_path["etcd:3.6.16"].changes)
     assert ("tmp", 0o1777) in by_path["kube-scheduler:v1.35.8"].dirs
     assert 'CMD ["/sbin/init"]' in by_path["kubesweep/node:bookworm"].changes
+    plugin = by_path["nvidia/k8s-device-plugin:v0.19.0"]
+    assert plugin.base == minbase.path and plugin.base_sha256 == minbase.sha256  # glibc for the cgo binary
+    assert [(f.dest, f.source) for f in plugin.files] == [
+        ("usr/bin/nvidia-device-plugin", Path("/b/nvidia-device-plugin/nvidia-device-plugin"))]
+    assert plugin.changes[0] == 'ENTRYPOINT ["nvidia-device-plugin"]'
+    assert "ENV NVIDIA_VISIBLE_DEVICES=all" in plugin.changes
 
 
 def test_image_stamp_follows_content_not_time(tmp_path):

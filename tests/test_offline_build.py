@@ -4,7 +4,8 @@ Runs ``mirror.build()`` against the real cache (``$KUBESWEEP_CACHE``, default ~/
 so the first run takes ~10 minutes on 2 cores and later runs seconds. Then checks what the
 cluster roles rely on: every binary in the mirror reports the pinned version, every ``.sha256``
 and SHA256SUMS line matches, the images exist in docker under both tags with the stamp label,
-and a second build is all cache hits.
+and a second build is all cache hits. The NVIDIA device plugin (cgo, in an image of its own) runs
+in its image and, without a GPU, waits instead of exiting.
 """
 
 from __future__ import annotations
@@ -67,6 +68,20 @@ def test_every_binary_reports_the_pinned_version(built, tmp_path):
         tar.extractall(tmp_path / "crictl", filter="data")
     assert _out([str(tmp_path / "crictl" / "crictl"), "--version"]).strip() == f"crictl version v{v.crictl}"
 
+    plugin = next(Path(a["path"]) for a in summary["artifacts"] if a["name"] == "nvidia-device-plugin")
+    assert _out([str(plugin), "--version"]).startswith(f"NVIDIA Device Plugin version v{v.nvidia_device_plugin}\n")
+
+
+def test_minikube_reports_the_pinned_version(built, tmp_path):
+    summary, v = built
+    root = Path(summary["mirror"]["root"])
+    minikube = root / f"storage.googleapis.com/minikube/releases/v{v.minikube}/minikube-linux-amd64"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MINIKUBE_HOME": str(tmp_path / ".minikube")}
+    assert _out([str(minikube), "version", "--short"], env=env).strip() == f"v{v.minikube}"
+    assert _out([str(minikube), "version"], env=env).startswith(f"minikube version: v{v.minikube}\ncommit: ")
+    # static like minikube's linux release (CGO_ENABLED=0): no interpreter to find on the host
+    assert b"/lib64/ld-linux" not in minikube.read_bytes()[:4096]
+
 
 def test_every_checksum_matches(built):
     summary, v = built
@@ -77,6 +92,8 @@ def test_every_checksum_matches(built):
         text = (root / (item.rel + ".sha256")).read_text()
         if item.rel.startswith("dl.k8s.io/"):
             assert text == _sha(path), item.rel
+        elif item.rel.startswith("storage.googleapis.com/minikube/"):
+            assert text == f"{_sha(path)}\n", item.rel  # minikube's bucket: the digest and a newline
         else:
             assert text == f"{_sha(path)}  {path.name}\n", item.rel
     lines = (root / "SHA256SUMS").read_text().splitlines()
@@ -96,6 +113,7 @@ def test_images_are_in_docker_under_both_tags_and_listed(built):
     assert [e["path"] for e in listed] == [
         f"pause:{v.pause}", f"kube-apiserver:v{v.kube}", f"kube-controller-manager:v{v.kube}",
         f"kube-scheduler:v{v.kube}", f"kube-proxy:v{v.kube}", f"etcd:{v.etcd}",
+        f"nvidia/k8s-device-plugin:v{v.nvidia_device_plugin}", f"flannel-io/flannel:v{v.flannel}",
         "kubesweep/node:bookworm", "kubesweep/python-base:bookworm"]
     for entry in listed:
         local = images.inspect(entry["local"])
@@ -118,6 +136,32 @@ def test_images_run_their_binaries(built):
     assert "sklearn 1." in run("kubesweep/python-base:bookworm", "python3", "-c",
                                 "import numpy, sklearn; print('sklearn', sklearn.__version__)")
     assert f"pause {v.pause}" in run(f"kubesweep/pause:{v.pause}", "/pause", "-v")
+    assert f"v{v.flannel}" in run(f"kubesweep/flannel:v{v.flannel}", "flanneld", "--version")
+    plugin = f"kubesweep/k8s-device-plugin:v{v.nvidia_device_plugin}"
+    assert f"version v{v.nvidia_device_plugin}" in run(plugin, "nvidia-device-plugin", "--version")
+    # cgo against the image's own glibc, and nothing else at link time (libnvidia-ml is dlopen()ed)
+    linked = run(plugin, "ldd", "/usr/bin/nvidia-device-plugin")
+    assert "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6" in linked and "not found" not in linked
+
+
+def test_device_plugin_image_waits_without_a_gpu(built, tmp_path):
+    _, v = built
+    name = f"kubesweep-test-device-plugin-{os.getpid()}"
+    # upstream's ENTRYPOINT, as the DaemonSet runs it: FAIL_ON_INIT_ERROR=false, the kubelet's socket directory
+    subprocess.run(["docker", "run", "-d", "--name", name, "--network", "none", "-e", "FAIL_ON_INIT_ERROR=false",
+                    "-v", f"{tmp_path}:/var/lib/kubelet/device-plugins",
+                    f"kubesweep/k8s-device-plugin:v{v.nvidia_device_plugin}"], check=True, capture_output=True)
+    try:
+        logs = ""
+        deadline = time.monotonic() + 30
+        while "Waiting indefinitely" not in logs and time.monotonic() < deadline:
+            time.sleep(0.5)
+            logs = _out(["docker", "logs", name])
+        assert "No devices found. Waiting indefinitely." in logs, logs
+        state = _out(["docker", "inspect", "-f", "{{.State.Status}}", name]).strip()
+        assert state == "running", logs
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="needs root and unshare")

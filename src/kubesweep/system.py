@@ -8,8 +8,9 @@ import subprocess
 
 from .errors import KubesweepError
 
-#: Debian packages the host needs: dockerd and iptables (docker.io), debootstrap for images.
-PACKAGES = ("docker.io", "debootstrap", "iptables")
+#: Debian packages the host needs: dockerd and iptables (docker.io), debootstrap for images,
+#: gcc and libc6-dev for the one cgo program built (the NVIDIA device plugin).
+PACKAGES = ("docker.io", "debootstrap", "iptables", "gcc", "libc6-dev")
 
 
 class HostError(KubesweepError):

@@ -1,4 +1,5 @@
-"""Go binaries built from the Go module proxy: Kubernetes, etcd, crictl, CNI plugins, kwok, pause.
+"""Go binaries built from the Go module proxy: Kubernetes, etcd, crictl, CNI plugins, kwok, pause,
+minikube and the NVIDIA device plugin.
 
 Why a wrapper module: this machine reaches the Go module proxy but not GitHub or dl.k8s.io, so
 the sources come as Go modules. ``go build k8s.io/kubernetes/cmd/kubelet@v1.35.8`` does not work
@@ -10,10 +11,19 @@ project we generate a tiny module under ``CACHE/build/<name>-<version>/``:
   ``k8s.io/<x> => ./staging/src/k8s.io/<x>`` line of k8s.io/kubernetes@<v>'s own go.mod becomes
   ``k8s.io/<x> => k8s.io/<x> v0.<minor>.<patch>`` (the staging modules are published under
   that version), which is what upstream's build uses;
+  for minikube, the replaces of k8s.io/minikube@<v>'s go.mod (forks such as docker/machine) are
+  copied as they are, since Go ignores a dependency's replaces (copied_replaces);
 * ``tools.go`` (build tag ``tools``) blank-importing the commands, so ``go mod tidy`` records
   every dependency and its checksum (verified against sum.golang.org, never bypassed);
 * then ``go build -trimpath`` with ``CGO_ENABLED=0`` (static binaries) and ``GOFLAGS=-p=2``
   (two compile jobs: the machine has two cores and a Kubernetes link needs ~2 GiB).
+
+The one exception to static binaries is the NVIDIA device plugin: go-nvml is cgo (its calls into
+libnvidia-ml are C calls, resolved when the library is dlopen()ed at run time, which is why the
+link ignores unresolved symbols exactly like upstream's Makefile). It is built with
+``CGO_ENABLED=1`` and the host's gcc, so it links against the build host's glibc; the image it
+goes into is a bookworm debootstrap (images.py), the release kubesweep's hosts run, and
+tests/test_offline_build.py runs it there. Its stamp also records the C compiler.
 
 Version strings are injected with ``-ldflags -X`` exactly where each project's own release
 build puts them (for Kubernetes, hack/lib/version.sh: both ``k8s.io/client-go/pkg/version`` and
@@ -51,6 +61,7 @@ GO_FALLBACKS = ("/usr/local/go/bin/go",)
 TARGET = {"CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": "amd64"}
 GOFLAGS = "-p=2 -buildvcs=false"
 BUILD_FLAGS = ("-trimpath",)
+CC_HINT = "apt-get install -y --no-install-recommends gcc libc6-dev"
 GO_INSTALL_HINT = ("install Go >= {need} from the official linux-amd64 tarball into /usr/local/go and put "
                    "/usr/local/go/bin on PATH (Debian 12's `apt-get install golang-go` gives Go 1.19: too old)")
 
@@ -79,14 +90,31 @@ class Toolchain:
             raise MissingToolError(f"{why} needs Go >= {needed}, but {self.go} is {self.version}: "
                                    + GO_INSTALL_HINT.format(need=needed))
 
-    def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    def env(self, base: Mapping[str, str] | None = None, *, cgo: bool = False) -> dict[str, str]:
         env = dict(os.environ if base is None else base)
-        env.update(TARGET)
+        env.update(build_target(cgo))
         env["GOFLAGS"] = GOFLAGS
         env["GOTOOLCHAIN"] = "local"  # never switch to (download) another toolchain behind our back
         env["GOWORK"] = "off"
         env["PATH"] = os.pathsep.join([str(Path(self.go).parent), env.get("PATH", "")])
         return env
+
+
+def build_target(cgo: bool = False) -> dict[str, str]:
+    """GOOS/GOARCH/CGO_ENABLED of a build: static (TARGET) unless the package needs cgo."""
+    return {**TARGET, "CGO_ENABLED": "1"} if cgo else dict(TARGET)
+
+
+def c_compiler(which: Callable[[str], str | None] = shutil.which) -> str:
+    """``gcc --version``'s first line (part of a cgo binary's stamp); a clear error without gcc."""
+    cc = which("gcc")
+    if cc is None:
+        raise MissingToolError(f"no `gcc` on PATH, and flanneld and the NVIDIA device plugin are cgo programs: {CC_HINT}")
+    proc = subprocess.run([cc, "--version"], check=False, capture_output=True, text=True)
+    first = (proc.stdout.splitlines() or [""])[0].strip()
+    if proc.returncode != 0 or not first:
+        raise MissingToolError(f"`{cc} --version` failed ({proc.stderr.strip()}): {CC_HINT}")
+    return first
 
 
 def find_go(which: Callable[[str], str | None] = shutil.which, fallbacks: Sequence[str] = GO_FALLBACKS,
@@ -147,33 +175,50 @@ def staging_version(kube_version: str) -> str:
     return "v0." + v[len("v1."):]
 
 
-def derived_replaces(gomod: str, kube_version: str) -> list[tuple[str, str]]:
-    """Replace directives for a module depending on k8s.io/kubernetes, derived from its go.mod.
+def copied_replaces(gomod: str, module: str,
+                    local: Callable[[str, str], str] | None = None) -> list[tuple[str, str]]:
+    """The replace directives of ``module``'s go.mod, for a wrapper module that requires it.
 
-    ``X => ./staging/src/X`` becomes ``X => X <staging version>``; a replace to another module
-    at a version is kept as it is (replaces in dependencies are ignored by Go, so a wrapper must
-    repeat them to build what upstream builds). Returns sorted (left side, right side) pairs.
+    Go ignores replaces in dependencies, so a wrapper must repeat them to build what upstream
+    builds. A replace by another module at a version is kept as it is; a replace by a local path
+    (``./x``) cannot come from the module proxy, so ``local(old, path)`` must map it to a module
+    version (Kubernetes' staging modules) or it is refused. Returns sorted (left, right) pairs.
     """
-    pinned = staging_version(kube_version)
     out: dict[str, str] = {}
     for verb, args in parse_directives(gomod):
         if verb != "replace":
             continue
         if "=>" not in args:
-            raise OfflineError(f"unreadable replace directive in k8s.io/kubernetes's go.mod: {' '.join(args)}")
+            raise OfflineError(f"unreadable replace directive in {module}'s go.mod: {' '.join(args)}")
         arrow = args.index("=>")
         old, new = args[:arrow], args[arrow + 1:]
         if len(new) == 1 and new[0].startswith(("./", "../")):
-            path = new[0]
-            if not path.startswith("./staging/"):
-                raise OfflineError(f"k8s.io/kubernetes replaces {old[0]} with the local path {path}, which "
-                                   "is not a staging module: cannot reproduce it from the module proxy")
-            out[old[0]] = f"{old[0]} {pinned}"
-        elif len(new) == 2:
+            if local is None:
+                raise OfflineError(f"{module} replaces {old[0]} with the local path {new[0]}: cannot reproduce "
+                                   "it from the module proxy")
+            out[old[0]] = local(old[0], new[0])
+        elif len(new) == 2 and old:
             out[" ".join(old)] = " ".join(new)
         else:
-            raise OfflineError(f"unreadable replace directive in k8s.io/kubernetes's go.mod: {' '.join(args)}")
+            raise OfflineError(f"unreadable replace directive in {module}'s go.mod: {' '.join(args)}")
     return sorted(out.items())
+
+
+def derived_replaces(gomod: str, kube_version: str) -> list[tuple[str, str]]:
+    """Replace directives for a module depending on k8s.io/kubernetes, derived from its go.mod.
+
+    ``X => ./staging/src/X`` becomes ``X => X <staging version>``; the other replaces are copied
+    as they are (copied_replaces).
+    """
+    pinned = staging_version(kube_version)
+
+    def staging(old: str, path: str) -> str:
+        if not path.startswith("./staging/"):
+            raise OfflineError(f"k8s.io/kubernetes replaces {old} with the local path {path}, which "
+                               "is not a staging module: cannot reproduce it from the module proxy")
+        return f"{old} {pinned}"
+
+    return copied_replaces(gomod, "k8s.io/kubernetes", staging)
 
 
 def render_gomod(module: str, go: str, requires: Sequence[tuple[str, str]],
@@ -252,6 +297,54 @@ def pause_ldflags(version: str) -> str:
     return f"-s -w -X main.version={version.lstrip('v')}"
 
 
+# upstream's Makefile: go-nvml's C symbols are resolved by dlopen("libnvidia-ml.so.1") at run time
+NVIDIA_EXTLDFLAGS = "-Wl,--export-dynamic -Wl,--unresolved-symbols=ignore-in-object-files"
+
+
+def nvidia_device_plugin_ldflags(version: str, info: ModuleInfo | None) -> str:
+    """The device plugin Makefile's BUILDFLAGS: internal/info.version (with the v) and gitCommit."""
+    pkg = "github.com/NVIDIA/k8s-device-plugin/internal/info"
+    flags = f"-s -w '-extldflags={NVIDIA_EXTLDFLAGS}' -X {pkg}.version=v{version.lstrip('v')}"
+    if info and info.origin_hash:
+        flags += f" -X {pkg}.gitCommit={info.origin_hash}"
+    return flags
+
+
+MINIKUBE_MODULE = "k8s.io/minikube"
+
+
+def makefile_defaults(text: str) -> dict[str, str]:
+    """A Makefile's ``NAME ?= value`` lines (single-word values), e.g. minikube's ISO_VERSION."""
+    return {m.group(1): m.group(2) for m in re.finditer(r"^([A-Za-z_][A-Za-z0-9_]*)[ \t]*\?=[ \t]*(\S+)[ \t]*$",
+                                                       text, re.MULTILINE)}
+
+
+def minikube_ldflags(version: str, info: ModuleInfo | None, makefile: Mapping[str, str]) -> str:
+    """minikube's Makefile MINIKUBE_LDFLAGS: pkg/version's version (with the v), isoVersion and
+    storageProvisionerVersion (the Makefile's ISO_VERSION and STORAGE_PROVISIONER_TAG: the
+    storage-provisioner addon's image tag) and gitCommitID when the proxy knows the commit."""
+    missing = [k for k in ("ISO_VERSION", "STORAGE_PROVISIONER_TAG") if not makefile.get(k)]
+    if missing:
+        raise OfflineError(f"minikube {version}'s Makefile sets no {' or '.join(missing)} (`NAME ?= value`): "
+                           "cannot set the version flags its release build sets")
+    pkg = f"{MINIKUBE_MODULE}/pkg/version"
+    values = {"version": f"v{version.lstrip('v')}", "isoVersion": makefile["ISO_VERSION"],
+              "storageProvisionerVersion": makefile["STORAGE_PROVISIONER_TAG"]}
+    if info and info.origin_hash:
+        values["gitCommitID"] = info.origin_hash
+    return " ".join(["-s", "-w", *(f"-X {pkg}.{k}={val}" for k, val in values.items())])
+
+
+def _minikube_flags(version: str, infos: Mapping[str, ModuleInfo]) -> str:
+    info = infos.get(MINIKUBE_MODULE)
+    try:
+        text = (info.dir / "Makefile").read_text() if info else ""
+    except OSError as exc:
+        raise OfflineError(f"cannot read minikube's Makefile in {info.dir if info else '?'} ({exc.strerror}): "
+                           "`go clean -modcache` and rerun") from None
+    return minikube_ldflags(version, info, makefile_defaults(text))
+
+
 # ---------------------------------------------------------------------------------- wrappers
 
 
@@ -271,6 +364,8 @@ class Wrapper:
     binaries: tuple[Binary, ...]
     ldflags: Callable[[Mapping[str, ModuleInfo]], str]
     kubernetes_replaces: bool = False  # derive replaces from the first required module (k8s.io/kubernetes)
+    module_replaces: bool = False      # copy the first required module's replaces (copied_replaces)
+    cgo: bool = False                  # CGO_ENABLED=1 (the host's gcc, dynamically linked against its glibc)
 
     @property
     def module(self) -> str:
@@ -314,6 +409,35 @@ def kwok(version: str, kube_version: str) -> Wrapper:
     v = version.lstrip("v")
     return Wrapper("kwok", v, (("sigs.k8s.io/kwok", f"v{v}"),), (Binary("kwok", "sigs.k8s.io/kwok/cmd/kwok"),),
                    lambda infos: kwok_ldflags(v, kube_version))
+
+
+FLANNEL_MODULE = "github.com/flannel-io/flannel"
+
+
+def flannel(version: str) -> Wrapper:
+    """flanneld, the pod network's route agent. cgo like upstream's release build: its udp
+    backend's C proxy does not compile without it (undefined: runCProxy)."""
+    v = version.lstrip("v")
+    return Wrapper("flannel", v, ((FLANNEL_MODULE, f"v{v}"),), (Binary("flanneld", FLANNEL_MODULE),),
+                   lambda infos: f"-s -w -X {FLANNEL_MODULE}/pkg/version.Version=v{v}", cgo=True)
+
+
+NVIDIA_DEVICE_PLUGIN_MODULE = "github.com/NVIDIA/k8s-device-plugin"
+
+
+def nvidia_device_plugin(version: str) -> Wrapper:
+    v = version.lstrip("v")
+    return Wrapper("nvidia-device-plugin", v, ((NVIDIA_DEVICE_PLUGIN_MODULE, f"v{v}"),),
+                   (Binary("nvidia-device-plugin", f"{NVIDIA_DEVICE_PLUGIN_MODULE}/cmd/nvidia-device-plugin"),),
+                   lambda infos: nvidia_device_plugin_ldflags(v, infos.get(NVIDIA_DEVICE_PLUGIN_MODULE)), cgo=True)
+
+
+def minikube(version: str) -> Wrapper:
+    """minikube's CLI (static, CGO_ENABLED=0 like its linux release). Its go.mod replaces a few
+    forks (docker/machine, spinner, ...), so the wrapper copies them (module_replaces)."""
+    v = version.lstrip("v")
+    return Wrapper("minikube", v, ((MINIKUBE_MODULE, f"v{v}"),), (Binary("minikube", f"{MINIKUBE_MODULE}/cmd/minikube"),),
+                   lambda infos: _minikube_flags(v, infos), module_replaces=True)
 
 
 # ------------------------------------------------------------------------------------ building
@@ -387,7 +511,11 @@ def prepare(cache: Cache, tc: Toolchain, wrapper: Wrapper, progress: Callable[[s
                 go = need
     first = infos[wrapper.requires[0][0]].gomod_text()
     godebug = [" ".join(args) for verb, args in parse_directives(first) if verb == "godebug"]
-    replaces = derived_replaces(first, wrapper.version) if wrapper.kubernetes_replaces else []
+    replaces: list[tuple[str, str]] = []
+    if wrapper.kubernetes_replaces:
+        replaces = derived_replaces(first, wrapper.version)
+    elif wrapper.module_replaces:
+        replaces = copied_replaces(first, wrapper.requires[0][0])
     skeleton = render_gomod(wrapper.module, go, wrapper.requires, replaces, godebug)
     tools = render_tools_go([b.package for b in wrapper.binaries])
     tidy = Stamp(folder / "stamps" / "wrapper.json")
@@ -415,15 +543,19 @@ def sha256_file_pair(*paths: Path) -> str:
 
 def build_wrapper(cache: Cache, tc: Toolchain, wrapper: Wrapper, progress: Callable[[str], None]) -> tuple[list[Built], dict[str, ModuleInfo]]:
     """Build every binary of ``wrapper`` that is not already built from the same inputs."""
+    cc = c_compiler() if wrapper.cgo else None  # before `go mod tidy`: fail fast without gcc
     folder, infos, wrapper_digest = prepare(cache, tc, wrapper, progress)
     ldflags = wrapper.ldflags(infos)
     built = []
     for binary in wrapper.binaries:
-        inputs = {"package": binary.package, "ldflags": ldflags, "go": tc.version, "target": TARGET,
-                  "flags": list(BUILD_FLAGS), "wrapper": wrapper_digest, "module_version": wrapper.version}
+        inputs = {"package": binary.package, "ldflags": ldflags, "go": tc.version,
+                  "target": build_target(wrapper.cgo), "flags": list(BUILD_FLAGS), "wrapper": wrapper_digest,
+                  "module_version": wrapper.version}
+        if cc:
+            inputs["cc"] = cc  # only for cgo builds, so the static binaries' stamps stay as they were
         built.append(compile_binary(cache, tc, group=wrapper.name, version=wrapper.version, name=binary.name,
                                     target=binary.package, cwd=folder, out=folder / "bin" / binary.name,
-                                    ldflags=ldflags, inputs=inputs, progress=progress))
+                                    ldflags=ldflags, inputs=inputs, progress=progress, cgo=wrapper.cgo))
     return built, infos
 
 
@@ -445,7 +577,8 @@ def build_local(cache: Cache, tc: Toolchain, *, name: str, version: str, source:
 
 
 def compile_binary(cache: Cache, tc: Toolchain, *, group: str, version: str, name: str, target: str, cwd: Path,
-                   out: Path, ldflags: str, inputs: Mapping[str, object], progress: Callable[[str], None]) -> Built:
+                   out: Path, ldflags: str, inputs: Mapping[str, object], progress: Callable[[str], None],
+                   cgo: bool = False) -> Built:
     stamp = Stamp(out.parent.parent / "stamps" / f"{name}.json")
     if stamp.is_fresh(inputs, out):
         return Built(group, name, version, out, stamp.get("sha256"), True, 0.0)
@@ -456,7 +589,7 @@ def compile_binary(cache: Cache, tc: Toolchain, *, group: str, version: str, nam
     tmp = temp_sibling(out)
     started = time.monotonic()
     try:
-        run([tc.go, "build", *BUILD_FLAGS, "-ldflags", ldflags, "-o", str(tmp), target], cwd=cwd, env=tc.env(),
+        run([tc.go, "build", *BUILD_FLAGS, "-ldflags", ldflags, "-o", str(tmp), target], cwd=cwd, env=tc.env(cgo=cgo),
             log=cache.log(f"go-{group}"), what=f"build {name} {version} (go build {target})",
             hint=GO_INSTALL_HINT.format(need=GO_MIN))
         os.chmod(tmp, 0o755)

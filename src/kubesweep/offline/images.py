@@ -19,6 +19,11 @@ module proxy (see gobuild.py). So:
   etcd: just the static binary in /usr/local/bin plus a 1777 /tmp (distroless upstream images
   are about the same); kube-proxy: the node root filesystem plus the binary, because it execs
   iptables, ip6tables and conntrack; pause: our own program (images/pause).
+* ``nvcr.io/nvidia/k8s-device-plugin`` — a bare ``debootstrap --variant=minbase`` root filesystem
+  (glibc, which the cgo-built plugin links against, and ldconfig, which the NVIDIA container
+  runtime's hooks run) plus the plugin as /usr/bin/nvidia-device-plugin, with upstream's
+  ENTRYPOINT and NVIDIA_* environment. Its registry path is nvidia/k8s-device-plugin:v<version>,
+  which is what a node's containerd asks a mirror of nvcr.io for.
 
 The root filesystems take minutes (debootstrap), so each is cached as a tarball
 ``CACHE/images/<name>.tar`` keyed by a hash of its recipe (suite, package list, masked units,
@@ -91,6 +96,8 @@ NODE_ROOTFS = RootfsSpec("node-bookworm", "bookworm", NODE_PACKAGES, masked=NODE
                          empty_machine_id=True)
 PYTHON_BASE_ROOTFS = RootfsSpec("python-base-bookworm", "bookworm",
                                 ("python3", "python3-numpy", "python3-sklearn", "ca-certificates"))
+# Nothing beyond minbase: the base of images that hold one dynamically linked program.
+MINBASE_ROOTFS = RootfsSpec("minbase-bookworm", "bookworm", ())
 
 
 @dataclass
@@ -171,9 +178,8 @@ def build_rootfs(cache: Cache, spec: RootfsSpec, mirror: str, progress: Callable
     remove_quietly(out.parent.glob(f".{out.name}.tmp-*"))  # left by a build that was killed
     tmp = temp_sibling(out)
     try:
-        proc = run(["nice", "-n", "10", "debootstrap", "--variant=minbase", f"--include={','.join(spec.packages)}",
-                    f"--cache-dir={debs}", spec.suite, str(work), mirror],
-                   log=log, what=f"debootstrap {spec.suite} for {spec.name}", check=False)
+        proc = run(debootstrap_args(spec, work, debs, mirror), log=log,
+                   what=f"debootstrap {spec.suite} for {spec.name}", check=False)
         if proc.returncode != 0:
             inner = work / "debootstrap" / "debootstrap.log"
             if inner.exists():
@@ -195,6 +201,12 @@ def build_rootfs(cache: Cache, spec: RootfsSpec, mirror: str, progress: Callable
     stamp.record(inputs, out, sha256=digest, seconds=round(seconds, 1), mirror=mirror, spec=spec.__dict__)
     progress(f"  {spec.name}.tar: {out.stat().st_size / (1 << 20):.0f} MiB in {seconds:.0f}s")
     return Rootfs(spec, out, digest, False, seconds)
+
+
+def debootstrap_args(spec: RootfsSpec, work: Path, debs: Path, mirror: str) -> list[str]:
+    include = [f"--include={','.join(spec.packages)}"] if spec.packages else []  # none: bare minbase
+    return ["nice", "-n", "10", "debootstrap", "--variant=minbase", *include, f"--cache-dir={debs}", spec.suite,
+            str(work), mirror]
 
 
 def customize(root: Path, spec: RootfsSpec) -> None:
@@ -297,6 +309,19 @@ def k8s_image(name: str, tag: str, files: Sequence[FileEntry], *, base: Path | N
     """A registry.k8s.io/<name>:<tag> stand-in, tagged kubesweep/<name>:<tag> locally."""
     return ImageSpec(f"registry.k8s.io/{name}:{tag}", f"{name}:{tag}", f"kubesweep/{name}:{tag}", tuple(changes),
                      base=base, base_sha256=base_sha256, files=tuple(files), dirs=() if base else BINARY_DIRS)
+
+
+NVIDIA_REGISTRY = "nvcr.io"
+
+
+def nvidia_image(name: str, tag: str, rootfs: Rootfs, files: Sequence[FileEntry], changes: Sequence[str]) -> ImageSpec:
+    """An nvcr.io/nvidia/<name>:<tag> stand-in on a Debian root, tagged kubesweep/<name>:<tag> locally.
+
+    Its registry path keeps the nvidia/ namespace: a node's containerd, told to try the cluster
+    registry for nvcr.io, asks it for /v2/nvidia/<name>/manifests/<tag>.
+    """
+    return ImageSpec(f"{NVIDIA_REGISTRY}/nvidia/{name}:{tag}", f"nvidia/{name}:{tag}", f"kubesweep/{name}:{tag}",
+                     tuple(changes), base=rootfs.path, base_sha256=rootfs.sha256, files=tuple(files))
 
 
 def own_image(name: str, tag: str, rootfs: Rootfs, changes: Sequence[str]) -> ImageSpec:

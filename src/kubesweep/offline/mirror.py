@@ -12,10 +12,15 @@ are the official URLs minus ``https://`` (served over HTTP as files_repo)::
     github.com/etcd-io/etcd/releases/download/v{etcd}/etcd-v{etcd}-linux-amd64/{etcd,etcdctl}
     github.com/kubernetes-sigs/kwok/releases/download/v{kwok}/kwok-linux-amd64
                                                                       + <file>.sha256 ("<hex>  <name>")
+    storage.googleapis.com/minikube/releases/v{minikube}/minikube-linux-amd64
+                                                                      + <file>.sha256 ("<hex>\\n")
     SHA256SUMS                                                        every file, "<hex>  <path>"
 
+The NVIDIA device plugin is built too (gobuild.py) but is not a mirror file: NVIDIA publishes it
+only as the image nvcr.io/nvidia/k8s-device-plugin, so it goes into that image (images.py).
+
 The ``.sha256`` files use each host's own format (dl.k8s.io: the bare digest; GitHub releases:
-``sha256sum`` output), so Ansible's ``get_url checksum: sha256:<url>.sha256`` works the same
+``sha256sum`` output; minikube's bucket: the digest and a newline), so Ansible's ``get_url checksum: sha256:<url>.sha256`` works the same
 against the mirror and upstream. Archives are built deterministically (fixed order, owner and
 timestamps, gzip without a timestamp): the same binaries always give the same .tgz digest.
 Binaries are hard links to the build outputs (no second copy of ~700 MB).
@@ -71,9 +76,14 @@ class Versions:
     cni: str
     crictl: str
     kwok: str
+    nvidia_device_plugin: str
+    flannel: str
+    minikube: str
 
     KEYS: ClassVar[dict[str, str]] = {"kube": "kube_version", "etcd": "etcd_version", "pause": "pause_version", "cni": "cni_version",
-            "crictl": "crictl_version", "kwok": "kwok_version"}
+            "crictl": "crictl_version", "kwok": "kwok_version",
+            "nvidia_device_plugin": "nvidia_device_plugin_version", "flannel": "flannel_version",
+            "minikube": "minikube_version"}
 
     @classmethod
     def load(cls, path: Path | None = None) -> Versions:
@@ -99,7 +109,7 @@ class MirrorItem:
     rel: str
     sources: tuple[tuple[str, str], ...]  # (name inside the archive, artifact key "group/name")
     archive: bool
-    sha256_style: str                     # "hex" (dl.k8s.io) or "sum" (GitHub: "<hex>  <name>")
+    sha256_style: str                     # "hex" (dl.k8s.io), "hexline" (minikube) or "sum" (GitHub: "<hex>  <name>")
     dir_entry: bool = False               # archive starts with a "./" entry (like upstream CNI)
 
 
@@ -118,12 +128,16 @@ def layout(v: Versions) -> list[MirrorItem]:
     items += [MirrorItem(f"{etcd}/{b}", ((b, f"etcd/{b}"),), False, "sum") for b in ("etcd", "etcdctl")]
     items.append(MirrorItem(f"{gh}/kubernetes-sigs/kwok/releases/download/v{v.kwok}/kwok-linux-amd64",
                             (("kwok", "kwok/kwok"),), False, "sum"))
+    items.append(MirrorItem(f"storage.googleapis.com/minikube/releases/v{v.minikube}/minikube-linux-amd64",
+                            (("minikube", "minikube/minikube"),), False, "hexline"))
     return items
 
 
 def sha256_file_text(item: MirrorItem, digest: str) -> str:
     if item.sha256_style == "hex":
         return digest  # dl.k8s.io's <file>.sha256 holds the bare digest, no newline
+    if item.sha256_style == "hexline":
+        return digest + "\n"  # minikube's release: `openssl sha256 f | awk '{print $2}' > f.sha256`
     return f"{digest}  {os.path.basename(item.rel)}\n"
 
 
@@ -258,8 +272,13 @@ def _epoch(rfc3339: str | None) -> int:
         return 0
 
 
+NVIDIA_DEVICE_PLUGIN_CHANGES = (  # upstream's deployments/container/Dockerfile
+    'ENTRYPOINT ["nvidia-device-plugin"]', f"ENV {images.PATH_ENV}", "ENV NVIDIA_DISABLE_REQUIRE=true",
+    "ENV NVIDIA_VISIBLE_DEVICES=all", "ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility")
+
+
 def image_specs(v: Versions, art: Mapping[str, gobuild.Built], node: images.Rootfs,
-                pybase: images.Rootfs) -> list[images.ImageSpec]:
+                pybase: images.Rootfs, minbase: images.Rootfs) -> list[images.ImageSpec]:
     def file(key: str, dest: str) -> images.FileEntry:
         return images.FileEntry(dest, art[key].path, art[key].sha256)
 
@@ -272,6 +291,17 @@ def image_specs(v: Versions, art: Mapping[str, gobuild.Built], node: images.Root
                                   base=node.path, base_sha256=node.sha256))
     specs.append(images.k8s_image("etcd", v.etcd, [file("etcd/etcd", "usr/local/bin/etcd"),
                                                     file("etcd/etcdctl", "usr/local/bin/etcdctl")]))
+    specs.append(images.nvidia_image(
+        "k8s-device-plugin", f"v{v.nvidia_device_plugin}", minbase,
+        [file("nvidia-device-plugin/nvidia-device-plugin", "usr/bin/nvidia-device-plugin")],
+        NVIDIA_DEVICE_PLUGIN_CHANGES))
+    # flanneld links glibc (cgo), so it sits on the bare Debian root; upstream's image is
+    # ghcr.io/flannel-io/flannel, pulled offline as localhost:5000/flannel-io/flannel.
+    specs.append(images.ImageSpec(f"ghcr.io/flannel-io/flannel:v{v.flannel}", f"flannel-io/flannel:v{v.flannel}",
+                                  f"kubesweep/flannel:v{v.flannel}",
+                                  ('ENTRYPOINT ["/usr/local/bin/flanneld"]', f"ENV {images.PATH_ENV}"),
+                                  base=minbase.path, base_sha256=minbase.sha256,
+                                  files=(file("flannel/flanneld", "usr/local/bin/flanneld"),)))
     specs.append(images.own_image("node", "bookworm", node,
                                   ['CMD ["/sbin/init"]', "ENV container=docker"]))
     specs.append(images.own_image("python-base", "bookworm", pybase,
@@ -299,7 +329,7 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
     cache.root.mkdir(parents=True, exist_ok=True)
     v = Versions.load(versions_file)
     say(f"artifacts: Kubernetes {v.kube}, etcd {v.etcd}, CNI plugins {v.cni}, crictl {v.crictl}, kwok {v.kwok}, "
-        f"pause {v.pause} -> {cache.root}")
+        f"pause {v.pause}, NVIDIA device plugin {v.nvidia_device_plugin}, flannel {v.flannel}, minikube {v.minikube} -> {cache.root}")
     tc = gobuild.find_go()
     docker_state = None
     if with_images:
@@ -316,7 +346,9 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
     def go_lane() -> None:
         t = time.monotonic()
         wrappers = [gobuild.kubernetes(v.kube), gobuild.etcd(v.etcd), gobuild.cri_tools(v.crictl),
-                    gobuild.cni_plugins(v.cni), gobuild.kwok(v.kwok, v.kube)]
+                    gobuild.cni_plugins(v.cni), gobuild.kwok(v.kwok, v.kube),
+                    gobuild.nvidia_device_plugin(v.nvidia_device_plugin), gobuild.flannel(v.flannel),
+                    gobuild.minikube(v.minikube)]
         try:
             for w in wrappers:
                 if failed.is_set():
@@ -340,7 +372,7 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
         t = time.monotonic()
         try:
             apt_mirror = images.debian_mirror()
-            for spec in (images.NODE_ROOTFS, images.PYTHON_BASE_ROOTFS):
+            for spec in (images.NODE_ROOTFS, images.PYTHON_BASE_ROOTFS, images.MINBASE_ROOTFS):
                 if failed.is_set():
                     return
                 rootfs[spec.name] = images.build_rootfs(cache, spec, apt_mirror, say)
@@ -372,7 +404,8 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
     image_results: list[images.BuiltImage] = []
     if with_images:
         t = time.monotonic()
-        specs = image_specs(v, built, rootfs[images.NODE_ROOTFS.name], rootfs[images.PYTHON_BASE_ROOTFS.name])
+        specs = image_specs(v, built, rootfs[images.NODE_ROOTFS.name], rootfs[images.PYTHON_BASE_ROOTFS.name],
+                            rootfs[images.MINBASE_ROOTFS.name])
         for spec in specs:
             image_results.append(images.ensure_image(cache, spec, say))
         images.write_images_json(cache, specs)
@@ -412,7 +445,8 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
 _NO_INFO = gobuild.ModuleInfo("", "", Path(), Path())
 _GROUP_MODULES = {"kubernetes": "k8s.io/kubernetes", "etcd": "go.etcd.io/etcd/server/v3",
                   "cri-tools": "sigs.k8s.io/cri-tools", "cni-plugins": "github.com/containernetworking/plugins",
-                  "kwok": "sigs.k8s.io/kwok"}
+                  "kwok": "sigs.k8s.io/kwok", "nvidia-device-plugin": gobuild.NVIDIA_DEVICE_PLUGIN_MODULE,
+                  "minikube": gobuild.MINIKUBE_MODULE}
 
 
 def _module_of(group: str) -> str:
