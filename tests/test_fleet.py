@@ -1,0 +1,126 @@
+"""Ops on a running cluster with real node containers: add a node by rerun, pod traffic between
+nodes over flannel's routes, remove a node, reset a host (marker: cluster).
+
+The tests run in order on one extra host, ks-worker-2, which exists only here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from kubesweep import cluster, image, nodes
+
+from .conftest import EXAMPLES, INVENTORY
+
+pytestmark = pytest.mark.cluster
+
+NEW = "ks-worker-2"
+OLD = ["ks-control-plane", "ks-gpu-1", "ks-worker-1"]
+
+
+@pytest.fixture(scope="module")
+def bigger(local_cluster, tmp_path_factory):
+    """inventory/local plus ks-worker-2 under kube_node (same group_vars, same kubeconfig name)."""
+    import yaml
+
+    inv = tmp_path_factory.mktemp("inv") / INVENTORY.name
+    inv.mkdir()
+    hosts = yaml.safe_load((INVENTORY / "hosts.yml").read_text())
+    hosts["all"]["children"]["k8s_cluster"]["children"]["kube_node"]["hosts"][NEW] = None
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    (inv / "group_vars").symlink_to(INVENTORY / "group_vars")
+    assert cluster.kubeconfig_path(inv) == local_cluster["kubeconfig"]
+    yield inv
+    nodes.down([NEW])
+
+
+def in_node(name: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", "exec", name, *argv], capture_output=True, text=True)
+
+
+def ready(api, name: str) -> bool:
+    try:
+        node = api["core"].read_node(name)
+    except Exception:  # noqa: BLE001 - not there (yet)
+        return False
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+
+def test_a_new_node_joins_with_scale_and_a_full_rerun_changes_nothing(bigger, api):
+    new = [h for h in nodes.inventory_hosts(bigger) if h.name == NEW]
+    nodes.up(new)
+    scale = cluster.playbook(bigger, "playbooks/scale.yml", ["--limit", NEW], echo=False)
+    assert scale.ok, cluster.failure_excerpt(scale.output)
+    assert set(scale.recap) <= {NEW, "localhost"}, scale.recap  # nothing ran on the other hosts
+    assert ready(api, NEW)
+    rerun = cluster.playbook(bigger, echo=False)
+    assert rerun.ok, cluster.failure_excerpt(rerun.output)
+    changed = {h: r["changed"] for h, r in rerun.recap.items() if r["changed"]}
+    assert set(rerun.recap) >= {*OLD, NEW} and changed == {}, changed
+    print(f"\nscale.yml for one node {scale.seconds:.0f}s; site.yml rerun on 4 hosts {rerun.seconds:.0f}s")
+
+
+def _pod(name: str, node: str, image_ref: str, command: list[str]) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "fleet-test"}},
+            "spec": {"nodeName": node, "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "main", "image": image_ref, "command": command}]}}
+
+
+def _wait_pod(api, name: str, phases: tuple[str, ...], timeout: float = 120) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pod = api["core"].read_namespaced_pod(name, "default")
+        if pod.status.phase in phases:
+            return pod
+        time.sleep(1)
+    raise AssertionError(f"pod {name} is {pod.status.phase}, not {phases}, after {timeout:.0f}s")
+
+
+def test_pods_on_different_nodes_reach_each_other_over_flannels_routes(bigger, api):
+    ref = image.ensure(EXAMPLES, "kubesweep/mnist", build_args={"BASE": "kubesweep/python-base:bookworm"}).reference
+    core = api["core"]
+    core.create_namespaced_pod("default", _pod("fleet-server", NEW, ref, ["python3", "-m", "http.server", "8080"]))
+    server = _wait_pod(api, "fleet-server", ("Running",))
+    fetch = f"import urllib.request; print(urllib.request.urlopen('http://{server.status.pod_ip}:8080/', timeout=10).status)"
+    core.create_namespaced_pod("default", _pod("fleet-client", "ks-worker-1", ref, ["python3", "-c", fetch]))
+    client = _wait_pod(api, "fleet-client", ("Succeeded", "Failed"))
+    log = core.read_namespaced_pod_log("fleet-client", "default")
+    assert client.status.phase == "Succeeded" and log.strip() == "200", log
+    podcidr = core.read_node(NEW).spec.pod_cidr
+    routes = json.loads(in_node("ks-worker-1", "ip", "-4", "-json", "route", "show").stdout)
+    assert any(r["dst"] == podcidr for r in routes), routes
+    core.delete_namespaced_pod("fleet-client", "default", grace_period_seconds=0)
+
+
+def test_remove_node_drains_deletes_and_resets_it(bigger, api):
+    podcidr = api["core"].read_node(NEW).spec.pod_cidr
+    run = cluster.playbook(bigger, "playbooks/remove-node.yml", ["-e", f"node={NEW}"], echo=False)
+    assert run.ok, cluster.failure_excerpt(run.output)
+    names = [n.metadata.name for n in api["core"].list_node().items]
+    assert NEW not in names and set(OLD) <= set(names)
+    # the bare server pod on it was drained away
+    assert not api["core"].list_namespaced_pod("default", label_selector="app=fleet-test").items
+    assert in_node(NEW, "systemctl", "is-active", "kubelet").stdout.strip() != "active"
+    for path in ("/etc/kubernetes", "/var/lib/kubelet", "/usr/local/bin/kubelet", "/etc/cni/net.d"):
+        assert in_node(NEW, "test", "-e", path).returncode != 0, f"{path} is still on {NEW}"
+    assert in_node(NEW, "ip", "link", "show", "cni0").returncode != 0
+    # flannel on the remaining nodes forgets the deleted node's route
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        routes = json.loads(in_node("ks-worker-1", "ip", "-4", "-json", "route", "show").stdout)
+        if not any(r["dst"] == podcidr for r in routes):
+            break
+        time.sleep(1)
+    assert not any(r["dst"] == podcidr for r in routes), routes
+
+
+def test_reset_asks_for_confirmation_and_leaves_a_clean_host_unchanged(bigger):
+    refused = cluster.playbook(bigger, "playbooks/reset.yml", ["--limit", NEW], echo=False)
+    assert not refused.ok and "reset_confirm=yes" in refused.output
+    again = cluster.playbook(bigger, "playbooks/reset.yml", ["--limit", NEW, "-e", "reset_confirm=yes"], echo=False)
+    assert again.ok, cluster.failure_excerpt(again.output)
+    assert again.recap[NEW]["changed"] == 0, again.recap
