@@ -1,0 +1,321 @@
+"""Provisioning without a cluster: roles are specified, playbooks parse with every inventory, bad
+variables are refused by name, the GCP VM's module arguments and minikube's argv are what the
+roles would send, containerd's config gets the nvidia runtime, and the GPU roles skip a host
+without a GPU. Everything runs ansible-playbook against localhost (connection local); nothing
+contacts GCP or changes this machine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubesweep.offline import mirror
+
+from .conftest import ROOT
+
+BIN = Path(sys.executable).parent
+ROLES = sorted(p for p in (ROOT / "roles").iterdir() if p.is_dir())
+PLAYBOOKS = [ROOT / "site.yml", *sorted((ROOT / "playbooks").glob("*.yml"))]
+SSH_INVENTORIES = ["baremetal", "gcp"]
+VERSIONS = ROOT / "inventory" / "local" / "group_vars" / "all" / "versions.yml"
+
+
+def ansible(tool: str, *args: str | Path, cwd: Path = ROOT, timeout: int = 180) -> subprocess.CompletedProcess[str]:
+    env = {"ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml", "ANSIBLE_RETRY_FILES_ENABLED": "0",
+           "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+           "PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home()), "LANG": "C.UTF-8"}
+    return subprocess.run([str(BIN / tool), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def local_play(tmp_path: Path, tasks: list[dict], name: str = "play.yml") -> Path:
+    """A playbook of `tasks` for localhost over a local connection, without facts (run_local adds
+    the pinned versions as extra vars, then `extra_vars`)."""
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump([{"name": "Test", "hosts": "localhost", "connection": "local",
+                                     "gather_facts": False, "tasks": tasks}], sort_keys=False))
+    return path
+
+
+def run_local(tmp_path: Path, tasks: list[dict], extra_vars: dict | None = None,
+              *args: str) -> subprocess.CompletedProcess[str]:
+    play = local_play(tmp_path, tasks)
+    return ansible("ansible-playbook", "-i", "localhost,", play, "-e", f"@{VERSIONS}", "-e", json.dumps(extra_vars or {}),
+                   *args, cwd=tmp_path)
+
+
+def output(proc: subprocess.CompletedProcess[str]) -> str:
+    return proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------------- structure
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_every_role_has_argument_specs_covering_its_documented_defaults(role: Path):
+    specs_file = role / "meta" / "argument_specs.yml"
+    assert specs_file.is_file(), f"{role.name} has no meta/argument_specs.yml"
+    specs = yaml.safe_load(specs_file.read_text())["argument_specs"]
+    main = specs["main"]
+    assert main.get("short_description"), f"{role.name}: argument spec main has no short_description"
+    options = main.get("options", {})
+    for name, spec in options.items():
+        assert spec.get("type"), f"{role.name}: option {name} has no type"
+        assert spec.get("description"), f"{role.name}: option {name} has no description"
+    defaults_file = role / "defaults" / "main.yml"
+    assert defaults_file.is_file(), f"{role.name} has no defaults/main.yml"
+    text = defaults_file.read_text()
+    first = next(line for line in text.splitlines() if line.strip() not in ("", "---"))
+    assert first.startswith(f"# {role.name}"), f"{role.name}: defaults/main.yml must open with a comment saying what the role does"
+    defaults = yaml.safe_load(text) or {}
+    for name in defaults:
+        assert name.startswith(f"{role.name}_"), f"{role.name}: default {name} is not prefixed with the role name"
+        assert name in options, f"{role.name}: default {name} is not in meta/argument_specs.yml"
+
+
+@pytest.mark.parametrize("inventory", ["local", "single", "baremetal"])
+def test_every_playbook_passes_syntax_check(inventory):
+    proc = ansible("ansible-playbook", "-i", ROOT / "inventory" / inventory, "--syntax-check", *PLAYBOOKS)
+    assert proc.returncode == 0, output(proc)
+
+
+def test_baremetal_inventory_groups_and_shared_version_pins():
+    proc = ansible("ansible-inventory", "-i", ROOT / "inventory" / "baremetal", "--list")
+    assert proc.returncode == 0, output(proc)
+    inv = json.loads(proc.stdout)
+    assert inv["kube_control_plane"]["hosts"] == ["cp-1", "cp-2", "cp-3"]
+    assert inv["kube_node"]["hosts"] == ["worker-1", "worker-2"]
+    assert inv["kube_node"]["children"] == ["kube_gpu_node"]
+    assert inv["kube_gpu_node"]["hosts"] == ["gpu-1", "gpu-2"]
+    assert set(inv["k8s_cluster"]["children"]) == {"kube_control_plane", "kube_node"}
+    assert inv["registry"]["hosts"] == ["cp-1"]
+    hostvars = inv["_meta"]["hostvars"]
+    pins = yaml.safe_load(VERSIONS.read_text())
+    assert (ROOT / "inventory" / "baremetal" / "group_vars" / "all" / "versions.yml").is_symlink()
+    assert hostvars["worker-1"]["kube_version"] == pins["kube_version"]
+    assert hostvars["gpu-1"]["offline_mirror"] is False
+    assert hostvars["gpu-1"]["node_labels"] == {"nvidia.com/gpu.present": "true"}
+    assert "node_labels" not in hostvars["worker-1"]
+
+
+@pytest.mark.parametrize("inventory", SSH_INVENTORIES)
+def test_ssh_inventories_leave_localhost_alone(inventory):
+    """group_vars/all also applies to localhost: no become or interpreter there, or the plays that
+    run on this machine would sudo or lose the virtualenv's Python."""
+    for path in (ROOT / "inventory" / inventory / "group_vars" / "all").glob("*.yml"):
+        data = yaml.safe_load(path.read_text()) or {}
+        bad = {"ansible_become", "ansible_python_interpreter", "ansible_connection"} & set(data)
+        assert not bad, f"{path.relative_to(ROOT)} sets {sorted(bad)}"
+
+
+def test_gcp_inventory_is_a_gcp_compute_config_with_the_kubespray_groups():
+    config = yaml.safe_load((ROOT / "inventory" / "gcp" / "gcp.yml").read_text())
+    assert config["plugin"] == "google.cloud.gcp_compute"
+    doc = ansible("ansible-doc", "-t", "inventory", "--json", "google.cloud.gcp_compute")
+    assert doc.returncode == 0, output(doc)
+    known = set(json.loads(doc.stdout)["google.cloud.gcp_compute"]["doc"]["options"])
+    assert set(config) - {"plugin"} <= known, f"options the plugin does not know: {set(config) - {'plugin'} - known}"
+    assert {"kube_control_plane", "kube_node", "kube_gpu_node", "registry"} <= set(config["groups"])
+    assert "kubesweep-gpu" in config["groups"]["kube_gpu_node"]
+    # Without credentials (or google-auth) the plugin fails, ansible-inventory still succeeds with
+    # the static nesting of groups.yml, and the reason is credentials, not the configuration.
+    proc = ansible("ansible-inventory", "-i", ROOT / "inventory" / "gcp", "--list", timeout=120)
+    assert proc.returncode == 0, output(proc)
+    inv = json.loads(proc.stdout)
+    assert set(inv["k8s_cluster"]["children"]) == {"kube_control_plane", "kube_node"}
+    assert inv["kube_node"]["children"] == ["kube_gpu_node"]
+    if "Unable to parse" in proc.stderr:
+        reasons = ("google-auth", "credentials", "Could not resolve", "Failed to resolve", "NameResolution",
+                   "Max retries", "Connection", "403", "404")
+        assert any(r in proc.stderr for r in reasons), proc.stderr
+
+
+# ----------------------------------------------------------------------- argument checks
+
+
+BAD_VARIABLES = [
+    pytest.param("gcp_vm", "vars", {"gcp_vm_project": "p", "gcp_vm_accelerator_count": -1},
+                 "gcp_vm_accelerator_count", id="gcp_vm-negative-accelerators"),
+    pytest.param("gcp_vm", "vars", {"gcp_vm_project": "p", "gcp_vm_machine_type": 8},
+                 "gcp_vm_machine_type", id="gcp_vm-machine-type-not-a-name"),
+    pytest.param("gcp_vm", "vars", {"gcp_vm_project": "p", "gcp_vm_auth_kind": "password"},
+                 "gcp_vm_auth_kind", id="gcp_vm-auth-kind-choice"),
+    pytest.param("minikube", "argv", {"minikube_version": "1.37.0", "kube_version": "1.35.8", "minikube_cpus": "many"},
+                 "minikube_cpus", id="minikube-cpus-not-int"),
+    pytest.param("nvidia_driver", "main", {"nvidia_driver_ubuntu_method": "snap"},
+                 "nvidia_driver_ubuntu_method", id="nvidia_driver-method-choice"),
+    pytest.param("nvidia_container_toolkit", "main",
+                 {"nvidia_container_toolkit_version": "1.17.8-1", "nvidia_container_toolkit_default_runtime": "maybe"},
+                 "nvidia_container_toolkit_default_runtime", id="nvidia_container_toolkit-bool"),
+]
+
+
+@pytest.mark.parametrize(("role", "entry", "extra_vars", "variable"), BAD_VARIABLES)
+def test_bad_variables_are_refused_by_name(tmp_path, role, entry, extra_vars, variable):
+    proc = run_local(tmp_path, [{"name": "Include", "ansible.builtin.include_role": {"name": role, "tasks_from": entry}}],
+                     extra_vars, "--check")
+    assert proc.returncode != 0, output(proc)
+    assert variable in output(proc), output(proc)
+    assert "failed=1" in proc.stdout
+
+
+# --------------------------------------------------------------------- what the roles send
+
+
+def dump_tasks(dest: Path, expression: str) -> list[dict]:
+    return [{"name": "Dump", "ansible.builtin.copy": {"content": "{{ " + expression + " | to_nice_json }}",
+                                                         "dest": str(dest), "mode": "0644"}}]
+
+
+def test_gcp_vm_module_arguments(tmp_path):
+    tasks = []
+    for name, extra in {"gpu": {"gcp_vm_name": "ks-gpu-1", "gcp_vm_roles": ["node"], "gcp_vm_machine_type": "n1-standard-4",
+                                "gcp_vm_accelerator_type": "nvidia-tesla-t4", "gcp_vm_accelerator_count": 2},
+                        "cpu": {"gcp_vm_preemptible": True, "gcp_vm_network": "ks-net", "gcp_vm_disk_size_gb": 200,
+                                "gcp_vm_ssh_public_key": "ssh-ed25519 AAAAC3Nza me@laptop\n"},
+                        "plain": {}}.items():
+        tasks.append({"name": f"Assemble {name}", "ansible.builtin.include_role": {"name": "gcp_vm", "tasks_from": "vars"},
+                      "vars": extra})
+        tasks += dump_tasks(tmp_path / f"{name}.json", "{'instance': gcp_vm_instance, 'firewalls': gcp_vm_firewalls, "
+                                                       "'network': gcp_vm_network_link}")
+    proc = run_local(tmp_path, tasks, {"gcp_vm_project": "proj-1", "gcp_vm_zone": "us-west1-b",
+                                        "gcp_vm_ssh_public_key_file": str(tmp_path / "none.pub")})
+    assert proc.returncode == 0, output(proc)
+    api = "https://www.googleapis.com/compute/v1/projects/proj-1"
+
+    gpu = json.loads((tmp_path / "gpu.json").read_text())
+    vm = gpu["instance"]
+    assert vm["name"] == "ks-gpu-1" and vm["zone"] == "us-west1-b" and vm["machine_type"] == "n1-standard-4"
+    assert vm["guest_accelerators"] == [{"accelerator_count": 2,
+                                         "accelerator_type": f"{api}/zones/us-west1-b/acceleratorTypes/nvidia-tesla-t4"}]
+    assert vm["scheduling"] == {"on_host_maintenance": "TERMINATE", "automatic_restart": True, "preemptible": False}
+    assert vm["labels"] == {"kubesweep-cluster": "kubesweep", "kubesweep-node": "true", "kubesweep-gpu": "true"}
+    assert vm["disks"][0]["boot"] is True and vm["disks"][0]["initialize_params"]["disk_size_gb"] == 150
+    assert vm["metadata"] == {}
+    assert gpu["network"] == {"selfLink": f"{api}/global/networks/default"}
+    assert [f["name"] for f in gpu["firewalls"]] == ["kubesweep-ssh-api", "kubesweep-internal"]
+    assert gpu["firewalls"][0]["allowed"] == [{"ip_protocol": "tcp", "ports": ["22", "6443"]}]
+
+    cpu = json.loads((tmp_path / "cpu.json").read_text())
+    vm = cpu["instance"]
+    assert vm["guest_accelerators"] == []
+    assert vm["scheduling"] == {"on_host_maintenance": "TERMINATE", "automatic_restart": False, "preemptible": True}
+    assert "kubesweep-gpu" not in vm["labels"] and vm["labels"]["kubesweep-control-plane"] == "true"
+    assert vm["metadata"] == {"ssh-keys": "kubesweep:ssh-ed25519 AAAAC3Nza me@laptop"}
+    assert vm["disks"][0]["initialize_params"]["disk_size_gb"] == 200
+    assert cpu["network"] == {"selfLink": f"{api}/global/networks/ks-net"}
+
+    plain = json.loads((tmp_path / "plain.json").read_text())["instance"]
+    assert plain["scheduling"]["on_host_maintenance"] == "MIGRATE" and plain["machine_type"] == "n1-standard-8"
+
+
+def test_minikube_start_is_one_argv_with_the_seed_settings(tmp_path):
+    tasks = [{"name": "Default", "ansible.builtin.include_role": {"name": "minikube", "tasks_from": "argv"}},
+             *dump_tasks(tmp_path / "default.json", "minikube_start_argv"),
+             {"name": "Offline", "ansible.builtin.include_role": {"name": "minikube", "tasks_from": "argv"},
+              "vars": {"minikube_image_repository": "10.0.0.5:5000", "minikube_cpus": 4,
+                       "minikube_extra_args": ["--extra-config=apiserver.service-account-issuer=api", "--addons=metrics-server"]}},
+             *dump_tasks(tmp_path / "offline.json", "minikube_start_argv")]
+    proc = run_local(tmp_path, tasks, {"minikube_version": "1.36.0", "kube_version": "1.35.8"})
+    assert proc.returncode == 0, output(proc)
+    default = json.loads((tmp_path / "default.json").read_text())
+    assert default == ["/usr/local/bin/minikube", "start", "--profile=minikube", "--driver=docker", "--cpus=6",
+                       "--memory=12288", "--disk-size=120g", "--kubernetes-version=v1.35.8", "--container-runtime=containerd"]
+    offline = json.loads((tmp_path / "offline.json").read_text())
+    assert "--cpus=4" in offline and "--image-repository=10.0.0.5:5000" in offline
+    assert offline[-2:] == ["--extra-config=apiserver.service-account-issuer=api", "--addons=metrics-server"]
+
+
+def test_minikube_downloads_follow_the_offline_switch(tmp_path):
+    tasks = [{"name": "Include", "ansible.builtin.include_role": {"name": "minikube", "tasks_from": "argv", "public": True}},
+             *dump_tasks(tmp_path / "urls.json", "[minikube_url, minikube_kubectl_url, minikube_crictl_url, minikube_cni_url]")]
+    proc = run_local(tmp_path, tasks, {"minikube_version": "1.36.0", "kube_version": "1.35.8", "crictl_version": "1.36.0",
+                                        "cni_version": "1.9.1", "offline_mirror": True, "files_repo": "http://10.0.0.1:8081"})
+    assert proc.returncode == 0, output(proc)
+    urls = json.loads((tmp_path / "urls.json").read_text())
+    assert urls == [
+        "http://10.0.0.1:8081/storage.googleapis.com/minikube/releases/v1.36.0/minikube-linux-amd64",
+        "http://10.0.0.1:8081/dl.k8s.io/release/v1.35.8/bin/linux/amd64/kubectl",
+        # the none driver's crictl and CNI plugins
+        "http://10.0.0.1:8081/github.com/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-amd64.tar.gz",
+        "http://10.0.0.1:8081/github.com/containernetworking/plugins/releases/download/v1.9.1/cni-plugins-linux-amd64-v1.9.1.tgz"]
+    # 1.37.0 fails the checksum database; the pinned version is the one `invoke artifacts` builds,
+    # and both files are where the mirror lays them out
+    pins = yaml.safe_load(VERSIONS.read_text())
+    assert pins["minikube_version"] == "1.36.0"
+    rels = {item.rel for item in mirror.layout(mirror.Versions.load(VERSIONS))}
+    assert {u.removeprefix("http://10.0.0.1:8081/").replace("1.35.8", pins["kube_version"]) for u in urls[:2]} <= rels
+
+
+def test_containerd_config_gets_runtimes_from_local_facts(tmp_path):
+    """The nvidia_container_toolkit role records its runtime as a local fact; the containerd
+    role's one template renders it (and makes it the default when asked), valid TOML."""
+    facts = tmp_path / "facts.d"
+    facts.mkdir()
+    (facts / "containerd_runtime_nvidia.fact").write_text(json.dumps(
+        {"name": "nvidia", "binary_name": "/usr/bin/nvidia-container-runtime", "runtime_type": "io.containerd.runc.v2",
+         "default": True}))
+    template = ROOT / "roles" / "containerd" / "templates" / "config.toml.j2"
+
+    def render(dest: str) -> dict:
+        return {"name": f"Render {dest}", "ansible.builtin.template": {"src": str(template), "dest": str(tmp_path / dest),
+                                                                         "mode": "0644"}}
+
+    tasks = [{"name": "Role defaults", "ansible.builtin.include_vars": str(ROOT / "roles" / "containerd" / "defaults" / "main.yml")},
+             render("plain.toml"),
+             {"name": "Local facts", "ansible.builtin.setup": {"gather_subset": ["!all", "!min", "local"], "fact_path": str(facts)}},
+             render("nvidia.toml")]
+    proc = run_local(tmp_path, tasks, {"pause_version": "3.10.1"})
+    assert proc.returncode == 0, output(proc)
+    plain = tomllib.loads((tmp_path / "plain.toml").read_text())["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]
+    assert set(plain["runtimes"]) == {"runc"} and "default_runtime_name" not in plain
+    cri = tomllib.loads((tmp_path / "nvidia.toml").read_text())["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["sandbox_image"] == "registry.k8s.io/pause:3.10.1"
+    assert cri["containerd"]["default_runtime_name"] == "nvidia"
+    assert cri["containerd"]["runtimes"]["nvidia"] == {
+        "runtime_type": "io.containerd.runc.v2",
+        "options": {"BinaryName": "/usr/bin/nvidia-container-runtime", "SystemdCgroup": True}}
+
+
+# ------------------------------------------------------------------------------ GPU skip
+
+
+def has_nvidia_gpu() -> bool:
+    for vendor in Path("/sys/bus/pci/devices").glob("*/vendor"):
+        try:
+            if vendor.read_text().strip() == "0x10de":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@pytest.mark.skipif(has_nvidia_gpu(), reason="this machine has an NVIDIA GPU: the roles would not skip it")
+def test_gpu_playbook_skips_a_host_without_a_gpu(tmp_path):
+    """playbooks/gpu.yml itself, in check mode, with this machine as the only GPU worker."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(textwrap.dedent("""\
+        all:
+          children:
+            kube_node:
+              children:
+                kube_gpu_node:
+                  hosts:
+                    localhost:
+                      ansible_connection: local
+        """))
+    proc = ansible("ansible-playbook", "-i", inventory, ROOT / "playbooks" / "gpu.yml", "--check",
+                   "-e", f"@{VERSIONS}", "-e", json.dumps({"ansible_become": False,
+                                                           "ansible_python_interpreter": sys.executable}), cwd=tmp_path)
+    assert proc.returncode == 0, output(proc)
+    assert "no NVIDIA GPU on localhost: skipping the driver" in proc.stdout
+    assert "no NVIDIA GPU on localhost: skipping the container toolkit" in " ".join(proc.stdout.split())
+    assert "failed=0" in proc.stdout and "changed=0" in proc.stdout
