@@ -185,3 +185,101 @@ def test_gpu_trials_land_on_gpu_nodes_and_the_ansible_path_applies_batches(tmp_p
         invoke("clean", "gpu", "--kubeconfig", str(local_cluster["kubeconfig"]))
     finally:
         fake_nodes.ensure(local_cluster["kubeconfig"], 0, 8, version=pins()["kwok_version"])
+
+
+def _wait(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"{what} did not happen in {timeout}s")
+
+
+def test_tpe_asks_each_batch_from_the_results_and_resumes_the_same_study_after_kill(tmp_path, local_cluster, api,
+                                                                                   trainer):
+    from kubesweep import adaptive
+    from kubesweep.formats import load_experiment
+
+    grid = _grid(tmp_path, "tpe", f"""\
+    name: tpe
+    image: {trainer}
+    command: [python3, -c, "import sys; x = float(sys.argv[1]); print('loss=%f' % ((x - 0.3) ** 2))", "${{x}}"]
+    parameters:
+      x: {{min: 0.0, max: 1.0}}
+    search: {{algorithm: tpe, trials: 6, seed: 3}}
+    batchSize: 2
+    objective: {{metric: loss, direction: minimize}}
+    resources: {{cpu: 100m, memory: 64Mi}}
+    """)
+    argv = [sys.executable, "-m", "invoke", *sweep_args(grid, tmp_path, local_cluster["kubeconfig"])]
+    plan_json = tmp_path / "jobs" / "tpe" / "plan.json"
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:  # kill it once the second batch has been asked
+        _wait(lambda: plan_json.exists() and json.loads(plan_json.read_text())["batches"] >= 2, 300, "a second batch")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    uids = {j.metadata.name: j.metadata.uid for j in jobs_of(api, "tpe")}
+    final = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
+    plan = json.loads(plan_json.read_text())
+    names = [t["name"] for t in plan["trials"]]
+    assert plan["batches"] == 3 and len(names) == 6 == len(set(names))
+    jobs = jobs_of(api, "tpe")
+    assert sorted(j.metadata.name for j in jobs) == sorted(names)
+    assert all(uids.get(j.metadata.name, j.metadata.uid) == j.metadata.uid for j in jobs), "a Job was created twice"
+    done = journal.load(tmp_path / "results" / "tpe")
+    assert len(done) == 6 and all(r["state"] == "succeeded" for r in done.values())
+    for r in done.values():
+        assert r["metrics"]["loss"] == pytest.approx((r["params"]["x"] - 0.3) ** 2, abs=1e-5)
+    # the last batch is exactly what the study asks given the first four results
+    exp = load_experiment(grid).experiment
+    asked = adaptive.asked(exp, tmp_path / "jobs", "plan.json")
+    again = adaptive.next_batch(exp, asked[:4], {n: r for n, r in done.items() if n in names[:4]})
+    assert [t.name for t in again] == names[4:]
+    invoke("clean", "tpe", "--kubeconfig", str(local_cluster["kubeconfig"]))
+
+
+def test_trials_on_a_lost_node_are_submitted_again_on_another(tmp_path, local_cluster, api, trainer):
+    lost = "ks-gpu-1"  # its GPU taint is tolerated below, so trials spread over it and ks-worker-1
+    grid = _grid(tmp_path, "nodeloss", f"""\
+    name: nodeloss
+    image: {trainer}
+    command: [python3, -c, "import time, sys; time.sleep(25); print('score=' + sys.argv[1])", "${{i}}"]
+    parameters:
+      i: {{min: 1, max: 4}}
+    batchSize: 4
+    maxFailedTrials: 4
+    nodeLossGraceSeconds: 5
+    objective: {{metric: score}}
+    resources: {{cpu: 100m, memory: 64Mi}}
+    tolerations: [{{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}}]
+    """)
+    argv = [sys.executable, "-m", "invoke", *sweep_args(grid, tmp_path, local_cluster["kubeconfig"])]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    selector = f"{manifest.L_EXPERIMENT}=nodeloss"
+    try:
+        on_lost = _wait(lambda: [p.metadata.labels[manifest.L_TRIAL] for p in
+                                 api["core"].list_namespaced_pod("default", label_selector=selector).items
+                                 if p.spec.node_name == lost and p.status.phase == "Running"], 120, f"a trial running on {lost}")
+        stopped = time.monotonic()
+        subprocess.run(["docker", "stop", lost], check=True, capture_output=True)
+        out, _ = proc.communicate(timeout=600)
+        took = time.monotonic() - stopped
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(["docker", "start", lost], check=True, capture_output=True)
+    assert proc.returncode == 0, out[-3000:]
+    done = journal.load(tmp_path / "results" / "nodeloss")
+    assert len(done) == 4 and all(r["state"] == "succeeded" for r in done.values()), done
+    for name in on_lost:
+        assert done[name]["attempt"] >= 2 and done[name]["node"] != lost, done[name]
+    assert {r["params"]["i"]: r["metrics"]["score"] for r in done.values()} == {i: float(i) for i in range(1, 5)}
+    assert len(jobs_of(api, "nodeloss")) == 4
+    print(f"\nnode loss: {len(on_lost)} trial(s) on {lost} submitted again and finished {took:.0f}s after the node stopped")
+    invoke("clean", "nodeloss", "--kubeconfig", str(local_cluster["kubeconfig"]))
+    _wait(lambda: any(c.type == "Ready" and c.status == "True" for c in api["core"].read_node(lost).status.conditions),
+          180, f"{lost} Ready again")

@@ -3,7 +3,7 @@
 import json
 
 from kubesweep import journal, report
-from kubesweep.trialstate import FAILED, SUCCEEDED, job_outcome, pod_problem
+from kubesweep.trialstate import FAILED, SUCCEEDED, job_outcome, pod_controller_uid, pod_lost, pod_problem
 
 
 def pod(container_state=None, conditions=None, **status):
@@ -32,6 +32,17 @@ def test_unschedulable_and_disruption():
     assert pod_problem(pod(conditions=cond))[:2] == ("Unschedulable", cond[0]["message"])
     cond = [{"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager", "message": "node gone"}]
     assert pod_problem(pod(conditions=cond))[0] == "DeletionByTaintManager"
+
+
+def test_a_pod_evicted_but_not_stopped_is_lost_until_it_finishes():
+    cond = [{"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager"}]
+    evicted = {**pod(conditions=cond, phase="Running"), "metadata": {"deletionTimestamp": "2026-11-23T16:35:20Z"}}
+    assert pod_lost(evicted)
+    assert not pod_lost({**evicted, "status": {**evicted["status"], "phase": "Failed"}})  # the node answered
+    assert not pod_lost({**evicted, "metadata": {}})  # marked, not (yet) deleted
+    assert not pod_lost({**pod(phase="Running"), "metadata": {"deletionTimestamp": "x"}})  # an ordinary delete
+    assert pod_controller_uid({"metadata": {"labels": {"batch.kubernetes.io/controller-uid": "u1"}}}) == "u1"
+    assert pod_controller_uid({"metadata": {}}) is None
 
 
 def test_job_conditions():

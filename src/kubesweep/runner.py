@@ -31,7 +31,11 @@ from .errors import KubesweepError
 from .metrics import read_objective
 from .render import Plan
 from .trialstate import (CANCELLED, FAILED, FINAL, PENDING, RUNNING, SUBMITTED, SUCCEEDED, TrialRecord, job_outcome,
-                         pod_node, pod_phase, pod_problem)
+                         pod_controller_uid, pod_lost, pod_node, pod_phase, pod_problem)
+
+# A trial whose pod was evicted from a lost node is submitted again this long after the pod's
+# own grace period ran out without it stopping (a node that answers stops it within the period).
+NODE_LOSS_MARGIN_S = 10.0
 
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -121,6 +125,10 @@ class Sweep:
         self.order = [t.name for t in plan.trials]
         self.pods: dict[str, dict[str, Any]] = {}
         self.pending_since: dict[str, float] = {}
+        self.job_uid: dict[str, str] = {}
+        self.lost_since: dict[str, tuple[float, float, str | None]] = {}  # trial -> (since, grace, node)
+        self.retrying: set[str] = set()
+        self.node_loss_retries = 0
         self.events: queue.Queue = queue.Queue()
         self.selector = f"{manifest.L_EXPERIMENT}={self.exp.name}"
 
@@ -168,9 +176,21 @@ class Sweep:
         rec = self.records.get(name or "")
         if rec is None or rec.state in FINAL:
             return
+        uid = pod_controller_uid(pod)
+        if uid and self.job_uid.get(name, uid) != uid:
+            return  # a pod of an earlier Job of this trial (left on a lost node)
         if kind == "DELETED":
-            self.pods.pop(name, None)
+            if self.pods.get(name, {}).get("metadata", {}).get("name") == pod["metadata"]["name"]:
+                self.pods.pop(name, None)
             return
+        if pod_lost(pod):
+            grace = float((pod.get("spec") or {}).get("terminationGracePeriodSeconds") or 30)
+            if name not in self.lost_since:
+                self.lost_since[name] = (time.monotonic(), grace, pod_node(pod))
+                self._set(rec, reason="NodeLost", message=f"evicted from node {pod_node(pod)}, which stopped answering; "
+                                                          f"the trial is submitted again if the pod does not stop within {grace + NODE_LOSS_MARGIN_S:.0f}s")
+            return
+        self.lost_since.pop(name, None)
         self.pods[name] = pod
         node = pod_node(pod) or rec.node
         phase = pod_phase(pod)
@@ -195,9 +215,19 @@ class Sweep:
         if rec is None or rec.state in FINAL:
             return
         if kind == "DELETED":
+            if self.job_uid.get(name) not in (None, job["metadata"].get("uid")):
+                return  # an earlier Job of this trial
+            self.job_uid.pop(name, None)
+            if name in self.retrying:  # deleted by us after its node was lost: submit it again
+                self.retrying.discard(name)
+                self.pods.pop(name, None)
+                self._set(rec, state=PENDING, reason="NodeLost",
+                          message=f"node {rec.node} was lost; the trial was submitted again (attempt {rec.attempt + 1})")
+                return
             if rec.state in (SUBMITTED, RUNNING):
                 self._finish(rec, CANCELLED, "Deleted", "the Job was deleted before it finished")
             return
+        self.job_uid[name] = job["metadata"].get("uid", "")
         outcome, reason, message = job_outcome(job)
         if outcome is None:
             return
@@ -244,6 +274,7 @@ class Sweep:
         self._set(rec, state=state, reason=reason, message=message, end=rec.end or now(),
                   metrics=metrics if metrics is not None else rec.metrics)
         self.pending_since.pop(rec.name, None)
+        self.lost_since.pop(rec.name, None)
         journal.append(self.results_dir, rec.as_dict())
         if delete:
             self._delete.append(rec.name)
@@ -261,7 +292,8 @@ class Sweep:
 
     def _too_many_failures(self) -> bool:
         limit = self.exp.max_failed_trials
-        return limit is not None and sum(r.state == FAILED for r in self.records.values()) > limit
+        failures = sum(r.state == FAILED for r in self.records.values()) + self.node_loss_retries
+        return limit is not None and failures > limit
 
     def _delete_jobs(self, c: kube.Clients, names: list[str]) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -294,6 +326,8 @@ class Sweep:
         jobs = c.batch.list_namespaced_job(self.exp.namespace, label_selector=self.selector)
         pods = c.core.list_namespaced_pod(self.exp.namespace, label_selector=self.selector)
         attached = 0
+        for job in jobs.items:  # before the pods: a pod of an earlier Job of a trial is told apart by uid
+            self.job_uid[job.metadata.name] = job.metadata.uid
         for pod in pods.items:
             self._on_pod("ADDED", c.plain(pod))
         for job in jobs.items:
@@ -326,11 +360,18 @@ class Sweep:
                 if self._delete:
                     names, self._delete = self._delete, []
                     self._delete_jobs(c, names)
+                for name, (since, grace, _node) in list(self.lost_since.items()):
+                    if time.monotonic() - since > grace + NODE_LOSS_MARGIN_S and self.records[name].state not in FINAL:
+                        del self.lost_since[name]
+                        self.retrying.add(name)
+                        self.node_loss_retries += 1
+                        self._delete_jobs(c, [name])
                 for name, since in list(self.pending_since.items()):
                     rec = self.records[name]
                     if rec.state not in FINAL and time.monotonic() - since > self.pending_timeout:
                         self._finish(rec, FAILED, "Unschedulable", rec.message, delete=True)
-                if not self.in_flight() and (stopped or not any(r.state == PENDING for r in self.records.values())):
+                if not self.in_flight() and not self.retrying and (
+                        stopped or not any(r.state == PENDING for r in self.records.values())):
                     break
                 try:
                     kind, etype, obj = self.events.get(timeout=0.5)

@@ -84,6 +84,20 @@ def pod_problem(pod: dict[str, Any]) -> tuple[str | None, str | None, bool]:
     return None, None, False
 
 
+def pod_lost(pod: dict[str, Any]) -> bool:
+    """Evicted (DisruptionTarget) and being deleted, but not finished: on a node that stopped
+    answering, such a pod stays so until the node returns or is removed."""
+    if not _get(pod, "metadata", "deletionTimestamp") or pod_phase(pod) in ("Succeeded", "Failed"):
+        return False
+    return any(_get(c, "type") == "DisruptionTarget" and _get(c, "status") == "True"
+               for c in _get(pod, "status", "conditions") or [])
+
+
+def pod_controller_uid(pod: dict[str, Any]) -> str | None:
+    labels = _get(pod, "metadata", "labels") or {}
+    return labels.get("batch.kubernetes.io/controller-uid") or labels.get("controller-uid")
+
+
 def pod_phase(pod: dict[str, Any]) -> str:
     return _get(pod, "status", "phase") or "Pending"
 
