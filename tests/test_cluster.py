@@ -45,6 +45,18 @@ def test_three_nodes_ready_at_the_pinned_version_and_the_gpu_worker_is_marked(ap
     assert "nvidia.com/gpu.present" not in worker.metadata.labels and not worker.spec.taints
 
 
+def test_gpu_worker_gets_the_device_plugin_and_the_driver_roles_skip_it_without_a_gpu(api, local_cluster):
+    out = local_cluster["first_run"].output
+    assert "no NVIDIA GPU on ks-gpu-1: skipping the driver" in out
+    assert "no NVIDIA GPU on ks-gpu-1: skipping the container toolkit" in out
+    pods = api["core"].list_namespaced_pod("kube-system", label_selector="name=nvidia-device-plugin-ds").items
+    assert [(p.spec.node_name, p.status.phase) for p in pods] == [("ks-gpu-1", "Running")]  # GPU workers only
+    log = api["core"].read_namespaced_pod_log(pods[0].metadata.name, "kube-system")
+    assert "No devices found" in log, log[-2000:]
+    # no GPU here: the plugin registers nothing, so no nvidia.com/gpu capacity appears
+    assert "nvidia.com/gpu" not in (api["core"].read_node("ks-gpu-1").status.capacity or {})
+
+
 def test_kubeconfig_is_private(local_cluster):
     assert local_cluster["kubeconfig"].stat().st_mode & 0o777 == 0o600
 
