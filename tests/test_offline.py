@@ -640,9 +640,9 @@ def test_versions_are_read_from_versions_yml_and_missing_pins_are_named(tmp_path
     with pytest.raises(KubesweepError, match="does not pin flannel_version"):
         mirror.Versions.load(path)
     path.write_text(path.read_text() + 'flannel_version: "0.26.7"\n')
-    with pytest.raises(KubesweepError, match="does not pin minikube_version"):
+    with pytest.raises(KubesweepError, match="does not pin minikube_offline_version"):
         mirror.Versions.load(path)
-    path.write_text(path.read_text() + 'minikube_version: "v1.36.0"\n')
+    path.write_text(path.read_text() + 'minikube_offline_version: "v1.36.0"\n')
     assert mirror.Versions.load(path).etcd == "3.6.16"
     assert mirror.Versions.load(path).minikube == "1.36.0"
     assert mirror.Versions.load(path).nvidia_device_plugin == "0.19.0"

@@ -247,10 +247,11 @@ def test_minikube_downloads_follow_the_offline_switch(tmp_path):
         # the none driver's crictl and CNI plugins
         "http://10.0.0.1:8081/github.com/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-amd64.tar.gz",
         "http://10.0.0.1:8081/github.com/containernetworking/plugins/releases/download/v1.9.1/cni-plugins-linux-amd64-v1.9.1.tgz"]
-    # 1.37.0 fails the checksum database; the pinned version is the one `invoke artifacts` builds,
-    # and both files are where the mirror lays them out
+    # 1.37.0 fails the checksum database: offline the role takes the version `invoke artifacts`
+    # builds, online upstream's; both files are where the mirror lays them out
     pins = yaml.safe_load(VERSIONS.read_text())
-    assert pins["minikube_version"] == "1.36.0"
+    assert (pins["minikube_offline_version"], pins["minikube_online_version"]) == ("1.36.0", "1.37.0")
+    assert "minikube_offline_version if (offline_mirror" in pins["minikube_version"]
     rels = {item.rel for item in mirror.layout(mirror.Versions.load(VERSIONS))}
     assert {u.removeprefix("http://10.0.0.1:8081/").replace("1.35.8", pins["kube_version"]) for u in urls[:2]} <= rels
 

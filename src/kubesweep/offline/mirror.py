@@ -83,7 +83,7 @@ class Versions:
     KEYS: ClassVar[dict[str, str]] = {"kube": "kube_version", "etcd": "etcd_version", "pause": "pause_version", "cni": "cni_version",
             "crictl": "crictl_version", "kwok": "kwok_version",
             "nvidia_device_plugin": "nvidia_device_plugin_version", "flannel": "flannel_version",
-            "minikube": "minikube_version"}
+            "minikube": "minikube_offline_version"}
 
     @classmethod
     def load(cls, path: Path | None = None) -> Versions:
