@@ -88,3 +88,32 @@ def test_report_ranks_best_first_and_writes_every_file(tmp_path):
     down = report.write(tmp_path / "min", recs, experiment="e", metric="acc", direction="minimize",
                         params=["lr", "opt"], extra_metrics=[])
     assert json.loads(down["best"].read_text())["best"]["trial"] == "t1"
+
+
+def test_a_lost_trial_is_resubmitted_once_and_its_old_pod_is_ignored(tmp_path):
+    from kubesweep import render, runner
+    from kubesweep.trialstate import PENDING, RUNNING
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text("name: lost\nimage: localhost:5000/t:1\ncommand: [run, \"${i}\"]\nparameters: {i: [1]}\n"
+                    "objective: {metric: acc}\n")
+    sweep = runner.Sweep(render.plan(grid), tmp_path / "jobs", tmp_path / "results")
+    name = next(iter(sweep.records))
+    rec = sweep.records[name]
+    labels = {"kubesweep.io/trial": name, "batch.kubernetes.io/controller-uid": "old"}
+    sweep._on_job(None, "ADDED", {"metadata": {"name": name, "uid": "old"}, "status": {}})
+    running = {"metadata": {"name": "p1", "labels": labels}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}}
+    sweep.records[name].state = RUNNING
+    sweep._on_pod("MODIFIED", running)
+    lost = {**running, "metadata": {**running["metadata"], "deletionTimestamp": "t"},
+            "status": {"phase": "Running", "conditions": [{"type": "DisruptionTarget", "status": "True"}]}}
+    sweep._on_pod("MODIFIED", lost)
+    assert name in sweep.lost_since and rec.reason == "NodeLost"
+    # the runner deleted the Job for a retry; its DELETED event puts the trial back in line
+    sweep.lost_since.clear()
+    sweep.retrying.add(name)
+    sweep._on_job(None, "DELETED", {"metadata": {"name": name, "uid": "old"}})
+    assert rec.state == PENDING and name not in sweep.retrying
+    # the old pod, still stuck on the lost node, no longer counts for the trial
+    sweep._on_pod("MODIFIED", lost)
+    assert name not in sweep.lost_since and name not in sweep.pods

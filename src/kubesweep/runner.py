@@ -128,6 +128,7 @@ class Sweep:
         self.job_uid: dict[str, str] = {}
         self.lost_since: dict[str, tuple[float, float, str | None]] = {}  # trial -> (since, grace, node)
         self.retrying: set[str] = set()
+        self.stale_uids: set[str] = set()  # Jobs deleted for a retry: their pods may linger
         self.node_loss_retries = 0
         self.events: queue.Queue = queue.Queue()
         self.selector = f"{manifest.L_EXPERIMENT}={self.exp.name}"
@@ -177,7 +178,7 @@ class Sweep:
         if rec is None or rec.state in FINAL:
             return
         uid = pod_controller_uid(pod)
-        if uid and self.job_uid.get(name, uid) != uid:
+        if uid and (uid in self.stale_uids or self.job_uid.get(name, uid) != uid):
             return  # a pod of an earlier Job of this trial (left on a lost node)
         if kind == "DELETED":
             if self.pods.get(name, {}).get("metadata", {}).get("name") == pod["metadata"]["name"]:
@@ -220,6 +221,7 @@ class Sweep:
             self.job_uid.pop(name, None)
             if name in self.retrying:  # deleted by us after its node was lost: submit it again
                 self.retrying.discard(name)
+                self.stale_uids.add(job["metadata"].get("uid", ""))
                 self.pods.pop(name, None)
                 self._set(rec, state=PENDING, reason="NodeLost",
                           message=f"node {rec.node} was lost; the trial was submitted again (attempt {rec.attempt + 1})")
