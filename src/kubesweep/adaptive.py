@@ -155,10 +155,10 @@ def asked(exp: Experiment, jobs_dir: Path, plan_file: str) -> list[Trial] | None
 
 
 def _fits(dist: Any, value: Any) -> bool:
-    try:
-        return bool(dist._contains(dist.to_internal_repr(value)))
-    except (ValueError, TypeError):
-        return False
+    """Whether ``value`` is a point of ``dist`` (Optuna's own check is private)."""
+    if isinstance(dist, _optuna().distributions.CategoricalDistribution):
+        return value in dist.choices
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and dist.low <= value <= dist.high
 
 
 def history(trials: list[Trial], done: dict[str, dict[str, Any]], metric: str) -> list[dict[str, Any]]:

@@ -126,7 +126,7 @@ class Sweep:
         self.pods: dict[str, dict[str, Any]] = {}
         self.pending_since: dict[str, float] = {}
         self.job_uid: dict[str, str] = {}
-        self.lost_since: dict[str, tuple[float, float, str | None]] = {}  # trial -> (since, grace, node)
+        self.lost_since: dict[str, tuple[float, float]] = {}  # trial -> (since, grace period)
         self.retrying: set[str] = set()
         self.stale_uids: set[str] = set()  # Jobs deleted for a retry: their pods may linger
         self.node_loss_retries = 0
@@ -187,7 +187,7 @@ class Sweep:
         if pod_lost(pod):
             grace = float((pod.get("spec") or {}).get("terminationGracePeriodSeconds") or 30)
             if name not in self.lost_since:
-                self.lost_since[name] = (time.monotonic(), grace, pod_node(pod))
+                self.lost_since[name] = (time.monotonic(), grace)
                 self._set(rec, reason="NodeLost", message=f"evicted from node {pod_node(pod)}, which stopped answering; "
                                                           f"the trial is submitted again if the pod does not stop within {grace + NODE_LOSS_MARGIN_S:.0f}s")
             return
@@ -362,7 +362,7 @@ class Sweep:
                 if self._delete:
                     names, self._delete = self._delete, []
                     self._delete_jobs(c, names)
-                for name, (since, grace, _node) in list(self.lost_since.items()):
+                for name, (since, grace) in list(self.lost_since.items()):
                     if time.monotonic() - since > grace + NODE_LOSS_MARGIN_S and self.records[name].state not in FINAL:
                         del self.lost_since[name]
                         self.retrying.add(name)
