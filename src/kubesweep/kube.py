@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import KubesweepError
 
@@ -50,8 +51,76 @@ def clients(kubeconfig: Path | None = None) -> Clients:
         raise ClusterUnreachable(f"no kubeconfig{where}: bring the local cluster up with `invoke cluster`, "
                                  "or set KUBECONFIG / pass --kubeconfig")
     api = config.new_client_from_config(str(path))
-    api.configuration.connection_pool_maxsize = 8
+    api.configuration.connection_pool_maxsize = 24  # submit workers + watches + log reads
     return Clients(client.CoreV1Api(api), client.BatchV1Api(api), client.RbacAuthorizationV1Api(api), api)
+
+
+def request(c: Clients, method: str, path: str, *, query: dict[str, Any] | None = None, body: Any = None,
+            stream: bool = False, timeout: float | tuple[float, float] | None = None, yaml_body: bytes | None = None) -> Any:
+    """One API call as plain JSON, skipping the generated models.
+
+    The hot paths of a sweep (creating Jobs, watching pods and Jobs, listing them on resume) go
+    through here: the generated client validates every request body into pydantic models and
+    turns every response into model objects, which costs far more CPU than the HTTP itself.
+    Authentication, TLS and connection pooling are still the client's. Non-2xx answers raise
+    the client's ApiException, so callers handle errors exactly as with the generated API.
+    With ``stream`` the open urllib3 response is returned (for watches); close it when done.
+    ``yaml_body`` is sent as it is, as application/yaml (the API server parses it): a rendered
+    manifest needs no parsing and re-encoding on the client.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    params = [(k, str(v).lower() if isinstance(v, bool) else v) for k, v in (query or {}).items() if v is not None]
+    req = c.api.param_serialize(method=method, resource_path=path, query_params=params, header_params=headers,
+                                body=body, auth_settings=["BearerToken"])
+    if yaml_body is not None:
+        from kubernetes.client.rest import RESTResponse
+
+        _, url, hdrs, _, _ = req
+        raw = c.api.rest_client.pool_manager.request(method, url, body=yaml_body, preload_content=False,
+                                                     headers={**hdrs, "Content-Type": "application/yaml"},
+                                                     timeout=timeout)
+        resp = RESTResponse(raw)
+    else:
+        resp = c.api.call_api(*req, _request_timeout=timeout)
+    if not 200 <= resp.status <= 299:
+        data = resp.read()
+        ApiException.from_response(http_resp=resp, body=data.decode("utf-8", "replace") if data else None, data=None)
+    if stream:
+        return resp.response
+    data = resp.read()
+    return json.loads(data) if data else {}
+
+
+def watch(c: Clients, path: str, query: dict[str, Any], timeout: int = 30) -> Iterator[dict[str, Any]]:
+    """The events of one watch request, as plain dicts ({"type": ..., "object": {...}}).
+
+    Ends when the server closes the watch (after ``timeout`` seconds); an ERROR event (410 Gone
+    among them) is yielded like any other, for the caller to relist.
+    """
+    resp = request(c, "GET", path, query={**query, "watch": True, "timeoutSeconds": timeout,
+                                          "allowWatchBookmarks": True},
+                   stream=True, timeout=(10, timeout + 15))
+    buf = b""
+    ended = False
+    try:
+        for chunk in resp.stream(amt=None, decode_content=False):
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if line.strip():
+                    yield json.loads(line)
+        ended = True
+        if buf.strip():
+            yield json.loads(buf)
+    finally:
+        if ended:  # the server closed the watch: the connection can be reused
+            resp.release_conn()
+        else:  # left early: unread data on it, so it must not go back to the pool
+            resp.close()
 
 
 def _create(fn: Any, *args: Any) -> bool:
