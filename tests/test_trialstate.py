@@ -117,3 +117,115 @@ def test_a_lost_trial_is_resubmitted_once_and_its_old_pod_is_ignored(tmp_path):
     # the old pod, still stuck on the lost node, no longer counts for the trial
     sweep._on_pod("MODIFIED", lost)
     assert name not in sweep.lost_since and name not in sweep.pods
+
+
+def _one_trial_sweep(tmp_path, params="{i: [1, 2, 3]}", batch=3, objective="{metric: acc}"):
+    from kubesweep import render, runner
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text(f"name: fast\nimage: localhost:5000/t:1\ncommand: [run, \"${{i}}\"]\nparameters: {params}\n"
+                    f"batchSize: {batch}\nobjective: {objective}\n")
+    return runner.Sweep(render.plan(grid), tmp_path / "jobs", tmp_path / "results")
+
+
+def test_a_succeeded_pod_frees_its_slot_before_the_job_is_marked_complete(tmp_path):
+    """The pod's success is the trial's: its log is read off the event loop, the slot is free at
+    once, and the Job's later Complete event does not record the trial a second time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kubesweep import journal
+    from kubesweep.trialstate import SUBMITTED, SUCCEEDED
+
+    sweep = _one_trial_sweep(tmp_path)
+    name = sweep.order[0]
+    rec = sweep.records[name]
+    sweep._set(rec, state=SUBMITTED)
+    assert sweep._inflight == {name}
+    sweep.c = object()  # the boundary: _log, the one API read, is replaced below
+    sweep._log = lambda c, trial: "epoch 1\nacc=0.93\n"
+    sweep._log_pool = ThreadPoolExecutor(1)
+    labels = {"kubesweep.io/trial": name, "batch.kubernetes.io/controller-uid": "u1"}
+    pod = {"metadata": {"name": "p1", "labels": labels}, "spec": {"nodeName": "n1"},
+           "status": {"phase": "Succeeded", "startTime": "2026-01-01T00:00:00Z",
+                      "containerStatuses": [{"state": {"terminated": {"exitCode": 0, "finishedAt": "2026-01-01T00:01:00Z"}}}]}}
+    sweep._on_pod("MODIFIED", pod)
+    assert name in sweep.collecting and not sweep._inflight  # the slot is free before the log is even read
+    sweep._log_pool.shutdown(wait=True)
+    kind, trial, payload = sweep.events.get(timeout=5)
+    assert (kind, trial) == ("collected", name)
+    sweep._collected(trial, *payload)
+    assert rec.state == SUCCEEDED and rec.metrics == {"acc": 0.93} and rec.end == "2026-01-01T00:01:00Z"
+    sweep._on_job(None, "MODIFIED", {"metadata": {"name": name, "uid": "u1"},
+                                     "status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+    assert list(journal.load(tmp_path / "results" / "fast")) == [name]
+    assert journal.path(tmp_path / "results" / "fast").read_text().count("\n") == 1
+
+
+def test_pending_trials_are_taken_in_plan_order_and_a_requeued_one_goes_first(tmp_path):
+    from kubesweep.trialstate import PENDING, RUNNING, SUBMITTED
+
+    sweep = _one_trial_sweep(tmp_path, params="{i: [1, 2, 3, 4, 5]}", batch=2)
+    first = sweep._take_pending(2, one_batch=False)
+    assert [r.name for r in first] == sweep.order[:2]
+    for r in first:
+        sweep._set(r, state=SUBMITTED)
+    sweep._set(first[0], state=RUNNING)
+    sweep._set(first[0], state=PENDING)  # its node was lost: back in line, ahead of the rest
+    assert [r.name for r in sweep._take_pending(2, one_batch=False)] == [sweep.order[0], sweep.order[2]]
+    assert sweep._has_pending()
+    assert [r.name for r in sweep._take_pending(5, one_batch=False)] == sweep.order[3:]
+    assert not sweep._take_pending(5, one_batch=False)
+
+
+def test_batch_refill_takes_one_batch_directory_at_a_time(tmp_path):
+    sweep = _one_trial_sweep(tmp_path, params="{i: [1, 2, 3, 4, 5]}", batch=2)
+    batches = [sweep.records[n].batch for n in sweep.order]
+    assert batches == ["batch-000", "batch-000", "batch-001", "batch-001", "batch-002"]
+    assert [r.batch for r in sweep._take_pending(10, one_batch=True)] == ["batch-000", "batch-000"]
+    assert [r.batch for r in sweep._take_pending(10, one_batch=True)] == ["batch-001", "batch-001"]
+
+
+def test_failures_and_a_reached_goal_are_counted_as_trials_finish(tmp_path):
+    from kubesweep.trialstate import FAILED, SUBMITTED, SUCCEEDED
+
+    sweep = _one_trial_sweep(tmp_path, objective="{metric: acc, goal: 0.9}")
+    a, b, c = (sweep.records[n] for n in sweep.order)
+    for r in (a, b, c):
+        sweep._set(r, state=SUBMITTED)
+    sweep._finish(a, FAILED, "Error", "exit code 1")
+    assert sweep._failed == 1 and not sweep._goal_reached()
+    sweep._finish(b, SUCCEEDED, None, None, metrics={"acc": 0.5})
+    assert not sweep._goal_reached()
+    sweep._finish(c, SUCCEEDED, None, None, metrics={"acc": 0.95})
+    assert sweep._goal_reached() and not sweep._inflight
+    sweep._reindex()  # a resume recounts from the records: the same answers
+    assert sweep._failed == 1 and sweep._goal_reached()
+
+
+def test_the_live_view_shows_trials_in_flight_first_and_keeps_counts(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from kubesweep.live import ROWS, View
+    from kubesweep.trialstate import TrialRecord
+
+    view = View("exp", "acc", 100, console=Console(file=io.StringIO(), width=200), live=False)
+    view.stream = io.StringIO()
+    for i in range(60):
+        view.change(TrialRecord(f"exp-done-{i:02d}", "batch-000", {}, state="succeeded", metrics={"acc": i / 100},
+                                start="2026-01-01T00:00:00Z", end=f"2026-01-01T00:01:{i:02d}Z"))
+    for i in range(30):
+        view.change(TrialRecord(f"exp-run-{i:02d}", "batch-000", {}, state="running", node=f"n{i}", start="2026-01-01T00:00:00Z"))
+    assert view.counts()["succeeded"] == 60 and view.counts()["running"] == 30
+    out = Console(file=io.StringIO(), width=200)
+    out.print(view._table())
+    lines = out.file.getvalue().splitlines()
+    assert lines[0].startswith("exp: 60 succeeded, 0 failed, 30 running")
+    rows = [line for line in lines[2:] if line.startswith("exp-")]
+    assert len(rows) == ROWS
+    assert all("running" in r for r in rows[:ROWS * 3 // 4])
+    assert rows[ROWS * 3 // 4].startswith("exp-done-59")  # then the latest finished
+    assert " 119s " in rows[ROWS * 3 // 4] and "0.59" in rows[ROWS * 3 // 4]  # its duration and metric
+    assert "s…" in rows[0]  # a running trial's duration so far
+    assert "more in flight" in lines[-1]

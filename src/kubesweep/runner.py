@@ -19,6 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any, Callable
 
 import yaml
 
-from . import journal, kube, manifest
+from . import journal, kube, manifest, submit
 from .errors import KubesweepError
 from .metrics import read_objective
 from .render import Plan
@@ -59,7 +60,13 @@ class Outcome:
 
 
 class Watcher:
-    """One watch per resource kind on the experiment's label selector, feeding a queue."""
+    """One watch per resource kind on the experiment's label selector, feeding a queue.
+
+    Events are parsed as plain JSON (kube.watch), not into the generated models: at thousands
+    of trials the model round trip was most of the client's CPU.
+    """
+
+    PATHS = {"pod": "/api/v1/namespaces/{ns}/pods", "job": "/apis/batch/v1/namespaces/{ns}/jobs"}
 
     def __init__(self, c: kube.Clients, namespace: str, selector: str, out: queue.Queue):
         self.c, self.ns, self.selector, self.out = c, namespace, selector, out
@@ -67,39 +74,44 @@ class Watcher:
         self.threads: list[threading.Thread] = []
 
     def start(self, pods_rv: str, jobs_rv: str) -> None:
-        for kind, fn, rv in (("pod", self.c.core.list_namespaced_pod, pods_rv),
-                             ("job", self.c.batch.list_namespaced_job, jobs_rv)):
-            t = threading.Thread(target=self._run, args=(kind, fn, rv), daemon=True, name=f"watch-{kind}")
+        for kind, rv in (("pod", pods_rv), ("job", jobs_rv)):
+            t = threading.Thread(target=self._run, args=(kind, rv), daemon=True, name=f"watch-{kind}")
             t.start()
             self.threads.append(t)
 
-    def _run(self, kind: str, fn: Callable[..., Any], rv: str) -> None:
-        from kubernetes import watch
+    def _relist(self, kind: str, path: str) -> str:
+        """After 410 Gone: every object again as MODIFIED, and the version to watch from."""
+        listed = kube.request(self.c, "GET", path, query={"labelSelector": self.selector})
+        for item in listed.get("items") or []:
+            self.out.put((kind, "MODIFIED", item))
+        return listed["metadata"]["resourceVersion"]
+
+    def _run(self, kind: str, rv: str) -> None:
         from kubernetes.client.exceptions import ApiException
 
+        path = self.PATHS[kind].format(ns=self.ns)
         while not self.stop.is_set():
-            w = watch.Watch()
             try:
-                for ev in w.stream(fn, self.ns, label_selector=self.selector, resource_version=rv,
-                                   timeout_seconds=30, allow_watch_bookmarks=True):
+                for ev in kube.watch(self.c, path, {"labelSelector": self.selector, "resourceVersion": rv}):
                     if self.stop.is_set():
                         break
-                    obj = self.c.plain(ev["object"])
-                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                    if ev["type"] != "BOOKMARK":
-                        self.out.put((kind, ev["type"], obj))
+                    etype, obj = ev.get("type"), ev.get("object") or {}
+                    if etype == "ERROR":  # a Status; 410: our version is too old, relist and carry on
+                        if obj.get("code") == 410:
+                            rv = self._relist(kind, path)
+                        else:
+                            time.sleep(1)
+                        break
+                    rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
+                    if etype != "BOOKMARK":
+                        self.out.put((kind, etype, obj))
             except ApiException as exc:
-                if exc.status == 410:  # too old: relist and carry on from the new version
-                    listed = fn(self.ns, label_selector=self.selector)
-                    rv = listed.metadata.resource_version
-                    for item in listed.items:
-                        self.out.put((kind, "MODIFIED", self.c.plain(item)))
+                if exc.status == 410:
+                    rv = self._relist(kind, path)
                 else:
                     time.sleep(1)
             except Exception:  # noqa: BLE001 - connection drops: reconnect
                 time.sleep(1)
-            finally:
-                w.stop()
 
     def close(self) -> None:
         self.stop.set()
@@ -132,17 +144,72 @@ class Sweep:
         self.node_loss_retries = 0
         self.events: queue.Queue = queue.Queue()
         self.selector = f"{manifest.L_EXPERIMENT}={self.exp.name}"
+        self.c: kube.Clients | None = None
+        # Bookkeeping kept up to date on every state change, so that nothing in the event loop
+        # walks all trials (at thousands of trials that walk was the client's CPU):
+        self.collecting: set[str] = set()  # finished; its log is being read off the event loop
+        self._inflight: set[str] = set()   # submitted or running, holding a slot
+        self._failed = 0
+        self._goal_hit = False
+        self._next = 0                     # index into self.order: no PENDING trial before it...
+        self._requeued: list[str] = []     # ...except these, put back in line (node loss)
+        self._log_pool: ThreadPoolExecutor | None = None
+        self._submit_pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ bookkeeping
     def _set(self, rec: TrialRecord, **changes: Any) -> None:
+        old = rec.state
         changed = any(getattr(rec, k) != v for k, v in changes.items())
         for k, v in changes.items():
             setattr(rec, k, v)
+        if rec.state != old:
+            self._moved(rec, old)
         if changed:
             self.on_change(rec)
 
+    def _moved(self, rec: TrialRecord, old: str) -> None:
+        name = rec.name
+        if rec.state in (SUBMITTED, RUNNING) and name not in self.collecting:
+            self._inflight.add(name)
+        else:
+            self._inflight.discard(name)
+        self._failed += (rec.state == FAILED) - (old == FAILED)
+        if rec.state == PENDING:
+            self._requeued.append(name)
+        if rec.state == SUCCEEDED and self._meets_goal(rec):
+            self._goal_hit = True
+
+    def _reindex(self) -> None:
+        """Recount after records were set directly (resume)."""
+        self._inflight = {n for n, r in self.records.items() if r.state in (SUBMITTED, RUNNING) and n not in self.collecting}
+        self._failed = sum(r.state == FAILED for r in self.records.values())
+        self._goal_hit = any(r.state == SUCCEEDED and self._meets_goal(r) for r in self.records.values())
+        self._next, self._requeued = 0, []
+
     def in_flight(self) -> list[TrialRecord]:
-        return [r for r in self.records.values() if r.state in (SUBMITTED, RUNNING)]
+        """Trials holding a slot: submitted or running, not yet finished."""
+        return [self.records[n] for n in self._inflight]
+
+    def _has_pending(self) -> bool:
+        while self._next < len(self.order) and self.records[self.order[self._next]].state != PENDING:
+            self._next += 1
+        return self._next < len(self.order) or any(self.records[n].state == PENDING for n in self._requeued)
+
+    def _take_pending(self, limit: int, one_batch: bool) -> list[TrialRecord]:
+        """Up to ``limit`` trials waiting to run, in plan order (one batch directory at most)."""
+        out: list[TrialRecord] = []
+        while self._requeued and len(out) < limit:
+            rec = self.records[self._requeued.pop(0)]
+            if rec.state == PENDING and rec not in out:
+                out.append(rec)
+        while self._next < len(self.order) and len(out) < limit:
+            rec = self.records[self.order[self._next]]
+            if rec.state == PENDING and rec not in out:
+                if one_batch and out and rec.batch != out[0].batch:
+                    break
+                out.append(rec)
+            self._next += 1
+        return out
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in (PENDING, SUBMITTED, RUNNING, SUCCEEDED, FAILED, CANCELLED)}
@@ -152,8 +219,10 @@ class Sweep:
 
     # ------------------------------------------------------------------ submission
     def _manifest(self, rec: TrialRecord) -> dict[str, Any]:
-        path = self.jobs_dir / rec.batch / f"{rec.name}.yaml"
-        return yaml.load(path.read_text(), Loader=Loader)
+        """The rendered Job as written (and validated) by render. It goes to the API server as
+        JSON: the server parses JSON in less CPU than YAML, and on a small control plane that is
+        what bounds the create rate (bench/submit.py)."""
+        return yaml.load((self.jobs_dir / rec.batch / f"{rec.name}.yaml").read_bytes(), Loader=Loader)
 
     def _submit(self, c: kube.Clients, recs: list[TrialRecord]) -> tuple[int, int]:
         if self.apply == "ansible":
@@ -163,9 +232,7 @@ class Sweep:
             for rec in recs:
                 self._set(rec, state=SUBMITTED, attempt=rec.attempt + 1)
             return len(recs), 0
-        from .submit import create_jobs
-
-        result = create_jobs(c.batch, self.exp.namespace, [self._manifest(r) for r in recs])
+        result = submit.create_jobs(c, self.exp.namespace, [(r.name, self._manifest(r)) for r in recs], pool=self._submit_pool)
         for rec in recs:
             self._set(rec, state=SUBMITTED, attempt=rec.attempt + 1)
         created = sum(result.values())
@@ -175,7 +242,7 @@ class Sweep:
     def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         name = pod["metadata"].get("labels", {}).get(manifest.L_TRIAL)
         rec = self.records.get(name or "")
-        if rec is None or rec.state in FINAL:
+        if rec is None or rec.state in FINAL or name in self.collecting:
             return
         uid = pod_controller_uid(pod)
         if uid and (uid in self.stale_uids or self.job_uid.get(name, uid) != uid):
@@ -209,11 +276,20 @@ class Sweep:
             self.pending_since.pop(name, None)
         if fatal:
             self._finish(rec, FAILED, reason, message, delete=True)
+        elif phase == "Succeeded" and rec.state in (SUBMITTED, RUNNING) and self._log_pool is not None:
+            # One container, completions 1: the pod's success is the Job's. Reading the result now,
+            # instead of after the Job controller's status update, frees the slot a second or more
+            # sooner; the Job's own Complete event then finds the trial already collected.
+            status = pod.get("status") or {}
+            finished = [((cs.get("state") or {}).get("terminated") or {}).get("finishedAt")
+                        for cs in status.get("containerStatuses") or []]
+            self._set(rec, start=rec.start or status.get("startTime"), end=next((f for f in finished if f), None) or now())
+            self._collect(rec, SUCCEEDED, None, None)
 
     def _on_job(self, c: kube.Clients, kind: str, job: dict[str, Any]) -> None:
         name = job["metadata"]["name"]
         rec = self.records.get(name)
-        if rec is None or rec.state in FINAL:
+        if rec is None or rec.state in FINAL or name in self.collecting:
             return
         if kind == "DELETED":
             if self.job_uid.get(name) not in (None, job["metadata"].get("uid")):
@@ -237,7 +313,24 @@ class Sweep:
         start = rec.start or status.get("startTime")
         end = status.get("completionTime") or now()
         self._set(rec, start=start, end=end)
-        log = self._log(c, name)
+        self._collect(rec, outcome, reason, message)
+
+    def _collect(self, rec: TrialRecord, outcome: str, reason: str | None, message: str | None) -> None:
+        """Read the finished trial's log on the log pool; the event loop goes on filling slots
+        and records the result when ("collected", ...) comes back through the queue."""
+        name = rec.name
+        self.collecting.add(name)
+        self._inflight.discard(name)
+        c, pool = self.c, self._log_pool
+        assert c is not None and pool is not None
+        fut = pool.submit(self._log, c, name)
+        fut.add_done_callback(lambda f: self.events.put(("collected", name, (outcome, reason, message, f.result()))))
+
+    def _collected(self, name: str, outcome: str, reason: str | None, message: str | None, log: str) -> None:
+        self.collecting.discard(name)
+        rec = self.records[name]
+        if rec.state in FINAL:
+            return
         if outcome == SUCCEEDED:
             metrics = read_objective(log, self.exp.objective)
             if metrics.get(self.exp.objective.metric) is None:
@@ -262,10 +355,11 @@ class Sweep:
         pod = self.pods.get(name)
         try:
             if pod is None:
-                items = c.core.list_namespaced_pod(self.exp.namespace, label_selector=f"job-name={name}").items
+                items = kube.request(c, "GET", Watcher.PATHS["pod"].format(ns=self.exp.namespace),
+                                     query={"labelSelector": f"job-name={name}"}).get("items") or []
                 if not items:
                     return ""
-                pod = c.plain(items[-1])
+                pod = items[-1]
             return c.core.read_namespaced_pod_log(pod["metadata"]["name"], self.exp.namespace, container=manifest.CONTAINER,
                                                   _request_timeout=15)
         except (ApiException, OSError, Exception):  # noqa: BLE001 - no log is a missing metric, not a crash
@@ -282,20 +376,17 @@ class Sweep:
             self._delete.append(rec.name)
 
     # ------------------------------------------------------------------ stopping
-    def _goal_reached(self) -> bool:
+    def _meets_goal(self, rec: TrialRecord) -> bool:
         o = self.exp.objective
-        if o.goal is None:
-            return False
-        for r in self.records.values():
-            v = r.metrics.get(o.metric) if r.state == SUCCEEDED else None
-            if v is not None and (v >= o.goal if o.direction == "maximize" else v <= o.goal):
-                return True
-        return False
+        v = (rec.metrics or {}).get(o.metric)
+        return o.goal is not None and v is not None and (v >= o.goal if o.direction == "maximize" else v <= o.goal)
+
+    def _goal_reached(self) -> bool:
+        return self._goal_hit
 
     def _too_many_failures(self) -> bool:
         limit = self.exp.max_failed_trials
-        failures = sum(r.state == FAILED for r in self.records.values()) + self.node_loss_retries
-        return limit is not None and failures > limit
+        return limit is not None and self._failed + self.node_loss_retries > limit
 
     def _delete_jobs(self, c: kube.Clients, names: list[str]) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -310,7 +401,7 @@ class Sweep:
     # ------------------------------------------------------------------ main loop
     def run(self) -> Outcome:
         started = time.monotonic()
-        c = kube.clients(self.kubeconfig)
+        c = self.c = kube.clients(self.kubeconfig)
         kube.ensure_namespace(c, self.exp.namespace, self.exp.service_account)
         self._delete: list[str] = []
         done = journal.load(self.results_dir)
@@ -324,26 +415,31 @@ class Sweep:
                 r = self.records[name]
                 for key in ("state", "node", "start", "end", "metrics", "reason", "message", "attempt"):
                     setattr(r, key, rec.get(key, getattr(r, key)))
+        self._reindex()
 
-        jobs = c.batch.list_namespaced_job(self.exp.namespace, label_selector=self.selector)
-        pods = c.core.list_namespaced_pod(self.exp.namespace, label_selector=self.selector)
+        self._log_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="log")
+        self._submit_pool = ThreadPoolExecutor(max_workers=submit.WORKERS, thread_name_prefix="submit")
+        ns = self.exp.namespace
+        jobs = kube.request(c, "GET", Watcher.PATHS["job"].format(ns=ns), query={"labelSelector": self.selector})
+        pods = kube.request(c, "GET", Watcher.PATHS["pod"].format(ns=ns), query={"labelSelector": self.selector})
         attached = 0
-        for job in jobs.items:  # before the pods: a pod of an earlier Job of a trial is told apart by uid
-            self.job_uid[job.metadata.name] = job.metadata.uid
-        for pod in pods.items:
-            self._on_pod("ADDED", c.plain(pod))
-        for job in jobs.items:
-            rec = self.records.get(job.metadata.name)
+        for job in jobs.get("items") or []:  # before the pods: a pod of an earlier Job of a trial is told apart by uid
+            self.job_uid[job["metadata"]["name"]] = job["metadata"]["uid"]
+        for pod in pods.get("items") or []:
+            self._on_pod("ADDED", pod)
+        for job in jobs.get("items") or []:
+            rec = self.records.get(job["metadata"]["name"])
             if rec is not None and rec.state == PENDING:
                 rec.state = SUBMITTED
                 attached += 1
-        for pod in pods.items:  # now that attached trials are SUBMITTED, let running pods mark them
-            self._on_pod("MODIFIED", c.plain(pod))
-        for job in jobs.items:
-            self._on_job(c, "MODIFIED", c.plain(job))
+        self._reindex()
+        for pod in pods.get("items") or []:  # now that attached trials are SUBMITTED, let running pods mark them
+            self._on_pod("MODIFIED", pod)
+        for job in jobs.get("items") or []:
+            self._on_job(c, "MODIFIED", job)
 
-        watcher = Watcher(c, self.exp.namespace, self.selector, self.events)
-        watcher.start(pods.metadata.resource_version, jobs.metadata.resource_version)
+        watcher = Watcher(c, ns, self.selector, self.events)
+        watcher.start(pods["metadata"]["resourceVersion"], jobs["metadata"]["resourceVersion"])
         stopped: str | None = None
         created = 0
         try:
@@ -372,8 +468,8 @@ class Sweep:
                     rec = self.records[name]
                     if rec.state not in FINAL and time.monotonic() - since > self.pending_timeout:
                         self._finish(rec, FAILED, "Unschedulable", rec.message, delete=True)
-                if not self.in_flight() and not self.retrying and (
-                        stopped or not any(r.state == PENDING for r in self.records.values())):
+                if not self._inflight and not self.collecting and not self.retrying and (
+                        stopped or not self._has_pending()):
                     break
                 try:
                     kind, etype, obj = self.events.get(timeout=0.5)
@@ -382,34 +478,34 @@ class Sweep:
                 while True:
                     if kind == "pod":
                         self._on_pod(etype, obj)
-                    else:
+                    elif kind == "job":
                         self._on_job(c, etype, obj)
+                    else:  # "collected": etype is the trial, obj what its log said
+                        self._collected(etype, *obj)
                     try:
                         kind, etype, obj = self.events.get_nowait()
                     except queue.Empty:
                         break
         finally:
             watcher.close()
+            self._log_pool.shutdown(wait=True, cancel_futures=True)
+            self._submit_pool.shutdown(wait=True, cancel_futures=True)
         return Outcome(self.records, stopped, time.monotonic() - started, created, attached)
 
     def _fill(self, c: kube.Clients) -> int:
-        free = self.exp.batch_size - len(self.in_flight())
-        if free <= 0:
+        free = self.exp.batch_size - len(self._inflight)
+        if free <= 0 or (self.refill == "batch" and (self._inflight or self.collecting)):
             return 0
-        pending = [self.records[n] for n in self.order if self.records[n].state == PENDING]
+        pending = self._take_pending(free, one_batch=self.refill == "batch")
         if not pending:
             return 0
-        if self.refill == "batch":
-            if self.in_flight():
-                return 0
-            batch = pending[0].batch
-            pending = [r for r in pending if r.batch == batch]
-        created, _ = self._submit(c, pending[:free])
+        created, _ = self._submit(c, pending)
         return created
 
     def _cancel_pending(self, c: kube.Clients, running_too: bool) -> None:
         names = []
-        for rec in self.records.values():
+        for name in sorted(self._inflight):
+            rec = self.records[name]
             if rec.state == SUBMITTED or (running_too and rec.state == RUNNING):
                 names.append(rec.name)
                 self._finish(rec, CANCELLED, "Stopped", "the experiment stopped before this trial ran")
