@@ -22,6 +22,9 @@ ANNOTATION = "kwok.x-k8s.io/node"
 LABEL = "kubesweep.io/fake-node"
 PREFIX = "kwok-gpu-"
 KWOK_VERSION_FILE = "kwok_version"
+# kwok applies pod stages (Running, Succeeded) with 4 workers by default; each is one API call,
+# so at hundreds of short fake trials the pods queued in kwok, not in the cluster under test.
+POD_STAGE_WORKERS = 32
 
 
 class FakeNodeError(KubesweepError):
@@ -65,6 +68,16 @@ def start_kwok(kubeconfig: Path, version: str) -> int:
         raise FakeNodeError(f"kwok {version} is not built ({binary}): run `invoke artifacts`")
     argv = [str(binary), "--kubeconfig", str(kubeconfig), "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={ANNOTATION}=fake", "--node-ip=127.0.0.1"]  # log requests to fake pods fail fast, not time out
+    options = cache_root() / "run" / "kwok-configuration.yaml"
+    options.parent.mkdir(parents=True, exist_ok=True)
+    # kwok applies its documented defaults only when no KwokConfiguration is given, so this one
+    # spells them all out and changes only the pod stage workers.
+    options.write_text("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n"
+                       "  cidr: 10.0.0.0/24\n  enableDebuggingHandlers: true\n  enableProfilingHandler: true\n"
+                       f"  podPlayStageParallelism: {POD_STAGE_WORKERS}\n  nodePlayStageParallelism: 4\n"
+                       "  nodeLeaseParallelism: 4\n  podsOnNodeSyncParallelism: 1\n"
+                       "  enablePodsOnNodeSyncListPager: true\n  enablePodsOnNodeSyncStreamWatch: false\n")
+    argv += ["--config", str(options)]
     for f in stage_files():
         argv += ["--config", str(f)]
     return services.start_background("kwok", argv)
