@@ -1,8 +1,6 @@
 """The local-cluster plumbing that needs no cluster: recap parsing, node flags, fake nodes, services."""
 
-import subprocess
 import sys
-import time
 
 import kubernetes_validate
 import pytest
