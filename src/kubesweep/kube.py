@@ -108,9 +108,8 @@ def watch(c: Clients, path: str, query: dict[str, Any], timeout: int = 30) -> It
     ended = False
     try:
         for chunk in resp.stream(amt=None, decode_content=False):
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
+            *lines, buf = (buf + chunk).split(b"\n")
+            for line in lines:
                 if line.strip():
                     yield json.loads(line)
         ended = True

@@ -371,6 +371,7 @@ class Sweep:
                   metrics=metrics if metrics is not None else rec.metrics)
         self.pending_since.pop(rec.name, None)
         self.lost_since.pop(rec.name, None)
+        self.pods.pop(rec.name, None)  # a finished trial's pod is not looked at again
         journal.append(self.results_dir, rec.as_dict())
         if delete:
             self._delete.append(rec.name)
