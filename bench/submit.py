@@ -8,7 +8,9 @@
                 on a sample, since at its pace N Jobs would take many minutes
 
 Jobs are created suspended (spec.suspend: true), so the API server and etcd are measured, not
-pods starting. Each path gets its own namespace, deleted afterwards. Prints Jobs/s and ratios.
+pods starting. Each path gets its own namespace, deleted (and waited for) before the next path
+runs; all paths run in turn for --rounds rounds, and the medians are compared, since a 2-core
+machine's noise moves single runs by ±30%. Prints Jobs/s per round, medians and ratios.
 
     python bench/submit.py --jobs 1000        (needs `invoke cluster`)
 """
@@ -76,10 +78,16 @@ PER_FILE = """\
 """
 
 
+def median(values: list[float]) -> float:
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=1000)
     ap.add_argument("--per-file-sample", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=3, help="each path once per round, in turn; medians are reported")
     ap.add_argument("--kubeconfig", default=None)
     args = ap.parse_args()
     kc = Path(args.kubeconfig) if args.kubeconfig else kubeconfig_path(DEFAULT_INVENTORY)
@@ -88,83 +96,102 @@ def main() -> int:
         kc = local if local.exists() else kc
     c = kube.clients(kc)
     work = Path(tempfile.mkdtemp(prefix="kubesweep-bench-submit-"))
-    results: dict[str, float] = {}
+    rates: dict[str, list[float]] = {"direct": [], "k8s-batch": [], "kubectl": [], "k8s-per-file": []}
+    made_ns: list[str] = []
     try:
         grid = work / "grid.yaml"
         grid.write_text(GRID % (args.jobs, args.jobs))
         plan = render.plan(grid)
         target = render.write(plan, work / "jobs")
         batch_dir = target / "batch-000"
-        for f in batch_dir.glob("*.yaml"):  # suspended: measure the API server, not pods
+        docs = []
+        for f in sorted(batch_dir.glob("*.yaml")):  # suspended: measure the API server, not pods
             doc = yaml.safe_load(f.read_text())
             doc["spec"]["suspend"] = True
-            f.write_text(yaml.safe_dump(doc, sort_keys=False))
-        files = sorted(batch_dir.glob("*.yaml"))
+            docs.append(doc)
 
-        def fresh(ns: str) -> list[dict]:
+        def fresh(ns: str, subset: list[dict] | None = None) -> list[dict]:
+            made_ns.append(ns)
             kube.ensure_namespace(c, ns, None)
             out = []
-            for f in files:
-                doc = yaml.safe_load(f.read_text())
+            for doc in subset or docs:
+                doc = json.loads(json.dumps(doc))
                 doc["metadata"]["namespace"] = ns
                 out.append(doc)
             return out
 
-        def per_ns_files(ns: str, subset: list[Path]) -> Path:
+        def as_files(ns: str, bodies: list[dict]) -> Path:
             d = work / ns
             d.mkdir()
-            for f in subset:
-                doc = yaml.safe_load(f.read_text())
-                doc["metadata"]["namespace"] = ns
-                (d / f.name).write_text(yaml.safe_dump(doc, sort_keys=False))
+            for b in bodies:
+                (d / f"{b['metadata']['name']}.yaml").write_text(yaml.safe_dump(b, sort_keys=False))
             return d
 
-        # direct
-        bodies = fresh("bench-direct")
-        t = time.perf_counter()
-        made = submit.create_jobs(c.batch, "bench-direct", bodies)
-        results["direct"] = len(made) / (time.perf_counter() - t)
-        assert sum(made.values()) == args.jobs
+        def gone(ns: str) -> None:
+            """Delete the namespace and wait, so the next path does not share the machine with it."""
+            from kubernetes.client.exceptions import ApiException
 
-        # kubernetes.core, one module call for the batch
-        fresh("bench-k8s-batch")
-        d = per_ns_files("bench-k8s-batch", files)
-        multi = work / "batch.yaml"
-        multi.write_text("".join("---\n" + p.read_text() for p in sorted(d.glob("*.yaml"))))
-        t = time.perf_counter()
-        ansible_playbook(ROOT / "playbooks" / "sweep.yml", {"batch_file": str(multi)}, kc, work)
-        results["k8s-batch"] = args.jobs / (time.perf_counter() - t)
+            c.core.delete_namespace(ns)
+            for _ in range(300):
+                try:
+                    c.core.read_namespace(ns)
+                except ApiException as exc:
+                    if exc.status == 404:
+                        return
+                time.sleep(1)
 
-        # kubectl apply -f dir
-        fresh("bench-kubectl")
-        d = per_ns_files("bench-kubectl", files)
-        t = time.perf_counter()
-        subprocess.run([str(kubectl()), "--kubeconfig", str(kc), "apply", "-f", str(d)], check=True,
-                       stdout=subprocess.DEVNULL)
-        results["kubectl"] = args.jobs / (time.perf_counter() - t)
+        for rnd in range(args.rounds):
+            # direct: the runner's path (JSON bodies, a pool of connections)
+            ns = f"bench-direct-{rnd}"
+            bodies = [(b["metadata"]["name"], b) for b in fresh(ns)]
+            t = time.perf_counter()
+            made = submit.create_jobs(c, ns, bodies)
+            rates["direct"].append(len(made) / (time.perf_counter() - t))
+            assert sum(made.values()) == args.jobs
+            gone(ns)
 
-        # kubernetes.core per file, on a sample
-        fresh("bench-per-file")
-        sample = files[: args.per_file_sample]
-        d = per_ns_files("bench-per-file", sample)
-        play = work / "per_file.yml"
-        play.write_text(PER_FILE)
-        t = time.perf_counter()
-        ansible_playbook(play, {"files": [str(p) for p in sorted(d.glob("*.yaml"))]}, kc, work)
-        results["k8s-per-file"] = len(sample) / (time.perf_counter() - t)
+            # kubernetes.core, one module call for the batch
+            ns = f"bench-k8s-batch-{rnd}"
+            d = as_files(ns, fresh(ns))
+            multi = work / f"batch-{rnd}.yaml"
+            multi.write_text("".join("---\n" + p.read_text() for p in sorted(d.glob("*.yaml"))))
+            t = time.perf_counter()
+            ansible_playbook(ROOT / "playbooks" / "sweep.yml", {"batch_file": str(multi)}, kc, work)
+            rates["k8s-batch"].append(args.jobs / (time.perf_counter() - t))
+            gone(ns)
+
+            # kubectl apply -f dir
+            ns = f"bench-kubectl-{rnd}"
+            d = as_files(ns, fresh(ns))
+            t = time.perf_counter()
+            subprocess.run([str(kubectl()), "--kubeconfig", str(kc), "apply", "-f", str(d)], check=True,
+                           stdout=subprocess.DEVNULL)
+            rates["kubectl"].append(args.jobs / (time.perf_counter() - t))
+            gone(ns)
+
+            # kubernetes.core per file, on a sample
+            ns = f"bench-per-file-{rnd}"
+            d = as_files(ns, fresh(ns, docs[: args.per_file_sample]))
+            play = work / "per_file.yml"
+            play.write_text(PER_FILE)
+            t = time.perf_counter()
+            ansible_playbook(play, {"files": [str(p) for p in sorted(d.glob("*.yaml"))]}, kc, work)
+            rates["k8s-per-file"].append(args.per_file_sample / (time.perf_counter() - t))
+            gone(ns)
     finally:
-        for ns in ("bench-direct", "bench-k8s-batch", "bench-kubectl", "bench-per-file"):
+        for ns in made_ns:
             try:
                 c.core.delete_namespace(ns)
             except Exception:  # noqa: BLE001 - absent is fine
                 pass
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"submit benchmark: {args.jobs:,} suspended Jobs into the local cluster's API server "
-          f"(per-file loop on a sample of {args.per_file_sample})")
-    print(f"{'path':<14}{'Jobs/s':>10}{'s per 1000':>12}")
+    results = {k: median(v) for k, v in rates.items()}
+    print(f"submit benchmark: {args.jobs:,} suspended Jobs into the local cluster's API server, {args.rounds} rounds, "
+          f"medians (per-file loop on a sample of {args.per_file_sample})")
+    print(f"{'path':<14}{'Jobs/s':>10}{'s per 1000':>12}   rounds")
     for name, rate in results.items():
-        print(f"{name:<14}{rate:>10.1f}{1000 / rate:>12.1f}")
+        print(f"{name:<14}{rate:>10.1f}{1000 / rate:>12.1f}   {', '.join(f'{r:.1f}' for r in rates[name])}")
     for name in ("direct", "k8s-batch"):
         print(f"{name}: {results[name] / results['kubectl']:.1f}x kubectl apply -f dir, "
               f"{results[name] / results['k8s-per-file']:.1f}x the per-file kubernetes.core loop")
