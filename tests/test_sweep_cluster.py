@@ -13,6 +13,7 @@ import textwrap
 import time
 
 import pytest
+import yaml
 
 from kubesweep import fake_nodes, image, journal, manifest
 from kubesweep.versions import pins
@@ -283,3 +284,42 @@ def test_trials_on_a_lost_node_are_submitted_again_on_another(tmp_path, local_cl
     invoke("clean", "nodeloss", "--kubeconfig", str(local_cluster["kubeconfig"]))
     _wait(lambda: any(c.type == "Ready" and c.status == "True" for c in api["core"].read_node(lost).status.conditions),
           180, f"{lost} Ready again")
+
+
+def test_create_jobs_tells_created_from_existing_and_names_what_the_api_server_refused(tmp_path, local_cluster):
+    from kubernetes.client.exceptions import ApiException
+
+    from kubesweep import kube, render, submit
+
+    grid = _grid(tmp_path, "submit-paths", """\
+        name: submit-paths
+        image: localhost:5000/kubesweep/fake:1
+        command: [train, "${i}"]
+        parameters: {i: {min: 1, max: 3}}
+        objective: {metric: acc}
+        """)
+    plan = render.plan(grid)
+    target = render.write(plan, tmp_path / "jobs")
+    bodies = []
+    for f in sorted((target / "batch-000").glob("*.yaml")):
+        doc = yaml.safe_load(f.read_text())
+        doc["spec"]["suspend"] = True  # the API path is under test, not pods
+        bodies.append((doc["metadata"]["name"], doc))
+    c = kube.clients(local_cluster["kubeconfig"])
+    ns = "kubesweep-submit-test"
+    doc_ns = [(n, {**b, "metadata": {**b["metadata"], "namespace": ns}}) for n, b in bodies]
+    kube.ensure_namespace(c, ns, None)
+    try:
+        assert submit.create_jobs(c, ns, doc_ns) == {n: True for n, _ in doc_ns}
+        assert submit.create_jobs(c, ns, doc_ns) == {n: False for n, _ in doc_ns}  # 409: re-attached, not an error
+        listed = kube.request(c, "GET", submit.jobs_path(ns))["items"]
+        assert sorted(j["metadata"]["name"] for j in listed) == sorted(n for n, _ in doc_ns)
+        name, bad = doc_ns[0]
+        bad = {**bad, "metadata": {**bad["metadata"], "name": "Not_A_DNS_Name"}}
+        with pytest.raises(submit.SubmitError, match=r"creating Job Not_A_DNS_Name: 422 .*metadata\.name"):
+            submit.create_jobs(c, ns, [("Not_A_DNS_Name", bad)])
+    finally:
+        try:
+            c.core.delete_namespace(ns)
+        except ApiException:
+            pass

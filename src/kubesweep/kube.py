@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .errors import KubesweepError
 
@@ -56,7 +56,7 @@ def clients(kubeconfig: Path | None = None) -> Clients:
 
 
 def request(c: Clients, method: str, path: str, *, query: dict[str, Any] | None = None, body: Any = None,
-            stream: bool = False, timeout: float | tuple[float, float] | None = None, yaml_body: bytes | None = None) -> Any:
+            stream: bool = False, timeout: float | tuple[float, float] | None = None) -> Any:
     """One API call as plain JSON, skipping the generated models.
 
     The hot paths of a sweep (creating Jobs, watching pods and Jobs, listing them on resume) go
@@ -65,8 +65,6 @@ def request(c: Clients, method: str, path: str, *, query: dict[str, Any] | None 
     Authentication, TLS and connection pooling are still the client's. Non-2xx answers raise
     the client's ApiException, so callers handle errors exactly as with the generated API.
     With ``stream`` the open urllib3 response is returned (for watches); close it when done.
-    ``yaml_body`` is sent as it is, as application/yaml (the API server parses it): a rendered
-    manifest needs no parsing and re-encoding on the client.
     """
     from kubernetes.client.exceptions import ApiException
 
@@ -76,16 +74,7 @@ def request(c: Clients, method: str, path: str, *, query: dict[str, Any] | None 
     params = [(k, str(v).lower() if isinstance(v, bool) else v) for k, v in (query or {}).items() if v is not None]
     req = c.api.param_serialize(method=method, resource_path=path, query_params=params, header_params=headers,
                                 body=body, auth_settings=["BearerToken"])
-    if yaml_body is not None:
-        from kubernetes.client.rest import RESTResponse
-
-        _, url, hdrs, _, _ = req
-        raw = c.api.rest_client.pool_manager.request(method, url, body=yaml_body, preload_content=False,
-                                                     headers={**hdrs, "Content-Type": "application/yaml"},
-                                                     timeout=timeout)
-        resp = RESTResponse(raw)
-    else:
-        resp = c.api.call_api(*req, _request_timeout=timeout)
+    resp = c.api.call_api(*req, _request_timeout=timeout)
     if not 200 <= resp.status <= 299:
         data = resp.read()
         ApiException.from_response(http_resp=resp, body=data.decode("utf-8", "replace") if data else None, data=None)
@@ -93,6 +82,34 @@ def request(c: Clients, method: str, path: str, *, query: dict[str, Any] | None 
         return resp.response
     data = resp.read()
     return json.loads(data) if data else {}
+
+
+def sender(c: Clients, method: str, path: str, content_type: str = "application/json",
+           timeout_s: float = 60) -> Callable[[bytes], int]:
+    """A function sending many requests that differ only in their encoded body, for creating
+    thousands of objects: URL, headers and credentials are prepared once (per call of this, so a
+    refreshed token is picked up by the next batch), each send is one request on the client's
+    connection pool. It returns the status; non-2xx raises ApiException like ``request``. The
+    answer is drained unread: the object created comes back through the watch anyway."""
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    _, url, headers, _, _ = c.api.param_serialize(method=method, resource_path=path, auth_settings=["BearerToken"],
+                                                  header_params={"Accept": "application/json", "Content-Type": content_type})
+    pool = c.api.rest_client.pool_manager
+    timeout = urllib3.Timeout(connect=10, read=timeout_s)
+
+    def send(body: bytes) -> int:
+        resp = pool.request(method, url, body=body, headers=headers, preload_content=False, timeout=timeout)
+        try:
+            if not 200 <= resp.status <= 299:
+                raise ApiException(status=resp.status, reason=resp.reason, body=resp.read().decode("utf-8", "replace"))
+            resp.drain_conn()
+            return resp.status
+        finally:
+            resp.release_conn()
+
+    return send
 
 
 def watch(c: Clients, path: str, query: dict[str, Any], timeout: int = 30) -> Iterator[dict[str, Any]]:
