@@ -198,16 +198,19 @@ class Sweep:
     def _take_pending(self, limit: int, one_batch: bool) -> list[TrialRecord]:
         """Up to ``limit`` trials waiting to run, in plan order (one batch directory at most)."""
         out: list[TrialRecord] = []
+        taken: set[str] = set()  # by name: a dataclass == compares every field
         while self._requeued and len(out) < limit:
             rec = self.records[self._requeued.pop(0)]
-            if rec.state == PENDING and rec not in out:
+            if rec.state == PENDING and rec.name not in taken:
                 out.append(rec)
+                taken.add(rec.name)
         while self._next < len(self.order) and len(out) < limit:
             rec = self.records[self.order[self._next]]
-            if rec.state == PENDING and rec not in out:
+            if rec.state == PENDING and rec.name not in taken:
                 if one_batch and out and rec.batch != out[0].batch:
                     break
                 out.append(rec)
+                taken.add(rec.name)
             self._next += 1
         return out
 
@@ -324,7 +327,12 @@ class Sweep:
         c, pool = self.c, self._log_pool
         assert c is not None and pool is not None
         fut = pool.submit(self._log, c, name)
-        fut.add_done_callback(lambda f: self.events.put(("collected", name, (outcome, reason, message, f.result()))))
+
+        def done(f: Any) -> None:
+            if not f.cancelled():  # cancelled when the sweep is stopping: the next run collects it again
+                self.events.put(("collected", name, (outcome, reason, message, f.result())))
+
+        fut.add_done_callback(done)
 
     def _collected(self, name: str, outcome: str, reason: str | None, message: str | None, log: str) -> None:
         self.collecting.discard(name)
