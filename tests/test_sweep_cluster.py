@@ -314,8 +314,8 @@ def test_create_jobs_tells_created_from_existing_and_names_what_the_api_server_r
         assert submit.create_jobs(c, ns, doc_ns) == {n: False for n, _ in doc_ns}  # 409: re-attached, not an error
         listed = kube.request(c, "GET", submit.jobs_path(ns))["items"]
         assert sorted(j["metadata"]["name"] for j in listed) == sorted(n for n, _ in doc_ns)
-        name, bad = doc_ns[0]
-        bad = {**bad, "metadata": {**bad["metadata"], "name": "Not_A_DNS_Name"}}
+        good = doc_ns[0][1]
+        bad = {**good, "metadata": {**good["metadata"], "name": "Not_A_DNS_Name"}}
         with pytest.raises(submit.SubmitError, match=r"creating Job Not_A_DNS_Name: 422 .*metadata\.name"):
             submit.create_jobs(c, ns, [("Not_A_DNS_Name", bad)])
     finally:

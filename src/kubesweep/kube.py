@@ -84,28 +84,26 @@ def request(c: Clients, method: str, path: str, *, query: dict[str, Any] | None 
     return json.loads(data) if data else {}
 
 
-def sender(c: Clients, method: str, path: str, content_type: str = "application/json",
-           timeout_s: float = 60) -> Callable[[bytes], int]:
-    """A function sending many requests that differ only in their encoded body, for creating
+def sender(c: Clients, method: str, path: str, timeout_s: float = 60) -> Callable[[bytes], None]:
+    """A function sending many requests that differ only in their JSON-encoded body, for creating
     thousands of objects: URL, headers and credentials are prepared once (per call of this, so a
     refreshed token is picked up by the next batch), each send is one request on the client's
-    connection pool. It returns the status; non-2xx raises ApiException like ``request``. The
-    answer is drained unread: the object created comes back through the watch anyway."""
+    connection pool. Non-2xx raises ApiException like ``request``. The answer is drained unread:
+    the object created comes back through the watch anyway."""
     import urllib3
     from kubernetes.client.exceptions import ApiException
 
     _, url, headers, _, _ = c.api.param_serialize(method=method, resource_path=path, auth_settings=["BearerToken"],
-                                                  header_params={"Accept": "application/json", "Content-Type": content_type})
+                                                  header_params={"Accept": "application/json", "Content-Type": "application/json"})
     pool = c.api.rest_client.pool_manager
     timeout = urllib3.Timeout(connect=10, read=timeout_s)
 
-    def send(body: bytes) -> int:
+    def send(body: bytes) -> None:
         resp = pool.request(method, url, body=body, headers=headers, preload_content=False, timeout=timeout)
         try:
             if not 200 <= resp.status <= 299:
                 raise ApiException(status=resp.status, reason=resp.reason, body=resp.read().decode("utf-8", "replace"))
             resp.drain_conn()
-            return resp.status
         finally:
             resp.release_conn()
 
