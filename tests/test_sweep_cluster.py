@@ -323,3 +323,51 @@ def test_create_jobs_tells_created_from_existing_and_names_what_the_api_server_r
             c.core.delete_namespace(ns)
         except ApiException:
             pass
+
+
+def test_kubernetes_core_path_creates_every_chunk_verbatim_and_reports_a_refused_job(tmp_path, local_cluster):
+    """playbooks/sweep.yml with the batch in 3 chunks (3 module invocations side by side): every
+    Job lands once, a rerun is not an error, a "{{" in a command is not templated by Ansible, and
+    a Job the API server refuses fails the apply with the server's reason."""
+    from kubernetes.client.exceptions import ApiException
+
+    from kubesweep import kube, render, submit, submit_ansible
+
+    grid = _grid(tmp_path, "ansible-chunks", """\
+        name: ansible-chunks
+        namespace: kubesweep-ansible-test
+        image: localhost:5000/kubesweep/fake:1
+        command: [train, "${i}", "{{ 6 * 7 }}"]
+        parameters: {i: {min: 1, max: 7}}
+        objective: {metric: acc}
+        """)
+    plan = render.plan(grid)
+    target = render.write(plan, tmp_path / "jobs")
+    files = []
+    for f in sorted((target / "batch-000").glob("*.yaml")):
+        doc = yaml.safe_load(f.read_text())
+        doc["spec"]["suspend"] = True  # the apply path is under test, not pods
+        f.write_text(yaml.safe_dump(doc))
+        files.append(f)
+    assert len(files) == 7
+    c = kube.clients(local_cluster["kubeconfig"])
+    ns = "kubesweep-ansible-test"
+    kube.ensure_namespace(c, ns, None)
+    try:
+        submit_ansible.apply(files, local_cluster["kubeconfig"], n_chunks=3)
+        listed = kube.request(c, "GET", submit.jobs_path(ns))["items"]
+        assert sorted(j["metadata"]["name"] for j in listed) == sorted(f.stem for f in files)
+        assert {j["spec"]["template"]["spec"]["containers"][0]["command"][2] for j in listed} == {"{{ 6 * 7 }}"}
+        submit_ansible.apply(files, local_cluster["kubeconfig"], n_chunks=3)  # already there: unchanged
+        assert len(kube.request(c, "GET", submit.jobs_path(ns))["items"]) == 7
+        bad = tmp_path / "Not_A_DNS_Name.yaml"
+        doc = yaml.safe_load(files[0].read_text())
+        doc["metadata"]["name"] = "Not_A_DNS_Name"
+        bad.write_text(yaml.safe_dump(doc))
+        with pytest.raises(submit_ansible.AnsibleApplyError, match=r"(?s)playbooks/sweep.yml failed.*Not_A_DNS_Name"):
+            submit_ansible.apply([bad], local_cluster["kubeconfig"])
+    finally:
+        try:
+            c.core.delete_namespace(ns)
+        except ApiException:
+            pass
