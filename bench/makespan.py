@@ -8,6 +8,8 @@ invocation, side by side:
 
   trial   a freed slot gets the next trial at once (kubesweep's default)
   batch   the next batch directory starts when the whole previous one has finished
+  longest trial refill, with the plan ordered longest first (search.longestFirst: [duration]):
+          what a sweep reaches when a parameter tells which trials run longest
 
 Printed per policy: makespan, the ideal bound max(sum of durations / slots, longest trial), their
 ratio, the ratio to a zero-overhead list schedule of the same trials in the same order (what any
@@ -54,7 +56,7 @@ command: [train, "${{duration}}", "${{rep}}"]
 parameters:
   rep: {{min: 1, max: {reps}}}
   duration: {durations}
-search: {{trialLimit: 100000}}
+search: {{trialLimit: 100000{order}}}
 batchSize: {slots}
 objective: {{metric: acc}}
 resources: {{cpu: 100m, memory: 64Mi, nvidia.com/gpu: 1}}
@@ -74,7 +76,8 @@ def cpu_seconds() -> float:
 def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: Path, work: Path) -> dict[str, Any]:
     reps = max(1, trials // len(durations))
     grid = work / f"{policy}.yaml"
-    grid.write_text(GRID.format(policy=policy, durations=durations, reps=reps, slots=slots))
+    order = ", longestFirst: [duration]" if policy == "longest" else ""
+    grid.write_text(GRID.format(policy=policy, durations=durations, reps=reps, slots=slots, order=order))
     plan = render.plan(grid)
     render.write(plan, work / "jobs")
     total = sum(t.params["duration"] for t in plan.trials)
@@ -85,7 +88,8 @@ def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: P
     view = live.View(plan.experiment.name, "acc", len(plan.trials),
                      console=Console(file=open(os.devnull, "w"), force_terminal=True, width=160))
     cpu0, t0 = cpu_seconds(), time.monotonic()
-    sweep = runner.Sweep(plan, work / "jobs", work / "results", kubeconfig=kc, refill=policy, on_change=view.change)
+    refill = "batch" if policy == "batch" else "trial"
+    sweep = runner.Sweep(plan, work / "jobs", work / "results", kubeconfig=kc, refill=refill, on_change=view.change)
     with view:
         outcome = sweep.run()
     wall = time.monotonic() - t0
@@ -166,7 +170,7 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=2000)
     ap.add_argument("--nodes", type=int, default=50)
     ap.add_argument("--gpus", type=int, default=8)
-    ap.add_argument("--policies", default="trial,batch")
+    ap.add_argument("--policies", default="trial,batch,longest", help="any of trial, batch, longest")
     ap.add_argument("--durations", default=",".join(map(str, DURATIONS)), help="trial durations in seconds, interleaved")
     ap.add_argument("--kubeconfig", default=None)
     args = ap.parse_args()
@@ -196,6 +200,8 @@ def main() -> int:
               + ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items()))
     if "trial" in results and "batch" in results:
         print(f"trial refill vs batch refill: {results['batch']['makespan'] / results['trial']['makespan']:.2f}x shorter makespan")
+    if "trial" in results and "longest" in results:
+        print(f"longest first vs plan order: {results['trial']['makespan'] / results['longest']['makespan']:.2f}x shorter makespan")
     return 0
 
 

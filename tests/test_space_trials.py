@@ -78,6 +78,30 @@ def test_random_search_is_seeded_and_deterministic(grid_file):
         assert t.params["opt"] in "abc"
 
 
+def test_longest_first_starts_the_costliest_trials_and_keeps_names(grid_file):
+    """LPT order by the product of the named parameters; ties keep written order; batches follow the
+    new order; the trials themselves (names, params) are the same set as without it."""
+    text = """\
+        name: demo
+        image: localhost:5000/demo/trainer:1
+        command: [train, "${epochs}", "${optimizer}", "${layers}"]
+        parameters:
+          epochs: [1, 5, 3]
+          optimizer: [adam, sgd]
+          layers: {min: 1, max: 2}
+        batchSize: 4
+        objective: {metric: accuracy}
+        """
+    plain = render.plan(grid_file(text, "plain.yaml"))
+    ordered = render.plan(grid_file(text.replace("batchSize: 4", "batchSize: 4\n        search: {longestFirst: [epochs, layers]}"), "lpt.yaml"))
+    cost = [t.params["epochs"] * t.params["layers"] for t in ordered.trials]
+    assert cost == sorted(cost, reverse=True) == [10, 10, 6, 6, 5, 5, 3, 3, 2, 2, 1, 1]
+    assert [t.params["optimizer"] for t in ordered.trials[:2]] == ["adam", "sgd"]  # a tie keeps written order
+    assert [t.batch for t in ordered.trials] == [0] * 4 + [1] * 4 + [2] * 4
+    assert [t.index for t in ordered.trials] == list(range(12))
+    assert sorted(t.name for t in ordered.trials) == sorted(t.name for t in plain.trials)
+
+
 def test_grid_trials_cap_and_batches(grid_file):
     p = render.plan(grid_file(MINIMAL_CAP))
     assert len(p.trials) == 3

@@ -12,7 +12,7 @@ import re
 
 from .errors import Collector
 from .space import domain
-from .spec import BUILTINS, MAX_EXPERIMENT_NAME, Experiment, Parameter
+from .spec import BUILTINS, MAX_EXPERIMENT_NAME, Experiment, Parameter, did_you_mean
 from .yamlsource import Positions
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -104,6 +104,12 @@ def _check_param(out: Collector, pos: Positions, name: str, p: Parameter, algori
         out.add(pos.value(here), f"parameter {name!r} is a continuous range: grid search needs 'step' (or 'count', or 'values'); random and tpe search sample it as is")
 
 
+def _numeric(p: Parameter) -> bool:
+    if not p.is_values:
+        return True  # a min/max range
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p.values or [])
+
+
 def check(exp: Experiment, pos: Positions) -> None:
     """Raise SpecError listing every meaning problem in ``exp``."""
     out = Collector()
@@ -152,6 +158,14 @@ def check(exp: Experiment, pos: Positions) -> None:
         out.add(pos.value(("search", "trials")), "search.trials must be at least 1", s.trials)
     if s.trial_limit < 1:
         out.add(pos.value(("search", "trialLimit")), "search.trialLimit must be at least 1", s.trial_limit)
+    for i, key in enumerate(s.longest_first):
+        here = pos.value(("search", "longestFirst", i))
+        if key not in exp.parameters:
+            out.add(here, f"search.longestFirst names {key!r}, which is not a parameter{did_you_mean(key, sorted(exp.parameters))}", key)
+        elif not _numeric(exp.parameters[key]):
+            out.add(here, f"search.longestFirst orders by numbers, but parameter {key!r} has values that are not numbers", key)
+    if s.longest_first and s.algorithm == "tpe":
+        out.add(pos.value(("search", "longestFirst")), "search.longestFirst orders a plan made in advance (grid, random); tpe asks for its trials one batch at a time")
     if exp.batch_size < 1:
         out.add(pos.value(("batchSize",)), "batchSize must be at least 1", exp.batch_size)
     if exp.max_failed_trials is not None and exp.max_failed_trials < 0:

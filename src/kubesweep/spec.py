@@ -74,6 +74,9 @@ class Search(Model):
     seed: StrictInt = 0
     trials: StrictInt | None = Field(default=None, description="random, tpe: how many; grid: a cap")
     trial_limit: StrictInt = DEFAULT_TRIAL_LIMIT
+    longest_first: list[StrictStr] = Field(
+        default=[], description="numeric parameters whose product grows with a trial's run time (epochs, "
+        "layers): the plan starts the longest trials first, so the sweep does not end waiting on a few long ones")
 
 
 class Objective(Model):

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import random
 import re
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .errors import Collector, Issue, SpecError
 from .space import Domain, Value, domains, grid_size, space_size
@@ -119,9 +120,12 @@ def expand(exp: Experiment, pos: Positions) -> list[Trial]:
         return first_batch(exp)
     doms = domains(exp.parameters)
     if exp.search.algorithm == "grid":
-        source = itertools.islice(_grid(doms), n)
+        source: Iterable[dict[str, Value]] = itertools.islice(_grid(doms), n)
     else:
         source = _random(doms, exp.search.seed, n)
+    if exp.search.longest_first:  # longest processing time first; stable, so ties keep plan order
+        keys = exp.search.longest_first
+        source = sorted(source, key=lambda params: -math.prod(float(params[k]) for k in keys))  # type: ignore[arg-type]
     trials: list[Trial] = []
     names: dict[str, dict[str, Value]] = {}
     bs = exp.batch_size
