@@ -71,6 +71,30 @@ def test_second_run_changes_nothing(local_cluster):
     print(f"\nfirst site.yml {first:.0f}s, rerun {rerun.seconds:.0f}s ({rerun.seconds / first:.0%} of the first)")
 
 
+def _controller_flags(api) -> list[str]:
+    pods = api["core"].list_namespaced_pod("kube-system", label_selector="component=kube-controller-manager").items
+    return [arg for p in pods if p.status.phase == "Running" for c in p.spec.containers for arg in c.command or []]
+
+
+def test_a_changed_setting_reaches_the_running_control_plane_and_the_next_rerun_is_clean(api, local_cluster):
+    """Ops change a role variable and rerun site.yml: kubeadm's static pods are regenerated (a
+    handler), the controller-manager comes back with the new flag; rerunning with the old value
+    restores it, and then nothing changes."""
+    default = "--kube-api-qps=400"
+    assert default in _controller_flags(api)
+    for qps in (401, 400):
+        run = cluster.playbook(INVENTORY, extra=["-e", f"control_plane_controllers_api_qps={qps}"], echo=False)
+        assert run.ok, run.output[-3000:]
+        assert "RUNNING HANDLER [control_plane : Regenerate the control-plane static pods]" in run.output
+        deadline = time.monotonic() + 180
+        while f"--kube-api-qps={qps}" not in _controller_flags(api) and time.monotonic() < deadline:
+            time.sleep(2)
+        assert f"--kube-api-qps={qps}" in _controller_flags(api)
+        assert f"--kube-api-burst={2 * qps}" in _controller_flags(api)
+    rerun = cluster.playbook(INVENTORY, echo=False)
+    assert rerun.ok and not {h: r["changed"] for h, r in rerun.recap.items() if r["changed"]}, rerun.output[-3000:]
+
+
 def _wait_job(api, name, namespace="default", timeout=300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
