@@ -44,7 +44,7 @@ SWEEP_HELP = {
     "namespace": "Kubernetes namespace (overrides the file)",
     "trial_limit": "refuse sweeps of more trials than this (overrides search.trialLimit)",
     "kubeconfig": "cluster to run on (default: the local cluster's, then $KUBECONFIG)",
-    "apply": "direct (Python client, default) or ansible (kubernetes.core, one module call per batch)",
+    "apply": "direct (Python client, default) or ansible (playbooks/sweep.yml: kubernetes.core, one module call per chunk of a batch)",
     "refill": "trial (start the next trial as soon as a slot frees, default) or batch",
     "retry_failed": "run failed trials again",
 }

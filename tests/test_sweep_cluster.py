@@ -286,10 +286,24 @@ def test_trials_on_a_lost_node_are_submitted_again_on_another(tmp_path, local_cl
           180, f"{lost} Ready again")
 
 
+def _suspended_jobs(grid, tmp_path):
+    """Render the grid's first batch with every Job suspended (the API path is under test, not
+    pods); return the files."""
+    from kubesweep import render
+
+    target = render.write(render.plan(grid), tmp_path / "jobs")
+    files = sorted((target / "batch-000").glob("*.yaml"))
+    for f in files:
+        doc = yaml.safe_load(f.read_text())
+        doc["spec"]["suspend"] = True
+        f.write_text(yaml.safe_dump(doc))
+    return files
+
+
 def test_create_jobs_tells_created_from_existing_and_names_what_the_api_server_refused(tmp_path, local_cluster):
     from kubernetes.client.exceptions import ApiException
 
-    from kubesweep import kube, render, submit
+    from kubesweep import kube, submit
 
     grid = _grid(tmp_path, "submit-paths", """\
         name: submit-paths
@@ -298,13 +312,7 @@ def test_create_jobs_tells_created_from_existing_and_names_what_the_api_server_r
         parameters: {i: {min: 1, max: 3}}
         objective: {metric: acc}
         """)
-    plan = render.plan(grid)
-    target = render.write(plan, tmp_path / "jobs")
-    bodies = []
-    for f in sorted((target / "batch-000").glob("*.yaml")):
-        doc = yaml.safe_load(f.read_text())
-        doc["spec"]["suspend"] = True  # the API path is under test, not pods
-        bodies.append((doc["metadata"]["name"], doc))
+    bodies = [(f.stem, yaml.safe_load(f.read_text())) for f in _suspended_jobs(grid, tmp_path)]
     c = kube.clients(local_cluster["kubeconfig"])
     ns = "kubesweep-submit-test"
     doc_ns = [(n, {**b, "metadata": {**b["metadata"], "namespace": ns}}) for n, b in bodies]
@@ -331,7 +339,7 @@ def test_kubernetes_core_path_creates_every_chunk_verbatim_and_reports_a_refused
     a Job the API server refuses fails the apply with the server's reason."""
     from kubernetes.client.exceptions import ApiException
 
-    from kubesweep import kube, render, submit, submit_ansible
+    from kubesweep import kube, submit, submit_ansible
 
     grid = _grid(tmp_path, "ansible-chunks", """\
         name: ansible-chunks
@@ -341,14 +349,7 @@ def test_kubernetes_core_path_creates_every_chunk_verbatim_and_reports_a_refused
         parameters: {i: {min: 1, max: 7}}
         objective: {metric: acc}
         """)
-    plan = render.plan(grid)
-    target = render.write(plan, tmp_path / "jobs")
-    files = []
-    for f in sorted((target / "batch-000").glob("*.yaml")):
-        doc = yaml.safe_load(f.read_text())
-        doc["spec"]["suspend"] = True  # the apply path is under test, not pods
-        f.write_text(yaml.safe_dump(doc))
-        files.append(f)
+    files = _suspended_jobs(grid, tmp_path)
     assert len(files) == 7
     c = kube.clients(local_cluster["kubeconfig"])
     ns = "kubesweep-ansible-test"
