@@ -347,6 +347,7 @@ def test_kubernetes_core_path_creates_every_chunk_verbatim_and_reports_a_refused
         image: localhost:5000/kubesweep/fake:1
         command: [train, "${i}", "{{ 6 * 7 }}"]
         parameters: {i: {min: 1, max: 7}}
+        batchSize: 7
         objective: {metric: acc}
         """)
     files = _suspended_jobs(grid, tmp_path)
