@@ -21,6 +21,7 @@ from .spec import Experiment
 from .trials import Trial, canonical_json, format_value
 
 Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 LABEL_PREFIX = "kubesweep.io/"
 L_EXPERIMENT = LABEL_PREFIX + "experiment"
@@ -215,6 +216,11 @@ def build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> dic
 def dump(obj: Any) -> str:
     """Deterministic YAML for one object (key order as built, no line folding)."""
     return yaml.dump(obj, Dumper=Dumper, sort_keys=False, default_flow_style=False, width=1 << 20, allow_unicode=True)
+
+
+def load(data: bytes | str) -> Any:
+    """A rendered manifest back as data (libyaml when present; we wrote it, so no positions)."""
+    return yaml.load(data, Loader=Loader)
 
 
 # ------------------------------------------------------------------------- the fast renderer

@@ -25,8 +25,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from . import journal, kube, manifest, submit
 from .errors import KubesweepError
 from .metrics import read_objective
@@ -37,9 +35,6 @@ from .trialstate import (CANCELLED, FAILED, FINAL, PENDING, RUNNING, SUBMITTED, 
 # A trial whose pod was evicted from a lost node is submitted again this long after the pod's
 # own grace period ran out without it stopping (a node that answers stops it within the period).
 NODE_LOSS_MARGIN_S = 10.0
-
-Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 
 class SweepError(KubesweepError):
     pass
@@ -225,7 +220,7 @@ class Sweep:
         """The rendered Job as written (and validated) by render. It goes to the API server as
         JSON: the server parses JSON in less CPU than YAML, and on a small control plane that is
         what bounds the create rate (bench/submit.py)."""
-        return yaml.load((self.jobs_dir / rec.batch / f"{rec.name}.yaml").read_bytes(), Loader=Loader)
+        return manifest.load((self.jobs_dir / rec.batch / f"{rec.name}.yaml").read_bytes())
 
     def _submit(self, c: kube.Clients, recs: list[TrialRecord]) -> tuple[int, int]:
         if self.apply == "ansible":

@@ -19,15 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
+from . import manifest
 from .errors import KubesweepError
 from .paths import REPO
-
-try:
-    from yaml import CSafeLoader as Loader
-except ImportError:  # pragma: no cover - PyYAML without libyaml
-    from yaml import SafeLoader as Loader  # type: ignore[assignment]
 
 MAX_CHUNKS = 8
 MIN_PER_CHUNK = 50  # below this, another module process costs more than it saves
@@ -62,7 +56,7 @@ def apply(files: list[Path], kubeconfig: Path | None, n_chunks: int | None = Non
     if not files:
         return 0.0
     kubeconfig = kubeconfig or default_kubeconfig()
-    docs = [yaml.load(Path(f).read_bytes(), Loader=Loader) for f in files]
+    docs = [manifest.load(Path(f).read_bytes()) for f in files]
     with tempfile.TemporaryDirectory(prefix="kubesweep-apply-") as tmp:
         batch_files = []
         for i, part in enumerate(chunks(docs, n_chunks or chunk_count(len(docs)))):
