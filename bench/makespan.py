@@ -10,6 +10,9 @@ invocation, side by side:
   batch   the next batch directory starts when the whole previous one has finished
   longest trial refill, with the plan ordered longest first (search.longestFirst: [duration]):
           what a sweep reaches when a parameter tells which trials run longest
+  queued  longest, with batchSize above the slots (--queue more): those wait at the scheduler,
+          which places one the moment a slot frees, before the client has even seen the trial
+          finish. Not run by default: it lost to plain longest (docs/benchmarks.md)
 
 Printed per policy: makespan, the ideal bound max(sum of durations / slots, longest trial), their
 ratio, the ratio to a zero-overhead list schedule of the same trials in the same order (what any
@@ -57,7 +60,7 @@ parameters:
   rep: {{min: 1, max: {reps}}}
   duration: {durations}
 search: {{trialLimit: 100000{order}}}
-batchSize: {slots}
+batchSize: {batch}
 objective: {{metric: acc}}
 resources: {{cpu: 100m, memory: 64Mi, nvidia.com/gpu: 1}}
 nodeSelector: {{nvidia.com/gpu.present: "true"}}
@@ -73,11 +76,13 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: Path, work: Path) -> dict[str, Any]:
+def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: Path, work: Path,
+               queue: int) -> dict[str, Any]:
     reps = max(1, trials // len(durations))
     grid = work / f"{policy}.yaml"
-    order = ", longestFirst: [duration]" if policy == "longest" else ""
-    grid.write_text(GRID.format(policy=policy, durations=durations, reps=reps, slots=slots, order=order))
+    order = ", longestFirst: [duration]" if policy in ("longest", "queued") else ""
+    batch = slots + queue if policy == "queued" else slots
+    grid.write_text(GRID.format(policy=policy, durations=durations, reps=reps, batch=batch, order=order))
     plan = render.plan(grid)
     render.write(plan, work / "jobs")
     total = sum(t.params["duration"] for t in plan.trials)
@@ -170,7 +175,9 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=2000)
     ap.add_argument("--nodes", type=int, default=50)
     ap.add_argument("--gpus", type=int, default=8)
-    ap.add_argument("--policies", default="trial,batch,longest", help="any of trial, batch, longest")
+    ap.add_argument("--policies", default="trial,batch,longest",
+                    help="any of trial, batch, longest, queued (queued lost to longest: docs/benchmarks.md)")
+    ap.add_argument("--queue", type=int, default=None, help="queued: trials in flight beyond the slots (default: 5%% of the slots)")
     ap.add_argument("--durations", default=",".join(map(str, DURATIONS)), help="trial durations in seconds, interleaved")
     ap.add_argument("--kubeconfig", default=None)
     args = ap.parse_args()
@@ -179,12 +186,13 @@ def main() -> int:
         kc = kubeconfig_path(ROOT / "inventory" / "local")
     slots = args.nodes * args.gpus
     durations = [int(d) for d in args.durations.split(",")]
+    queue = args.queue if args.queue is not None else max(1, slots // 20)
     fake_nodes.ensure(kc, args.nodes, args.gpus, version=pins()["kwok_version"])
     work = Path(tempfile.mkdtemp(prefix="kubesweep-bench-makespan-"))
     results = {}
     try:
         for policy in args.policies.split(","):
-            results[policy] = run_policy(policy, args.trials, slots, durations, kc, work)
+            results[policy] = run_policy(policy, args.trials, slots, durations, kc, work, queue)
     finally:
         fake_nodes.ensure(kc, 0, args.gpus, version=pins()["kwok_version"])
         shutil.rmtree(work, ignore_errors=True)
@@ -202,6 +210,9 @@ def main() -> int:
         print(f"trial refill vs batch refill: {results['batch']['makespan'] / results['trial']['makespan']:.2f}x shorter makespan")
     if "trial" in results and "longest" in results:
         print(f"longest first vs plan order: {results['trial']['makespan'] / results['longest']['makespan']:.2f}x shorter makespan")
+    if "longest" in results and "queued" in results:
+        print(f"{queue} trials queued at the scheduler vs none: "
+              f"{results['longest']['makespan'] / results['queued']['makespan']:.3f}x shorter makespan")
     return 0
 
 

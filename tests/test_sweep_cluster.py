@@ -156,7 +156,20 @@ def test_failure_causes_are_named(tmp_path, local_cluster, api, trainer):
     rec = next(iter(journal.load(tmp_path / "results" / "badimage").values()))
     assert rec["state"] == "failed" and rec["reason"] in ("ErrImagePull", "ImagePullBackOff"), rec
     assert took < 90, f"a missing image took {took:.0f}s to be reported"
-    for exp in ("failures", "badimage"):
+    unplaceable = _grid(tmp_path, "unplaceable", """\
+    name: unplaceable
+    image: localhost:5000/kubesweep/does-not-matter:1
+    command: [python3, "${x}"]
+    parameters: {x: [a]}
+    objective: {metric: acc}
+    resources: {cpu: 100m, memory: 4096Gi}
+    unschedulableSeconds: 5
+    """)
+    r = invoke(*sweep_args(unplaceable, tmp_path, local_cluster["kubeconfig"]))
+    rec = next(iter(journal.load(tmp_path / "results" / "unplaceable").values()))
+    assert rec["state"] == "failed" and rec["reason"] == "Unschedulable", rec
+    assert "Insufficient memory" in rec["message"]  # the scheduler's own words
+    for exp in ("failures", "badimage", "unplaceable"):
         invoke("clean", exp, "--kubeconfig", str(local_cluster["kubeconfig"]))
 
 

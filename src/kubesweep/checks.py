@@ -172,7 +172,8 @@ def check(exp: Experiment, pos: Positions) -> None:
         out.add(pos.value(("maxFailedTrials",)), "maxFailedTrials must not be negative", exp.max_failed_trials)
     for key, value, least in (("backoffLimit", exp.backoff_limit, 0), ("activeDeadlineSeconds", exp.active_deadline_seconds, 1),
                               ("ttlSecondsAfterFinished", exp.ttl_seconds_after_finished, 0),
-                              ("nodeLossGraceSeconds", exp.node_loss_grace_seconds, 0)):
+                              ("nodeLossGraceSeconds", exp.node_loss_grace_seconds, 0),
+                              ("unschedulableSeconds", exp.unschedulable_seconds, 1)):
         if value is not None and value < least:
             out.add(pos.value((key,)), f"{key} must be at least {least}", value)
 

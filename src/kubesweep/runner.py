@@ -114,7 +114,7 @@ class Watcher:
 
 class Sweep:
     def __init__(self, plan: Plan, jobs_dir: Path, results_dir: Path, *, kubeconfig: Path | None = None,
-                 apply: str = "direct", refill: str = "trial", pending_timeout: float = 600.0,
+                 apply: str = "direct", refill: str = "trial",
                  retry_failed: bool = False, on_change: Callable[[TrialRecord], None] | None = None,
                  stop_after: Callable[[], bool] | None = None):
         self.plan = plan
@@ -124,7 +124,7 @@ class Sweep:
         self.kubeconfig = kubeconfig
         self.apply = apply
         self.refill = refill
-        self.pending_timeout = pending_timeout
+        self.pending_timeout = float(self.exp.unschedulable_seconds)
         self.retry_failed = retry_failed
         self.on_change = on_change or (lambda r: None)
         self.stop_after = stop_after
@@ -374,6 +374,11 @@ class Sweep:
                   metrics=metrics if metrics is not None else rec.metrics)
         self.pending_since.pop(rec.name, None)
         self.lost_since.pop(rec.name, None)
+        if rec.node:
+            # A trial that held a node let go of it: the trials waiting for a place are queued
+            # behind the sweep, not refused by the cluster, so their clocks start again.
+            restart = time.monotonic()
+            self.pending_since.update(dict.fromkeys(self.pending_since, restart))
         self.pods.pop(rec.name, None)  # a finished trial's pod is not looked at again
         journal.append(self.results_dir, rec.as_dict())
         if delete:

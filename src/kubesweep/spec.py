@@ -136,6 +136,7 @@ class Experiment(Model):
     active_deadline_seconds: StrictInt | None = None
     ttl_seconds_after_finished: StrictInt | None = None
     node_loss_grace_seconds: StrictInt = 60
+    unschedulable_seconds: StrictInt = 600
     service_account: StrictStr | None = None
     security_context: SecurityContext = SecurityContext()
     labels: dict[str, StrictStr] = {}

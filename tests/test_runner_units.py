@@ -1,0 +1,49 @@
+"""The sweep's bookkeeping, driven with API-shaped pod events (no cluster needed)."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+
+from kubesweep import manifest, render, runner
+from kubesweep.trialstate import FAILED, SUCCEEDED
+
+
+def _pod(trial: str, *, node: str | None = None, unschedulable: bool = False) -> dict:
+    status: dict = {"phase": "Running" if node else "Pending"}
+    if unschedulable:
+        status["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                 "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."}]
+    return {"metadata": {"name": f"{trial}-pod", "labels": {manifest.L_TRIAL: trial}},
+            "spec": {"nodeName": node} if node else {}, "status": status}
+
+
+def test_a_trial_queued_behind_the_sweep_waits_while_placed_trials_finish(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(textwrap.dedent("""\
+        name: queued
+        image: localhost:5000/t:1
+        command: [train, "${i}"]
+        parameters: {i: [1, 2, 3]}
+        objective: {metric: acc}
+        unschedulableSeconds: 30
+        """))
+    plan = render.plan(grid)
+    sweep = runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results")
+    assert sweep.pending_timeout == 30
+    placed, queued, refused = (t.name for t in plan.trials)
+    sweep._on_pod("ADDED", _pod(placed, node="gpu-1"))
+    sweep._on_pod("ADDED", _pod(queued, unschedulable=True))
+    sweep._on_pod("ADDED", _pod(refused, unschedulable=True))
+    assert sweep.records[queued].reason == "Unschedulable" and "Insufficient nvidia.com/gpu" in sweep.records[queued].message
+    waited = time.monotonic() - 25
+    sweep.pending_since.update({queued: waited, refused: waited})
+
+    # one that never had a node gives up nothing the others wait for: no clock restarts
+    sweep._finish(sweep.records[refused], FAILED, "Unschedulable", "too big")
+    assert sweep.pending_since[queued] == waited
+
+    # a trial that ran frees its slot: the queued one waits afresh
+    sweep._finish(sweep.records[placed], SUCCEEDED, None, None)
+    assert time.monotonic() - sweep.pending_since[queued] < 5
+    assert refused not in sweep.pending_since and placed not in sweep.pending_since
