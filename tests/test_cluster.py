@@ -7,6 +7,7 @@ checking that nothing is left behind.
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 
@@ -79,23 +80,44 @@ def _controller_flags(api) -> list[str]:
 def test_a_changed_setting_reaches_the_running_control_plane_and_the_next_rerun_is_clean(api, local_cluster):
     """Ops change a role variable and rerun site.yml: kubeadm's static pods are regenerated (a
     handler), the controller-manager comes back with the new flag; rerunning with the old value
-    restores it, and then nothing changes."""
+    restores it, and then nothing changes. A run that died between writing the configuration
+    and regenerating does not leave the next run believing all is well."""
     assert "--kube-api-qps=400" in _controller_flags(api)
     try:
         for qps in (401, 400):  # -e gives a string: the role must still compute the burst as a number
             run = cluster.playbook(INVENTORY, extra=["-e", f"control_plane_controllers_api_qps={qps}"], echo=False)
             assert run.ok, run.output[-3000:]
             assert "RUNNING HANDLER [control_plane : Regenerate the control-plane static pods]" in run.output
-            deadline = time.monotonic() + 180
-            while f"--kube-api-qps={qps}" not in _controller_flags(api) and time.monotonic() < deadline:
-                time.sleep(2)
-            assert f"--kube-api-qps={qps}" in _controller_flags(api)
-            assert f"--kube-api-burst={2 * qps}" in _controller_flags(api)
+            _wait_flags(api, qps)
+        # A run that died after writing the new configuration and before its handler ran: the
+        # file on the host says 402, the running control plane still 400. The next run (same
+        # setting, so the file is already as rendered) must still regenerate.
+        config = "/etc/kubernetes/kubeadm-config.yaml"
+        died = subprocess.run(["docker", "exec", NODES[0], "sed", "-i", "-e", 's/value: "400"/value: "402"/',
+                               "-e", 's/value: "800"/value: "804"/', config], capture_output=True, text=True)
+        assert died.returncode == 0, died.stderr
+        edited = subprocess.run(["docker", "exec", NODES[0], "grep", "-c", 'value: "402"\\|value: "804"', config],
+                                capture_output=True, text=True)
+        assert edited.stdout.strip() == "4", edited.stdout + edited.stderr  # qps and burst, controllers and scheduler
+        assert "--kube-api-qps=400" in _controller_flags(api)
+        run = cluster.playbook(INVENTORY, extra=["-e", "control_plane_controllers_api_qps=402"], echo=False)
+        assert run.ok, run.output[-3000:]
+        assert "RUNNING HANDLER [control_plane : Regenerate the control-plane static pods]" in run.output
+        _wait_flags(api, 402)
     finally:  # whatever failed above, later tests get the control plane site.yml describes
         restore = cluster.playbook(INVENTORY, extra=["-e", "control_plane_controllers_api_qps=400"], echo=False)
         assert restore.ok, restore.output[-3000:]
+    _wait_flags(api, 400)
     rerun = cluster.playbook(INVENTORY, echo=False)
     assert rerun.ok and not {h: r["changed"] for h, r in rerun.recap.items() if r["changed"]}, rerun.output[-3000:]
+
+
+def _wait_flags(api, qps: int) -> None:
+    deadline = time.monotonic() + 180
+    while f"--kube-api-qps={qps}" not in _controller_flags(api) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert f"--kube-api-qps={qps}" in _controller_flags(api)
+    assert f"--kube-api-burst={2 * qps}" in _controller_flags(api)
 
 
 def _wait_job(api, name, namespace="default", timeout=300):
