@@ -14,7 +14,14 @@ pods starting. Each path gets its own namespace, deleted (and waited for) before
 runs; all paths run in turn for --rounds rounds, and the medians are compared, since a 2-core
 machine's noise moves single runs by ±30%. Prints Jobs/s per round, medians and ratios.
 
+With --controller-qps 400,100 each round runs every path once per setting of the
+controller-manager's and scheduler's API rate (`control_plane_controllers_api_qps`, applied by
+rerunning site.yml on the cluster's inventory, and put back to the inventory's own value at the
+end): the Job controller reacts to every Job created (here: a status update per suspended Job),
+and how fast it may do so decides how much of the API server's CPU is left for the creates.
+
     python bench/submit.py --jobs 1000        (needs `invoke cluster`)
+    python bench/submit.py --jobs 1000 --controller-qps 400,100
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from kubesweep import kube, render, submit, submit_ansible  # noqa: E402
+from kubesweep import cluster, kube, render, submit, submit_ansible  # noqa: E402
 from kubesweep.cluster import DEFAULT_INVENTORY, kubeconfig_path  # noqa: E402
 from kubesweep.paths import cache_root  # noqa: E402
 from kubesweep.versions import pins  # noqa: E402
@@ -91,15 +98,48 @@ def main() -> int:
     ap.add_argument("--per-file-sample", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=3, help="each path once per round, in turn; medians are reported")
     ap.add_argument("--kubeconfig", default=None)
+    ap.add_argument("--controller-qps", default="",
+                    help="comma-separated control_plane_controllers_api_qps values to compare, side by side per round")
     args = ap.parse_args()
+    inventory = DEFAULT_INVENTORY
     kc = Path(args.kubeconfig) if args.kubeconfig else kubeconfig_path(DEFAULT_INVENTORY)
     if not kc.exists():
-        local = kubeconfig_path(ROOT / "inventory" / "local")
+        inventory = ROOT / "inventory" / "local"
+        local = kubeconfig_path(inventory)
         kc = local if local.exists() else kc
+    settings: list[int | None] = [int(q) for q in args.controller_qps.split(",") if q.strip()] or [None]
+    if settings != [None] and args.kubeconfig:
+        ap.error("--controller-qps reruns site.yml on the cluster's own inventory; leave out --kubeconfig")
     c = kube.clients(kc)
     work = Path(tempfile.mkdtemp(prefix="kubesweep-bench-submit-"))
-    rates: dict[str, list[float]] = {"direct": [], "k8s-batch": [], "k8s-one-call": [], "kubectl": [], "k8s-per-file": []}
+    paths = ("direct", "k8s-batch", "k8s-one-call", "kubectl", "k8s-per-file")
+    rates: dict[int | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
     made_ns: list[str] = []
+
+    lease = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager"
+
+    def holder() -> str:
+        try:
+            return kube.request(c, "GET", lease)["spec"].get("holderIdentity") or ""
+        except Exception:  # noqa: BLE001 - the API server restarting
+            return ""
+
+    def set_qps(qps: int | None) -> None:
+        extra = ["-e", f"control_plane_controllers_api_qps={qps}"] if qps is not None else []
+        before = holder()
+        run = cluster.playbook(inventory, extra=extra, echo=False)
+        if not run.ok:
+            raise SystemExit(f"site.yml with {extra or 'the inventory values'} failed:\n{run.output[-3000:]}")
+        # A restarted controller-manager does nothing until it holds the leader lease, and then
+        # syncs every Job: measured before that, the creates would have the API server to
+        # themselves. Wait for the new holder, then for its first sync to pass.
+        if not any(r["changed"] for r in run.recap.values()):
+            return  # nothing restarted
+        deadline = time.monotonic() + 120
+        while holder() in ("", before) and time.monotonic() < deadline:
+            time.sleep(2)
+        time.sleep(15)
+
     try:
         grid = work / "grid.yaml"
         grid.write_text(GRID % (args.jobs, args.jobs))
@@ -142,9 +182,9 @@ def main() -> int:
                         return
                 time.sleep(1)
 
-        for rnd in range(args.rounds):
+        def one_round(tag: str, rates: dict[str, list[float]]) -> None:
             # direct: the runner's path (JSON bodies, a pool of connections)
-            ns = f"bench-direct-{rnd}"
+            ns = f"bench-direct-{tag}"
             bodies = [(b["metadata"]["name"], b) for b in fresh(ns)]
             t = time.perf_counter()
             made = submit.create_jobs(c, ns, bodies)
@@ -155,7 +195,7 @@ def main() -> int:
             # kubernetes.core (playbooks/sweep.yml): the batch in chunks, one module call each, in parallel;
             # then the same with the whole batch in one module call
             for path, n_chunks in (("k8s-batch", None), ("k8s-one-call", 1)):
-                ns = f"bench-{path}-{rnd}"
+                ns = f"bench-{path}-{tag}"
                 d = as_files(ns, fresh(ns))
                 t = time.perf_counter()
                 submit_ansible.apply(sorted(d.glob("*.yaml")), kc, n_chunks=n_chunks)
@@ -163,7 +203,7 @@ def main() -> int:
                 gone(ns)
 
             # kubectl apply -f dir
-            ns = f"bench-kubectl-{rnd}"
+            ns = f"bench-kubectl-{tag}"
             d = as_files(ns, fresh(ns))
             t = time.perf_counter()
             subprocess.run([str(kubectl()), "--kubeconfig", str(kc), "apply", "-f", str(d)], check=True,
@@ -172,7 +212,7 @@ def main() -> int:
             gone(ns)
 
             # kubernetes.core per file, on a sample
-            ns = f"bench-per-file-{rnd}"
+            ns = f"bench-per-file-{tag}"
             d = as_files(ns, fresh(ns, docs[: args.per_file_sample]))
             play = work / "per_file.yml"
             play.write_text(PER_FILE)
@@ -180,7 +220,15 @@ def main() -> int:
             ansible_playbook(play, {"files": [str(p) for p in sorted(d.glob("*.yaml"))]}, kc, work)
             rates["k8s-per-file"].append(args.per_file_sample / (time.perf_counter() - t))
             gone(ns)
+
+        for rnd in range(args.rounds):
+            for qps in settings:
+                if qps is not None:
+                    set_qps(qps)
+                one_round(f"{rnd}" if qps is None else f"{rnd}-qps{qps}", rates[qps])
     finally:
+        if settings != [None]:
+            set_qps(None)
         for ns in made_ns:
             try:
                 c.core.delete_namespace(ns)
@@ -188,15 +236,23 @@ def main() -> int:
                 pass
         shutil.rmtree(work, ignore_errors=True)
 
-    results = {k: median(v) for k, v in rates.items()}
-    print(f"submit benchmark: {args.jobs:,} suspended Jobs into the local cluster's API server, {args.rounds} rounds, "
-          f"medians (per-file loop on a sample of {args.per_file_sample})")
-    print(f"{'path':<14}{'Jobs/s':>10}{'s per 1000':>12}   rounds")
-    for name, rate in results.items():
-        print(f"{name:<14}{rate:>10.1f}{1000 / rate:>12.1f}   {', '.join(f'{r:.1f}' for r in rates[name])}")
-    for name in ("direct", "k8s-batch", "k8s-one-call"):
-        print(f"{name}: {results[name] / results['kubectl']:.1f}x kubectl apply -f dir, "
-              f"{results[name] / results['k8s-per-file']:.1f}x the per-file kubernetes.core loop")
+    for qps, by_path in rates.items():
+        results = {k: median(v) for k, v in by_path.items()}
+        setting = "" if qps is None else f", controllers at {qps} QPS"
+        print(f"submit benchmark: {args.jobs:,} suspended Jobs into the local cluster's API server{setting}, "
+              f"{args.rounds} rounds, medians (per-file loop on a sample of {args.per_file_sample})")
+        print(f"{'path':<14}{'Jobs/s':>10}{'s per 1000':>12}   rounds")
+        for name, rate in results.items():
+            print(f"{name:<14}{rate:>10.1f}{1000 / rate:>12.1f}   {', '.join(f'{r:.1f}' for r in by_path[name])}")
+        for name in ("direct", "k8s-batch", "k8s-one-call"):
+            print(f"{name}: {results[name] / results['kubectl']:.1f}x kubectl apply -f dir, "
+                  f"{results[name] / results['k8s-per-file']:.1f}x the per-file kubernetes.core loop")
+    if len(settings) > 1:
+        first, *others = settings
+        for other in others:
+            for name in ("direct", "kubectl"):
+                a, b = median(rates[first][name]), median(rates[other][name])
+                print(f"{name}: {b / a:.2f}x the rate at {other} QPS as at {first} QPS")
     return 0
 
 
