@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Submit benchmark: N Jobs into the real API server of the local cluster, four ways, one run.
 
-  direct        kubesweep's Python-client path (concurrent creates)
+  direct        kubesweep's Python-client path (concurrent creates; with --workers 16,64 once per
+                count of creates in flight, as direct-16, direct-64)
   k8s-batch     kubesweep's kubernetes.core path (playbooks/sweep.yml): the batch in a few chunks, one
                 k8s module call per chunk, chunks in parallel in Ansible's forks
   k8s-one-call  the same playbook with the whole batch in one k8s module call
@@ -22,6 +23,7 @@ and how fast it may do so decides how much of the API server's CPU is left for t
 
     python bench/submit.py --jobs 1000        (needs `invoke cluster`)
     python bench/submit.py --jobs 1000 --controller-qps 400,100
+    python bench/submit.py --jobs 1000 --workers 16,64
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ def main() -> int:
     ap.add_argument("--per-file-sample", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=3, help="each path once per round, in turn; medians are reported")
     ap.add_argument("--kubeconfig", default=None)
+    ap.add_argument("--workers", default=str(submit.WORKERS),
+                    help="comma-separated counts of creates in flight for the direct path, compared side by side")
     ap.add_argument("--controller-qps", default="",
                     help="comma-separated control_plane_controllers_api_qps values to compare, side by side per round")
     args = ap.parse_args()
@@ -112,7 +116,9 @@ def main() -> int:
         ap.error("--controller-qps reruns site.yml on the cluster's own inventory; leave out --kubeconfig")
     c = kube.clients(kc)
     work = Path(tempfile.mkdtemp(prefix="kubesweep-bench-submit-"))
-    paths = ("direct", "k8s-batch", "k8s-one-call", "kubectl", "k8s-per-file")
+    workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    direct = {w: "direct" if len(workers) == 1 else f"direct-{w}" for w in workers}
+    paths = (*direct.values(), "k8s-batch", "k8s-one-call", "kubectl", "k8s-per-file")
     rates: dict[int | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
     made_ns: list[str] = []
 
@@ -182,15 +188,16 @@ def main() -> int:
                         return
                 time.sleep(1)
 
-        def one_round(tag: str, rates: dict[str, list[float]]) -> None:
-            # direct: the runner's path (JSON bodies, a pool of connections)
-            ns = f"bench-direct-{tag}"
-            bodies = [(b["metadata"]["name"], b) for b in fresh(ns)]
-            t = time.perf_counter()
-            made = submit.create_jobs(c, ns, bodies)
-            rates["direct"].append(len(made) / (time.perf_counter() - t))
-            assert sum(made.values()) == args.jobs
-            gone(ns)
+        def one_round(tag: str, into: dict[str, list[float]]) -> None:
+            # direct: the runner's path (JSON bodies, creates in flight on a pool of connections)
+            for w, path in direct.items():
+                ns = f"bench-{path}-{tag}"
+                bodies = [(b["metadata"]["name"], b) for b in fresh(ns)]
+                t = time.perf_counter()
+                made = submit.create_jobs(c, ns, bodies, workers=w)
+                into[path].append(len(made) / (time.perf_counter() - t))
+                assert sum(made.values()) == args.jobs
+                gone(ns)
 
             # kubernetes.core (playbooks/sweep.yml): the batch in chunks, one module call each, in parallel;
             # then the same with the whole batch in one module call
@@ -199,7 +206,7 @@ def main() -> int:
                 d = as_files(ns, fresh(ns))
                 t = time.perf_counter()
                 submit_ansible.apply(sorted(d.glob("*.yaml")), kc, n_chunks=n_chunks)
-                rates[path].append(args.jobs / (time.perf_counter() - t))
+                into[path].append(args.jobs / (time.perf_counter() - t))
                 gone(ns)
 
             # kubectl apply -f dir
@@ -208,7 +215,7 @@ def main() -> int:
             t = time.perf_counter()
             subprocess.run([str(kubectl()), "--kubeconfig", str(kc), "apply", "-f", str(d)], check=True,
                            stdout=subprocess.DEVNULL)
-            rates["kubectl"].append(args.jobs / (time.perf_counter() - t))
+            into["kubectl"].append(args.jobs / (time.perf_counter() - t))
             gone(ns)
 
             # kubernetes.core per file, on a sample
@@ -218,7 +225,7 @@ def main() -> int:
             play.write_text(PER_FILE)
             t = time.perf_counter()
             ansible_playbook(play, {"files": [str(p) for p in sorted(d.glob("*.yaml"))]}, kc, work)
-            rates["k8s-per-file"].append(args.per_file_sample / (time.perf_counter() - t))
+            into["k8s-per-file"].append(args.per_file_sample / (time.perf_counter() - t))
             gone(ns)
 
         for rnd in range(args.rounds):
@@ -244,13 +251,13 @@ def main() -> int:
         print(f"{'path':<14}{'Jobs/s':>10}{'s per 1000':>12}   rounds")
         for name, rate in results.items():
             print(f"{name:<14}{rate:>10.1f}{1000 / rate:>12.1f}   {', '.join(f'{r:.1f}' for r in by_path[name])}")
-        for name in ("direct", "k8s-batch", "k8s-one-call"):
+        for name in (*direct.values(), "k8s-batch", "k8s-one-call"):
             print(f"{name}: {results[name] / results['kubectl']:.1f}x kubectl apply -f dir, "
                   f"{results[name] / results['k8s-per-file']:.1f}x the per-file kubernetes.core loop")
     if len(settings) > 1:
         first, *others = settings
         for other in others:
-            for name in ("direct", "kubectl"):
+            for name in (*direct.values(), "kubectl"):
                 a, b = median(rates[first][name]), median(rates[other][name])
                 print(f"{name}: {b / a:.2f}x the rate at {other} QPS as at {first} QPS")
     return 0

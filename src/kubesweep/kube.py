@@ -11,6 +11,13 @@ from typing import Any, Callable, Iterator
 from .errors import KubesweepError
 
 
+# Job creates in flight at once (submit.create_jobs); measured in bench/submit.py --workers.
+SUBMIT_WORKERS = 64
+# Connections kept open to the API server: the creates, the two watches of a running sweep and
+# its log reads.
+POOL_CONNECTIONS = SUBMIT_WORKERS + 8
+
+
 class ClusterUnreachable(KubesweepError):
     pass
 
@@ -50,8 +57,13 @@ def clients(kubeconfig: Path | None = None) -> Clients:
         where = f" at {path}" if path else ""
         raise ClusterUnreachable(f"no kubeconfig{where}: bring the local cluster up with `invoke cluster`, "
                                  "or set KUBECONFIG / pass --kubeconfig")
-    api = config.new_client_from_config(str(path))
-    api.configuration.connection_pool_maxsize = 24  # submit workers + watches + log reads
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(path), client_configuration=cfg)
+    # Set before the ApiClient exists: its urllib3 pool is sized once, when it is made (a size set
+    # afterwards is ignored, and the default is 5 per CPU). Connections beyond the pool are closed
+    # after each request, so a submit would pay a TLS handshake per Job.
+    cfg.connection_pool_maxsize = POOL_CONNECTIONS
+    api = client.ApiClient(cfg)
     return Clients(client.CoreV1Api(api), client.BatchV1Api(api), client.RbacAuthorizationV1Api(api), api)
 
 

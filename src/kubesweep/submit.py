@@ -22,7 +22,7 @@ from typing import Any
 from . import kube
 from .errors import KubesweepError
 
-WORKERS = 16
+WORKERS = kube.SUBMIT_WORKERS
 
 
 class SubmitError(KubesweepError):
