@@ -1,7 +1,8 @@
 """An HA control plane for real: three control-plane node containers (stacked etcd) and a worker
 from site.yml. Opt-in (KUBESWEEP_HA=1; about 5 minutes and 3 more kubelets, etcds and API
 servers on this machine): it needs the local cluster to be down, since it brings up its own
-registry host on the same port. Run: KUBESWEEP_HA=1 invoke test -- tests/test_ha.py"""
+registry host on the same port. Run (after `invoke artifacts`):
+KUBESWEEP_HA=1 python -m pytest -q tests/test_ha.py"""
 
 from __future__ import annotations
 
@@ -77,3 +78,45 @@ def test_three_control_planes_with_stacked_etcd_and_a_worker(ha):
     assert rerun.ok and not {h: r["changed"] for h, r in rerun.recap.items() if r["changed"]}, rerun.recap
     print(f"\nHA: site.yml {run.seconds:.0f}s, rerun {rerun.seconds:.0f}s; memory in use on this machine "
           f"{used_memory_mib()} MiB with 4 nodes up")
+
+
+def test_a_changed_setting_reaches_every_control_plane_host(ha):
+    """A rerun with a new controller-manager setting regenerates the first host (kubeadm init
+    phase) and then the hosts that joined earlier (kubeadm upgrade node phase control-plane, from
+    the stored configuration); a rerun with the old value puts all three back, and the one after
+    changes nothing."""
+    from kubernetes import client, config
+
+    inv, _ = ha
+    api = client.CoreV1Api(config.new_client_from_config(str(cluster.kubeconfig_path(inv))))
+
+    def wait_flags(qps: int) -> None:
+        want = f"--kube-api-qps={qps}"
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            flags = {}
+            for cp in CONTROL_PLANES:
+                try:
+                    pod = api.read_namespaced_pod(f"kube-controller-manager-{cp}", "kube-system")
+                except client.ApiException:
+                    continue  # the mirror pod is being replaced
+                if pod.status.phase == "Running":
+                    flags[cp] = pod.spec.containers[0].command
+            if len(flags) == 3 and all(want in f for f in flags.values()):
+                return
+            time.sleep(3)
+        raise AssertionError(f"not every control plane runs with {want}: {flags}")
+
+    try:
+        changed = cluster.playbook(inv, extra=["-e", "control_plane_controllers_api_qps=402"], echo=False)
+        assert changed.ok, changed.output[-3000:]
+        task = changed.output.split("Regenerate this host's control plane from the stored configuration", 1)[-1]
+        task = task.split("TASK [", 1)[0]  # the output of that task alone
+        assert all(f"changed: [{cp}]" in task for cp in CONTROL_PLANES[1:]), task
+        wait_flags(402)
+    finally:
+        restore = cluster.playbook(inv, echo=False)
+        assert restore.ok, restore.output[-3000:]
+    wait_flags(400)
+    rerun = cluster.playbook(inv, echo=False)
+    assert rerun.ok and not {h: r["changed"] for h, r in rerun.recap.items() if r["changed"]}, rerun.recap
