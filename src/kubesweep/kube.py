@@ -60,8 +60,8 @@ def clients(kubeconfig: Path | None = None) -> Clients:
     cfg = client.Configuration()
     config.load_kube_config(config_file=str(path), client_configuration=cfg)
     # Set before the ApiClient exists: its urllib3 pool is sized once, when it is made (a size set
-    # afterwards is ignored, and the default is 5 per CPU). Connections beyond the pool are closed
-    # after each request, so a submit would pay a TLS handshake per Job.
+    # afterwards is ignored, and the default is 5 per CPU). A connection beyond the pool is closed
+    # after its request, so each create beyond it paid for a new connection and TLS handshake.
     cfg.connection_pool_maxsize = POOL_CONNECTIONS
     api = client.ApiClient(cfg)
     return Clients(client.CoreV1Api(api), client.BatchV1Api(api), client.RbacAuthorizationV1Api(api), api)
