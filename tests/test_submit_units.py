@@ -78,7 +78,8 @@ def test_creates_reuse_the_pooled_connections(tmp_path):
             created.clear()
             assert submit.create_jobs(c, "ns", bodies) == {n: True for n, _ in bodies}
             assert sorted(created) == sorted(("/apis/batch/v1/namespaces/ns/jobs", n) for n, _ in bodies)
-        assert submit.WORKERS <= len(connections) <= kube.POOL_CONNECTIONS
+        # at most the pool (how many below it depends on how the threads happened to overlap)
+        assert 0 < len(connections) <= kube.POOL_CONNECTIONS
     finally:
         server.shutdown()
         server.server_close()
