@@ -13,7 +13,8 @@
 Jobs are created suspended (spec.suspend: true), so the API server and etcd are measured, not
 pods starting. Each path gets its own namespace, deleted (and waited for) before the next path
 runs; all paths run in turn for --rounds rounds, and the medians are compared, since a 2-core
-machine's noise moves single runs by ±30%. Prints Jobs/s per round, medians and ratios.
+machine's noise moves single runs by ±30%. Prints Jobs/s per round, medians and ratios, and how many of the machine's
+cores were busy while each path ran (bound by CPU, or by waiting on answers).
 
 With --controller-qps 400,100 each round runs every path once per setting of the
 controller-manager's and scheduler's API rate (`control_plane_controllers_api_qps`, applied by
@@ -89,6 +90,26 @@ PER_FILE = """\
 """
 
 
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, every process: the cluster in its
+    node container, the client, kubectl, Ansible), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class Timed:
+    """Wall time and machine-wide busy cores of one timed path."""
+
+    def __enter__(self) -> "Timed":
+        self.busy, self.t = busy_seconds(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.t
+        self.cores = (busy_seconds() - self.busy) / self.seconds
+
+
 def median(values: list[float]) -> float:
     v = sorted(values)
     return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
@@ -120,6 +141,7 @@ def main() -> int:
     direct = {w: "direct" if len(workers) == 1 else f"direct-{w}" for w in workers}
     paths = (*direct.values(), "k8s-batch", "k8s-one-call", "kubectl", "k8s-per-file")
     rates: dict[int | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
+    busy: dict[int | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
     made_ns: list[str] = []
 
     lease = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager"
@@ -188,14 +210,18 @@ def main() -> int:
                         return
                 time.sleep(1)
 
-        def one_round(tag: str, into: dict[str, list[float]]) -> None:
+        def one_round(tag: str, into: dict[str, list[float]], cores: dict[str, list[float]]) -> None:
+            def record(path: str, n: int, timed: Timed) -> None:
+                into[path].append(n / timed.seconds)
+                cores[path].append(timed.cores)
+
             # direct: the runner's path (JSON bodies, creates in flight on a pool of connections)
             for w, path in direct.items():
                 ns = f"bench-{path}-{tag}"
                 bodies = [(b["metadata"]["name"], b) for b in fresh(ns)]
-                t = time.perf_counter()
-                made = submit.create_jobs(c, ns, bodies, workers=w)
-                into[path].append(len(made) / (time.perf_counter() - t))
+                with Timed() as timed:
+                    made = submit.create_jobs(c, ns, bodies, workers=w)
+                record(path, len(made), timed)
                 assert sum(made.values()) == args.jobs
                 gone(ns)
 
@@ -204,18 +230,18 @@ def main() -> int:
             for path, n_chunks in (("k8s-batch", None), ("k8s-one-call", 1)):
                 ns = f"bench-{path}-{tag}"
                 d = as_files(ns, fresh(ns))
-                t = time.perf_counter()
-                submit_ansible.apply(sorted(d.glob("*.yaml")), kc, n_chunks=n_chunks)
-                into[path].append(args.jobs / (time.perf_counter() - t))
+                with Timed() as timed:
+                    submit_ansible.apply(sorted(d.glob("*.yaml")), kc, n_chunks=n_chunks)
+                record(path, args.jobs, timed)
                 gone(ns)
 
             # kubectl apply -f dir
             ns = f"bench-kubectl-{tag}"
             d = as_files(ns, fresh(ns))
-            t = time.perf_counter()
-            subprocess.run([str(kubectl()), "--kubeconfig", str(kc), "apply", "-f", str(d)], check=True,
-                           stdout=subprocess.DEVNULL)
-            into["kubectl"].append(args.jobs / (time.perf_counter() - t))
+            with Timed() as timed:
+                subprocess.run([str(kubectl()), "--kubeconfig", str(kc), "apply", "-f", str(d)], check=True,
+                               stdout=subprocess.DEVNULL)
+            record("kubectl", args.jobs, timed)
             gone(ns)
 
             # kubernetes.core per file, on a sample
@@ -223,16 +249,16 @@ def main() -> int:
             d = as_files(ns, fresh(ns, docs[: args.per_file_sample]))
             play = work / "per_file.yml"
             play.write_text(PER_FILE)
-            t = time.perf_counter()
-            ansible_playbook(play, {"files": [str(p) for p in sorted(d.glob("*.yaml"))]}, kc, work)
-            into["k8s-per-file"].append(args.per_file_sample / (time.perf_counter() - t))
+            with Timed() as timed:
+                ansible_playbook(play, {"files": [str(p) for p in sorted(d.glob("*.yaml"))]}, kc, work)
+            record("k8s-per-file", args.per_file_sample, timed)
             gone(ns)
 
         for rnd in range(args.rounds):
             for qps in settings:
                 if qps is not None:
                     set_qps(qps)
-                one_round(f"{rnd}" if qps is None else f"{rnd}-qps{qps}", rates[qps])
+                one_round(f"{rnd}" if qps is None else f"{rnd}-qps{qps}", rates[qps], busy[qps])
     finally:
         if settings != [None]:
             set_qps(None)
@@ -248,9 +274,12 @@ def main() -> int:
         setting = "" if qps is None else f", controllers at {qps} QPS"
         print(f"submit benchmark: {args.jobs:,} suspended Jobs into the local cluster's API server{setting}, "
               f"{args.rounds} rounds, medians (per-file loop on a sample of {args.per_file_sample})")
-        print(f"{'path':<14}{'Jobs/s':>10}{'s per 1000':>12}   rounds")
+        print(f"{'path':<14}{'Jobs/s':>10}{'s per 1000':>12}{'cores busy':>12}   rounds")
         for name, rate in results.items():
-            print(f"{name:<14}{rate:>10.1f}{1000 / rate:>12.1f}   {', '.join(f'{r:.1f}' for r in by_path[name])}")
+            print(f"{name:<14}{rate:>10.1f}{1000 / rate:>12.1f}{median(busy[qps][name]):>12.2f}   "
+                  f"{', '.join(f'{r:.1f}' for r in by_path[name])}")
+        print(f"cores busy: the whole machine's CPU use while the path ran (median), of {os.cpu_count()} cores; "
+              "a path near all of them is bound by CPU, one well under them by waiting on answers")
         for name in (*direct.values(), "k8s-batch", "k8s-one-call"):
             print(f"{name}: {results[name] / results['kubectl']:.1f}x kubectl apply -f dir, "
                   f"{results[name] / results['k8s-per-file']:.1f}x the per-file kubernetes.core loop")
