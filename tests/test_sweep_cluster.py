@@ -256,6 +256,51 @@ def test_tpe_asks_each_batch_from_the_results_and_resumes_the_same_study_after_k
     invoke("clean", "tpe", "--kubeconfig", str(local_cluster["kubeconfig"]))
 
 
+def test_a_sweep_reordered_by_longest_first_resumes_without_a_second_job(tmp_path, local_cluster, api, trainer):
+    """longestFirst added to an experiment that has already run: the plan is cut into batches
+    anew, but trials keep their names, so the resume re-attaches what exists and creates only
+    the rest, longest first."""
+    body = f"""\
+    name: reorder
+    image: {trainer}
+    command: [python3, -c, "import time, sys; time.sleep(float(sys.argv[1])); print('score=' + sys.argv[1])", "${{sleep}}"]
+    parameters:
+      sleep: [1, 2, 3, 4, 5, 6]
+    batchSize: 2
+    objective: {{metric: score}}
+    resources: {{cpu: 100m, memory: 64Mi}}
+    """
+    grid = _grid(tmp_path, "reorder", body)
+    argv = [sys.executable, "-m", "invoke", *sweep_args(grid, tmp_path, local_cluster["kubeconfig"])]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:  # stop it while the first batch (sleep 1 and 2, plan order) is on the cluster
+        _wait(lambda: len(jobs_of(api, "reorder")) >= 2, 120, "the first batch's Jobs")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = {j.metadata.name: j.metadata.uid for j in jobs_of(api, "reorder")}
+    first_params = {json.loads(j.metadata.annotations[manifest.A_PARAMS])["sleep"] for j in jobs_of(api, "reorder")}
+    assert first_params <= {1, 2, 3, 4}, first_params
+
+    _grid(tmp_path, "reorder", textwrap.dedent(body) + "search: {longestFirst: [sleep]}\n")
+    final = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
+    plan = json.loads((tmp_path / "jobs" / "reorder" / "plan.json").read_text())
+    assert [t["params"]["sleep"] for t in plan["trials"]] == [6, 5, 4, 3, 2, 1]
+    jobs = jobs_of(api, "reorder")
+    assert len(jobs) == 6 == len({j.metadata.name for j in jobs})
+    assert all(before.get(j.metadata.name, j.metadata.uid) == j.metadata.uid for j in jobs), "a Job was created twice"
+    done = journal.load(tmp_path / "results" / "reorder")
+    assert {r["params"]["sleep"]: r["metrics"]["score"] for r in done.values() if r["state"] == "succeeded"} == \
+        {s: float(s) for s in range(1, 7)}
+    # what had not been created yet started longest first
+    # (creation times have 1 s resolution: a longer trial was never created after a shorter one)
+    created = [(json.loads(j.metadata.annotations[manifest.A_PARAMS])["sleep"], j.metadata.creation_timestamp)
+               for j in jobs if j.metadata.name not in before]
+    assert created and all(ta <= tb for sa, ta in created for sb, tb in created if sa > sb), sorted(created)
+    invoke("clean", "reorder", "--kubeconfig", str(local_cluster["kubeconfig"]))
+
+
 def test_trials_on_a_lost_node_are_submitted_again_on_another(tmp_path, local_cluster, api, trainer):
     lost = "ks-gpu-1"  # its GPU taint is tolerated below, so trials spread over it and ks-worker-1
     grid = _grid(tmp_path, "nodeloss", f"""\
