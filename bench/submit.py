@@ -13,8 +13,9 @@
 Jobs are created suspended (spec.suspend: true), so the API server and etcd are measured, not
 pods starting. Each path gets its own namespace, deleted (and waited for) before the next path
 runs; all paths run in turn for --rounds rounds, and the medians are compared, since a 2-core
-machine's noise moves single runs by ±30%. Prints Jobs/s per round, medians and ratios, and how many of the machine's
-cores were busy while each path ran (bound by CPU, or by waiting on answers).
+machine's noise moves single runs by ±30%. Prints Jobs/s per round, medians and ratios, and
+how many of the machine's cores were busy while each path ran (bound by CPU, or by waiting on
+answers).
 
 With --controller-qps 400,100 each round runs every path once per setting of the
 controller-manager's and scheduler's API rate (`control_plane_controllers_api_qps`, applied by
@@ -93,9 +94,9 @@ PER_FILE = """\
 def busy_seconds() -> float:
     """CPU seconds the whole machine has spent busy (all cores, every process: the cluster in its
     node container, the client, kubectl, Ansible), from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq = (
+        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 class Timed:

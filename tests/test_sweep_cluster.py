@@ -431,3 +431,29 @@ def test_kubernetes_core_path_creates_every_chunk_verbatim_and_reports_a_refused
             c.core.delete_namespace(ns)
         except ApiException:
             pass
+
+
+def _bench(script, *args):
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run.stdout
+
+
+def test_the_benchmarks_run_at_toy_size(local_cluster):
+    """bench/submit.py and bench/makespan.py give the figures docs/benchmarks.md quotes; run them
+    small here so they cannot rot between measurements (sizes, not times, are asserted)."""
+    import re
+
+    kc = str(local_cluster["kubeconfig"])
+    out = _bench("submit.py", "--jobs", "30", "--rounds", "1", "--per-file-sample", "2", "--kubeconfig", kc)
+    rows = dict(re.findall(r"^(direct|k8s-batch|k8s-one-call|kubectl|k8s-per-file)\s+([\d.]+)\s", out, re.M))
+    assert set(rows) == {"direct", "k8s-batch", "k8s-one-call", "kubectl", "k8s-per-file"}, out
+    assert all(float(v) > 0 for v in rows.values()), out
+    assert re.search(r"^direct: [\d.]+x kubectl apply -f dir, [\d.]+x the per-file", out, re.M), out
+
+    out = _bench("makespan.py", "--trials", "8", "--nodes", "2", "--gpus", "2", "--durations", "2,3",
+                 "--policies", "trial", "--kubeconfig", kc)
+    row = re.search(r"^trial\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s", out, re.M)
+    assert row and int(row[1]) == 8, out  # every trial finished
+    assert float(row[2]) >= float(row[3]) > 0, out  # no faster than the ideal bound
