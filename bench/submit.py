@@ -14,8 +14,7 @@ Jobs are created suspended (spec.suspend: true), so the API server and etcd are 
 pods starting. Each path gets its own namespace, deleted (and waited for) before the next path
 runs; all paths run in turn for --rounds rounds, and the medians are compared, since a 2-core
 machine's noise moves single runs by ±30%. Prints Jobs/s per round, medians and ratios, and
-how many of the machine's cores were busy while each path ran (bound by CPU, or by waiting on
-answers).
+how many of the machine's cores were busy while each path ran.
 
 With --controller-qps 400,100 each round runs every path once per setting of the
 controller-manager's and scheduler's API rate (`control_plane_controllers_api_qps`, applied by
@@ -279,8 +278,8 @@ def main() -> int:
         for name, rate in results.items():
             print(f"{name:<14}{rate:>10.1f}{1000 / rate:>12.1f}{median(busy[qps][name]):>12.2f}   "
                   f"{', '.join(f'{r:.1f}' for r in by_path[name])}")
-        print(f"cores busy: the whole machine's CPU use while the path ran (median), of {os.cpu_count()} cores; "
-              "a path near all of them is bound by CPU, one well under them by waiting on answers")
+        print(f"cores busy: the whole machine's CPU use while the path ran (median), of {os.cpu_count()} cores: "
+              "the cluster, the client, kubectl and Ansible together")
         for name in (*direct.values(), "k8s-batch", "k8s-one-call"):
             print(f"{name}: {results[name] / results['kubectl']:.1f}x kubectl apply -f dir, "
                   f"{results[name] / results['k8s-per-file']:.1f}x the per-file kubernetes.core loop")
