@@ -20,7 +20,9 @@ client that does not know durations in advance could reach at best: the last tri
 set a tail the ideal bound does not have), the mean idle time of a slot (all slot-seconds not spent running, per trial: start-up and
 tail included), the refill gap (a slot's idle time between one trial finishing and the next
 running, from the API objects' timestamps), the client's CPU use while watching, and where a
-trial's time outside its run went.
+trial's time outside its run went; then the same as the client saw it on its own clock (start-up,
+refill mean and worst, tail), the machine's busy cores, and the API server's count of the writes
+each trial cost the cluster, by resource (bench/load.py).
 
 Durations are interleaved in plan order (30, 45, 60, 75, 90, 30, ... s by default), so slots
 free up continuously as they would with real trials. `--durations 2,3,5,8,13` is the stress
@@ -48,6 +50,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from rich.console import Console  # noqa: E402
 
 from kubesweep import fake_nodes, kube, lifecycle, live, render, runner  # noqa: E402
+from kubesweep.trialstate import FINAL, RUNNING, SUBMITTED  # noqa: E402
+from load import Timed, api_writes, per_trial  # noqa: E402 - bench/load.py
 from kubesweep.cluster import DEFAULT_INVENTORY, kubeconfig_path  # noqa: E402
 from kubesweep.versions import pins  # noqa: E402
 
@@ -76,6 +80,40 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+class Timeline:
+    """What the client saw and when (monotonic seconds since the sweep started): each trial's
+    first running, the moment its pod's end was seen, and the moment its result was recorded.
+    Millisecond resolution, unlike the API objects' timestamps."""
+
+    def __init__(self, forward: Any) -> None:
+        self.forward, self.t0 = forward, time.monotonic()
+        self.running: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.final: dict[str, float] = {}
+
+    def change(self, rec: Any) -> None:
+        t = time.monotonic() - self.t0
+        if rec.state == RUNNING:
+            self.running.setdefault(rec.name, t)
+        if rec.end and rec.state in (SUBMITTED, RUNNING):
+            self.ended.setdefault(rec.name, t)
+        if rec.state in FINAL:
+            self.final.setdefault(rec.name, t)
+            self.ended.setdefault(rec.name, t)
+        self.forward(rec)
+
+    def phases(self, wall: float, slots: int) -> dict[str, float]:
+        """Where the makespan beyond the runs went, as the client saw it: start-up (until every slot
+        had its first trial running), refill (a finished trial seen -> the trial taking its slot
+        seen running; mean and worst), and the tail (the last pod's end seen -> the sweep done)."""
+        starts, ends = sorted(self.running.values()), sorted(self.ended.values())
+        refill = [starts[slots + k] - ends[k] for k in range(min(len(ends), len(starts) - slots))]
+        return {"start-up": starts[min(slots, len(starts)) - 1] if starts else float("nan"),
+                "refill mean": sum(refill) / len(refill) if refill else float("nan"),
+                "refill worst": max(refill) if refill else float("nan"),
+                "tail": wall - ends[-1] if ends else float("nan")}
+
+
 def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: Path, work: Path,
                queue: int) -> dict[str, Any]:
     reps = max(1, trials // len(durations))
@@ -92,17 +130,20 @@ def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: P
     # what `invoke sweep` shows on a terminal, drawn into /dev/null: its cost is the client's too
     view = live.View(plan.experiment.name, "acc", len(plan.trials),
                      console=Console(file=open(os.devnull, "w"), force_terminal=True, width=160))
+    c = kube.clients(kc)
+    writes = api_writes(c)
     cpu0, t0 = cpu_seconds(), time.monotonic()
+    timeline = Timeline(view.change)
     refill = "batch" if policy == "batch" else "trial"
-    sweep = runner.Sweep(plan, work / "jobs", work / "results", kubeconfig=kc, refill=refill, on_change=view.change)
-    with view:
+    sweep = runner.Sweep(plan, work / "jobs", work / "results", kubeconfig=kc, refill=refill, on_change=timeline.change)
+    with view, Timed() as machine:
         outcome = sweep.run()
     wall = time.monotonic() - t0
     cpu = cpu_seconds() - cpu0
+    writes = per_trial(writes, api_writes(c), len(plan.trials))
     n = len(plan.trials)
     idle = (wall * slots - total) / n  # slot-seconds not spent running, per trial started
     done = sum(1 for r in outcome.records.values() if r.state in ("succeeded", "failed"))
-    c = kube.clients(kc)
     stages, gap = breakdown(c, plan.experiment.namespace, plan.experiment.name, slots)
     lifecycle.clean(c, plan.experiment.name)
     deadline = time.monotonic() + 600  # the next policy must not share the machine with this cleanup
@@ -110,7 +151,8 @@ def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: P
         time.sleep(2)
     return {"trials": n, "finished": done, "makespan": wall, "ideal": ideal, "ratio": wall / ideal,
             "list": bound, "list_ratio": wall / bound,
-            "idle_per_trial": idle, "gap": gap, "cpu_pct": 100 * cpu / wall, "stages": stages}
+            "idle_per_trial": idle, "gap": gap, "cpu_pct": 100 * cpu / wall, "stages": stages,
+            "phases": timeline.phases(wall, slots), "cores": machine.cores, "writes": writes}
 
 
 def list_schedule(durations: list[int], slots: int, batches: list[int] | None = None) -> float:
@@ -206,6 +248,9 @@ def main() -> int:
     for policy, r in results.items():
         print(f"{policy}: mean seconds per trial, from API timestamps: "
               + ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items()))
+    for policy, r in results.items():
+        print(f"{policy}: as the client saw it: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["phases"].items()))
+        print(f"{policy}: the machine's cores busy {r['cores']:.2f} of {os.cpu_count()}; {r['writes']}")
     if "trial" in results and "batch" in results:
         print(f"trial refill vs batch refill: {results['batch']['makespan'] / results['trial']['makespan']:.2f}x shorter makespan")
     if "trial" in results and "longest" in results:

@@ -48,6 +48,7 @@ from kubesweep import cluster, kube, render, submit, submit_ansible  # noqa: E40
 from kubesweep.cluster import DEFAULT_INVENTORY, kubeconfig_path  # noqa: E402
 from kubesweep.paths import cache_root  # noqa: E402
 from kubesweep.versions import pins  # noqa: E402
+from load import Timed  # noqa: E402 - bench/load.py
 
 GRID = """\
 name: bench-submit
@@ -88,26 +89,6 @@ PER_FILE = """\
         state: present
       loop: "{{ files }}"
 """
-
-
-def busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (all cores, every process: the cluster in its
-    node container, the client, kubectl, Ansible), from /proc/stat."""
-    user, nice, system, _idle, _iowait, irq, softirq = (
-        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8])
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-
-
-class Timed:
-    """Wall time and machine-wide busy cores of one timed path."""
-
-    def __enter__(self) -> "Timed":
-        self.busy, self.t = busy_seconds(), time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self.t
-        self.cores = (busy_seconds() - self.busy) / self.seconds
 
 
 def median(values: list[float]) -> float:

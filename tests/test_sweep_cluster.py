@@ -457,3 +457,10 @@ def test_the_benchmarks_run_at_toy_size(local_cluster):
     row = re.search(r"^trial\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s", out, re.M)
     assert row and int(row[1]) == 8, out  # every trial finished
     assert float(row[2]) >= float(row[3]) > 0, out  # no faster than the ideal bound
+    # where the time and the cluster's work went: every slot got a trial, and the API server's own
+    # count of writes shows each trial's Job created exactly once among the cluster's writes
+    phases = re.search(r"^trial: as the client saw it: start-up ([\d.]+) s, refill mean ([\d.]+) s", out, re.M)
+    assert phases and 0 < float(phases[1]) < float(row[2]), out
+    writes = re.search(r"^trial: the machine's cores busy [\d.]+ of \d+; ([\d.]+) API writes per trial: (.*)$", out, re.M)
+    assert writes and "1.00 POST jobs" in writes[2].split(", "), out
+    assert float(writes[1]) > 1, out  # the controllers', scheduler's and kwok's writes besides the create
