@@ -50,10 +50,10 @@ sys.path.insert(0, str(ROOT / "src"))
 from rich.console import Console  # noqa: E402
 
 from kubesweep import fake_nodes, kube, lifecycle, live, render, runner  # noqa: E402
-from kubesweep.trialstate import FINAL, RUNNING, SUBMITTED  # noqa: E402
-from load import Timed, api_writes, per_trial  # noqa: E402 - bench/load.py
 from kubesweep.cluster import DEFAULT_INVENTORY, kubeconfig_path  # noqa: E402
+from kubesweep.trialstate import FINAL, RUNNING, SUBMITTED  # noqa: E402
 from kubesweep.versions import pins  # noqa: E402
+from load import Timed, api_writes, per_trial  # noqa: E402 - bench/load.py
 
 DURATIONS = [30, 45, 60, 75, 90]
 GRID = """\
@@ -81,15 +81,14 @@ def cpu_seconds() -> float:
 
 
 class Timeline:
-    """What the client saw and when (monotonic seconds since the sweep started): each trial's
-    first running, the moment its pod's end was seen, and the moment its result was recorded.
-    Millisecond resolution, unlike the API objects' timestamps."""
+    """What the client saw and when (monotonic seconds since ``t0``, the sweep's start): each
+    trial's first running, and the moment its pod's end was seen (or, for a trial that ended
+    without that, its result). Millisecond resolution, unlike the API objects' timestamps."""
 
-    def __init__(self, forward: Any) -> None:
-        self.forward, self.t0 = forward, time.monotonic()
+    def __init__(self, forward: Any, t0: float) -> None:
+        self.forward, self.t0 = forward, t0
         self.running: dict[str, float] = {}
         self.ended: dict[str, float] = {}
-        self.final: dict[str, float] = {}
 
     def change(self, rec: Any) -> None:
         t = time.monotonic() - self.t0
@@ -98,7 +97,6 @@ class Timeline:
         if rec.end and rec.state in (SUBMITTED, RUNNING):
             self.ended.setdefault(rec.name, t)
         if rec.state in FINAL:
-            self.final.setdefault(rec.name, t)
             self.ended.setdefault(rec.name, t)
         self.forward(rec)
 
@@ -133,7 +131,7 @@ def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: P
     c = kube.clients(kc)
     writes = api_writes(c)
     cpu0, t0 = cpu_seconds(), time.monotonic()
-    timeline = Timeline(view.change)
+    timeline = Timeline(view.change, t0)
     refill = "batch" if policy == "batch" else "trial"
     sweep = runner.Sweep(plan, work / "jobs", work / "results", kubeconfig=kc, refill=refill, on_change=timeline.change)
     with view, Timed() as machine:
