@@ -65,7 +65,7 @@ def api_writes(c: Any) -> Counter[str]:
 
 def per_trial(before: Counter[str], after: Counter[str], trials: int, top: int = 8) -> str:
     """'N writes per trial: X verb resource, ...' for the writes between two ``api_writes``."""
-    diff = Counter({k: after[k] - before.get(k, 0) for k in after if after[k] > before.get(k, 0)})
+    diff = after - before  # Counter subtraction keeps the resources written to during the run
     total = sum(diff.values())
     parts = [f"{n / trials:.2f} {k}" for k, n in diff.most_common(top)]
     return f"{total / trials:.1f} API writes per trial: " + ", ".join(parts)
