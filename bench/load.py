@@ -1,7 +1,9 @@
 """What a benchmarked run cost the machine and the cluster, for bench/submit.py and bench/makespan.py.
 
-- ``Timed``: wall time and how many of the machine's cores were busy (from /proc/stat: the cluster
-  in its node container, the client, kubectl, Ansible, kwok: everything on this VM).
+- ``Timed``: wall time, how many of the machine's cores were busy (from /proc/stat: the cluster
+  in its node container, the client, kubectl, Ansible, kwok: everything on this VM) and how much
+  CPU the hypervisor stole for other guests meanwhile (a VM on a shared host can lose a quarter
+  of its two cores that way, and every timing with it).
 - ``api_writes``: the API server's own count of the writes it answered, by resource
   (``apiserver_request_total`` from its /metrics, parsed with prometheus-client). Taken before and
   after a run, it says how many writes each trial cost the control plane and which resources they
@@ -20,24 +22,30 @@ from typing import Any
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
 
 
-def busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (all cores, every process), from /proc/stat;
-    steal (time the hypervisor gave to other guests) is left out."""
-    user, nice, system, _idle, _iowait, irq, softirq = (
-        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8])
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+def cpu_times() -> tuple[float, float]:
+    """(busy, stolen): CPU seconds the whole machine has spent busy (all cores, every process) and
+    the seconds its virtual cores were ready to run but the hypervisor ran other guests instead
+    (steal), from /proc/stat. Busy leaves steal out."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
 class Timed:
-    """Wall time (``seconds``) and machine-wide busy cores (``cores``) of one timed block."""
+    """Wall time (``seconds``), machine-wide busy cores (``cores``) and cores' worth of time the
+    hypervisor took away (``stolen``) over one timed block. A run with much stolen time measured
+    a shared host as well as kubesweep: compare its ratios, not its absolute figures."""
 
     def __enter__(self) -> "Timed":
-        self.busy, self.t = busy_seconds(), time.perf_counter()
+        (self.busy, self.steal), self.t = cpu_times(), time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.t
-        self.cores = (busy_seconds() - self.busy) / self.seconds
+        busy, steal = cpu_times()
+        self.cores = (busy - self.busy) / self.seconds
+        self.stolen = (steal - self.steal) / self.seconds
 
 
 def api_writes(c: Any) -> Counter[str]:

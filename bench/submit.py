@@ -14,7 +14,7 @@ Jobs are created suspended (spec.suspend: true), so the API server and etcd are 
 pods starting. Each path gets its own namespace, deleted (and waited for) before the next path
 runs; all paths run in turn for --rounds rounds, and the medians are compared, since a 2-core
 machine's noise moves single runs by ±30%. Prints Jobs/s per round, medians and ratios, and
-how many of the machine's cores were busy while each path ran.
+how many of the machine's cores were busy while each path ran (and how much the hypervisor stole).
 
 With --controller-qps 400,100 each round runs every path once per setting of the
 controller-manager's and scheduler's API rate (`control_plane_controllers_api_qps`, applied by
@@ -123,6 +123,7 @@ def main() -> int:
     paths = (*direct.values(), "k8s-batch", "k8s-one-call", "kubectl", "k8s-per-file")
     rates: dict[int | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
     busy: dict[int | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
+    stolen: dict[int | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
     made_ns: list[str] = []
 
     lease = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager"
@@ -191,10 +192,12 @@ def main() -> int:
                         return
                 time.sleep(1)
 
-        def one_round(tag: str, into: dict[str, list[float]], cores: dict[str, list[float]]) -> None:
+        def one_round(tag: str, into: dict[str, list[float]], cores: dict[str, list[float]],
+                      steal: dict[str, list[float]]) -> None:
             def record(path: str, n: int, timed: Timed) -> None:
                 into[path].append(n / timed.seconds)
                 cores[path].append(timed.cores)
+                steal[path].append(timed.stolen)
 
             # direct: the runner's path (JSON bodies, creates in flight on a pool of connections)
             for w, path in direct.items():
@@ -239,7 +242,7 @@ def main() -> int:
             for qps in settings:
                 if qps is not None:
                     set_qps(qps)
-                one_round(f"{rnd}" if qps is None else f"{rnd}-qps{qps}", rates[qps], busy[qps])
+                one_round(f"{rnd}" if qps is None else f"{rnd}-qps{qps}", rates[qps], busy[qps], stolen[qps])
     finally:
         if settings != [None]:
             set_qps(None)
@@ -255,12 +258,13 @@ def main() -> int:
         setting = "" if qps is None else f", controllers at {qps} QPS"
         print(f"submit benchmark: {args.jobs:,} suspended Jobs into the local cluster's API server{setting}, "
               f"{args.rounds} rounds, medians (per-file loop on a sample of {args.per_file_sample})")
-        print(f"{'path':<14}{'Jobs/s':>10}{'s per 1000':>12}{'cores busy':>12}   rounds")
+        print(f"{'path':<14}{'Jobs/s':>10}{'s per 1000':>12}{'cores busy':>12}{'stolen':>8}   rounds")
         for name, rate in results.items():
-            print(f"{name:<14}{rate:>10.1f}{1000 / rate:>12.1f}{median(busy[qps][name]):>12.2f}   "
-                  f"{', '.join(f'{r:.1f}' for r in by_path[name])}")
+            print(f"{name:<14}{rate:>10.1f}{1000 / rate:>12.1f}{median(busy[qps][name]):>12.2f}"
+                  f"{median(stolen[qps][name]):>8.2f}   {', '.join(f'{r:.1f}' for r in by_path[name])}")
         print(f"cores busy: the whole machine's CPU use while the path ran (median), of {os.cpu_count()} cores: "
-              "the cluster, the client, kubectl and Ansible together")
+              "the cluster, the client, kubectl and Ansible together; stolen: cores' worth of time the "
+              "hypervisor gave other guests meanwhile (median; much of it makes the rates those of a shared host)")
         for name in (*direct.values(), "k8s-batch", "k8s-one-call"):
             print(f"{name}: {results[name] / results['kubectl']:.1f}x kubectl apply -f dir, "
                   f"{results[name] / results['k8s-per-file']:.1f}x the per-file kubernetes.core loop")

@@ -451,6 +451,7 @@ def test_the_benchmarks_run_at_toy_size(local_cluster):
     assert set(rows) == {"direct", "k8s-batch", "k8s-one-call", "kubectl", "k8s-per-file"}, out
     assert all(float(v) > 0 for v in rows.values()), out
     assert re.search(r"^direct: [\d.]+x kubectl apply -f dir, [\d.]+x the per-file", out, re.M), out
+    assert re.search(r"^direct\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+", out, re.M), out  # rate, s/1000, busy, stolen
 
     out = _bench("makespan.py", "--trials", "8", "--nodes", "2", "--gpus", "2", "--durations", "2,3",
                  "--policies", "trial", "--kubeconfig", kc)
@@ -461,6 +462,9 @@ def test_the_benchmarks_run_at_toy_size(local_cluster):
     # count of writes shows each trial's Job created exactly once among the cluster's writes
     phases = re.search(r"^trial: as the client saw it: start-up ([\d.]+) s, refill mean ([\d.]+) s", out, re.M)
     assert phases and 0 < float(phases[1]) < float(row[2]), out
-    writes = re.search(r"^trial: the machine's cores busy [\d.]+ of \d+; ([\d.]+) API writes per trial: (.*)$", out, re.M)
-    assert writes and "1.00 POST jobs" in writes[2].split(", "), out
-    assert float(writes[1]) > 1, out  # the controllers', scheduler's and kwok's writes besides the create
+    writes = re.search(r"^trial: the machine's cores busy ([\d.]+) of (\d+) \(([\d.]+) stolen by the hypervisor\); "
+                       r"([\d.]+) API writes per trial: (.*)$", out, re.M)
+    assert writes and "1.00 POST jobs" in writes[5].split(", "), out
+    assert float(writes[4]) > 1, out  # the controllers', scheduler's and kwok's writes besides the create
+    # the cluster and the client ran (busy), and busy plus stolen fit in the machine's cores
+    assert 0 < float(writes[1]) and float(writes[1]) + float(writes[3]) <= int(writes[2]) + 0.05, out
