@@ -363,8 +363,8 @@ class Sweep:
                 if not items:
                     return ""
                 pod = items[-1]
-            return c.core.read_namespaced_pod_log(pod["metadata"]["name"], self.exp.namespace, container=manifest.CONTAINER,
-                                                  _request_timeout=15)
+            return kube.read_text(c, f"{Watcher.PATHS['pod'].format(ns=self.exp.namespace)}/{pod['metadata']['name']}/log",
+                                  query={"container": manifest.CONTAINER}, timeout=15)
         except (ApiException, OSError, Exception):  # noqa: BLE001 - no log is a missing metric, not a crash
             return ""
 

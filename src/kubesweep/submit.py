@@ -15,9 +15,10 @@ it is simply re-attached.
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import orjson
 
 from . import kube
 from .errors import KubesweepError
@@ -44,7 +45,7 @@ def create_jobs(c: kube.Clients, namespace: str, bodies: list[tuple[str, dict[st
     def one(item: tuple[str, dict[str, Any]]) -> tuple[str, bool]:
         name, body = item
         try:
-            send(json.dumps(body, separators=(",", ":")).encode())
+            send(orjson.dumps(body))
             return name, True
         except ApiException as exc:
             if exc.status == 409:
