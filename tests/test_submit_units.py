@@ -83,3 +83,17 @@ def test_creates_reuse_the_pooled_connections(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_job_bodies_encode_as_json_dumps_would():
+    """The create body is orjson's, and reads back as the standard library's would have written it,
+    a non-string key (YAML loads `1:` as an int) included."""
+    import json
+
+    from kubesweep import submit
+
+    body = {"metadata": {"name": "t-1", "labels": {"a": "b"}, "annotations": {1: "one", "x": "ü"}},
+            "spec": {"backoffLimit": 0, "template": {"spec": {"containers": [{"args": ["--lr", "0.1"]}]}}},
+            "f": 0.000125, "big": 2**40, "none": None, "yes": True}
+    assert json.loads(submit.encode(body)) == json.loads(json.dumps(body))
+    assert json.loads(submit.encode(body))["metadata"]["annotations"]["1"] == "one"

@@ -92,10 +92,10 @@ def request(c: Clients, method: str, path: str, *, query: dict[str, Any] | None 
 def read_text(c: Clients, path: str, *, query: dict[str, Any] | None = None,
               timeout: float | tuple[float, float] | None = None) -> str:
     """A GET whose answer is text, not an object (a container's log)."""
-    return resp_text(_call(c, "GET", path, query=query, timeout=timeout, accept="*/*").read())
+    return _text(_call(c, "GET", path, query=query, timeout=timeout, accept="*/*").read())
 
 
-def resp_text(data: bytes | None) -> str:
+def _text(data: bytes | None) -> str:
     return data.decode("utf-8", "replace") if data else ""
 
 
@@ -112,7 +112,7 @@ def _call(c: Clients, method: str, path: str, *, query: dict[str, Any] | None, b
     resp = c.api.call_api(*req, _request_timeout=timeout)
     if not 200 <= resp.status <= 299:
         data = resp.read()
-        ApiException.from_response(http_resp=resp, body=resp_text(data) or None, data=None)
+        ApiException.from_response(http_resp=resp, body=_text(data) or None, data=None)
     return resp
 
 

@@ -34,6 +34,12 @@ def jobs_path(namespace: str) -> str:
     return f"/apis/batch/v1/namespaces/{namespace}/jobs"
 
 
+def encode(body: dict[str, Any]) -> bytes:
+    """A Job as the JSON the API server gets: orjson, several times faster than json.dumps, with
+    json.dumps's leniency for a non-string key (written as a string, as YAML may load one)."""
+    return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+
+
 def create_jobs(c: kube.Clients, namespace: str, bodies: list[tuple[str, dict[str, Any]]],
                 workers: int = WORKERS, pool: ThreadPoolExecutor | None = None) -> dict[str, bool]:
     """Create every Job from (name, manifest); return name -> True (created) / False (already
@@ -45,7 +51,7 @@ def create_jobs(c: kube.Clients, namespace: str, bodies: list[tuple[str, dict[st
     def one(item: tuple[str, dict[str, Any]]) -> tuple[str, bool]:
         name, body = item
         try:
-            send(orjson.dumps(body))
+            send(encode(body))
             return name, True
         except ApiException as exc:
             if exc.status == 409:
