@@ -47,3 +47,36 @@ def test_a_trial_queued_behind_the_sweep_waits_while_placed_trials_finish(tmp_pa
     sweep._finish(sweep.records[placed], SUCCEEDED, None, None)
     assert time.monotonic() - sweep.pending_since[queued] < 5
     assert refused not in sweep.pending_since and placed not in sweep.pending_since
+
+
+def test_the_job_sent_is_the_file_as_it_is_on_disk(tmp_path, monkeypatch):
+    """A rendered file is sent as render wrote it without being parsed again (the YAML parse was a
+    tenth of the client's CPU); a file edited by hand is parsed and sent with the edit."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(textwrap.dedent("""\
+        name: sent
+        image: localhost:5000/t:1
+        command: [train, "--lr", "${lr}"]
+        parameters: {lr: [0.1, 0.01]}
+        env: {SEED: "7"}
+        objective: {metric: acc}
+        """))
+    plan = render.plan(grid)
+    render.write(plan, tmp_path / "jobs")
+    sweep = runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results")
+    untouched, edited = (sweep.records[t.name] for t in plan.trials)
+    files = {r.name: tmp_path / "jobs" / "sent" / r.batch / f"{r.name}.yaml" for r in (untouched, edited)}
+    as_written = {name: manifest.load(f.read_bytes()) for name, f in files.items()}
+    text = files[edited.name].read_text()
+    assert "value: '7'" in text
+    files[edited.name].write_text(text.replace("value: '7'", "value: '8'"))
+
+    parsed = []
+    real_load = manifest.load
+    monkeypatch.setattr(manifest, "load", lambda data: parsed.append(data) or real_load(data))
+    assert sweep._manifest(untouched) == as_written[untouched.name]
+    assert parsed == []  # not parsed: built, equal to the parsed file
+    sent = sweep._manifest(edited)
+    assert len(parsed) == 1
+    env = sent["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "SEED", "value": "8"} in env and sent != as_written[edited.name]
