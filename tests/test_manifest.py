@@ -49,9 +49,12 @@ def any_plan(request, grid_file):
 
 
 def test_fast_render_loads_to_the_reference_object(any_plan):
-    template = manifest.JobTemplate(any_plan.experiment)
-    for trial in any_plan.trials:
-        assert yaml.safe_load(template.render(trial)) == manifest.build_job(any_plan.experiment, trial)
+    # also with the image render resolves (a built image's content tag): the runner builds an
+    # unedited Job with it instead of parsing the file (runner.Sweep._manifest)
+    for image in (None, "registry.example:5000/team/trainer:0123abcd"):
+        template = manifest.JobTemplate(any_plan.experiment, image=image)
+        for trial in any_plan.trials:
+            assert yaml.safe_load(template.render(trial)) == manifest.build_job(any_plan.experiment, trial, image=image)
 
 
 def test_every_rendered_manifest_validates_against_the_pinned_schema(any_plan, tmp_path):
