@@ -21,8 +21,8 @@ set a tail the ideal bound does not have), the mean idle time of a slot (all slo
 tail included), the refill gap (a slot's idle time between one trial finishing and the next
 running, from the API objects' timestamps), the client's CPU use while watching, and where a
 trial's time outside its run went; then the same as the client saw it on its own clock (start-up,
-refill mean and worst, tail), the machine's busy cores (and what the hypervisor stole), and the API server's count of the writes
-each trial cost the cluster, by resource (bench/load.py).
+refill mean and worst, tail), the machine's busy cores (and what the hypervisor stole), and the
+API server's count of the writes each trial cost the cluster, by resource (bench/load.py).
 
 Durations are interleaved in plan order (30, 45, 60, 75, 90, 30, ... s by default), so slots
 free up continuously as they would with real trials. `--durations 2,3,5,8,13` is the stress
@@ -94,9 +94,7 @@ class Timeline:
         t = time.monotonic() - self.t0
         if rec.state == RUNNING:
             self.running.setdefault(rec.name, t)
-        if rec.end and rec.state in (SUBMITTED, RUNNING):
-            self.ended.setdefault(rec.name, t)
-        if rec.state in FINAL:
+        if rec.state in FINAL or (rec.end and rec.state in (SUBMITTED, RUNNING)):
             self.ended.setdefault(rec.name, t)
         self.forward(rec)
 

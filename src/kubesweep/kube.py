@@ -89,10 +89,12 @@ def request(c: Clients, method: str, path: str, *, query: dict[str, Any] | None 
     return orjson.loads(data) if data else {}
 
 
-def read_text(c: Clients, path: str, *, query: dict[str, Any] | None = None,
-              timeout: float | tuple[float, float] | None = None) -> str:
-    """A GET whose answer is text, not an object (a container's log)."""
-    return _text(_call(c, "GET", path, query=query, timeout=timeout, accept="*/*").read())
+def pod_log(c: Clients, namespace: str, pod: str, container: str, *, tail: int | None = None,
+            timeout: float | tuple[float, float] | None = None) -> str:
+    """A container's log as text (the last ``tail`` lines, or all of it)."""
+    resp = _call(c, "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
+                 query={"container": container, "tailLines": tail}, timeout=timeout, accept="*/*")
+    return _text(resp.read())
 
 
 def _text(data: bytes | None) -> str:

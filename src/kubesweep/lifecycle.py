@@ -28,8 +28,7 @@ def logs(c: kube.Clients, trial: str, tail: int | None = None) -> str:
     if not pods:
         raise KubesweepError(f"no pod for trial {trial} (finished Jobs may have been cleaned; see results/)")
     pod = sorted(pods, key=lambda p: p.metadata.creation_timestamp)[-1]
-    return c.core.read_namespaced_pod_log(pod.metadata.name, pod.metadata.namespace, container=manifest.CONTAINER,
-                                          tail_lines=tail)
+    return kube.pod_log(c, pod.metadata.namespace, pod.metadata.name, manifest.CONTAINER, tail=tail)
 
 
 def _jobs(c: kube.Clients, experiment: str) -> list:

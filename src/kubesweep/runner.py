@@ -378,8 +378,7 @@ class Sweep:
                 if not items:
                     return ""
                 pod = items[-1]
-            return kube.read_text(c, f"{Watcher.PATHS['pod'].format(ns=self.exp.namespace)}/{pod['metadata']['name']}/log",
-                                  query={"container": manifest.CONTAINER}, timeout=15)
+            return kube.pod_log(c, self.exp.namespace, pod["metadata"]["name"], manifest.CONTAINER, timeout=15)
         except (ApiException, OSError, Exception):  # noqa: BLE001 - no log is a missing metric, not a crash
             return ""
 
