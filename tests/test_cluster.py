@@ -127,7 +127,10 @@ def _wait_job(api, name, namespace="default", timeout=300):
         if any(c.type in ("Complete", "Failed") and c.status == "True" for c in job.status.conditions or []):
             return job
         time.sleep(2)
-    raise AssertionError(f"job {name} did not finish in {timeout}s")
+    pods = api["core"].list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+    states = [(p.metadata.name, p.spec.node_name, p.status.phase,
+               [(c.type, c.status, c.reason) for c in p.status.conditions or []]) for p in pods]
+    raise AssertionError(f"job {name} did not finish in {timeout}s; its pods: {states}")
 
 
 def test_trainer_job_runs_on_the_worker_and_logs_come_through_the_api(api):
@@ -195,5 +198,9 @@ def test_hundred_fake_gpu_nodes_and_a_gpu_job_succeeds_on_them(api, local_cluste
     assert done.status.succeeded == 4
     placed = {p.spec.node_name for p in api["core"].list_namespaced_pod("default", label_selector=f"job-name={name}").items}
     assert len(placed) == 4 and all(n.startswith(fake_nodes.PREFIX) for n in placed)  # 8 GPUs each: one pod per node
+    # no DaemonSet followed the nodes in (kube-proxy tolerates every taint): only the Job ran there
+    others = [f"{p.metadata.namespace}/{p.metadata.name}" for p in api["core"].list_pod_for_all_namespaces().items
+              if (p.spec.node_name or "").startswith(fake_nodes.PREFIX) and (p.metadata.labels or {}).get("job-name") != name]
+    assert others == []
     api["batch"].delete_namespaced_job(name, "default", propagation_policy="Background")
     assert fake_nodes.ensure(local_cluster["kubeconfig"], 0, 8, version=pins()["kwok_version"])["deleted"] == 100

@@ -4,6 +4,7 @@ import sys
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from kubesweep import cluster, fake_nodes, nodes, services
 from kubesweep.versions import KUBERNETES_VERSION, pins
@@ -39,6 +40,32 @@ def test_fake_node_objects_are_valid_nodes_advertising_gpus():
     assert node["status"]["capacity"]["nvidia.com/gpu"] == "8"
     assert node["metadata"]["annotations"][fake_nodes.ANNOTATION] == "fake"
     assert node["spec"]["taints"][0]["effect"] == "NoSchedule"
+    assert "kubernetes.io/os" not in node["metadata"]["labels"]  # kube-proxy's DaemonSet selects on it
+
+
+def test_kwok_lists_pods_on_new_nodes_with_more_workers_than_it_plays_node_stages(tmp_path, monkeypatch):
+    """kwok's per-node pod list must finish before a node is schedulable (see POD_SYNC_WORKERS)."""
+    monkeypatch.setenv("KUBESWEEP_CACHE", str(tmp_path))
+    stages = tmp_path / "kwok-stages"
+    stages.mkdir()
+    (stages / "pod-ready.yaml").write_text("kind: Stage\n")
+    binary = fake_nodes.kwok_binary("0.0.0")
+    binary.parent.mkdir(parents=True)
+    binary.write_text("")
+    started = {}
+
+    def start_background(name, argv):  # the boundary: the process itself is started in test_cluster
+        started[name] = argv
+        return 1
+
+    monkeypatch.setattr(fake_nodes.services, "start_background", start_background)
+    fake_nodes.start_kwok(tmp_path / "kubeconfig", "0.0.0")
+    options = yaml.safe_load((tmp_path / "run" / "kwok-configuration.yaml").read_text())["options"]
+    assert options["podsOnNodeSyncParallelism"] > options["nodePlayStageParallelism"]
+    assert options["podPlayStageParallelism"] == fake_nodes.POD_STAGE_WORKERS
+    argv = started["kwok"]
+    assert argv[argv.index("--config") + 1] == str(tmp_path / "run" / "kwok-configuration.yaml")
+    assert str(stages / "pod-ready.yaml") in argv
 
 
 def test_background_service_start_and_stop(tmp_path, monkeypatch):

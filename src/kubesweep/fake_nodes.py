@@ -25,6 +25,16 @@ KWOK_VERSION_FILE = "kwok_version"
 # kwok applies pod stages (Running, Succeeded) with 4 workers by default; each is one API call,
 # so at hundreds of short fake trials the pods queued in kwok, not in the cluster under test.
 POD_STAGE_WORKERS = 32
+# When kwok takes a node over it lists the pods already bound to it and feeds them through the
+# same channel as its pod watch. A listed copy that arrives after a newer watch event replaces
+# the job kwok queued for that pod with a stale one: kwok replays pod-ready, the API server
+# rejects the merged second pod IP ("may specify no more than one IP for each IP family"), and
+# the pod stays Running for good. One list worker (kwok's default) lagged seconds behind 100 new
+# nodes, so pods scheduled right after the nodes turned Ready hit it: 21 stale replays in one
+# 100-node round, and once a Job that never finished (test_cluster, CI on a441656). 16 list
+# workers finish before the nodes are schedulable; with no DaemonSet pods on the fake nodes
+# (see node_object) those lists are empty: no stale replays in 4 rounds, against 6 before.
+POD_SYNC_WORKERS = 16
 
 
 class FakeNodeError(KubesweepError):
@@ -48,10 +58,10 @@ def node_object(name: str, gpus: int, cpu: str, memory: str, pods: int) -> dict[
     capacity = {"cpu": cpu, "memory": memory, "pods": str(pods)}
     if gpus:
         capacity["nvidia.com/gpu"] = str(gpus)
-    labels = {
-        "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-        "type": "kwok", LABEL: "true",
-    }
+    # No kubernetes.io/os label: kube-proxy's DaemonSet (and most node agents) select on it and
+    # tolerate every taint, so each fake node would get a pod that only adds load to kwok and to
+    # the API server. Trials select GPU nodes by nvidia.com/gpu.present.
+    labels = {"kubernetes.io/hostname": name, "kubernetes.io/arch": "amd64", "type": "kwok", LABEL: "true"}
     if gpus:
         labels["nvidia.com/gpu.present"] = "true"
     return {
@@ -75,7 +85,7 @@ def start_kwok(kubeconfig: Path, version: str) -> int:
     options.write_text("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n"
                        "  cidr: 10.0.0.0/24\n  enableDebuggingHandlers: true\n  enableProfilingHandler: true\n"
                        f"  podPlayStageParallelism: {POD_STAGE_WORKERS}\n  nodePlayStageParallelism: 4\n"
-                       "  nodeLeaseParallelism: 4\n  podsOnNodeSyncParallelism: 1\n"
+                       f"  nodeLeaseParallelism: 4\n  podsOnNodeSyncParallelism: {POD_SYNC_WORKERS}\n"
                        "  enablePodsOnNodeSyncListPager: true\n  enablePodsOnNodeSyncStreamWatch: false\n")
     argv += ["--config", str(options)]
     for f in stage_files():
