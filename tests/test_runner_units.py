@@ -80,3 +80,40 @@ def test_the_job_sent_is_the_file_as_it_is_on_disk(tmp_path, monkeypatch):
     assert len(parsed) == 1
     env = sent["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "SEED", "value": "8"} in env and sent != as_written[edited.name]
+
+
+def test_the_watcher_passes_a_burst_on_without_pausing_and_gathers_a_trickle(monkeypatch):
+    """Events already buffered go straight to the queue; one that ended a wait on the socket is
+    followed by a pause (Watcher.GATHER_S) so the next ones arrive together."""
+    import queue
+    import threading
+
+    served = threading.Event()
+
+    def event(i: int) -> dict:
+        return {"type": "MODIFIED", "object": {"metadata": {"name": f"p{i}", "resourceVersion": str(i)}}}
+
+    def watch(c, path, query, timeout=30):
+        if "/pods" not in path or served.is_set():
+            watcher.stop.wait(5)  # the Job watch, and the pod watch once served: nothing more
+            return
+        for i in range(100):  # a burst, as after a relist or a batch of creates
+            yield event(i)
+        for i in range(100, 104):  # a trickle: each event ends a wait
+            time.sleep(0.1)
+            yield event(i)
+        served.set()
+
+    monkeypatch.setattr(runner.kube, "watch", watch)
+    out: queue.Queue = queue.Queue()
+    watcher = runner.Watcher(None, "ns", "a=b", out)
+    watcher.WAITED_S, watcher.GATHER_S = 0.05, 0.01  # wide margins: a slow CI machine pauses anyway
+    pauses = []
+    wait = watcher.stop.wait
+    monkeypatch.setattr(watcher.stop, "wait", lambda t=None: pauses.append(t) or wait(t))
+    watcher.start("1", "1")
+    got = [out.get(timeout=10)[2]["metadata"]["name"] for _ in range(104)]
+    watcher.close()
+    assert got == [f"p{i}" for i in range(104)]  # all of them, in order
+    gathered = [t for t in pauses if t == watcher.GATHER_S]
+    assert 4 <= len(gathered) <= 6  # after each trickled event, not after each of the burst
