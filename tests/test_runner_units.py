@@ -84,36 +84,43 @@ def test_the_job_sent_is_the_file_as_it_is_on_disk(tmp_path, monkeypatch):
 
 def test_the_watcher_passes_a_burst_on_without_pausing_and_gathers_a_trickle(monkeypatch):
     """Events already buffered go straight to the queue; one that ended a wait on the socket is
-    followed by a pause (Watcher.GATHER_S) so the next ones arrive together."""
+    followed by a pause (Watcher.GATHER_S, per kind) so the next ones arrive together."""
     import queue
     import threading
 
-    served = threading.Event()
+    served = {"pod": threading.Event(), "job": threading.Event()}
 
-    def event(i: int) -> dict:
-        return {"type": "MODIFIED", "object": {"metadata": {"name": f"p{i}", "resourceVersion": str(i)}}}
+    def event(kind: str, i: int) -> dict:
+        return {"type": "MODIFIED", "object": {"kind": kind, "metadata": {"name": f"{kind}{i}", "resourceVersion": str(i)}}}
 
     def watch(c, path, query, timeout=30):
-        if "/pods" not in path or served.is_set():
-            watcher.stop.wait(5)  # the Job watch, and the pod watch once served: nothing more
+        kind = "pod" if "/pods" in path else "job"
+        if served[kind].is_set():
+            watcher.stop.wait(5)  # served: nothing more
             return
         for i in range(100):  # a burst, as after a relist or a batch of creates
-            yield event(i)
+            yield event(kind, i)
         for i in range(100, 104):  # a trickle: each event ends a wait
             time.sleep(0.1)
-            yield event(i)
-        served.set()
+            yield event(kind, i)
+        served[kind].set()
 
     monkeypatch.setattr(runner.kube, "watch", watch)
     out: queue.Queue = queue.Queue()
     watcher = runner.Watcher(None, "ns", "a=b", out)
-    watcher.WAITED_S, watcher.GATHER_S = 0.05, 0.01  # wide margins: a slow CI machine pauses anyway
-    pauses = []
+    # wide margins (a slow CI machine pauses anyway), and a different window per kind
+    watcher.WAITED_S, watcher.GATHER_S = 0.05, {"pod": 0.01, "job": 0.02}
+    pauses: dict[str, list[float]] = {"pod": [], "job": []}
     wait = watcher.stop.wait
-    monkeypatch.setattr(watcher.stop, "wait", lambda t=None: pauses.append(t) or wait(t))
+    monkeypatch.setattr(watcher.stop, "wait",
+                        lambda t=None: pauses[threading.current_thread().name.split("-")[1]].append(t) or wait(t))
     watcher.start("1", "1")
-    got = [out.get(timeout=10)[2]["metadata"]["name"] for _ in range(104)]
+    got: dict[str, list[str]] = {"pod": [], "job": []}
+    for _ in range(208):
+        kind, _type, obj = out.get(timeout=10)
+        got[kind].append(obj["metadata"]["name"])
     watcher.close()
-    assert got == [f"p{i}" for i in range(104)]  # all of them, in order
-    gathered = [t for t in pauses if t == watcher.GATHER_S]
-    assert 4 <= len(gathered) <= 6  # after each trickled event, not after each of the burst
+    for kind in ("pod", "job"):
+        assert got[kind] == [f"{kind}{i}" for i in range(104)]  # all of them, in order
+        gathered = [t for t in pauses[kind] if t == watcher.GATHER_S[kind]]
+        assert 4 <= len(gathered) <= 6, pauses  # after each trickled event, not after each of the burst

@@ -229,3 +229,12 @@ def test_the_live_view_shows_trials_in_flight_first_and_keeps_counts(tmp_path):
     assert " 119s " in rows[ROWS * 3 // 4] and "0.59" in rows[ROWS * 3 // 4]  # its duration and metric
     assert "s…" in rows[0]  # a running trial's duration so far
     assert "more in flight" in lines[-1]
+    # a trial that finishes leaves the rows in flight (kept incrementally, not by a walk per redraw)
+    view.change(TrialRecord("exp-run-00", "batch-000", {}, state="succeeded", metrics={"acc": 0.99}, node="n0",
+                            start="2026-01-01T00:00:00Z", end="2026-01-01T00:02:00Z"))
+    narrow = Console(file=io.StringIO(), width=60)  # rendered as rich's Live renders it
+    cropped = ["".join(seg.text for seg in line) for line in narrow.render_lines(view._table(), pad=False)]
+    assert len(cropped) == len(lines) and all(len(line) <= 60 for line in cropped)  # cropped, never wrapped
+    running = [line for line in cropped[2:] if " running " in line]
+    assert len(running) == ROWS * 3 // 4 and not any(line.startswith("exp-run-00 ") for line in running)
+    assert any(line.startswith("exp-run-00 ") and "succeeded" in line for line in cropped)

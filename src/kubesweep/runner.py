@@ -62,11 +62,14 @@ class Watcher:
     """
 
     PATHS = {"pod": "/api/v1/namespaces/{ns}/pods", "job": "/apis/batch/v1/namespaces/{ns}/jobs"}
-    # An event that ended a wait on the socket is followed by a pause of GATHER_S, so that the next
-    # read finds the events of that time together instead of waking both this thread and the
-    # event loop once per event: on this VM each wake-up cost more CPU than parsing the event.
-    # Events already buffered (a burst) are passed on without pausing.
-    GATHER_S = 0.1
+    # An event that ended a wait on the socket is followed by a pause of GATHER_S[kind], so that
+    # the next read finds the events of that time together instead of waking both this thread and
+    # the event loop once per event: on this VM each wake-up cost more CPU than parsing the event.
+    # Events already buffered (a burst) are passed on without pausing. A pod's events free and
+    # fill slots (a trial is collected when its pod succeeds), so that watch pauses briefly; a
+    # Job's only tell of failures, deletions and its uid, which a second later costs no slot
+    # time, and its watch carries half the events (the Job controller's status updates).
+    GATHER_S = {"pod": 0.1, "job": 1.0}
     WAITED_S = 0.002
 
     def __init__(self, c: kube.Clients, namespace: str, selector: str, out: queue.Queue):
@@ -109,7 +112,7 @@ class Watcher:
                         self.out.put((kind, etype, obj))
                     after = time.monotonic()
                     if after - before > self.WAITED_S:
-                        self.stop.wait(self.GATHER_S)
+                        self.stop.wait(self.GATHER_S[kind])
                         after = time.monotonic()
                     before = after
             except ApiException as exc:
