@@ -3,7 +3,7 @@
 import json
 
 from kubesweep import journal, report
-from kubesweep.trialstate import FAILED, SUCCEEDED, job_outcome, pod_controller_uid, pod_lost, pod_problem
+from kubesweep.trialstate import FAILED, SUCCEEDED, TrialRecord, job_outcome, pod_controller_uid, pod_lost, pod_problem
 
 
 def pod(container_state=None, conditions=None, **status):
@@ -64,6 +64,19 @@ def test_journal_survives_a_torn_last_line_and_keeps_the_latest(tmp_path):
     assert {k: v["state"] for k, v in loaded.items()} == {"a": "succeeded", "b": "succeeded"}
     journal.forget(tmp_path, {"a"})
     assert set(journal.load(tmp_path)) == {"b"}
+
+
+def test_a_record_goes_to_the_journal_whole_and_detached_from_the_live_record(tmp_path):
+    from dataclasses import asdict
+
+    rec = TrialRecord("t1", "batch-000", {"lr": 0.1, "opt": "adam"}, state="succeeded", node="n1",
+                      start="2026-01-01T00:00:00Z", end="2026-01-01T00:01:00Z", metrics={"acc": 0.9}, attempt=2)
+    stored = rec.as_dict()
+    assert stored == asdict(rec) and list(stored) == list(asdict(rec))  # every field, in order
+    rec.params["lr"], rec.metrics["acc"] = 0.2, 0.1  # the sweep goes on changing its record
+    assert stored["params"]["lr"] == 0.1 and stored["metrics"]["acc"] == 0.9
+    journal.append(tmp_path, stored)
+    assert journal.load(tmp_path)["t1"] == stored
 
 
 def test_report_ranks_best_first_and_writes_every_file(tmp_path):
@@ -208,7 +221,6 @@ def test_the_live_view_shows_trials_in_flight_first_and_keeps_counts(tmp_path):
     from rich.console import Console
 
     from kubesweep.live import ROWS, View
-    from kubesweep.trialstate import TrialRecord
 
     view = View("exp", "acc", 100, console=Console(file=io.StringIO(), width=200), live=False)
     view.stream = io.StringIO()

@@ -9,6 +9,7 @@ strings (which are valid YAML double-quoted scalars). The result loads to exactl
 
 from __future__ import annotations
 
+import functools
 import re
 from json.encoder import encode_basestring_ascii as quote
 from dataclasses import dataclass
@@ -45,8 +46,10 @@ def output_dir(exp: Experiment, trial_name: str) -> str:
 # --------------------------------------------------------------------- placeholder substitution
 
 
+@functools.lru_cache(maxsize=4096)
 def _compile(text: str) -> Callable[[dict[str, str]], str] | str:
-    """A function of the trial's substitution table, or ``text`` itself when it has no ``${}``."""
+    """A function of the trial's substitution table, or ``text`` itself when it has no ``${}``.
+    Cached: a sweep builds the Job of each trial it submits from the same few texts."""
     pieces: list[str] = []
     refs: list[str] = []
     last = 0

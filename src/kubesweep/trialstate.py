@@ -8,7 +8,7 @@ the scheduler's message, DeadlineExceeded, and node loss.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 PENDING, SUBMITTED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
@@ -34,7 +34,15 @@ class TrialRecord:
     attempt: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as the journal stores it. Its dicts are copied one level deep, which is all
+        they have (parameter values and metrics are scalars): dataclasses.asdict's recursive copy
+        was the largest part of writing the journal line."""
+        out = {f.name: getattr(self, f.name) for f in _FIELDS}
+        out["params"], out["metrics"] = dict(self.params), dict(self.metrics)
+        return out
+
+
+_FIELDS = fields(TrialRecord)
 
 
 def _get(obj: Any, *path: str) -> Any:
