@@ -66,9 +66,9 @@ class Watcher:
     # the next read finds the events of that time together instead of waking both this thread and
     # the event loop once per event: on this VM each wake-up cost more CPU than parsing the event.
     # Events already buffered (a burst) are passed on without pausing. A pod's events free and
-    # fill slots (a trial is collected when its pod succeeds), so that watch pauses briefly; a
-    # Job's only tell of failures, deletions and its uid, which a second later costs no slot
-    # time, and its watch carries half the events (the Job controller's status updates).
+    # fill slots (a trial is collected when its pod succeeds), so that watch pauses briefly. A
+    # Job's events only tell of failures, deletions and its uid, which cost no slot time when
+    # seen a second later, and they are half of all events (the Job controller's status updates).
     GATHER_S = {"pod": 0.1, "job": 1.0}
     WAITED_S = 0.002
 
