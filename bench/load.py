@@ -9,6 +9,10 @@
   after a run, it says how many writes each trial cost the control plane and which resources they
   went to: the client's creates are one line among the controllers', the scheduler's and the
   kubelets' (here kwok's) writes, and events.
+- ``process_cpu``: CPU seconds used by each control-plane process (the API server, etcd, the
+  controller-manager, the scheduler, kwok; they run in node containers, whose processes this
+  VM's /proc lists). ``Timed`` takes it before and after: CPU seconds per Job or per trial are
+  what a setting changes, and unlike a rate they hardly move when the hypervisor steals time.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
+# /proc/<pid>/comm (cut at 15 characters) of the processes ``process_cpu`` counts, and their names
+COMPONENTS = {"kube-apiserver": "apiserver", "etcd": "etcd", "kube-controller": "controller-manager",
+              "kube-scheduler": "scheduler", "kwok": "kwok", "kwok-linux-amd6": "kwok"}
 
 
 def cpu_times() -> tuple[float, float]:
@@ -32,12 +39,32 @@ def cpu_times() -> tuple[float, float]:
     return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
+def process_cpu() -> dict[tuple[int, str], float]:
+    """CPU seconds (user + system) each control-plane process has used, by (pid, name)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[tuple[int, str], float] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name = COMPONENTS.get(stat[stat.index("(") + 1:stat.rindex(")")])
+        if name is not None:
+            fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state); utime, stime are 14, 15
+            out[(int(d.name), name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 class Timed:
-    """Wall time (``seconds``), machine-wide busy cores (``cores``) and cores' worth of time the
-    hypervisor took away (``stolen``) over one timed block. A run with much stolen time measured
-    a shared host as well as kubesweep: compare its ratios, not its absolute figures."""
+    """Wall time (``seconds``), machine-wide busy cores (``cores``), cores' worth of time the
+    hypervisor took away (``stolen``) and each control-plane component's CPU seconds (``procs``,
+    by name) over one timed block. A run with much stolen time measured a shared host as well as
+    kubesweep: compare its ratios and CPU seconds, not its rates."""
 
     def __enter__(self) -> "Timed":
+        self.before = process_cpu()
         (self.busy, self.steal), self.t = cpu_times(), time.perf_counter()
         return self
 
@@ -46,6 +73,13 @@ class Timed:
         busy, steal = cpu_times()
         self.cores = (busy - self.busy) / self.seconds
         self.stolen = (steal - self.steal) / self.seconds
+        self.procs: Counter[str] = Counter()
+        for (pid, name), used in process_cpu().items():  # a process started meanwhile counts from 0
+            self.procs[name] += used - self.before.get((pid, name), 0.0)
+
+    def per(self, n: int, names: tuple[str, ...] = ("apiserver", "etcd", "controller-manager")) -> str:
+        """'apiserver 2.4, etcd 0.6, ... ms of CPU per <n>' for the components named."""
+        return ", ".join(f"{name} {self.procs[name] / n * 1000:.2f}" for name in names)
 
 
 def api_writes(c: Any) -> Counter[str]:

@@ -21,8 +21,9 @@ set a tail the ideal bound does not have), the mean idle time of a slot (all slo
 tail included), the refill gap (a slot's idle time between one trial finishing and the next
 running, from the API objects' timestamps), the client's CPU use while watching, and where a
 trial's time outside its run went; then the same as the client saw it on its own clock (start-up,
-refill mean and worst, tail), the machine's busy cores (and what the hypervisor stole), and the
-API server's count of the writes each trial cost the cluster, by resource (bench/load.py).
+refill mean and worst, tail), the machine's busy cores (and what the hypervisor stole), the
+API server's count of the writes each trial cost the cluster, by resource, and the CPU each
+control-plane process spent per trial (bench/load.py).
 
 Durations are interleaved in plan order (30, 45, 60, 75, 90, 30, ... s by default), so slots
 free up continuously as they would with real trials. `--durations 2,3,5,8,13` is the stress
@@ -149,7 +150,7 @@ def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: P
             "list": bound, "list_ratio": wall / bound,
             "idle_per_trial": idle, "gap": gap, "cpu_pct": 100 * cpu / wall, "stages": stages,
             "phases": timeline.phases(wall, slots), "cores": machine.cores, "stolen": machine.stolen,
-            "writes": writes}
+            "writes": writes, "procs": machine.per(n, ("apiserver", "etcd", "controller-manager", "scheduler", "kwok"))}
 
 
 def list_schedule(durations: list[int], slots: int, batches: list[int] | None = None) -> float:
@@ -249,6 +250,7 @@ def main() -> int:
         print(f"{policy}: as the client saw it: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["phases"].items()))
         print(f"{policy}: the machine's cores busy {r['cores']:.2f} of {os.cpu_count()} "
               f"({r['stolen']:.2f} stolen by the hypervisor); {r['writes']}")
+        print(f"{policy}: control-plane CPU per trial, ms: {r['procs']}")
     if "trial" in results and "batch" in results:
         print(f"trial refill vs batch refill: {results['batch']['makespan'] / results['trial']['makespan']:.2f}x shorter makespan")
     if "trial" in results and "longest" in results:

@@ -16,14 +16,21 @@ runs; all paths run in turn for --rounds rounds, and the medians are compared, s
 machine's noise moves single runs by ±30%. Prints Jobs/s per round, medians and ratios, and
 how many of the machine's cores were busy while each path ran (and how much the hypervisor stole).
 
-With --controller-qps 400,100 each round runs every path once per setting of the
-controller-manager's and scheduler's API rate (`control_plane_controllers_api_qps`, applied by
-rerunning site.yml on the cluster's inventory, and put back to the inventory's own value at the
-end): the Job controller reacts to every Job created (here: a status update per suspended Job),
-and how fast it may do so decides how much of the API server's CPU is left for the creates.
+Also printed per path: the CPU each control-plane process spent per Job created (from /proc,
+bench/load.py). The rates move with what else the host runs (the hypervisor's steal is printed
+beside them); CPU per Job hardly does, so a setting's effect shows there first.
+
+With --setting VAR=A,B each round runs every path once per value of a control_plane role
+variable, applied by rerunning site.yml on the cluster's inventory (and put back to the
+inventory's own value at the end), after which the benchmark waits for the controller-manager
+and scheduler to lead again and settle. --controller-qps 400,100 is short for --setting
+control_plane_controllers_api_qps=400,100: the Job controller reacts to every Job created
+(here: a status update per suspended Job), and how fast it may do so decides how much of the
+API server's CPU is left for the creates.
 
     python bench/submit.py --jobs 1000        (needs `invoke cluster`)
     python bench/submit.py --jobs 1000 --controller-qps 400,100
+    python bench/submit.py --jobs 1000 --setting control_plane_apiserver_gogc=100,400
     python bench/submit.py --jobs 1000 --workers 16,64
 """
 
@@ -37,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -49,6 +57,8 @@ from kubesweep.cluster import DEFAULT_INVENTORY, kubeconfig_path  # noqa: E402
 from kubesweep.paths import cache_root  # noqa: E402
 from kubesweep.versions import pins  # noqa: E402
 from load import Timed  # noqa: E402 - bench/load.py
+
+PROCS = ("apiserver", "etcd", "controller-manager")
 
 GRID = """\
 name: bench-submit
@@ -106,6 +116,8 @@ def main() -> int:
                     help="comma-separated counts of creates in flight for the direct path, compared side by side")
     ap.add_argument("--controller-qps", default="",
                     help="comma-separated control_plane_controllers_api_qps values to compare, side by side per round")
+    ap.add_argument("--setting", default="", metavar="VAR=A,B",
+                    help="a control_plane role variable and the values of it to compare, side by side per round")
     args = ap.parse_args()
     inventory = DEFAULT_INVENTORY
     kc = Path(args.kubeconfig) if args.kubeconfig else kubeconfig_path(DEFAULT_INVENTORY)
@@ -113,42 +125,58 @@ def main() -> int:
         inventory = ROOT / "inventory" / "local"
         local = kubeconfig_path(inventory)
         kc = local if local.exists() else kc
-    settings: list[int | None] = [int(q) for q in args.controller_qps.split(",") if q.strip()] or [None]
+    var, values = "control_plane_controllers_api_qps", args.controller_qps
+    if args.setting:
+        if args.controller_qps or "=" not in args.setting:
+            ap.error("--setting takes VAR=A,B, and not together with --controller-qps")
+        var, values = args.setting.split("=", 1)
+    settings: list[str | None] = [v.strip() for v in values.split(",") if v.strip()] or [None]
     if settings != [None] and args.kubeconfig:
-        ap.error("--controller-qps reruns site.yml on the cluster's own inventory; leave out --kubeconfig")
+        ap.error("--setting and --controller-qps rerun site.yml on the cluster's own inventory; leave out --kubeconfig")
     c = kube.clients(kc)
     work = Path(tempfile.mkdtemp(prefix="kubesweep-bench-submit-"))
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
     direct = {w: "direct" if len(workers) == 1 else f"direct-{w}" for w in workers}
     paths = (*direct.values(), "k8s-batch", "k8s-one-call", "kubectl", "k8s-per-file")
-    rates: dict[int | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
-    busy: dict[int | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
-    stolen: dict[int | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
+    rates: dict[str | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
+    busy: dict[str | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
+    stolen: dict[str | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
+    # control-plane CPU ms per Job, by setting, path and component
+    per_job: dict[str | None, dict[str, dict[str, list[float]]]] = {
+        q: {p: {k: [] for k in PROCS} for p in paths} for q in settings}
     made_ns: list[str] = []
 
-    lease = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager"
+    def settled() -> bool:
+        """The controller-manager and the scheduler each lead (renewed their lease in the last
+        5 s) and have led for 15 s: past the first sync of every object."""
+        now = datetime.now(timezone.utc)
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            try:
+                spec = kube.request(c, "GET", f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}")["spec"]
+                renewed, acquired = (datetime.fromisoformat(spec[k].replace("Z", "+00:00")) for k in ("renewTime", "acquireTime"))
+            except Exception:  # noqa: BLE001 - the API server restarting, or no leader yet
+                return False
+            if (now - renewed).total_seconds() > 5 or (now - acquired).total_seconds() < 15:
+                return False
+        return True
 
-    def holder() -> str:
-        try:
-            return kube.request(c, "GET", lease)["spec"].get("holderIdentity") or ""
-        except Exception:  # noqa: BLE001 - the API server restarting
-            return ""
-
-    def set_qps(qps: int | None) -> None:
-        extra = ["-e", f"control_plane_controllers_api_qps={qps}"] if qps is not None else []
-        before = holder()
+    def apply_setting(value: str | None) -> None:
+        extra = ["-e", f"{var}={value}"] if value is not None else []
         run = cluster.playbook(inventory, extra=extra, echo=False)
         if not run.ok:
             raise SystemExit(f"site.yml with {extra or 'the inventory values'} failed:\n{run.output[-3000:]}")
-        # A restarted controller-manager does nothing until it holds the leader lease, and then
-        # syncs every Job: measured before that, the creates would have the API server to
-        # themselves. Wait for the new holder, then for its first sync to pass.
         if not any(r["changed"] for r in run.recap.values()):
             return  # nothing restarted
-        deadline = time.monotonic() + 120
-        while holder() in ("", before) and time.monotonic() < deadline:
-            time.sleep(2)
+        # A restarted API server makes the controller-manager and scheduler lose their leases and
+        # exit; the kubelet restarts them after a back-off of up to minutes, and a new leader
+        # syncs every object before it settles. Measured before that, the creates would have the
+        # API server to themselves.
         time.sleep(15)
+        deadline = time.monotonic() + 400
+        while not settled():
+            if time.monotonic() > deadline:
+                raise SystemExit("the controller-manager and scheduler did not lead again within 400 s")
+            time.sleep(3)
 
     try:
         grid = work / "grid.yaml"
@@ -193,11 +221,13 @@ def main() -> int:
                 time.sleep(1)
 
         def one_round(tag: str, into: dict[str, list[float]], cores: dict[str, list[float]],
-                      steal: dict[str, list[float]]) -> None:
+                      steal: dict[str, list[float]], cpu: dict[str, dict[str, list[float]]]) -> None:
             def record(path: str, n: int, timed: Timed) -> None:
                 into[path].append(n / timed.seconds)
                 cores[path].append(timed.cores)
                 steal[path].append(timed.stolen)
+                for k in PROCS:
+                    cpu[path][k].append(timed.procs[k] / n * 1000)
 
             # direct: the runner's path (JSON bodies, creates in flight on a pool of connections)
             for w, path in direct.items():
@@ -239,13 +269,14 @@ def main() -> int:
             gone(ns)
 
         for rnd in range(args.rounds):
-            for qps in settings:
-                if qps is not None:
-                    set_qps(qps)
-                one_round(f"{rnd}" if qps is None else f"{rnd}-qps{qps}", rates[qps], busy[qps], stolen[qps])
+            for value in settings:
+                if value is not None:
+                    apply_setting(value)
+                tag = f"{rnd}" if value is None else f"{rnd}-{len(made_ns)}"
+                one_round(tag, rates[value], busy[value], stolen[value], per_job[value])
     finally:
         if settings != [None]:
-            set_qps(None)
+            apply_setting(None)
         for ns in made_ns:
             try:
                 c.core.delete_namespace(ns)
@@ -253,18 +284,20 @@ def main() -> int:
                 pass
         shutil.rmtree(work, ignore_errors=True)
 
-    for qps, by_path in rates.items():
+    for value, by_path in rates.items():
         results = {k: median(v) for k, v in by_path.items()}
-        setting = "" if qps is None else f", controllers at {qps} QPS"
+        setting = "" if value is None else f", {var}={value}"
         print(f"submit benchmark: {args.jobs:,} suspended Jobs into the local cluster's API server{setting}, "
               f"{args.rounds} rounds, medians (per-file loop on a sample of {args.per_file_sample})")
         print(f"{'path':<14}{'Jobs/s':>10}{'s per 1000':>12}{'cores busy':>12}{'stolen':>8}   rounds")
         for name, rate in results.items():
-            print(f"{name:<14}{rate:>10.1f}{1000 / rate:>12.1f}{median(busy[qps][name]):>12.2f}"
-                  f"{median(stolen[qps][name]):>8.2f}   {', '.join(f'{r:.1f}' for r in by_path[name])}")
+            print(f"{name:<14}{rate:>10.1f}{1000 / rate:>12.1f}{median(busy[value][name]):>12.2f}"
+                  f"{median(stolen[value][name]):>8.2f}   {', '.join(f'{r:.1f}' for r in by_path[name])}")
         print(f"cores busy: the whole machine's CPU use while the path ran (median), of {os.cpu_count()} cores: "
               "the cluster, the client, kubectl and Ansible together; stolen: cores' worth of time the "
               "hypervisor gave other guests meanwhile (median; much of it makes the rates those of a shared host)")
+        print("control-plane CPU per Job created, ms (median): " + "; ".join(
+            f"{name} " + ", ".join(f"{k} {median(per_job[value][name][k]):.2f}" for k in PROCS) for name in by_path))
         for name in (*direct.values(), "k8s-batch", "k8s-one-call"):
             print(f"{name}: {results[name] / results['kubectl']:.1f}x kubectl apply -f dir, "
                   f"{results[name] / results['k8s-per-file']:.1f}x the per-file kubernetes.core loop")
@@ -273,7 +306,11 @@ def main() -> int:
         for other in others:
             for name in (*direct.values(), "kubectl"):
                 a, b = median(rates[first][name]), median(rates[other][name])
-                print(f"{name}: {b / a:.2f}x the rate at {other} QPS as at {first} QPS")
+                cpu_a = sum(median(per_job[first][name][k]) for k in PROCS)
+                cpu_b = sum(median(per_job[other][name][k]) for k in PROCS)
+                api_a, api_b = median(per_job[first][name]["apiserver"]), median(per_job[other][name]["apiserver"])
+                print(f"{name}: at {var}={other} {b / a:.2f}x the rate, {api_b / api_a:.2f}x the API server's CPU "
+                      f"per Job and {cpu_b / cpu_a:.2f}x the control plane's, as at {first}")
     return 0
 
 

@@ -197,3 +197,34 @@ def test_second_build_is_all_cache_hits_in_seconds(built):
     assert again["built"] == 0, [a for a in again["artifacts"] if not a["cached"]]
     assert again["mirror"]["changed"] == 0
     assert again["timings"]["total"] < 30
+
+
+def test_kubeadm_accepts_the_configuration_the_role_renders(built, tmp_path):
+    """The control_plane role's kubeadm configuration, rendered by Ansible's template module with
+    the role's defaults, passes the built kubeadm's own validation; a GOGC other than Go's default
+    becomes the API server's environment, and the default renders none (so upgrading the role
+    regenerates nothing on a running cluster)."""
+    import sys
+
+    import yaml
+
+    summary, v = built
+    kubeadm = Path(summary["mirror"]["root"]) / f"dl.k8s.io/release/v{v.kube}/bin/linux/amd64/kubeadm"
+    root = Path(__file__).resolve().parents[1]
+    ansible = Path(sys.executable).parent / "ansible"
+    envs = {}
+    for gogc in (100, 400):
+        out = tmp_path / f"kubeadm-{gogc}.yaml"
+        run = subprocess.run(
+            [str(ansible), "-i", "inventory/single", "ks-single", "-e", "ansible_connection=local",
+             "-e", f"ansible_python_interpreter={sys.executable}", "-m", "ansible.builtin.template",
+             "-a", f"src=roles/control_plane/templates/kubeadm-config.yaml.j2 dest={out}",
+             "-e", "@roles/control_plane/defaults/main.yml", "-e", f"control_plane_apiserver_gogc={gogc}",
+             "-e", "control_plane_advertise_address=10.0.0.2", "-e", "control_plane_endpoint=10.0.0.2:6443"],
+            cwd=root, capture_output=True, text=True, timeout=120, env={**os.environ, "ANSIBLE_CONFIG": str(root / "ansible.cfg")})
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        check = subprocess.run([str(kubeadm), "config", "validate", "--config", str(out)], capture_output=True, text=True, timeout=60)
+        assert check.returncode == 0, check.stdout + check.stderr
+        docs = {d["kind"]: d for d in yaml.safe_load_all(out.read_text()) if d}
+        envs[gogc] = docs["ClusterConfiguration"]["apiServer"].get("extraEnvs")
+    assert envs == {100: None, 400: [{"name": "GOGC", "value": "400"}]}

@@ -452,6 +452,9 @@ def test_the_benchmarks_run_at_toy_size(local_cluster):
     assert all(float(v) > 0 for v in rows.values()), out
     assert re.search(r"^direct: [\d.]+x kubectl apply -f dir, [\d.]+x the per-file", out, re.M), out
     assert re.search(r"^direct\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+", out, re.M), out  # rate, s/1000, busy, stolen
+    # the control plane's own CPU, read from its processes in the node container: creating Jobs costs the API server
+    api_ms = re.search(r"^control-plane CPU per Job created, ms \(median\): direct apiserver ([\d.]+), etcd ([\d.]+)", out, re.M)
+    assert api_ms and float(api_ms[1]) > 0, out
 
     out = _bench("makespan.py", "--trials", "8", "--nodes", "2", "--gpus", "2", "--durations", "2,3",
                  "--policies", "trial", "--kubeconfig", kc)
@@ -468,3 +471,6 @@ def test_the_benchmarks_run_at_toy_size(local_cluster):
     assert float(writes[4]) > 1, out  # the controllers', scheduler's and kwok's writes besides the create
     # the cluster and the client ran (busy), and busy plus stolen fit in the machine's cores
     assert 0 < float(writes[1]) and float(writes[1]) + float(writes[3]) <= int(writes[2]) + 0.05, out
+    procs = re.search(r"^trial: control-plane CPU per trial, ms: apiserver ([\d.]+), etcd [\d.]+, controller-manager ([\d.]+), "
+                      r"scheduler ([\d.]+), kwok ([\d.]+)$", out, re.M)
+    assert procs and all(float(v) > 0 for v in procs.groups()), out  # each had work to do for every trial
