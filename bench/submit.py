@@ -130,7 +130,7 @@ def main() -> int:
         if args.controller_qps or "=" not in args.setting:
             ap.error("--setting takes VAR=A,B, and not together with --controller-qps")
         var, values = args.setting.split("=", 1)
-    settings: list[str | None] = [v.strip() for v in values.split(",") if v.strip()] or [None]
+    settings: list[str | None] = list(dict.fromkeys(v.strip() for v in values.split(",") if v.strip())) or [None]
     if settings != [None] and args.kubeconfig:
         ap.error("--setting and --controller-qps rerun site.yml on the cluster's own inventory; leave out --kubeconfig")
     c = kube.clients(kc)
@@ -138,12 +138,8 @@ def main() -> int:
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
     direct = {w: "direct" if len(workers) == 1 else f"direct-{w}" for w in workers}
     paths = (*direct.values(), "k8s-batch", "k8s-one-call", "kubectl", "k8s-per-file")
-    rates: dict[str | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
-    busy: dict[str | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
-    stolen: dict[str | None, dict[str, list[float]]] = {q: {p: [] for p in paths} for q in settings}
-    # control-plane CPU ms per Job, by setting, path and component
-    per_job: dict[str | None, dict[str, dict[str, list[float]]]] = {
-        q: {p: {k: [] for k in PROCS} for p in paths} for q in settings}
+    # every timed run, by setting and path: the Jobs it created and what it cost
+    runs: dict[str | None, dict[str, list[tuple[int, Timed]]]] = {q: {p: [] for p in paths} for q in settings}
     made_ns: list[str] = []
 
     def settled() -> bool:
@@ -220,14 +216,9 @@ def main() -> int:
                         return
                 time.sleep(1)
 
-        def one_round(tag: str, into: dict[str, list[float]], cores: dict[str, list[float]],
-                      steal: dict[str, list[float]], cpu: dict[str, dict[str, list[float]]]) -> None:
+        def one_round(tag: str, into: dict[str, list[tuple[int, Timed]]]) -> None:
             def record(path: str, n: int, timed: Timed) -> None:
-                into[path].append(n / timed.seconds)
-                cores[path].append(timed.cores)
-                steal[path].append(timed.stolen)
-                for k in PROCS:
-                    cpu[path][k].append(timed.procs[k] / n * 1000)
+                into[path].append((n, timed))
 
             # direct: the runner's path (JSON bodies, creates in flight on a pool of connections)
             for w, path in direct.items():
@@ -269,11 +260,10 @@ def main() -> int:
             gone(ns)
 
         for rnd in range(args.rounds):
-            for value in settings:
+            for i, value in enumerate(settings):
                 if value is not None:
                     apply_setting(value)
-                tag = f"{rnd}" if value is None else f"{rnd}-{len(made_ns)}"
-                one_round(tag, rates[value], busy[value], stolen[value], per_job[value])
+                one_round(f"{rnd}" if value is None else f"{rnd}-{i}", runs[value])
     finally:
         if settings != [None]:
             apply_setting(None)
@@ -284,20 +274,30 @@ def main() -> int:
                 pass
         shutil.rmtree(work, ignore_errors=True)
 
-    for value, by_path in rates.items():
+    def rates(value: str | None, path: str) -> list[float]:
+        return [n / t.seconds for n, t in runs[value][path]]
+
+    def cpu_ms(value: str | None, path: str, component: str) -> float:
+        """Median CPU milliseconds the component spent per Job created."""
+        return median([t.procs[component] / n * 1000 for n, t in runs[value][path]])
+
+    for value in settings:
+        by_path = {path: rates(value, path) for path in paths}
         results = {k: median(v) for k, v in by_path.items()}
         setting = "" if value is None else f", {var}={value}"
         print(f"submit benchmark: {args.jobs:,} suspended Jobs into the local cluster's API server{setting}, "
               f"{args.rounds} rounds, medians (per-file loop on a sample of {args.per_file_sample})")
         print(f"{'path':<14}{'Jobs/s':>10}{'s per 1000':>12}{'cores busy':>12}{'stolen':>8}   rounds")
         for name, rate in results.items():
-            print(f"{name:<14}{rate:>10.1f}{1000 / rate:>12.1f}{median(busy[value][name]):>12.2f}"
-                  f"{median(stolen[value][name]):>8.2f}   {', '.join(f'{r:.1f}' for r in by_path[name])}")
+            busy = median([t.cores for _, t in runs[value][name]])
+            stolen = median([t.stolen for _, t in runs[value][name]])
+            print(f"{name:<14}{rate:>10.1f}{1000 / rate:>12.1f}{busy:>12.2f}"
+                  f"{stolen:>8.2f}   {', '.join(f'{r:.1f}' for r in by_path[name])}")
         print(f"cores busy: the whole machine's CPU use while the path ran (median), of {os.cpu_count()} cores: "
               "the cluster, the client, kubectl and Ansible together; stolen: cores' worth of time the "
               "hypervisor gave other guests meanwhile (median; much of it makes the rates those of a shared host)")
         print("control-plane CPU per Job created, ms (median): " + "; ".join(
-            f"{name} " + ", ".join(f"{k} {median(per_job[value][name][k]):.2f}" for k in PROCS) for name in by_path))
+            f"{name} " + ", ".join(f"{k} {cpu_ms(value, name, k):.2f}" for k in PROCS) for name in by_path))
         for name in (*direct.values(), "k8s-batch", "k8s-one-call"):
             print(f"{name}: {results[name] / results['kubectl']:.1f}x kubectl apply -f dir, "
                   f"{results[name] / results['k8s-per-file']:.1f}x the per-file kubernetes.core loop")
@@ -305,10 +305,9 @@ def main() -> int:
         first, *others = settings
         for other in others:
             for name in (*direct.values(), "kubectl"):
-                a, b = median(rates[first][name]), median(rates[other][name])
-                cpu_a = sum(median(per_job[first][name][k]) for k in PROCS)
-                cpu_b = sum(median(per_job[other][name][k]) for k in PROCS)
-                api_a, api_b = median(per_job[first][name]["apiserver"]), median(per_job[other][name]["apiserver"])
+                a, b = median(rates(first, name)), median(rates(other, name))
+                cpu_a, cpu_b = (sum(cpu_ms(v, name, k) for k in PROCS) for v in (first, other))
+                api_a, api_b = cpu_ms(first, name, "apiserver"), cpu_ms(other, name, "apiserver")
                 print(f"{name}: at {var}={other} {b / a:.2f}x the rate, {api_b / api_a:.2f}x the API server's CPU "
                       f"per Job and {cpu_b / cpu_a:.2f}x the control plane's, as at {first}")
     return 0
