@@ -52,4 +52,5 @@ def api(local_cluster):
     from kubernetes import client, config
 
     api_client = config.new_client_from_config(str(local_cluster["kubeconfig"]))
-    return {"core": client.CoreV1Api(api_client), "batch": client.BatchV1Api(api_client)}
+    return {"core": client.CoreV1Api(api_client), "batch": client.BatchV1Api(api_client),
+            "coordination": client.CoordinationV1Api(api_client)}

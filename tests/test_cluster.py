@@ -7,6 +7,7 @@ checking that nothing is left behind.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
@@ -120,6 +121,25 @@ def _wait_flags(api, qps: int) -> None:
     assert f"--kube-api-burst={2 * qps}" in _controller_flags(api)
 
 
+def _fake_node_leases(api, count: int) -> dict:
+    """The fake nodes' Leases in kube-node-lease, once there is one per node, each renewed within
+    its duration and held by kwok."""
+    deadline = time.monotonic() + fake_nodes.NODE_LEASE_SECONDS
+    while True:
+        leases = {lease.metadata.name: lease for lease in api["coordination"].list_namespaced_lease("kube-node-lease").items
+                  if lease.metadata.name.startswith(fake_nodes.PREFIX)}
+        if len(leases) == count or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert len(leases) == count, sorted(leases)
+    now = time.time()
+    stale = {n: lease.spec.renew_time for n, lease in leases.items()
+             if now - lease.spec.renew_time.timestamp() > lease.spec.lease_duration_seconds}
+    assert not stale, stale
+    assert all((lease.spec.holder_identity or "").startswith(os.uname().nodename) for lease in leases.values())
+    return leases
+
+
 def _wait_job(api, name, namespace="default", timeout=300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -186,6 +206,9 @@ def test_hundred_fake_gpu_nodes_and_a_gpu_job_succeeds_on_them(api, local_cluste
     gpus = sum(int(n.status.allocatable.get("nvidia.com/gpu", 0))
                for n in api["core"].list_node(label_selector=f"{fake_nodes.LABEL}=true").items)
     assert gpus == 800
+    # kwok holds each fake node's Lease as a kubelet does; without leases the node-lifecycle
+    # controller found every fake node unresponsive within a minute and tainted it
+    first = _fake_node_leases(api, 100)
     name = f"gpu-{uuid.uuid4().hex[:6]}"
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
            "spec": {"completions": 4, "parallelism": 4, "backoffLimit": 0, "template": {"spec": {
@@ -202,5 +225,11 @@ def test_hundred_fake_gpu_nodes_and_a_gpu_job_succeeds_on_them(api, local_cluste
     others = [f"{p.metadata.namespace}/{p.metadata.name}" for p in api["core"].list_pod_for_all_namespaces().items
               if (p.spec.node_name or "").startswith(fake_nodes.PREFIX) and (p.metadata.labels or {}).get("job-name") != name]
     assert others == []
+    # and renews them (every quarter of NODE_LEASE_SECONDS)
+    time.sleep(max(0.0, min(l.spec.renew_time for l in first.values()).timestamp()
+                   + fake_nodes.NODE_LEASE_SECONDS / 4 + 3 - time.time()))
+    renewed = _fake_node_leases(api, 100)
+    assert all(renewed[n].spec.renew_time > first[n].spec.renew_time for n in first), \
+        {n: (first[n].spec.renew_time, renewed[n].spec.renew_time) for n in first}
     api["batch"].delete_namespaced_job(name, "default", propagation_policy="Background")
     assert fake_nodes.ensure(local_cluster["kubeconfig"], 0, 8, version=pins()["kwok_version"])["deleted"] == 100

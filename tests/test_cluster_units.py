@@ -44,7 +44,8 @@ def test_fake_node_objects_are_valid_nodes_advertising_gpus():
 
 
 def test_kwok_lists_pods_on_new_nodes_with_more_workers_than_it_plays_node_stages(tmp_path, monkeypatch):
-    """kwok's per-node pod list must finish before a node is schedulable (see POD_SYNC_WORKERS)."""
+    """kwok's per-node pod list must finish before a node is schedulable (see POD_SYNC_WORKERS),
+    and kwok must keep node leases (see NODE_LEASE_SECONDS)."""
     monkeypatch.setenv("KUBESWEEP_CACHE", str(tmp_path))
     stages = tmp_path / "kwok-stages"
     stages.mkdir()
@@ -63,6 +64,7 @@ def test_kwok_lists_pods_on_new_nodes_with_more_workers_than_it_plays_node_stage
     options = yaml.safe_load((tmp_path / "run" / "kwok-configuration.yaml").read_text())["options"]
     assert options["podsOnNodeSyncParallelism"] > options["nodePlayStageParallelism"]
     assert options["podPlayStageParallelism"] == fake_nodes.POD_STAGE_WORKERS
+    assert options["nodeLeaseDurationSeconds"] == fake_nodes.NODE_LEASE_SECONDS > 0  # kwok's own default keeps no leases
     argv = started["kwok"]
     assert argv[argv.index("--config") + 1] == str(tmp_path / "run" / "kwok-configuration.yaml")
     assert str(stages / "pod-ready.yaml") in argv

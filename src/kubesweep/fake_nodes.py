@@ -35,6 +35,15 @@ POD_STAGE_WORKERS = 32
 # workers finish before the nodes are schedulable; with no DaemonSet pods on the fake nodes
 # (see node_object) those lists are empty: no stale replays in 4 rounds, against 6 before.
 POD_SYNC_WORKERS = 16
+# How long a fake node's Lease in kube-node-lease lasts; kwok renews it every quarter of that.
+# 40 s is a kubelet's default and what kwokctl passes to kwok; kwok itself defaults to 0, which
+# keeps no leases at all. A fake node then reports only through its status, which the
+# node-heartbeat-with-lease stage refreshes every 600 s, so the node-lifecycle controller found
+# every fake node unresponsive 50 s after its last heartbeat: it marked the node's pods NotReady,
+# tainted the node unreachable (nothing was scheduled there) until kwok set it Ready again, six
+# times per node in a 6-minute sweep. A restarted kwok takes over nodes whose leases an earlier
+# kwok held once those have expired (up to this long).
+NODE_LEASE_SECONDS = 40
 
 
 class FakeNodeError(KubesweepError):
@@ -81,11 +90,13 @@ def start_kwok(kubeconfig: Path, version: str) -> int:
     options = cache_root() / "run" / "kwok-configuration.yaml"
     options.parent.mkdir(parents=True, exist_ok=True)
     # kwok applies its documented defaults only when no KwokConfiguration is given, so this one
-    # spells them all out and changes only the pod stage workers.
+    # spells them all out; it changes the pod stage and pod list workers, and turns node leases on
+    # (NODE_LEASE_SECONDS).
     options.write_text("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n"
                        "  cidr: 10.0.0.0/24\n  enableDebuggingHandlers: true\n  enableProfilingHandler: true\n"
                        f"  podPlayStageParallelism: {POD_STAGE_WORKERS}\n  nodePlayStageParallelism: 4\n"
-                       f"  nodeLeaseParallelism: 4\n  podsOnNodeSyncParallelism: {POD_SYNC_WORKERS}\n"
+                       f"  nodeLeaseParallelism: 4\n  nodeLeaseDurationSeconds: {NODE_LEASE_SECONDS}\n"
+                       f"  podsOnNodeSyncParallelism: {POD_SYNC_WORKERS}\n"
                        "  enablePodsOnNodeSyncListPager: true\n  enablePodsOnNodeSyncStreamWatch: false\n")
     argv += ["--config", str(options)]
     for f in stage_files():
