@@ -33,56 +33,25 @@ def test_creates_reuse_the_pooled_connections(tmp_path):
     """Every concurrent create goes over a kept-open connection: the client's pool holds as many as
     there are creates in flight. (The pool is sized when the client is made; sized afterwards it
     stayed at 5 per CPU and each extra create paid for a new connection.)"""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from kubesweep import kube, submit
 
-    connections, created = [], []
+    from .fakeapi import serve
 
-    class FakeApiServer(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the API server
+    created = []
 
-        def setup(self):
-            connections.append(self.client_address)
-            super().setup()
+    def answer(method, path, body):
+        created.append((path, body["metadata"]["name"]))
+        return 201, {}
 
-        def do_POST(self):  # noqa: N802 - http.server's naming
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            created.append((self.path, body["metadata"]["name"]))
-            answer = b"{}"
-            self.send_response(201)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args):
-            pass
-
-    class Server(ThreadingHTTPServer):
-        request_queue_size = 256  # listen backlog: every create connects at once
-
-    server = Server(("127.0.0.1", 0), FakeApiServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        kubeconfig = tmp_path / "config"
-        kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "t",
-            "clusters": [{"name": "t", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
-            "users": [{"name": "t", "user": {"token": "t"}}],
-            "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
-        c = kube.clients(kubeconfig)
+    with serve(answer, tmp_path / "config") as server:
+        c = kube.clients(tmp_path / "config")
         bodies = [(f"job-{i}", {"metadata": {"name": f"job-{i}"}}) for i in range(1500)]
         for _ in range(2):  # the second batch finds the connections open
             created.clear()
             assert submit.create_jobs(c, "ns", bodies) == {n: True for n, _ in bodies}
             assert sorted(created) == sorted(("/apis/batch/v1/namespaces/ns/jobs", n) for n, _ in bodies)
         # at most the pool (how many below it depends on how the threads happened to overlap)
-        assert 0 < len(connections) <= kube.POOL_CONNECTIONS
-    finally:
-        server.shutdown()
-        server.server_close()
+        assert 0 < len(server.connections) <= kube.POOL_CONNECTIONS
 
 
 def test_job_bodies_encode_as_json_dumps_would():

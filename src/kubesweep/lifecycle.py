@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -54,12 +55,49 @@ def clean(c: kube.Clients, experiment: str, *, results_dir: Path | None = None, 
     selector = f"{manifest.L_EXPERIMENT}={experiment}"
     jobs = _jobs(c, experiment)
     for namespace in sorted({job.metadata.namespace for job in jobs}):
-        kube.request(c, "DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs",
-                     query={"labelSelector": selector, "propagationPolicy": "Foreground"})
+        _delete_jobs(c, namespace, selector)
     for folder in (results_dir, jobs_dir):
         if folder is not None and (folder / experiment).is_dir():
             shutil.rmtree(folder / experiment)
     return len(jobs)
+
+
+# The API server gives a request 60 s. Deleting thousands of Jobs in the foreground on a busy
+# control plane can take longer (2,000 Jobs on two shared cores did): the server then answers
+# 504 and stops where it was. What it marked for deletion stays marked, and marking a Job again
+# writes nothing, so the same request continues from there.
+DELETE_ATTEMPTS = 10
+RETRIED = {429, 503, 504}  # too many requests, unavailable, timed out
+
+
+def _delete_jobs(c: kube.Clients, namespace: str, selector: str) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    for attempt in range(1, DELETE_ATTEMPTS + 1):
+        try:
+            kube.request(c, "DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs",
+                         query={"labelSelector": selector, "propagationPolicy": "Foreground"})
+            return
+        except ApiException as exc:
+            if exc.status not in RETRIED:
+                raise KubesweepError(f"deleting the Jobs labelled {selector} in {namespace}: "
+                                     f"{exc.status} {exc.reason}: {_message(exc)}") from None
+            if attempt == DELETE_ATTEMPTS:
+                raise KubesweepError(f"deleting the Jobs labelled {selector} in {namespace}: the API server answered "
+                                     f"{exc.status} {exc.reason} {attempt} times in a row ({_message(exc)}); "
+                                     "what it deleted stays deleted: run the same clean again") from None
+            if exc.status != 504:  # a timeout has waited long enough already
+                time.sleep(attempt)
+
+
+def _message(exc: Exception) -> str:
+    import orjson
+
+    body = getattr(exc, "body", None)
+    try:
+        return str(orjson.loads(body).get("message") or body)
+    except (orjson.JSONDecodeError, TypeError, AttributeError):
+        return str(body)
 
 
 def remaining(c: kube.Clients, experiment: str) -> int:

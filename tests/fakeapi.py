@@ -1,0 +1,68 @@
+"""A stand-in API server on 127.0.0.1 for unit tests at the HTTP boundary: the client's own
+requests, connection pool and error handling run for real; the answers come from ``answer``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+# (method, path with query, parsed JSON body or None) -> (status, JSON answer)
+Answer = Callable[[str, str, Any], tuple[int, Any]]
+
+
+class FakeApiServer:
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.connections: list[tuple[str, int]] = []
+        self.requests: list[tuple[str, str]] = []
+
+
+@contextmanager
+def serve(answer: Answer, kubeconfig: Path) -> Iterator[FakeApiServer]:
+    """Serve ``answer`` and write a kubeconfig for it to ``kubeconfig``."""
+    state = FakeApiServer(answer)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the API server
+
+        def setup(self) -> None:
+            state.connections.append(self.client_address)
+            super().setup()
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            state.requests.append((self.command, self.path))
+            status, reply = state.answer(self.command, self.path, body)
+            data = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_DELETE = _handle  # noqa: N815 - http.server's naming
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 256  # listen backlog: many requests may connect at once
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+        "users": [{"name": "t", "user": {"token": "t"}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
