@@ -141,14 +141,14 @@ def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: P
     n = len(plan.trials)
     idle = (wall * slots - total) / n  # slot-seconds not spent running, per trial started
     done = sum(1 for r in outcome.records.values() if r.state in ("succeeded", "failed"))
-    stages, gap = breakdown(c, plan.experiment.namespace, plan.experiment.name, slots)
+    stages, gap, replayed = breakdown(c, plan.experiment.namespace, plan.experiment.name, slots, outcome.records)
     lifecycle.clean(c, plan.experiment.name)
     deadline = time.monotonic() + 600  # the next policy must not share the machine with this cleanup
     while lifecycle.remaining(c, plan.experiment.name) and time.monotonic() < deadline:
         time.sleep(2)
     return {"trials": n, "finished": done, "makespan": wall, "ideal": ideal, "ratio": wall / ideal,
             "list": bound, "list_ratio": wall / bound,
-            "idle_per_trial": idle, "gap": gap, "cpu_pct": 100 * cpu / wall, "stages": stages,
+            "idle_per_trial": idle, "gap": gap, "cpu_pct": 100 * cpu / wall, "stages": stages, "replayed": replayed,
             "phases": timeline.phases(wall, slots), "cores": machine.cores, "stolen": machine.stolen,
             "writes": writes, "procs": machine.per(n, ("apiserver", "etcd", "controller-manager", "scheduler", "kwok"))}
 
@@ -177,26 +177,43 @@ def _ts(value: str | None) -> float | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
 
 
-def breakdown(c: kube.Clients, namespace: str, experiment: str, slots: int) -> tuple[dict[str, float], float]:
+def breakdown(c: kube.Clients, namespace: str, experiment: str, slots: int,
+              records: dict[str, Any]) -> tuple[dict[str, float], float, int]:
     """Where a trial's time outside its own run goes, from the API objects' timestamps (1 s
-    resolution, so only the means over many trials mean anything), and the mean refill gap:
-    the k-th trial to finish frees the slot the (slots + k)-th trial to run takes."""
+    resolution, so only the means over many trials mean anything), the mean refill gap (the k-th
+    trial to finish frees the slot the (slots + k)-th trial to run takes), and how many pods kwok
+    rewrote after they had finished.
+
+    A trial's start and end are the pod's startTime and container finishedAt as the sweep
+    recorded them when it saw the pod run and succeed (``records``), not as the pod reads now:
+    under load kwok sometimes replays its completion stage on a pod that has already succeeded,
+    one trial duration after the first, and its template stamps a new finishedAt (as far as
+    kwok v0.8.0's pod_controller.go shows: an event that still shows the pod Running reaches
+    kwok after the first completion has left its queue, so the stage is queued again and later
+    played on that stale copy). Read afterwards, such a pod seems to have run a duration longer, after
+    its Job was already complete, and its slot seems to have been taken before it was free."""
     sel = {"labelSelector": f"kubesweep.io/experiment={experiment}"}
     jobs = {j["metadata"]["name"]: j for j in kube.request(c, "GET", f"/apis/batch/v1/namespaces/{namespace}/jobs", query=sel)["items"]}
     spans: dict[str, list[float]] = {"job created -> pod created": [], "pod created -> scheduled": [],
                                      "scheduled -> running": [], "finished -> Job complete": []}
     starts: list[float] = []
     ends: list[float] = []
+    replayed = 0
     for pod in kube.request(c, "GET", f"/api/v1/namespaces/{namespace}/pods", query=sel)["items"]:
-        job = jobs.get(pod["metadata"].get("labels", {}).get("job-name", ""))
+        name = pod["metadata"].get("labels", {}).get("job-name", "")
+        job, rec = jobs.get(name), records.get(name)
         if not job:
             continue
         conds = {x["type"]: _ts(x.get("lastTransitionTime")) for x in pod["status"].get("conditions") or []}
         term = [((cs.get("state") or {}).get("terminated") or {}).get("finishedAt") for cs in pod["status"].get("containerStatuses") or []]
+        finished = next((t for t in term if t), None)
+        if rec is not None and rec.end and finished and finished != rec.end:
+            replayed += 1
         done = [_ts(x.get("lastTransitionTime")) for x in (job.get("status") or {}).get("conditions") or [] if x["type"] == "Complete"]
         points = [_ts(job["metadata"]["creationTimestamp"]), _ts(pod["metadata"]["creationTimestamp"]), conds.get("PodScheduled"),
-                  _ts(pod["status"].get("startTime")), _ts(next((t for t in term if t), None)), next(iter(done), None)]
-        for (name, vals), a, b in zip(list(spans.items())[:3], points[:3], points[1:4]):
+                  _ts((rec.start if rec is not None else None) or pod["status"].get("startTime")),
+                  _ts((rec.end if rec is not None else None) or finished), next(iter(done), None)]
+        for (span, vals), a, b in zip(list(spans.items())[:3], points[:3], points[1:4]):
             if a is not None and b is not None:
                 vals.append(b - a)
         if points[4] is not None and points[5] is not None:
@@ -207,7 +224,8 @@ def breakdown(c: kube.Clients, namespace: str, experiment: str, slots: int) -> t
     starts.sort()
     ends.sort()
     gaps = [starts[slots + k] - ends[k] for k in range(len(starts) - slots)]
-    return {k: sum(v) / len(v) for k, v in spans.items() if v}, (sum(gaps) / len(gaps) if gaps else float("nan"))
+    return ({k: sum(v) / len(v) for k, v in spans.items() if v}, (sum(gaps) / len(gaps) if gaps else float("nan")),
+            replayed)
 
 
 def main() -> int:
@@ -245,7 +263,8 @@ def main() -> int:
               f"{r['list']:>8.1f}{r['list_ratio']:>7.2f}{r['idle_per_trial']:>14.2f}{r['gap']:>14.2f}{r['cpu_pct']:>11.1f}%")
     for policy, r in results.items():
         print(f"{policy}: mean seconds per trial, from API timestamps: "
-              + ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items()))
+              + ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items())
+              + f" ({r['replayed']} pods' end rewritten later by kwok, their first end used)")
     for policy, r in results.items():
         print(f"{policy}: as the client saw it: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["phases"].items()))
         print(f"{policy}: the machine's cores busy {r['cores']:.2f} of {os.cpu_count()} "
