@@ -13,6 +13,8 @@ from typing import Any
 
 # (method, path with query, parsed JSON body or None) -> (status, JSON answer)
 Answer = Callable[[str, str, Any], tuple[int, Any]]
+# the status that closes the connection without answering, as a server timing out a kept-open one
+DROP = 0
 
 
 class FakeApiServer:
@@ -39,6 +41,9 @@ def serve(answer: Answer, kubeconfig: Path) -> Iterator[FakeApiServer]:
             body = json.loads(self.rfile.read(length)) if length else None
             state.requests.append((self.command, self.path))
             status, reply = state.answer(self.command, self.path, body)
+            if status == DROP:
+                self.close_connection = True
+                return
             data = json.dumps(reply).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -1,4 +1,5 @@
-"""How the kubernetes.core path splits a batch into module invocations (no cluster needed)."""
+"""How the kubernetes.core path splits a batch into module invocations, and how the direct path's
+creates behave at the HTTP boundary (no cluster needed)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,58 @@ def test_creates_reuse_the_pooled_connections(tmp_path):
             assert sorted(created) == sorted(("/apis/batch/v1/namespaces/ns/jobs", n) for n, _ in bodies)
         # at most the pool (how many below it depends on how the threads happened to overlap)
         assert 0 < len(server.connections) <= kube.POOL_CONNECTIONS
+
+
+def _dropping_server(drops: dict[str, list[bool]], created: list[str]):
+    """Job creates; for each name, ``drops`` says in turn whether the server closes the connection
+    instead of answering, and whether it had created the Job before doing so (True) or not."""
+    from .fakeapi import DROP
+
+    def answer(method, path, body):
+        name = body["metadata"]["name"]
+        if drops.get(name):
+            if drops[name].pop(0):
+                created.append(name)
+            return DROP, None
+        if name in created:
+            return 409, {"kind": "Status", "status": "Failure", "reason": "AlreadyExists", "code": 409}
+        created.append(name)
+        return 201, {}
+    return answer
+
+
+def test_a_create_whose_connection_closed_unanswered_is_sent_again(tmp_path):
+    """The API server closes a connection that sat idle 90 s; a create sent on it just then gets no
+    answer. It is sent again: created once whether or not the first one had reached the server (a
+    sweep of ~90 s trials died of this before: RemoteDisconnected from urllib3)."""
+    from kubesweep import kube, submit
+
+    from .fakeapi import serve
+
+    created: list[str] = []
+    drops = {"lost": [False], "landed": [True], "twice": [False, False]}
+    with serve(_dropping_server(drops, created), tmp_path / "config") as server:
+        c = kube.clients(tmp_path / "config")
+        result = submit.create_jobs(c, "ns", [(n, {"metadata": {"name": n}}) for n in ("lost", "landed", "twice", "plain")])
+    assert sorted(created) == ["landed", "lost", "plain", "twice"]  # each exactly once
+    # "landed" was created by the unanswered send: its second send is the 409 AlreadyExists
+    assert result == {"lost": True, "landed": False, "twice": True, "plain": True}
+    assert sorted(p for m, p in server.requests if m == "POST") == ["/apis/batch/v1/namespaces/ns/jobs"] * 8
+
+
+def test_a_create_never_answered_is_an_error_naming_the_job(tmp_path):
+    from kubesweep import kube, submit
+
+    from .fakeapi import serve
+
+    created: list[str] = []
+    drops = {"gone": [False] * kube.SEND_ATTEMPTS}
+    with serve(_dropping_server(drops, created), tmp_path / "config") as server:
+        c = kube.clients(tmp_path / "config")
+        with pytest.raises(submit.SubmitError, match=r"creating Job gone: no answer from the API server \(.*"
+                                                     r"Remote end closed connection without response.*\); rerun the sweep"):
+            submit.create_jobs(c, "ns", [("gone", {"metadata": {"name": "gone"}})])
+    assert len(server.requests) == kube.SEND_ATTEMPTS and not created
 
 
 def test_job_bodies_encode_as_json_dumps_would():

@@ -118,12 +118,24 @@ def _call(c: Clients, method: str, path: str, *, query: dict[str, Any] | None, b
     return resp
 
 
+# How many times ``sender`` sends a request whose connection closed before any answer came.
+SEND_ATTEMPTS = 3
+
+
 def sender(c: Clients, method: str, path: str, timeout_s: float = 60) -> Callable[[bytes], None]:
     """A function sending many requests that differ only in their JSON-encoded body, for creating
-    thousands of objects: URL, headers and credentials are prepared once (per call of this, so a
-    refreshed token is picked up by the next batch), each send is one request on the client's
+    thousands of named objects: URL, headers and credentials are prepared once (per call of this,
+    so a refreshed token is picked up by the next batch), each send is one request on the client's
     connection pool. Non-2xx raises ApiException like ``request``. The answer is drained unread:
-    the object created comes back through the watch anyway."""
+    the object created comes back through the watch anyway.
+
+    The API server closes a kept-open connection after 90 s without a request (its http.Server's
+    IdleTimeout). A create sent on one just as it closes gets no answer (``RemoteDisconnected``),
+    and urllib3 does not resend a POST; a sweep whose trials run about 90 s lost that race. Such a
+    request is sent again, on a fresh connection, up to SEND_ATTEMPTS times in all. That is safe
+    for creates by name: if the first one did reach the server after all, the second is answered
+    409 AlreadyExists, which the callers already read as "the object is there". Past the last
+    attempt the urllib3 error is raised."""
     import urllib3
     from kubernetes.client.exceptions import ApiException
 
@@ -133,7 +145,13 @@ def sender(c: Clients, method: str, path: str, timeout_s: float = 60) -> Callabl
     timeout = urllib3.Timeout(connect=10, read=timeout_s)
 
     def send(body: bytes) -> None:
-        resp = pool.request(method, url, body=body, headers=headers, preload_content=False, timeout=timeout)
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                resp = pool.request(method, url, body=body, headers=headers, preload_content=False, timeout=timeout)
+                break
+            except urllib3.exceptions.ProtocolError:  # closed before an answer; a timeout is not resent
+                if attempt == SEND_ATTEMPTS:
+                    raise
         try:
             if not 200 <= resp.status <= 299:
                 raise ApiException(status=resp.status, reason=resp.reason, body=resp.read().decode("utf-8", "replace"))

@@ -44,6 +44,7 @@ def create_jobs(c: kube.Clients, namespace: str, bodies: list[tuple[str, dict[st
                 workers: int = WORKERS, pool: ThreadPoolExecutor | None = None) -> dict[str, bool]:
     """Create every Job from (name, manifest); return name -> True (created) / False (already
     existed)."""
+    import urllib3
     from kubernetes.client.exceptions import ApiException
 
     send = kube.sender(c, "POST", jobs_path(namespace))
@@ -57,6 +58,9 @@ def create_jobs(c: kube.Clients, namespace: str, bodies: list[tuple[str, dict[st
             if exc.status == 409:
                 return name, False
             raise SubmitError(f"creating Job {name}: {exc.status} {exc.reason}: {(exc.body or '')[:500]}") from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise SubmitError(f"creating Job {name}: no answer from the API server ({exc}); "
+                              "rerun the sweep to resume") from None
 
     if len(bodies) <= 1:
         return dict(one(b) for b in bodies)
