@@ -19,7 +19,7 @@ ratio, the ratio to a zero-overhead list schedule of the same trials in the same
 client that does not know durations in advance could reach at best: the last trials started
 set a tail the ideal bound does not have), the mean idle time of a slot (all slot-seconds not spent running, per trial: start-up and
 tail included), the refill gap (a slot's idle time between one trial finishing and the next
-running, from the API objects' timestamps), the client's CPU use while watching, and where a
+running, from the API objects' timestamps as the sweep recorded them), the client's CPU use while watching, and where a
 trial's time outside its run went; then the same as the client saw it on its own clock (start-up,
 refill mean and worst, tail), the machine's busy cores (and what the hypervisor stole), the
 API server's count of the writes each trial cost the cluster, by resource, and the CPU each
