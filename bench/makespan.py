@@ -128,6 +128,9 @@ def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: P
     view = live.View(plan.experiment.name, "acc", len(plan.trials),
                      console=Console(file=open(os.devnull, "w"), force_terminal=True, width=160))
     c = kube.clients(kc)
+    # a run that died (or was interrupted) left its Jobs, under the trial names this run derives:
+    # the sweep would re-attach to them instead of starting its own
+    _clean(c, plan.experiment.name)
     writes = api_writes(c)
     cpu0, t0 = cpu_seconds(), time.monotonic()
     timeline = Timeline(view.change, t0)
@@ -142,15 +145,22 @@ def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: P
     idle = (wall * slots - total) / n  # slot-seconds not spent running, per trial started
     done = sum(1 for r in outcome.records.values() if r.state in ("succeeded", "failed"))
     stages, gap, replayed = breakdown(c, plan.experiment.namespace, plan.experiment.name, slots, outcome.records)
-    lifecycle.clean(c, plan.experiment.name)
-    deadline = time.monotonic() + 600  # the next policy must not share the machine with this cleanup
-    while lifecycle.remaining(c, plan.experiment.name) and time.monotonic() < deadline:
-        time.sleep(2)
+    _clean(c, plan.experiment.name)  # the next policy must not share the machine with this cleanup
     return {"trials": n, "finished": done, "makespan": wall, "ideal": ideal, "ratio": wall / ideal,
             "list": bound, "list_ratio": wall / bound,
             "idle_per_trial": idle, "gap": gap, "cpu_pct": 100 * cpu / wall, "stages": stages, "replayed": replayed,
             "phases": timeline.phases(wall, slots), "cores": machine.cores, "stolen": machine.stolen,
             "writes": writes, "procs": machine.per(n, ("apiserver", "etcd", "controller-manager", "scheduler", "kwok"))}
+
+
+def _clean(c: kube.Clients, experiment: str) -> None:
+    """Delete the experiment's Jobs and pods, if any, and wait (up to 10 min) until they are gone."""
+    if not lifecycle.remaining(c, experiment):
+        return
+    lifecycle.clean(c, experiment)
+    deadline = time.monotonic() + 600
+    while lifecycle.remaining(c, experiment) and time.monotonic() < deadline:
+        time.sleep(2)
 
 
 def list_schedule(durations: list[int], slots: int, batches: list[int] | None = None) -> float:

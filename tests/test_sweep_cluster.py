@@ -101,6 +101,7 @@ def test_kill_minus_nine_twenty_times_then_resume_exactly_once(tmp_path, local_c
         kills += 1
         for j in jobs_of(api, "resume"):
             assert first_uid.setdefault(j.metadata.name, j.metadata.uid) == j.metadata.uid, "a Job was created twice"
+    assert kills == 20, f"the sweep finished after {kills} kill -9s"
     final = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
     jobs = jobs_of(api, "resume")
@@ -461,6 +462,8 @@ def test_the_benchmarks_run_at_toy_size(local_cluster):
     row = re.search(r"^trial\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s", out, re.M)
     assert row and int(row[1]) == 8, out  # every trial finished
     assert float(row[2]) >= float(row[3]) > 0, out  # no faster than the ideal bound
+    # trial times come from the sweep's records; pods kwok rewrote afterwards are counted
+    assert re.search(r"^trial: mean seconds per trial, from API timestamps: .*\((\d+) pods' end rewritten later by kwok", out, re.M), out
     # where the time and the cluster's work went: every slot got a trial, and the API server's own
     # count of writes shows each trial's Job created exactly once among the cluster's writes
     phases = re.search(r"^trial: as the client saw it: start-up ([\d.]+) s, refill mean ([\d.]+) s", out, re.M)
