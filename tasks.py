@@ -80,7 +80,7 @@ def logs(c, trial, tail=None, kubeconfig=None):
 
 @task(help={"experiment": "the experiment name", "kubeconfig": "default: the local cluster's"})
 def cancel(c, experiment, kubeconfig=None):
-    """Stop an experiment: delete its unfinished Jobs."""
+    """Stop an experiment, from any shell: a sweep running it stops; its unfinished Jobs are deleted."""
     cli.guard(cli.cancel, experiment, kubeconfig)
 
 

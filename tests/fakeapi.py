@@ -51,7 +51,7 @@ def serve(answer: Answer, kubeconfig: Path) -> Iterator[FakeApiServer]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = do_DELETE = _handle  # noqa: N815 - http.server's naming
+        do_GET = do_POST = do_PATCH = do_DELETE = _handle  # noqa: N815 - http.server's naming
 
         def log_message(self, *args: Any) -> None:
             pass

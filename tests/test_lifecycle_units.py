@@ -66,3 +66,42 @@ def test_clean_reports_a_refusal_at_once(tmp_path):
         with pytest.raises(KubesweepError, match=r"labelled kubesweep.io/experiment=exp in a: 403 Forbidden: jobs.batch is forbidden$"):
             lifecycle.clean(kube.clients(tmp_path / "config"), "exp")
     assert _deletes(server) == ["a"]
+
+
+def test_cancel_marks_every_unfinished_job_before_deleting_any(tmp_path):
+    """A sweep running the experiment stops at the first mark it sees, so every mark goes out
+    before the first delete; a finished Job is left alone, one deleted meanwhile is skipped."""
+    patches: dict[str, object] = {}
+
+    def answer(method, path, body):
+        url = urlsplit(path)
+        if method == "GET":
+            done = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
+            return 200, {"kind": "JobList", "apiVersion": "batch/v1", "metadata": {}, "items": [
+                {"metadata": {"name": n, "namespace": "a"}, "status": done if n == "finished" else {}}
+                for n in ("finished", "running", "gone")]}
+        name = url.path.rsplit("/", 1)[1]
+        if name == "gone":
+            return 404, {"kind": "Status", "status": "Failure", "code": 404, "message": f"jobs.batch \"{name}\" not found"}
+        if method == "PATCH":
+            patches[name] = body
+        return 200, {"kind": "Job", "apiVersion": "batch/v1", "metadata": {"name": name, "namespace": "a"}}
+
+    with serve(answer, tmp_path / "config") as server:
+        assert lifecycle.cancel(kube.clients(tmp_path / "config"), "exp") == 2
+    sent = [(m, urlsplit(p).path.rsplit("/", 1)[1]) for m, p in server.requests if m != "GET"]
+    assert sent == [("PATCH", "running"), ("PATCH", "gone"), ("DELETE", "running")]
+    assert list(patches) == ["running"] and "kubesweep.io/cancelled" in patches["running"]["metadata"]["annotations"]
+
+
+def test_cancel_reports_a_refused_mark(tmp_path):
+    def answer(method, path, body):
+        if method == "GET":
+            return 200, {"kind": "JobList", "apiVersion": "batch/v1", "metadata": {},
+                         "items": [{"metadata": {"name": "j1", "namespace": "a"}, "status": {}}]}
+        return 403, {"kind": "Status", "status": "Failure", "code": 403, "message": "jobs.batch \"j1\" is forbidden"}
+
+    with serve(answer, tmp_path / "config") as server:
+        with pytest.raises(KubesweepError, match=r"cancelling Job a/j1: 403 Forbidden: jobs.batch \"j1\" is forbidden"):
+            lifecycle.cancel(kube.clients(tmp_path / "config"), "exp")
+    assert [m for m, _ in server.requests] == ["GET", "PATCH"]  # nothing deleted after a refusal

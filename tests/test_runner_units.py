@@ -124,3 +124,26 @@ def test_the_watcher_passes_a_burst_on_without_pausing_and_gathers_a_trickle(mon
         assert got[kind] == [f"{kind}{i}" for i in range(104)]  # all of them, in order
         gathered = [t for t in pauses[kind] if t == watcher.GATHER_S[kind]]
         assert 4 <= len(gathered) <= 6, pauses  # after each trickled event, not after each of the burst
+
+
+def test_a_job_deleted_by_invoke_cancel_is_recorded_as_cancelled_and_others_as_deleted(tmp_path):
+    from kubesweep.trialstate import CANCELLED, SUBMITTED
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(textwrap.dedent("""\
+        name: cancelled
+        image: localhost:5000/t:1
+        command: [train, "${i}"]
+        parameters: {i: [1, 2]}
+        objective: {metric: acc}
+        """))
+    plan = render.plan(grid)
+    sweep = runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results")
+    by_cancel, by_hand = (sweep.records[t.name] for t in plan.trials)
+    for rec in (by_cancel, by_hand):
+        sweep._set(rec, state=SUBMITTED)
+    sweep._on_job(None, "DELETED", {"metadata": {"name": by_cancel.name, "uid": "u1",
+                                                 "annotations": {manifest.A_CANCELLED: "2026-12-02T10:00:00Z"}}})
+    sweep._on_job(None, "DELETED", {"metadata": {"name": by_hand.name, "uid": "u2"}})
+    assert (by_cancel.state, by_cancel.reason) == (CANCELLED, "Cancelled") and "invoke cancel" in by_cancel.message
+    assert (by_hand.state, by_hand.reason) == (CANCELLED, "Deleted")

@@ -302,6 +302,40 @@ def test_a_sweep_reordered_by_longest_first_resumes_without_a_second_job(tmp_pat
     invoke("clean", "reorder", "--kubeconfig", str(local_cluster["kubeconfig"]))
 
 
+def _pods(api, experiment):
+    return api["core"].list_namespaced_pod("default", label_selector=f"{manifest.L_EXPERIMENT}={experiment}").items
+
+
+def test_cancel_from_another_shell_stops_the_running_sweep(tmp_path, local_cluster, api, trainer):
+    grid = _grid(tmp_path, "cancel", f"""\
+    name: cancel
+    image: {trainer}
+    command: [python3, -c, "import time, sys; time.sleep(300); print('score=' + sys.argv[1])", "${{i}}"]
+    parameters:
+      i: {{min: 1, max: 6}}
+    batchSize: 2
+    objective: {{metric: score}}
+    resources: {{cpu: 100m, memory: 64Mi}}
+    """)
+    argv = [sys.executable, "-m", "invoke", *sweep_args(grid, tmp_path, local_cluster["kubeconfig"])]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait(lambda: sum(p.status.phase == "Running" for p in _pods(api, "cancel")) == 2, 180, "2 trials running")
+        names = {j.metadata.name for j in jobs_of(api, "cancel")}
+        cancelled = invoke("cancel", "cancel", "--kubeconfig", str(local_cluster["kubeconfig"]))
+        assert cancelled.returncode == 0 and "2 unfinished Job(s)" in cancelled.stdout, cancelled.stdout + cancelled.stderr
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert "0 succeeded, 0 failed, 2 cancelled" in out and "(stopped: cancelled)" in out, out[-2000:]
+    done = journal.load(tmp_path / "results" / "cancel")
+    assert set(done) == names and all(r["state"] == "cancelled" and r["reason"] == "Cancelled" for r in done.values())
+    assert {j.metadata.name for j in jobs_of(api, "cancel")} <= names, "a Job was created after the cancel"
+    invoke("clean", "cancel", "--kubeconfig", str(local_cluster["kubeconfig"]))
+
+
 def test_trials_on_a_lost_node_are_submitted_again_on_another(tmp_path, local_cluster, api, trainer):
     lost = "ks-gpu-1"  # its GPU taint is tolerated below, so trials spread over it and ks-worker-1
     grid = _grid(tmp_path, "nodeloss", f"""\

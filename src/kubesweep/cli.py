@@ -161,7 +161,8 @@ def cancel(experiment: str, kubeconfig: str | None) -> None:
     from . import kube, lifecycle
 
     n = lifecycle.cancel(kube.clients(Path(kubeconfig) if kubeconfig else None), experiment)
-    print(f"{experiment}: deleted {n} unfinished Job(s)")
+    print(f"{experiment}: cancelled, deleted {n} unfinished Job(s); a sweep running it stops "
+          "(rerun it to run what never started, with --retry-failed to rerun the cancelled trials too)")
 
 
 def clean(experiment: str, outputs: bool, kubeconfig: str | None) -> None:

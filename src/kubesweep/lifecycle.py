@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections import Counter, defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 from . import kube, manifest
@@ -37,13 +38,30 @@ def _jobs(c: kube.Clients, experiment: str) -> list:
 
 
 def cancel(c: kube.Clients, experiment: str) -> int:
-    """Delete the experiment's unfinished Jobs (finished ones and their results stay)."""
-    n = 0
-    for job in _jobs(c, experiment):
-        if job_outcome(c.plain(job))[0] is None:
-            c.batch.delete_namespaced_job(job.metadata.name, job.metadata.namespace, propagation_policy="Background")
-            n += 1
-    return n
+    """Stop the experiment: mark its unfinished Jobs cancelled, then delete them (finished ones and
+    their results stay). A sweep running it, in any shell, sees the mark through its Job watch and
+    stops: it records its trials in flight as cancelled and creates no more. Rerunning the sweep
+    later runs the trials that never started; with --retry-failed, the cancelled ones too."""
+    from kubernetes.client.exceptions import ApiException
+
+    unfinished = [job for job in _jobs(c, experiment) if job_outcome(c.plain(job))[0] is None]
+    mark = {"metadata": {"annotations": {manifest.A_CANCELLED: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}}}
+    gone: set[str] = set()
+    for step in ("mark", "delete"):  # all marked first: a running sweep stops at the first mark it sees
+        for job in unfinished:
+            name, ns = job.metadata.name, job.metadata.namespace
+            if name in gone:
+                continue
+            try:
+                if step == "mark":
+                    c.batch.patch_namespaced_job(name, ns, mark)
+                else:
+                    c.batch.delete_namespaced_job(name, ns, propagation_policy="Background")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise KubesweepError(f"cancelling Job {ns}/{name}: {exc.status} {exc.reason}: {_message(exc)}") from None
+                gone.add(name)  # deleted meanwhile (by the sweep itself, or a clean)
+    return len(unfinished)
 
 
 def clean(c: kube.Clients, experiment: str, *, results_dir: Path | None = None, jobs_dir: Path | None = None) -> int:

@@ -29,6 +29,8 @@ L_EXPERIMENT = LABEL_PREFIX + "experiment"
 L_BATCH = LABEL_PREFIX + "batch"
 L_TRIAL = LABEL_PREFIX + "trial"
 A_PARAMS = LABEL_PREFIX + "params"
+#: Set by `invoke cancel` on the Jobs it is about to delete: a sweep that sees it stops.
+A_CANCELLED = LABEL_PREFIX + "cancelled"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "kubesweep"}
 CONTAINER = "trial"
 OUTPUT_VOLUME = "output"

@@ -36,6 +36,9 @@ from .trialstate import (CANCELLED, FAILED, FINAL, PENDING, RUNNING, SUBMITTED, 
 # own grace period ran out without it stopping (a node that answers stops it within the period).
 NODE_LOSS_MARGIN_S = 10.0
 
+CANCELLED_MESSAGE = "the experiment was cancelled (invoke cancel) before this trial finished"
+
+
 class SweepError(KubesweepError):
     pass
 
@@ -163,6 +166,7 @@ class Sweep:
         self._inflight: set[str] = set()   # submitted or running, holding a slot
         self._failed = 0
         self._goal_hit = False
+        self._cancel_seen = False          # a Job marked by `invoke cancel` came through the watch
         self._next = 0                     # index into self.order: no PENDING trial before it...
         self._requeued: list[str] = []     # ...except these, put back in line (node loss)
         self._log_pool: ThreadPoolExecutor | None = None
@@ -323,6 +327,7 @@ class Sweep:
             if self.job_uid.get(name) not in (None, job["metadata"].get("uid")):
                 return  # an earlier Job of this trial
             self.job_uid.pop(name, None)
+            by_cancel = bool((job["metadata"].get("annotations") or {}).get(manifest.A_CANCELLED))
             if name in self.retrying:  # deleted by us after its node was lost: submit it again
                 self.retrying.discard(name)
                 self.stale_uids.add(job["metadata"].get("uid", ""))
@@ -331,7 +336,10 @@ class Sweep:
                           message=f"node {rec.node} was lost; the trial was submitted again (attempt {rec.attempt + 1})")
                 return
             if rec.state in (SUBMITTED, RUNNING):
-                self._finish(rec, CANCELLED, "Deleted", "the Job was deleted before it finished")
+                if by_cancel:
+                    self._finish(rec, CANCELLED, "Cancelled", CANCELLED_MESSAGE)
+                else:
+                    self._finish(rec, CANCELLED, "Deleted", "the Job was deleted before it finished")
             return
         self.job_uid[name] = job["metadata"].get("uid", "")
         outcome, reason, message = job_outcome(job)
@@ -487,10 +495,10 @@ class Sweep:
                         stopped = "goal"
                     elif self._too_many_failures():
                         stopped = "max-failed"
-                    elif self.stop_after is not None and self.stop_after():
+                    elif self._cancel_seen or (self.stop_after is not None and self.stop_after()):
                         stopped = "cancelled"
                     if stopped:
-                        self._cancel_pending(c, running_too=stopped != "goal")
+                        self._cancel_pending(c, running_too=stopped != "goal", cancelled=stopped == "cancelled")
                 if stopped is None:
                     created += self._fill(c)
                 if self._delete:
@@ -517,6 +525,10 @@ class Sweep:
                     if kind == "pod":
                         self._on_pod(etype, obj)
                     elif kind == "job":
+                        # marks on Jobs listed at the start are not read: only a cancel made while
+                        # this sweep runs stops it (a rerun after a cancel resumes)
+                        if (obj["metadata"].get("annotations") or {}).get(manifest.A_CANCELLED):
+                            self._cancel_seen = True
                         self._on_job(c, etype, obj)
                     else:  # "collected": etype is the trial, obj what its log said
                         self._collected(etype, *obj)
@@ -540,11 +552,13 @@ class Sweep:
         created, _ = self._submit(c, pending)
         return created
 
-    def _cancel_pending(self, c: kube.Clients, running_too: bool) -> None:
+    def _cancel_pending(self, c: kube.Clients, running_too: bool, cancelled: bool = False) -> None:
+        reason, message = ("Cancelled", CANCELLED_MESSAGE) if cancelled else (
+            "Stopped", "the experiment stopped before this trial ran")
         names = []
         for name in sorted(self._inflight):
             rec = self.records[name]
             if rec.state == SUBMITTED or (running_too and rec.state == RUNNING):
                 names.append(rec.name)
-                self._finish(rec, CANCELLED, "Stopped", "the experiment stopped before this trial ran")
+                self._finish(rec, CANCELLED, reason, message)
         self._delete_jobs(c, names)
