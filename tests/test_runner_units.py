@@ -147,3 +147,106 @@ def test_a_job_deleted_by_invoke_cancel_is_recorded_as_cancelled_and_others_as_d
     sweep._on_job(None, "DELETED", {"metadata": {"name": by_hand.name, "uid": "u2"}})
     assert (by_cancel.state, by_cancel.reason) == (CANCELLED, "Cancelled") and "invoke cancel" in by_cancel.message
     assert (by_hand.state, by_hand.reason) == (CANCELLED, "Deleted")
+
+
+def _staging_sweep(tmp_path, monkeypatch, **extra):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kubesweep import kube, submit
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(textwrap.dedent("""\
+        name: staged
+        image: localhost:5000/t:1
+        command: [train, "${i}"]
+        parameters: {i: [1, 2, 3, 4, 5]}
+        objective: {metric: acc}
+        batchSize: 2
+        stageAhead: 2
+        """))
+    plan = render.plan(grid)
+    render.write(plan, tmp_path / "jobs")
+    sweep = runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results", **extra)
+    sent: dict[str, list] = {"created": [], "ungated": [], "deleted": []}
+
+    def create_jobs(c, namespace, bodies, pool=None):
+        sent["created"] += [(name, manifest.gated(body["spec"]["template"])) for name, body in bodies]
+        return {name: True for name, _ in bodies}
+
+    monkeypatch.setattr(submit, "create_jobs", create_jobs)
+    monkeypatch.setattr(kube, "merge_patch", lambda c, path, body: sent["ungated"].append((path.rsplit("/", 1)[1], body)))
+    monkeypatch.setattr(sweep, "_delete_jobs", lambda c, names: sent["deleted"].extend(names))
+    sweep._submit_pool = ThreadPoolExecutor(2)
+    return sweep, [t.name for t in plan.trials], sent
+
+
+def _gated(trial: str) -> dict:
+    pod = _pod(trial)
+    pod["spec"]["schedulingGates"] = [{"name": manifest.SLOT_GATE}]
+    pod["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]
+    return pod
+
+
+def test_staged_trials_wait_gated_and_take_freed_slots_in_plan_order(tmp_path, monkeypatch):
+    from kubesweep.trialstate import CANCELLED, PENDING, RUNNING, SUBMITTED
+
+    sweep, (t1, t2, t3, t4, t5), sent = _staging_sweep(tmp_path, monkeypatch)
+    rec = sweep.records
+    sweep._fill(None)
+    assert sent["created"] == [(t1, False), (t2, False)]  # no staging while a start is under way
+    sweep._on_pod("ADDED", _pod(t1, node="n1"))
+    sweep._fill(None)
+    assert len(sent["created"]) == 2
+    sweep._on_pod("ADDED", _pod(t2, node="n1"))
+    sweep._fill(None)  # every trial in flight runs: the next two are staged, gated
+    assert sent["created"][2:] == [(t3, True), (t4, True)]
+    assert rec[t3].state == rec[t4].state == PENDING and {r.name for r in sweep.in_flight()} == {t1, t2}
+    sweep._on_pod("ADDED", _gated(t3))
+    assert rec[t3].reason is None and t3 not in sweep.pending_since  # gated is not Unschedulable
+    sweep._fill(None)
+    assert sent["ungated"] == [] and len(sent["created"]) == 4  # no slot free, no room to stage
+
+    sweep._finish(rec[t1], SUCCEEDED, None, None)
+    sweep._fill(None)  # t3 takes the slot: its pod's gate goes, no Job is created
+    assert rec[t3].state == SUBMITTED and sent["ungated"] == [(f"{t3}-pod", {"spec": {"schedulingGates": None}})]
+    assert len(sent["created"]) == 4
+    sweep._finish(rec[t2], SUCCEEDED, None, None)
+    sweep._fill(None)  # t4 takes the next one before its pod exists...
+    assert rec[t4].state == SUBMITTED and len(sent["ungated"]) == 1
+    sweep._on_pod("ADDED", _gated(t4))  # ...and its gate goes when the pod shows up
+    sweep._on_pod("MODIFIED", _gated(t4))
+    sweep._fill(None)
+    assert [name for name, _ in sent["ungated"]] == [f"{t3}-pod", f"{t4}-pod"]
+    assert len(sweep.in_flight()) == 2 and len(sent["created"]) == 4
+
+    sweep._on_pod("MODIFIED", _pod(t3, node="n1"))
+    sweep._on_pod("MODIFIED", _pod(t4, node="n1"))
+    assert rec[t3].state == rec[t4].state == RUNNING
+    sweep._fill(None)
+    assert sent["created"][4:] == [(t5, True)] and sweep._has_pending()
+    sweep._cancel_pending(None, running_too=True)  # a stop deletes the staged Job as well
+    assert rec[t5].state == CANCELLED and sorted(sent["deleted"]) == sorted([t3, t4, t5])
+    assert not sweep._has_pending() and not sweep.in_flight()
+
+
+def test_a_staged_job_deleted_by_hand_is_cancelled_and_not_sent_again(tmp_path, monkeypatch):
+    from kubesweep.trialstate import CANCELLED
+
+    sweep, (t1, t2, t3, t4, t5), sent = _staging_sweep(tmp_path, monkeypatch)
+    sweep._fill(None)
+    for t in (t1, t2):
+        sweep._on_pod("ADDED", _pod(t, node="n1"))
+    sweep._fill(None)
+    sweep._on_job(None, "DELETED", {"metadata": {"name": t3, "uid": "u3"}})
+    assert sweep.records[t3].state == CANCELLED and sweep.records[t3].reason == "Deleted"
+    sweep._finish(sweep.records[t1], SUCCEEDED, None, None)
+    sweep._fill(None)  # the slot goes to t4, staged after t3
+    assert sweep.records[t4].state == "submitted" and [n for n, _ in sent["created"]].count(t3) == 1
+
+
+def test_staging_needs_the_direct_apply_path(tmp_path, monkeypatch):
+    import pytest
+
+    with pytest.raises(runner.SweepError, match="stageAhead: 2 needs the direct apply path"):
+        _staging_sweep(tmp_path, monkeypatch, apply="ansible")
+
