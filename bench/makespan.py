@@ -13,9 +13,6 @@ invocation, side by side:
   queued  longest, with batchSize above the slots (--queue more): those wait at the scheduler,
           which places one the moment a slot frees, before the client has even seen the trial
           finish. Not run by default: it lost to plain longest (docs/benchmarks.md)
-  staged  longest, with stageAhead (--stage, default one per slot): the next trials' Jobs and
-          pods are created while the slots are busy, their pods held by a scheduling gate that
-          the sweep removes when a slot frees
 
 Printed per policy: makespan, the ideal bound max(sum of durations / slots, longest trial), their
 ratio, the ratio to a zero-overhead list schedule of the same trials in the same order (what any
@@ -69,7 +66,6 @@ parameters:
   duration: {durations}
 search: {{trialLimit: 100000{order}}}
 batchSize: {batch}
-stageAhead: {stage}
 objective: {{metric: acc}}
 resources: {{cpu: 100m, memory: 64Mi, nvidia.com/gpu: 1}}
 nodeSelector: {{nvidia.com/gpu.present: "true"}}
@@ -116,13 +112,12 @@ class Timeline:
 
 
 def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: Path, work: Path,
-               queue: int, stage: int = 0) -> dict[str, Any]:
+               queue: int) -> dict[str, Any]:
     reps = max(1, trials // len(durations))
     grid = work / f"{policy}.yaml"
-    order = ", longestFirst: [duration]" if policy in ("longest", "queued", "staged") else ""
+    order = ", longestFirst: [duration]" if policy in ("longest", "queued") else ""
     batch = slots + queue if policy == "queued" else slots
-    grid.write_text(GRID.format(policy=policy, durations=durations, reps=reps, batch=batch, order=order,
-                                stage=stage if policy == "staged" else 0))
+    grid.write_text(GRID.format(policy=policy, durations=durations, reps=reps, batch=batch, order=order))
     plan = render.plan(grid)
     render.write(plan, work / "jobs")
     total = sum(t.params["duration"] for t in plan.trials)
@@ -249,8 +244,7 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=50)
     ap.add_argument("--gpus", type=int, default=8)
     ap.add_argument("--policies", default="trial,batch,longest",
-                    help="any of trial, batch, longest, queued, staged (queued lost to longest: docs/benchmarks.md)")
-    ap.add_argument("--stage", type=int, default=None, help="staged: trials staged ahead (default: one per slot)")
+                    help="any of trial, batch, longest, queued (queued lost to longest: docs/benchmarks.md)")
     ap.add_argument("--queue", type=int, default=None, help="queued: trials in flight beyond the slots (default: 5%% of the slots)")
     ap.add_argument("--durations", default=",".join(map(str, DURATIONS)), help="trial durations in seconds, interleaved")
     ap.add_argument("--kubeconfig", default=None)
@@ -266,8 +260,7 @@ def main() -> int:
     results = {}
     try:
         for policy in args.policies.split(","):
-            results[policy] = run_policy(policy, args.trials, slots, durations, kc, work, queue,
-                                         args.stage if args.stage is not None else slots)
+            results[policy] = run_policy(policy, args.trials, slots, durations, kc, work, queue)
     finally:
         fake_nodes.ensure(kc, 0, args.gpus, version=pins()["kwok_version"])
         shutil.rmtree(work, ignore_errors=True)
@@ -291,10 +284,6 @@ def main() -> int:
         print(f"trial refill vs batch refill: {results['batch']['makespan'] / results['trial']['makespan']:.2f}x shorter makespan")
     if "trial" in results and "longest" in results:
         print(f"longest first vs plan order: {results['trial']['makespan'] / results['longest']['makespan']:.2f}x shorter makespan")
-    if "longest" in results and "staged" in results:
-        print(f"{args.stage if args.stage is not None else slots} trials staged ahead vs none: "
-              f"{results['longest']['makespan'] / results['staged']['makespan']:.3f}x shorter makespan, refill gap "
-              f"{results['longest']['gap']:.2f} -> {results['staged']['gap']:.2f} s")
     if "longest" in results and "queued" in results:
         print(f"{queue} trials queued at the scheduler vs none: "
               f"{results['longest']['makespan'] / results['queued']['makespan']:.3f}x shorter makespan")

@@ -168,14 +168,6 @@ def check(exp: Experiment, pos: Positions) -> None:
         out.add(pos.value(("search", "longestFirst")), "search.longestFirst orders a plan made in advance (grid, random); tpe asks for its trials one batch at a time")
     if exp.batch_size < 1:
         out.add(pos.value(("batchSize",)), "batchSize must be at least 1", exp.batch_size)
-    if exp.stage_ahead < 0:
-        out.add(pos.value(("stageAhead",)), "stageAhead must not be negative", exp.stage_ahead)
-    elif exp.stage_ahead and exp.active_deadline_seconds is not None:
-        out.add(pos.value(("stageAhead",)), "stageAhead cannot be combined with activeDeadlineSeconds: a staged Job's "
-                "deadline would run down while its trial waits for a slot", exp.stage_ahead)
-    elif exp.stage_ahead and s.algorithm == "tpe":
-        out.add(pos.value(("stageAhead",)), "stageAhead stages trials of a plan made in advance (grid, random); tpe asks "
-                "for its trials one batch at a time", exp.stage_ahead)
     if exp.max_failed_trials is not None and exp.max_failed_trials < 0:
         out.add(pos.value(("maxFailedTrials",)), "maxFailedTrials must not be negative", exp.max_failed_trials)
     for key, value, least in (("backoffLimit", exp.backoff_limit, 0), ("activeDeadlineSeconds", exp.active_deadline_seconds, 1),

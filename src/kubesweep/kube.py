@@ -69,8 +69,7 @@ def clients(kubeconfig: Path | None = None) -> Clients:
 
 
 def request(c: Clients, method: str, path: str, *, query: dict[str, Any] | None = None, body: Any = None,
-            stream: bool = False, timeout: float | tuple[float, float] | None = None,
-            content_type: str = "application/json") -> Any:
+            stream: bool = False, timeout: float | tuple[float, float] | None = None) -> Any:
     """One API call as plain JSON, skipping the generated models.
 
     The hot paths of a sweep (creating Jobs, watching pods and Jobs, listing them on resume) go
@@ -83,8 +82,7 @@ def request(c: Clients, method: str, path: str, *, query: dict[str, Any] | None 
     largest part of a sweep client's CPU (bench/makespan.py); orjson takes under half the time
     of the standard library's json on these objects.
     """
-    resp = _call(c, method, path, query=query, body=body, timeout=timeout, accept="application/json",
-                 content_type=content_type)
+    resp = _call(c, method, path, query=query, body=body, timeout=timeout, accept="application/json")
     if stream:
         return resp.response
     data = resp.read()
@@ -104,12 +102,12 @@ def _text(data: bytes | None) -> str:
 
 
 def _call(c: Clients, method: str, path: str, *, query: dict[str, Any] | None, body: Any = None,
-          timeout: float | tuple[float, float] | None, accept: str, content_type: str = "application/json") -> Any:
+          timeout: float | tuple[float, float] | None, accept: str) -> Any:
     from kubernetes.client.exceptions import ApiException
 
     headers = {"Accept": accept}
     if body is not None:
-        headers["Content-Type"] = content_type
+        headers["Content-Type"] = "application/json"
     params = [(k, str(v).lower() if isinstance(v, bool) else v) for k, v in (query or {}).items() if v is not None]
     req = c.api.param_serialize(method=method, resource_path=path, query_params=params, header_params=headers,
                                 body=body, auth_settings=["BearerToken"])
@@ -162,20 +160,6 @@ def sender(c: Clients, method: str, path: str, timeout_s: float = 60) -> Callabl
             resp.release_conn()
 
     return send
-
-
-def merge_patch(c: Clients, path: str, body: dict[str, Any]) -> None:
-    """A JSON merge patch (RFC 7386), sent again like ``sender``'s requests when the connection
-    closed before any answer: applying the same merge patch twice leaves the same object."""
-    import urllib3
-
-    for attempt in range(1, SEND_ATTEMPTS + 1):
-        try:
-            request(c, "PATCH", path, body=body, content_type="application/merge-patch+json", timeout=(10, 60))
-            return
-        except urllib3.exceptions.ProtocolError:
-            if attempt == SEND_ATTEMPTS:
-                raise
 
 
 def watch(c: Clients, path: str, query: dict[str, Any], timeout: int = 30) -> Iterator[dict[str, Any]]:

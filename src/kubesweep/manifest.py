@@ -33,8 +33,6 @@ A_PARAMS = LABEL_PREFIX + "params"
 A_CANCELLED = LABEL_PREFIX + "cancelled"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "kubesweep"}
 CONTAINER = "trial"
-#: The scheduling gate that holds a staged trial's pod (``stageAhead``) until the sweep gives it a slot.
-SLOT_GATE = LABEL_PREFIX + "slot"
 OUTPUT_VOLUME = "output"
 
 
@@ -119,24 +117,6 @@ def _labels(exp: Experiment, trial_name: str, batch: str) -> dict[str, str]:
     labels[L_BATCH] = batch
     labels[L_TRIAL] = trial_name
     return labels
-
-
-def staged(job: dict[str, Any]) -> dict[str, Any]:
-    """The Job with its pod held by ``SLOT_GATE``: the Job controller creates the pod at once, the
-    scheduler leaves it alone until the gate is removed from the pod (``ungate``)."""
-    pod = job["spec"]["template"].setdefault("spec", {})
-    pod["schedulingGates"] = [*(pod.get("schedulingGates") or []), {"name": SLOT_GATE}]
-    return job
-
-
-def gated(pod: dict[str, Any]) -> bool:
-    """Whether a pod is still held by ``SLOT_GATE``."""
-    return any(g.get("name") == SLOT_GATE for g in (pod.get("spec") or {}).get("schedulingGates") or [])
-
-
-def ungate(pod: dict[str, Any]) -> list[dict[str, Any]]:
-    """The pod's scheduling gates without ``SLOT_GATE`` (a pod's gates can only be removed)."""
-    return [g for g in (pod.get("spec") or {}).get("schedulingGates") or [] if g.get("name") != SLOT_GATE]
 
 
 def build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> dict[str, Any]:

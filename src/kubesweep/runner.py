@@ -12,18 +12,10 @@ The client may die at any moment; the cluster and the journal carry the state:
 At most ``batchSize`` trials are in flight. By default a freed slot is refilled with the next
 trial at once (``refill="trial"``); ``refill="batch"`` waits for the whole batch directory,
 which is what applying batch directories one by one means.
-
-With ``stageAhead: N`` (trial refill), up to N more trials' Jobs are created ahead of time with
-their pods held by a scheduling gate (``manifest.SLOT_GATE``). They hold no slot: a trial is
-given one when another finishes, by removing the gate from its pod, which the scheduler places
-at once. Creating the Job and its pod, the Job controller's part, then happens while the slots
-are busy instead of while one waits. Staging starts only once every trial in flight is running,
-so that it never delays a start.
 """
 
 from __future__ import annotations
 
-import itertools
 import queue
 import threading
 import time
@@ -150,17 +142,12 @@ class Sweep:
         self.kubeconfig = kubeconfig
         self.apply = apply
         self.refill = refill
-        self.stage_ahead = self.exp.stage_ahead if refill == "trial" else 0
-        if self.stage_ahead and apply != "direct":
-            raise SweepError(f"stageAhead: {self.stage_ahead} needs the direct apply path: kubernetes.core applies the "
-                             "rendered files as they are, and a staged Job is created with its pod held until it gets a slot")
         self.pending_timeout = float(self.exp.unschedulable_seconds)
         self.retry_failed = retry_failed
         self.on_change = on_change or (lambda r: None)
         self.stop_after = stop_after
         self.records = {t.name: TrialRecord(t.name, manifest.batch_name(t.batch), dict(t.params)) for t in plan.trials}
         self.order = [t.name for t in plan.trials]
-        self._index = {n: i for i, n in enumerate(self.order)}
         self._trials = {t.name: t for t in plan.trials}
         self._template: manifest.JobTemplate | None = None  # made on the first submit
         self.pods: dict[str, dict[str, Any]] = {}
@@ -182,11 +169,6 @@ class Sweep:
         self._cancel_seen = False          # a Job marked by `invoke cancel` came through the watch
         self._next = 0                     # index into self.order: no PENDING trial before it...
         self._requeued: list[str] = []     # ...except these, put back in line (node loss)
-        # stageAhead: trials whose Job exists with its pod gated, in the order they get a slot; such
-        # a trial stays PENDING (it holds no slot) until _fill moves it in flight.
-        self._staged: dict[str, None] = {}
-        self._release: list[dict[str, Any]] = []  # gated pods of trials in flight: remove the gate
-        self._released: set[str] = set()          # pods whose gate removal was sent
         self._log_pool: ThreadPoolExecutor | None = None
         self._submit_pool: ThreadPoolExecutor | None = None
 
@@ -225,12 +207,7 @@ class Sweep:
         return [self.records[n] for n in self._inflight]
 
     def _has_pending(self) -> bool:
-        return self._has_unsent() or bool(self._staged)
-
-    def _has_unsent(self) -> bool:
-        """Whether a PENDING trial has no Job yet."""
-        while self._next < len(self.order) and (self.records[self.order[self._next]].state != PENDING
-                                                 or self.order[self._next] in self._staged):
+        while self._next < len(self.order) and self.records[self.order[self._next]].state != PENDING:
             self._next += 1
         return self._next < len(self.order) or any(self.records[n].state == PENDING for n in self._requeued)
 
@@ -240,12 +217,12 @@ class Sweep:
         taken: set[str] = set()  # by name: a dataclass == compares every field
         while self._requeued and len(out) < limit:
             rec = self.records[self._requeued.pop(0)]
-            if rec.state == PENDING and rec.name not in taken and rec.name not in self._staged:
+            if rec.state == PENDING and rec.name not in taken:
                 out.append(rec)
                 taken.add(rec.name)
         while self._next < len(self.order) and len(out) < limit:
             rec = self.records[self.order[self._next]]
-            if rec.state == PENDING and rec.name not in taken and rec.name not in self._staged:
+            if rec.state == PENDING and rec.name not in taken:
                 if one_batch and out and rec.batch != out[0].batch:
                     break
                 out.append(rec)
@@ -279,7 +256,7 @@ class Sweep:
                 return manifest.build_job(self.exp, trial, image=self.plan.image)
         return manifest.load(data)
 
-    def _submit(self, c: kube.Clients, recs: list[TrialRecord], staged: bool = False) -> tuple[int, int]:
+    def _submit(self, c: kube.Clients, recs: list[TrialRecord]) -> tuple[int, int]:
         if self.apply == "ansible":
             from . import submit_ansible
 
@@ -287,14 +264,9 @@ class Sweep:
             for rec in recs:
                 self._set(rec, state=SUBMITTED, attempt=rec.attempt + 1)
             return len(recs), 0
-        bodies = [(r.name, manifest.staged(self._manifest(r)) if staged else self._manifest(r)) for r in recs]
-        result = submit.create_jobs(c, self.exp.namespace, bodies, pool=self._submit_pool)
+        result = submit.create_jobs(c, self.exp.namespace, [(r.name, self._manifest(r)) for r in recs], pool=self._submit_pool)
         for rec in recs:
-            if staged:
-                self._staged[rec.name] = None
-                self._set(rec, attempt=rec.attempt + 1)
-            else:
-                self._set(rec, state=SUBMITTED, attempt=rec.attempt + 1)
+            self._set(rec, state=SUBMITTED, attempt=rec.attempt + 1)
         created = sum(result.values())
         return created, len(result) - created
 
@@ -320,8 +292,6 @@ class Sweep:
             return
         self.lost_since.pop(name, None)
         self.pods[name] = pod
-        if name in self._inflight and pod["metadata"]["name"] not in self._released and manifest.gated(pod):
-            self._release.append(pod)  # given a slot before its pod existed, or a retry of its Job
         node = pod_node(pod) or rec.node
         phase = pod_phase(pod)
         reason, message, fatal = pod_problem(pod)
@@ -358,10 +328,6 @@ class Sweep:
                 return  # an earlier Job of this trial
             self.job_uid.pop(name, None)
             by_cancel = bool((job["metadata"].get("annotations") or {}).get(manifest.A_CANCELLED))
-            if name in self._staged:
-                self._finish(rec, CANCELLED, *(("Cancelled", CANCELLED_MESSAGE) if by_cancel else
-                                               ("Deleted", "the Job was deleted before the trial got a slot")))
-                return
             if name in self.retrying:  # deleted by us after its node was lost: submit it again
                 self.retrying.discard(name)
                 self.stale_uids.add(job["metadata"].get("uid", ""))
@@ -451,7 +417,6 @@ class Sweep:
             restart = time.monotonic()
             self.pending_since.update(dict.fromkeys(self.pending_since, restart))
         self.pods.pop(rec.name, None)  # a finished trial's pod is not looked at again
-        self._staged.pop(rec.name, None)
         journal.append(self.results_dir, rec.as_dict())
         if delete:
             self._delete.append(rec.name)
@@ -508,19 +473,11 @@ class Sweep:
             self.job_uid[job["metadata"]["name"]] = job["metadata"]["uid"]
         for pod in pods.get("items") or []:
             self._on_pod("ADDED", pod)
-        placed = {(p["metadata"].get("labels") or {}).get(manifest.L_TRIAL)
-                  for p in pods.get("items") or [] if not manifest.gated(p)}
-        staged = []
         for job in jobs.get("items") or []:
             rec = self.records.get(job["metadata"]["name"])
             if rec is not None and rec.state == PENDING:
-                if manifest.gated(job["spec"]["template"]) and rec.name not in placed:
-                    staged.append(rec.name)  # created ahead, still waiting for a slot
-                else:
-                    rec.state = SUBMITTED
-                    attached += 1
-        self._staged = dict.fromkeys(sorted(staged, key=self._index.__getitem__))
-        attached += len(staged)
+                rec.state = SUBMITTED
+                attached += 1
         self._reindex()
         for pod in pods.get("items") or []:  # now that attached trials are SUBMITTED, let running pods mark them
             self._on_pod("MODIFIED", pod)
@@ -587,50 +544,13 @@ class Sweep:
 
     def _fill(self, c: kube.Clients) -> int:
         free = self.exp.batch_size - len(self._inflight)
-        if self.refill == "batch" and (self._inflight or self.collecting):
+        if free <= 0 or (self.refill == "batch" and (self._inflight or self.collecting)):
             return 0
-        created = 0
-        if free > 0 and self._staged:  # staged trials first: their Jobs and pods exist already
-            for name in list(itertools.islice(self._staged, free)):
-                del self._staged[name]
-                self._set(self.records[name], state=SUBMITTED)
-                pod = self.pods.get(name)
-                if pod is not None and manifest.gated(pod):
-                    self._release.append(pod)
-            free = self.exp.batch_size - len(self._inflight)
-        if self._release:
-            self._ungate(c)
-        if free > 0:
-            pending = self._take_pending(free, one_batch=self.refill == "batch")
-            if pending:
-                created += self._submit(c, pending)[0]
-        room = self.stage_ahead - len(self._staged)
-        if room > 0 and self._has_unsent() and not any(self.records[n].state == SUBMITTED for n in self._inflight):
-            ahead = self._take_pending(room, one_batch=False)
-            if ahead:
-                created += self._submit(c, ahead, staged=True)[0]
+        pending = self._take_pending(free, one_batch=self.refill == "batch")
+        if not pending:
+            return 0
+        created, _ = self._submit(c, pending)
         return created
-
-    def _ungate(self, c: kube.Clients) -> None:
-        """Remove the slot gate from the pods of trials that were given a slot, all at once."""
-        from kubernetes.client.exceptions import ApiException
-
-        pods, self._release = self._release, []
-        todo = {p["metadata"]["name"]: p for p in pods if p["metadata"]["name"] not in self._released}
-        self._released.update(todo)
-        path = Watcher.PATHS["pod"].format(ns=self.exp.namespace)
-
-        def one(pod: dict[str, Any]) -> None:
-            try:
-                kube.merge_patch(c, f"{path}/{pod['metadata']['name']}",
-                                 {"spec": {"schedulingGates": manifest.ungate(pod) or None}})
-            except ApiException as exc:
-                if exc.status != 404:  # gone: its Job was deleted meanwhile
-                    raise SweepError(f"giving pod {pod['metadata']['name']} its slot: {exc.status} {exc.reason}: "
-                                     f"{(exc.body or '')[:500]}") from None
-
-        assert self._submit_pool is not None
-        list(self._submit_pool.map(one, todo.values()))
 
     def _cancel_pending(self, c: kube.Clients, running_too: bool, cancelled: bool = False) -> None:
         reason, message = ("Cancelled", CANCELLED_MESSAGE) if cancelled else (
@@ -641,7 +561,4 @@ class Sweep:
             if rec.state == SUBMITTED or (running_too and rec.state == RUNNING):
                 names.append(rec.name)
                 self._finish(rec, CANCELLED, reason, message)
-        for name in list(self._staged):  # created ahead, never given a slot
-            names.append(name)
-            self._finish(self.records[name], CANCELLED, reason, message)
         self._delete_jobs(c, names)

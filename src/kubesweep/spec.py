@@ -125,7 +125,6 @@ class Experiment(Model):
     parameters: dict[str, Parameter]
     search: Search = Search()
     batch_size: StrictInt = 3
-    stage_ahead: StrictInt = 0
     max_failed_trials: StrictInt | None = None
     objective: Objective
     resources: Resources = Resources()
