@@ -147,3 +147,24 @@ def test_a_job_deleted_by_invoke_cancel_is_recorded_as_cancelled_and_others_as_d
     sweep._on_job(None, "DELETED", {"metadata": {"name": by_hand.name, "uid": "u2"}})
     assert (by_cancel.state, by_cancel.reason) == (CANCELLED, "Cancelled") and "invoke cancel" in by_cancel.message
     assert (by_hand.state, by_hand.reason) == (CANCELLED, "Deleted")
+
+
+def test_only_a_cancel_mark_made_while_the_sweep_runs_stops_it(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(textwrap.dedent("""\
+        name: marks
+        image: localhost:5000/t:1
+        command: [train, "${i}"]
+        parameters: {i: [1, 2]}
+        objective: {metric: acc}
+        """))
+    sweep = runner.Sweep(render.plan(grid), tmp_path / "jobs", tmp_path / "results")
+
+    def job(name, mark=None):
+        return {"metadata": {"name": name, "annotations": {manifest.A_CANCELLED: mark} if mark else {}}}
+
+    sweep._old_marks = {"old": "2026-12-02T10:00:00Z"}  # marked before the sweep started
+    assert not sweep._cancelled_now(job("old", "2026-12-02T10:00:00Z"))
+    assert not sweep._cancelled_now(job("new"))
+    assert sweep._cancelled_now(job("old", "2026-12-02T10:05:00Z"))  # cancelled again
+    assert sweep._cancelled_now(job("new", "2026-12-02T10:05:00Z"))

@@ -167,6 +167,7 @@ class Sweep:
         self._failed = 0
         self._goal_hit = False
         self._cancel_seen = False          # a Job marked by `invoke cancel` came through the watch
+        self._old_marks: dict[str, str] = {}  # Job -> its cancel mark when this sweep started
         self._next = 0                     # index into self.order: no PENDING trial before it...
         self._requeued: list[str] = []     # ...except these, put back in line (node loss)
         self._log_pool: ThreadPoolExecutor | None = None
@@ -351,6 +352,14 @@ class Sweep:
         self._set(rec, start=start, end=end)
         self._collect(rec, outcome, reason, message)
 
+    def _cancelled_now(self, job: dict[str, Any]) -> bool:
+        """Whether the Job carries a cancel mark made while this sweep runs. A mark it already had
+        when the sweep started (a rerun while an earlier cancel's deletes were under way, or after
+        one that failed part way) is not a cancel of this run: the rerun resumes."""
+        meta = job["metadata"]
+        mark = (meta.get("annotations") or {}).get(manifest.A_CANCELLED)
+        return bool(mark) and self._old_marks.get(meta["name"]) != mark
+
     def _collect(self, rec: TrialRecord, outcome: str, reason: str | None, message: str | None) -> None:
         """Read the finished trial's log on the log pool; the event loop goes on filling slots
         and records the result when ("collected", ...) comes back through the queue."""
@@ -471,6 +480,9 @@ class Sweep:
         attached = 0
         for job in jobs.get("items") or []:  # before the pods: a pod of an earlier Job of a trial is told apart by uid
             self.job_uid[job["metadata"]["name"]] = job["metadata"]["uid"]
+            mark = (job["metadata"].get("annotations") or {}).get(manifest.A_CANCELLED)
+            if mark:
+                self._old_marks[job["metadata"]["name"]] = mark
         for pod in pods.get("items") or []:
             self._on_pod("ADDED", pod)
         for job in jobs.get("items") or []:
@@ -525,10 +537,7 @@ class Sweep:
                     if kind == "pod":
                         self._on_pod(etype, obj)
                     elif kind == "job":
-                        # marks on Jobs listed at the start are not read: only a cancel made while
-                        # this sweep runs stops it (a rerun after a cancel resumes)
-                        if (obj["metadata"].get("annotations") or {}).get(manifest.A_CANCELLED):
-                            self._cancel_seen = True
+                        self._cancel_seen = self._cancel_seen or self._cancelled_now(obj)
                         self._on_job(c, etype, obj)
                     else:  # "collected": etype is the trial, obj what its log said
                         self._collected(etype, *obj)
