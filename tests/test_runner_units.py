@@ -126,20 +126,23 @@ def test_the_watcher_passes_a_burst_on_without_pausing_and_gathers_a_trickle(mon
         assert 4 <= len(gathered) <= 6, pauses  # after each trickled event, not after each of the burst
 
 
-def test_a_job_deleted_by_invoke_cancel_is_recorded_as_cancelled_and_others_as_deleted(tmp_path):
-    from kubesweep.trialstate import CANCELLED, SUBMITTED
-
+def _two_trials(tmp_path) -> runner.Sweep:
     grid = tmp_path / "grid.yaml"
     grid.write_text(textwrap.dedent("""\
-        name: cancelled
+        name: two
         image: localhost:5000/t:1
         command: [train, "${i}"]
         parameters: {i: [1, 2]}
         objective: {metric: acc}
         """))
-    plan = render.plan(grid)
-    sweep = runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results")
-    by_cancel, by_hand = (sweep.records[t.name] for t in plan.trials)
+    return runner.Sweep(render.plan(grid), tmp_path / "jobs", tmp_path / "results")
+
+
+def test_a_job_deleted_by_invoke_cancel_is_recorded_as_cancelled_and_others_as_deleted(tmp_path):
+    from kubesweep.trialstate import CANCELLED, SUBMITTED
+
+    sweep = _two_trials(tmp_path)
+    by_cancel, by_hand = sweep.records.values()
     for rec in (by_cancel, by_hand):
         sweep._set(rec, state=SUBMITTED)
     sweep._on_job(None, "DELETED", {"metadata": {"name": by_cancel.name, "uid": "u1",
@@ -150,15 +153,7 @@ def test_a_job_deleted_by_invoke_cancel_is_recorded_as_cancelled_and_others_as_d
 
 
 def test_only_a_cancel_mark_made_while_the_sweep_runs_stops_it(tmp_path):
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(textwrap.dedent("""\
-        name: marks
-        image: localhost:5000/t:1
-        command: [train, "${i}"]
-        parameters: {i: [1, 2]}
-        objective: {metric: acc}
-        """))
-    sweep = runner.Sweep(render.plan(grid), tmp_path / "jobs", tmp_path / "results")
+    sweep = _two_trials(tmp_path)
 
     def job(name, mark=None):
         return {"metadata": {"name": name, "annotations": {manifest.A_CANCELLED: mark} if mark else {}}}

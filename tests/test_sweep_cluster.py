@@ -353,10 +353,8 @@ def test_trials_on_a_lost_node_are_submitted_again_on_another(tmp_path, local_cl
     """)
     argv = [sys.executable, "-m", "invoke", *sweep_args(grid, tmp_path, local_cluster["kubeconfig"])]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    selector = f"{manifest.L_EXPERIMENT}=nodeloss"
     try:
-        on_lost = _wait(lambda: [p.metadata.labels[manifest.L_TRIAL] for p in
-                                 api["core"].list_namespaced_pod("default", label_selector=selector).items
+        on_lost = _wait(lambda: [p.metadata.labels[manifest.L_TRIAL] for p in _pods(api, "nodeloss")
                                  if p.spec.node_name == lost and p.status.phase == "Running"], 120, f"a trial running on {lost}")
         stopped = time.monotonic()
         subprocess.run(["docker", "stop", lost], check=True, capture_output=True)

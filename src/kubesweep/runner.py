@@ -43,6 +43,11 @@ class SweepError(KubesweepError):
     pass
 
 
+def _cancel_mark(job: dict[str, Any]) -> str | None:
+    """The mark `invoke cancel` put on a Job (lifecycle.cancel), if any."""
+    return (job["metadata"].get("annotations") or {}).get(manifest.A_CANCELLED)
+
+
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -328,7 +333,7 @@ class Sweep:
             if self.job_uid.get(name) not in (None, job["metadata"].get("uid")):
                 return  # an earlier Job of this trial
             self.job_uid.pop(name, None)
-            by_cancel = bool((job["metadata"].get("annotations") or {}).get(manifest.A_CANCELLED))
+            by_cancel = bool(_cancel_mark(job))
             if name in self.retrying:  # deleted by us after its node was lost: submit it again
                 self.retrying.discard(name)
                 self.stale_uids.add(job["metadata"].get("uid", ""))
@@ -356,9 +361,8 @@ class Sweep:
         """Whether the Job carries a cancel mark made while this sweep runs. A mark it already had
         when the sweep started (a rerun while an earlier cancel's deletes were under way, or after
         one that failed part way) is not a cancel of this run: the rerun resumes."""
-        meta = job["metadata"]
-        mark = (meta.get("annotations") or {}).get(manifest.A_CANCELLED)
-        return bool(mark) and self._old_marks.get(meta["name"]) != mark
+        mark = _cancel_mark(job)
+        return bool(mark) and self._old_marks.get(job["metadata"]["name"]) != mark
 
     def _collect(self, rec: TrialRecord, outcome: str, reason: str | None, message: str | None) -> None:
         """Read the finished trial's log on the log pool; the event loop goes on filling slots
@@ -480,7 +484,7 @@ class Sweep:
         attached = 0
         for job in jobs.get("items") or []:  # before the pods: a pod of an earlier Job of a trial is told apart by uid
             self.job_uid[job["metadata"]["name"]] = job["metadata"]["uid"]
-            mark = (job["metadata"].get("annotations") or {}).get(manifest.A_CANCELLED)
+            mark = _cancel_mark(job)
             if mark:
                 self._old_marks[job["metadata"]["name"]] = mark
         for pod in pods.get("items") or []:
