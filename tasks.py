@@ -66,29 +66,32 @@ def results(c, grid, results_dir="results", rows=20, name=None, image=None):
     cli.guard(cli.results, grid, results_dir, rows=int(rows), name=name, image=image)
 
 
-@task(help={"experiment": "only this experiment", "kubeconfig": "default: the local cluster's"})
-def status(c, experiment=None, kubeconfig=None):
-    """Every experiment on the cluster (or one), with its Jobs by state."""
-    cli.guard(cli.status, experiment, kubeconfig)
+@task(help={"experiment": "only this experiment, with its trials in flight listed", "kubeconfig": "default: the local cluster's",
+            "namespace": "only this namespace (default: all; needs a cluster-wide list)"})
+def status(c, experiment=None, kubeconfig=None, namespace=None):
+    """Every experiment on the cluster (or one): trials pending, running, succeeded, failed."""
+    cli.guard(cli.status, experiment, kubeconfig, namespace)
 
 
-@task(help={"trial": "the trial (Job) name", "tail": "only the last N lines", "kubeconfig": "default: the local cluster's"})
-def logs(c, trial, tail=None, kubeconfig=None):
+@task(help={"trial": "the trial (Job) name", "tail": "only the last N lines", "kubeconfig": "default: the local cluster's",
+            "namespace": "only this namespace (default: all; needs a cluster-wide list)"})
+def logs(c, trial, tail=None, kubeconfig=None, namespace=None):
     """A trial's output."""
-    cli.guard(cli.logs, trial, cli.optional_int(tail, "--tail"), kubeconfig)
+    cli.guard(cli.logs, trial, cli.optional_int(tail, "--tail"), kubeconfig, namespace)
 
 
-@task(help={"experiment": "the experiment name", "kubeconfig": "default: the local cluster's"})
-def cancel(c, experiment, kubeconfig=None):
+@task(help={"experiment": "the experiment name", "kubeconfig": "default: the local cluster's",
+            "namespace": "only this namespace (default: all; needs a cluster-wide list)"})
+def cancel(c, experiment, kubeconfig=None, namespace=None):
     """Stop an experiment, from any shell: a sweep running it stops; its unfinished Jobs are deleted."""
-    cli.guard(cli.cancel, experiment, kubeconfig)
+    cli.guard(cli.cancel, experiment, kubeconfig, namespace)
 
 
 @task(help={"experiment": "the experiment name", "outputs": "also delete results/<experiment> and jobs/<experiment>",
-            "kubeconfig": "default: the local cluster's"})
-def clean(c, experiment, outputs=False, kubeconfig=None):
+            "kubeconfig": "default: the local cluster's", "namespace": "only this namespace (default: all; needs a cluster-wide list)"})
+def clean(c, experiment, outputs=False, kubeconfig=None, namespace=None):
     """Delete an experiment's Jobs and pods (and, with --outputs, its local results and manifests)."""
-    cli.guard(cli.clean, experiment, outputs, kubeconfig)
+    cli.guard(cli.clean, experiment, outputs, kubeconfig, namespace)
 
 
 @task(help={"grid": "the sweep file whose build: section says what to build"})

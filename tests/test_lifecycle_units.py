@@ -105,3 +105,120 @@ def test_cancel_reports_a_refused_mark(tmp_path):
         with pytest.raises(KubesweepError, match=r"cancelling Job a/j1: 403 Forbidden: jobs.batch \"j1\" is forbidden"):
             lifecycle.cancel(kube.clients(tmp_path / "config"), "exp")
     assert [m for m, _ in server.requests] == ["GET", "PATCH"]  # nothing deleted after a refusal
+
+
+def _job(name, ns="a", exp="exp", status=None):
+    return {"metadata": {"name": name, "namespace": ns, "creationTimestamp": "2026-12-02T10:00:00Z",
+                         "labels": {"kubesweep.io/experiment": exp, "kubesweep.io/trial": name}},
+            "status": status or {}}
+
+
+def _pod(trial, phase, created, ns="a", exp="exp", node=None, deleted=None, **status):
+    return {"metadata": {"name": f"{trial}-{created[-3:-1]}", "namespace": ns, "creationTimestamp": created,
+                         "labels": {"kubesweep.io/experiment": exp, "kubesweep.io/trial": trial},
+                         **({"deletionTimestamp": deleted} if deleted else {})},
+            "spec": {"nodeName": node} if node else {}, "status": {"phase": phase, **status}}
+
+
+def _status_server():
+    jobs = [
+        _job("done", status={"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}),
+        _job("broke", status={"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}),
+        _job("runs"), _job("retried"), _job("stranded"), _job("unplaced"), _job("pulling"), _job("nopod"), _job("other", ns="b"), _job("elsewhere", exp="exp2"),
+    ]
+    pods = [
+        _pod("runs", "Running", "2026-12-02T10:00:01Z", node="gpu-1", startTime="2026-12-02T10:00:02Z"),
+        _pod("retried", "Failed", "2026-12-02T10:00:01Z", node="gpu-1"),
+        _pod("retried", "Running", "2026-12-02T10:00:09Z", node="gpu-2", startTime="2026-12-02T10:00:10Z"),
+        _pod("stranded", "Running", "2026-12-02T10:00:01Z", node="gpu-3", deleted="2026-12-02T10:05:00Z", startTime="2026-12-02T10:00:03Z", conditions=[
+            {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager"}]),
+        _pod("unplaced", "Pending", "2026-12-02T10:00:01Z", conditions=[
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]),
+        _pod("pulling", "Pending", "2026-12-02T10:00:01Z", node="cpu-1", containerStatuses=[
+            {"name": "trial", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling"}}}]),
+        _pod("other", "Pending", "2026-12-02T10:00:01Z", ns="b", node="cpu-1", containerStatuses=[
+            {"name": "trial", "state": {"waiting": {"reason": "ContainerCreating"}}}]),
+    ]
+
+    def answer(method, path, body):
+        url = urlsplit(path)
+        key, _, value = parse_qs(url.query)["labelSelector"][0].partition("=")
+        assert key == "kubesweep.io/experiment"
+        items = {"/api/v1/pods": pods, "/apis/batch/v1/jobs": jobs}[url.path]
+        return 200, {"kind": "List", "apiVersion": "v1", "metadata": {},
+                     "items": [o for o in items if value in ("", o["metadata"]["labels"][key])]}
+    return answer
+
+
+def test_status_counts_pending_and_running_and_says_where_and_why(tmp_path):
+    with serve(_status_server(), tmp_path / "config"):
+        found = lifecycle.status(kube.clients(tmp_path / "config"))
+    assert set(found) == {"a/exp", "b/exp", "a/exp2"}
+    exp = found["a/exp"]
+    assert dict(exp.counts) == {"succeeded": 1, "failed": 1, "running": 3, "pending": 3}
+    by_trial = {f.trial: f for f in exp.in_flight}
+    assert [f.trial for f in exp.in_flight[:3]] == ["runs", "stranded", "retried"]  # running first, longest running first
+    assert (by_trial["retried"].state, by_trial["retried"].node, by_trial["retried"].since) == (
+        "running", "gpu-2", "2026-12-02T10:00:10Z")  # the newest of its pods
+    assert by_trial["runs"].waiting is None
+    assert by_trial["stranded"].waiting == "its node stopped answering (evicted)"
+    assert by_trial["unplaced"].waiting == "Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    assert (by_trial["pulling"].node, by_trial["pulling"].waiting) == ("cpu-1", "ImagePullBackOff")
+    assert (by_trial["nopod"].state, by_trial["nopod"].waiting) == ("pending", "no pod yet")
+    assert [(f.trial, f.waiting) for f in found["b/exp"].in_flight] == [("other", "ContainerCreating")]
+
+
+def test_invoke_status_lists_the_trials_in_flight(tmp_path, capsys):
+    from kubesweep import cli
+
+    with serve(_status_server(), tmp_path / "config"):
+        cli.status(None, str(tmp_path / "config"))
+        overview = capsys.readouterr().out
+        cli.status("exp", str(tmp_path / "config"))
+        detail = capsys.readouterr().out
+    assert "a/exp2" in overview and "b/exp" in overview and "trials in flight" not in overview
+    assert "a/exp2" not in detail  # only the experiment asked for
+    row = next(line for line in detail.splitlines() if "│ a/exp " in line)
+    assert [cell.strip() for cell in row.strip("│ ").split("│")] == ["a/exp", "3", "3", "1", "1"]
+    assert "Unschedulable: 0/3 nodes are available" in detail and "gpu-2" in detail
+
+
+def test_one_namespace_for_users_without_a_cluster_wide_list(tmp_path):
+    """A user with a namespace's Role only: the cluster-wide list is refused with a hint, and
+    --namespace lists (and cancels) within that namespace."""
+    forbidden = {"kind": "Status", "status": "Failure", "code": 403,
+                 "message": 'jobs.batch is forbidden: User "ana" cannot list resource "jobs" in API group "batch" at the cluster scope'}
+
+    def answer(method, path, body):
+        url = urlsplit(path)
+        if not url.path.startswith(("/apis/batch/v1/namespaces/team/", "/api/v1/namespaces/team/")):
+            return 403, forbidden
+        if method == "GET":
+            return 200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": [_job("t1", ns="team")]
+                         if url.path.endswith("/jobs") else []}
+        return 200, {"kind": "Job", "apiVersion": "batch/v1", "metadata": {"name": "t1", "namespace": "team"}}
+
+    with serve(answer, tmp_path / "config") as server:
+        c = kube.clients(tmp_path / "config")
+        with pytest.raises(KubesweepError, match=r"listing jobs labelled kubesweep.io/experiment=exp in all namespaces: 403 "
+                                                 r"Forbidden: .* at the cluster scope; with access to one namespace only, pass --namespace NAME$"):
+            lifecycle.cancel(c, "exp")
+        assert dict(lifecycle.status(c, "exp", "team")["team/exp"].counts) == {"pending": 1}
+        assert lifecycle.cancel(c, "exp", "team") == 1
+        with pytest.raises(KubesweepError, match=r"no pod for trial t1 in namespace team"):
+            lifecycle.logs(c, "t1", namespace="team")
+        sent = len(server.requests)
+        with pytest.raises(KubesweepError, match=r"^namespace 'Team/x' is not a Kubernetes name"):
+            lifecycle.status(c, "exp", "Team/x")
+        with pytest.raises(KubesweepError, match=r"^experiment 'a,b' is not a Kubernetes name"):
+            lifecycle.cancel(c, "a,b")  # would have widened the label selector
+        (tmp_path / "results" / "keep").mkdir(parents=True)
+        with pytest.raises(KubesweepError, match=r"^experiment '\.\./keep' is not a Kubernetes name"):
+            lifecycle.clean(c, "../keep", results_dir=tmp_path / "results" / "x")
+        assert (tmp_path / "results" / "keep").is_dir()
+        with pytest.raises(KubesweepError, match=r"^trial '-t1' is not a Kubernetes name"):
+            lifecycle.logs(c, "-t1")
+        assert len(server.requests) == sent  # each refused before any request
+    assert [(m, urlsplit(p).path) for m, p in server.requests[-3:-1]] == [
+        ("PATCH", "/apis/batch/v1/namespaces/team/jobs/t1"), ("DELETE", "/apis/batch/v1/namespaces/team/jobs/t1")]

@@ -38,6 +38,12 @@ def sweep_args(grid, tmp_path, kubeconfig, *extra):
             str(tmp_path / "results"), "--kubeconfig", str(kubeconfig), *extra)
 
 
+def status_rows(text):
+    """`invoke status` tables as {first cell: the other cells}."""
+    return {cells[0]: cells[1:] for line in text.splitlines()
+            if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) >= 3}
+
+
 def jobs_of(api, experiment):
     return api["batch"].list_namespaced_job("default", label_selector=f"{manifest.L_EXPERIMENT}={experiment}").items
 
@@ -62,7 +68,7 @@ def test_mnist_example_end_to_end(tmp_path, local_cluster, api):
                    str(tmp_path / "results"))
     assert shown.returncode == 0 and best["best"]["trial"] in shown.stdout
     status = invoke("status", "--experiment", "mnist-e2e", "--kubeconfig", str(local_cluster["kubeconfig"]))
-    assert status.returncode == 0 and "default/mnist-e2e" in status.stdout
+    assert status.returncode == 0 and status_rows(status.stdout)["default/mnist-e2e"] == ["0", "0", "12", "0"], status.stdout
     logs = invoke("logs", best["best"]["trial"], "--kubeconfig", str(local_cluster["kubeconfig"]))
     assert "Test accuracy:" in logs.stdout
     clean = invoke("clean", "mnist-e2e", "--kubeconfig", str(local_cluster["kubeconfig"]))
@@ -322,6 +328,13 @@ def test_cancel_from_another_shell_stops_the_running_sweep(tmp_path, local_clust
     try:
         _wait(lambda: sum(p.status.phase == "Running" for p in _pods(api, "cancel")) == 2, 180, "2 trials running")
         names = {j.metadata.name for j in jobs_of(api, "cancel")}
+        shown = invoke("status", "--experiment", "cancel", "--namespace", "default", "--kubeconfig",
+                       str(local_cluster["kubeconfig"]))
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        rows = status_rows(shown.stdout)
+        assert rows["default/cancel"] == ["0", "2", "0", "0"], shown.stdout  # pending, running, succeeded, failed
+        for pod in _pods(api, "cancel"):  # each trial in flight, on the node it runs on
+            assert rows[pod.metadata.labels[manifest.L_TRIAL]][:2] == ["running", pod.spec.node_name], shown.stdout
         cancelled = invoke("cancel", "cancel", "--kubeconfig", str(local_cluster["kubeconfig"]))
         assert cancelled.returncode == 0 and "2 unfinished Job(s)" in cancelled.stdout, cancelled.stdout + cancelled.stderr
         out, _ = proc.communicate(timeout=120)

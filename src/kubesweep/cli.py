@@ -133,44 +133,71 @@ def results(grid: str, results_dir: str, rows: int = 20, **overrides: Any) -> No
     print(f"csv: {files['csv']}  plot: {files['plot']}  report: {files['html']}")
 
 
-def status(experiment: str | None, kubeconfig: str | None) -> None:
+def status(experiment: str | None, kubeconfig: str | None, namespace: str | None = None) -> None:
     from rich.table import Table
 
     from . import kube, lifecycle
+    from .trialstate import elapsed
 
     c = kube.clients(Path(kubeconfig) if kubeconfig else None)
-    found = lifecycle.status(c, experiment)
+    found = lifecycle.status(c, experiment, namespace)
     if not found:
-        print("no kubesweep experiments on the cluster" + (f" named {experiment}" if experiment else ""))
+        print("no kubesweep experiments " + (f"in namespace {namespace}" if namespace else "on the cluster")
+              + (f" named {experiment}" if experiment else ""))
         return
     table = Table(title="experiments")
-    for col in ("namespace/experiment", "active", "succeeded", "failed"):
+    for col in ("namespace/experiment", *STATUS_COLUMNS):
         table.add_column(col)
-    for name, counts in sorted(found.items()):
-        table.add_row(name, str(counts.get("active", 0)), str(counts.get("succeeded", 0)), str(counts.get("failed", 0)))
+    for name, exp in sorted(found.items()):
+        table.add_row(name, *(str(exp.counts.get(col, 0)) for col in STATUS_COLUMNS))
     out.print(table)
+    if not experiment:
+        return
+    for name, exp in sorted(found.items()):
+        if not exp.in_flight:
+            continue
+        trials = Table(title=f"{name}: trials in flight")
+        for col in ("trial", "state", "node", "for", "waiting on"):
+            trials.add_column(col)
+        for f in exp.in_flight[:STATUS_ROWS]:
+            age = elapsed(f.since, None)
+            trials.add_row(f.trial, f.state, f.node or "-", _age(age), f.waiting or "")
+        out.print(trials)
+        if len(exp.in_flight) > STATUS_ROWS:
+            print(f"... and {len(exp.in_flight) - STATUS_ROWS} more in flight")
 
 
-def logs(trial: str, tail: int | None, kubeconfig: str | None) -> None:
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s}s" if s < 120 else f"{s // 60}m{s % 60:02d}s" if s < 7200 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+STATUS_COLUMNS = ("pending", "running", "succeeded", "failed")
+STATUS_ROWS = 50  # trials in flight listed by `invoke status --experiment` (running first, oldest first)
+
+
+def logs(trial: str, tail: int | None, kubeconfig: str | None, namespace: str | None = None) -> None:
     from . import kube, lifecycle
 
-    sys.stdout.write(lifecycle.logs(kube.clients(Path(kubeconfig) if kubeconfig else None), trial, tail))
+    sys.stdout.write(lifecycle.logs(kube.clients(Path(kubeconfig) if kubeconfig else None), trial, tail, namespace))
 
 
-def cancel(experiment: str, kubeconfig: str | None) -> None:
+def cancel(experiment: str, kubeconfig: str | None, namespace: str | None = None) -> None:
     from . import kube, lifecycle
 
-    n = lifecycle.cancel(kube.clients(Path(kubeconfig) if kubeconfig else None), experiment)
+    n = lifecycle.cancel(kube.clients(Path(kubeconfig) if kubeconfig else None), experiment, namespace)
     print(f"{experiment}: cancelled, deleted {n} unfinished Job(s); a sweep running it stops "
           "(rerun it to run what never started, with --retry-failed to rerun the cancelled trials too)")
 
 
-def clean(experiment: str, outputs: bool, kubeconfig: str | None) -> None:
+def clean(experiment: str, outputs: bool, kubeconfig: str | None, namespace: str | None = None) -> None:
     from . import kube, lifecycle
 
     c = kube.clients(Path(kubeconfig) if kubeconfig else None)
     n = lifecycle.clean(c, experiment, results_dir=Path("results") if outputs else None,
-                        jobs_dir=Path("jobs") if outputs else None)
+                        jobs_dir=Path("jobs") if outputs else None, namespace=namespace)
     print(f"{experiment}: deleted {n} Job(s) and their pods" + (", results/ and jobs/ output" if outputs else ""))
 
 

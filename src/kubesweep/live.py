@@ -5,31 +5,18 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from .trialstate import FINAL, RUNNING, SUBMITTED, SUCCEEDED, TrialRecord
+from .trialstate import FINAL, RUNNING, SUBMITTED, SUCCEEDED, TrialRecord, elapsed
 
 ROWS = 24  # the live table: trials in flight first, then the latest finished
 
 COLORS = {"pending": "dim", "submitted": "yellow", "running": "cyan", "succeeded": "green", "failed": "red",
           "cancelled": "magenta"}
-
-
-def _seconds(start: str | None, end: str | None) -> float | None:
-    """Seconds from start to end (or to now while running); None before the trial started."""
-    if not start:
-        return None
-    try:
-        t0 = datetime.fromisoformat(start.replace("Z", "+00:00"))
-        t1 = datetime.fromisoformat(end.replace("Z", "+00:00")) if end else datetime.now(timezone.utc)
-    except ValueError:
-        return None
-    return max((t1 - t0).total_seconds(), 0.0)
 
 
 class View:
@@ -129,7 +116,7 @@ class View:
         view.append(f"{'trial':<{width}}  {'state':<9}  {'node':<20}  {'duration':>8}  {self.metric:>10}  reason", style="bold")
         for r in shown:
             value = r.metrics.get(self.metric) if r.metrics else None
-            took = _seconds(r.start, r.end)
+            took = elapsed(r.start, r.end)
             duration = "" if took is None else f"{took:.0f}s" + ("" if r.end else "…")
             reason = (r.reason or "") if r.state != SUCCEEDED else ""
             view.append(f"\n{r.name:<{width}}  ")

@@ -8,22 +8,17 @@ import html
 import io
 import json
 import math
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .trialstate import SUCCEEDED
+from .trialstate import SUCCEEDED, elapsed
 
 CSV, BEST, PLOT, HTML = "trials.csv", "best.json", "metric_vs_params.png", "report.html"
 
 
 def _duration(rec: dict[str, Any]) -> float | None:
-    try:
-        start = datetime.fromisoformat(rec["start"].replace("Z", "+00:00"))
-        end = datetime.fromisoformat(rec["end"].replace("Z", "+00:00"))
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return None
-    return round((end - start).total_seconds(), 1)
+    took = elapsed(rec.get("start"), rec.get("end")) if rec.get("end") else None
+    return None if took is None else round(took, 1)
 
 
 def ranked(records: list[dict[str, Any]], metric: str, direction: str) -> list[dict[str, Any]]:

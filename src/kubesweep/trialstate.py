@@ -9,6 +9,7 @@ the scheduler's message, DeadlineExceeded, and node loss.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
 from typing import Any
 
 PENDING, SUBMITTED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
@@ -43,6 +44,18 @@ class TrialRecord:
 
 
 _FIELDS = fields(TrialRecord)
+
+
+def elapsed(start: str | None, end: str | None) -> float | None:
+    """Seconds from start to end (or to now when end is None); None without a (readable) start."""
+    if not start:
+        return None
+    try:
+        t0 = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        t1 = datetime.fromisoformat(end.replace("Z", "+00:00")) if end else datetime.now(timezone.utc)
+    except ValueError:
+        return None
+    return max((t1 - t0).total_seconds(), 0.0)
 
 
 def _get(obj: Any, *path: str) -> Any:
