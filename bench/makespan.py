@@ -3,8 +3,11 @@
 
 kwok plays kubelet for fake nodes advertising nvidia.com/gpu; each trial asks for one GPU and
 "runs" for its own duration (kwok's pod-complete stage reads it from the pod's annotation). The
-real API server, scheduler and Job controller do the rest. Both refill policies run in this one
-invocation, side by side:
+real API server, scheduler and Job controller do the rest. kwok's pods print nothing, so each
+trial's log read (which the client still makes, as for a real trial) finds no metric and the
+trial ends failed with MetricMissing, as a real one that printed none would: the `finished`
+column counts trials that ended either way, and no maxFailedTrials is set. Both refill policies
+run in this one invocation, side by side:
 
   trial   a freed slot gets the next trial at once (kubesweep's default)
   batch   the next batch directory starts when the whole previous one has finished

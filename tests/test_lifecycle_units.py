@@ -222,3 +222,10 @@ def test_one_namespace_for_users_without_a_cluster_wide_list(tmp_path):
         assert len(server.requests) == sent  # each refused before any request
     assert [(m, urlsplit(p).path) for m, p in server.requests[-3:-1]] == [
         ("PATCH", "/apis/batch/v1/namespaces/team/jobs/t1"), ("DELETE", "/apis/batch/v1/namespaces/team/jobs/t1")]
+
+
+def test_status_ages_read_at_a_glance():
+    from kubesweep.cli import _age
+
+    assert [_age(s) for s in (None, 0, 119.9, 125, 7199, 7260, 90061)] == ["-", "0s", "119s", "2m05s", "119m59s",
+                                                                           "2h01m", "25h01m"]
