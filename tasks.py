@@ -66,29 +66,33 @@ def results(c, grid, results_dir="results", rows=20, name=None, image=None):
     cli.guard(cli.results, grid, results_dir, rows=int(rows), name=name, image=image)
 
 
+# the lifecycle commands list across all namespaces unless given one (a Role may cover one only)
+NAMESPACE_HELP = "only this namespace (default: all; needs a cluster-wide list)"
+
+
 @task(help={"experiment": "only this experiment, with its trials in flight listed", "kubeconfig": "default: the local cluster's",
-            "namespace": "only this namespace (default: all; needs a cluster-wide list)"})
+            "namespace": NAMESPACE_HELP})
 def status(c, experiment=None, kubeconfig=None, namespace=None):
     """Every experiment on the cluster (or one): trials pending, running, succeeded, failed."""
     cli.guard(cli.status, experiment, kubeconfig, namespace)
 
 
 @task(help={"trial": "the trial (Job) name", "tail": "only the last N lines", "kubeconfig": "default: the local cluster's",
-            "namespace": "only this namespace (default: all; needs a cluster-wide list)"})
+            "namespace": NAMESPACE_HELP})
 def logs(c, trial, tail=None, kubeconfig=None, namespace=None):
     """A trial's output."""
     cli.guard(cli.logs, trial, cli.optional_int(tail, "--tail"), kubeconfig, namespace)
 
 
 @task(help={"experiment": "the experiment name", "kubeconfig": "default: the local cluster's",
-            "namespace": "only this namespace (default: all; needs a cluster-wide list)"})
+            "namespace": NAMESPACE_HELP})
 def cancel(c, experiment, kubeconfig=None, namespace=None):
     """Stop an experiment, from any shell: a sweep running it stops; its unfinished Jobs are deleted."""
     cli.guard(cli.cancel, experiment, kubeconfig, namespace)
 
 
 @task(help={"experiment": "the experiment name", "outputs": "also delete results/<experiment> and jobs/<experiment>",
-            "kubeconfig": "default: the local cluster's", "namespace": "only this namespace (default: all; needs a cluster-wide list)"})
+            "kubeconfig": "default: the local cluster's", "namespace": NAMESPACE_HELP})
 def clean(c, experiment, outputs=False, kubeconfig=None, namespace=None):
     """Delete an experiment's Jobs and pods (and, with --outputs, its local results and manifests)."""
     cli.guard(cli.clean, experiment, outputs, kubeconfig, namespace)

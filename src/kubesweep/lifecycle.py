@@ -65,19 +65,20 @@ def _in_flight(job: dict, pod: dict | None) -> InFlight:
     if pod is None:  # the Job controller has not made its pod yet (or is about to retry)
         return InFlight(name, PENDING, since=job["metadata"].get("creationTimestamp"), waiting="no pod yet")
     node = (pod.get("spec") or {}).get("nodeName")
+    status = pod.get("status") or {}
     phase = pod_phase(pod)
     if phase == "Running":  # an evicted pod on a node that stopped answering stays Running until it returns
-        return InFlight(name, RUNNING, node, (pod.get("status") or {}).get("startTime"),
+        return InFlight(name, RUNNING, node, status.get("startTime"),
                         waiting="its node stopped answering (evicted)" if pod_lost(pod) else None)
-    reason, message, _ = pod_problem(pod)
     if phase == "Succeeded":  # the Job's Complete condition follows within seconds
-        return InFlight(name, RUNNING, node, (pod.get("status") or {}).get("startTime"), waiting="finishing")
+        return InFlight(name, RUNNING, node, status.get("startTime"), waiting="finishing")
+    reason, message, _ = pod_problem(pod)
     if phase == "Failed":  # the Job controller retries it (within backoffLimit)
         reason = f"retrying after {reason or 'a failure'}"
     elif reason == "Unschedulable" and message:
         reason = f"Unschedulable: {message}"
     elif reason is None:
-        waiting = [cs["state"]["waiting"].get("reason") for cs in (pod.get("status") or {}).get("containerStatuses") or []
+        waiting = [cs["state"]["waiting"].get("reason") for cs in status.get("containerStatuses") or []
                    if (cs.get("state") or {}).get("waiting")]
         reason = next(filter(None, waiting), None) or ("starting" if node else "waiting for the scheduler")
     return InFlight(name, PENDING, node, pod["metadata"].get("creationTimestamp"), waiting=reason)
