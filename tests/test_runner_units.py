@@ -114,7 +114,7 @@ def test_the_watcher_passes_a_burst_on_without_pausing_and_gathers_a_trickle(mon
     wait = watcher.stop.wait
     monkeypatch.setattr(watcher.stop, "wait",
                         lambda t=None: pauses[threading.current_thread().name.split("-")[1]].append(t) or wait(t))
-    watcher.start("1", "1")
+    watcher.start({"metadata": {"resourceVersion": "1"}}, {"metadata": {"resourceVersion": "1"}})
     got: dict[str, list[str]] = {"pod": [], "job": []}
     for _ in range(208):
         kind, _type, obj = out.get(timeout=10)
@@ -163,3 +163,56 @@ def test_only_a_cancel_mark_made_while_the_sweep_runs_stops_it(tmp_path):
     assert not sweep._cancelled_now(job("new"))
     assert sweep._cancelled_now(job("old", "2026-12-02T10:05:00Z"))  # cancelled again
     assert sweep._cancelled_now(job("new", "2026-12-02T10:05:00Z"))
+
+
+def test_a_relist_after_410_reports_the_jobs_deleted_while_the_watch_was_away(tmp_path):
+    """After 410 Gone the watcher lists again. A list shows only what exists, so a Job deleted in
+    the gap (or deleted and made again) must come out as DELETED, or its trial holds its slot and
+    the sweep never ends. Through the stand-in API server: real requests, real watch parsing."""
+    import queue
+
+    from .fakeapi import serve
+
+    from kubesweep import kube
+    from kubesweep.trialstate import CANCELLED, SUBMITTED
+
+    sweep = _two_trials(tmp_path)
+    gone, remade = sweep.order
+
+    def meta(name: str, uid: str) -> dict:
+        return {"name": name, "uid": uid, "resourceVersion": "7", "labels": {manifest.L_TRIAL: name}}
+
+    watches = {"pod": 0, "job": 0}
+
+    def answer(method: str, path: str, body):
+        kind = "pod" if "/pods" in path else "job"
+        if "watch=true" not in path:  # the relist: one Job gone, the other made again (a new uid)
+            items = [] if kind == "pod" else [{"metadata": meta(remade, "new")}]
+            return 200, {"metadata": {"resourceVersion": "9"}, "items": items}
+        watches[kind] += 1
+        if kind == "job" and watches[kind] == 1:
+            return 200, {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
+        time.sleep(0.2)  # an idle watch that the server ends
+        return 200, {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}}
+
+    out: queue.Queue = queue.Queue()
+    with serve(answer, tmp_path / "config"):
+        watcher = runner.Watcher(kube.clients(tmp_path / "config"), "ns", "a=b", out)
+        watcher.start({"metadata": {"resourceVersion": "5"}, "items": []},
+                      {"metadata": {"resourceVersion": "5"},
+                       "items": [{"metadata": meta(gone, "old1")}, {"metadata": meta(remade, "old2")}]})
+        events = [out.get(timeout=10) for _ in range(3)]
+        watcher.close()
+    assert [(k, t, o["metadata"]["name"], o["metadata"]["uid"]) for k, t, o in events] == [
+        ("job", "DELETED", gone, "old1"), ("job", "DELETED", remade, "old2"), ("job", "MODIFIED", remade, "new")]
+    # what is kept of each object is what a DELETED event needs, not its whole metadata
+    assert watcher.known["job"] == {remade: {"name": remade, "uid": "new", "labels": {manifest.L_TRIAL: remade}}}
+
+    for rec in sweep.records.values():
+        sweep._set(rec, state=SUBMITTED)
+    sweep.job_uid = {gone: "old1", remade: "new"}
+    for _kind, etype, obj in events:
+        sweep._on_job(None, etype, obj)
+    assert (sweep.records[gone].state, sweep.records[gone].reason) == (CANCELLED, "Deleted")
+    assert sweep.records[remade].state == SUBMITTED  # the old Job's delete is not this one's
+    assert {r.name for r in sweep.in_flight()} == {remade}

@@ -390,6 +390,66 @@ def test_trials_on_a_lost_node_are_submitted_again_on_another(tmp_path, local_cl
           180, f"{lost} Ready again")
 
 
+def _answers(api) -> bool:
+    try:
+        api["core"].get_api_resources(_request_timeout=5)
+        return True
+    except Exception:  # noqa: BLE001 - down or starting: not yet
+        return False
+
+
+def test_a_job_deleted_while_the_api_server_restarted_ends_its_trial(tmp_path, local_cluster, api, trainer):
+    """The API server restarts (site.yml changing a control-plane flag does that) while the sweep
+    client is stopped, and a trial's Job is deleted before the client is back. Its watches come
+    back to a new watch cache, which answers 410 Gone: the client lists again, and the deleted
+    Job, which no list shows, must still end its trial, or the sweep waits for it for good."""
+    grid = _grid(tmp_path, "restart", f"""\
+    name: restart
+    image: {trainer}
+    command: [python3, -c, "import time, sys; time.sleep(30 * int(sys.argv[1]) ** 3); print('score=' + sys.argv[1])", "${{i}}"]
+    parameters:
+      i: [1, 3]
+    batchSize: 2
+    objective: {{metric: score}}
+    resources: {{cpu: 100m, memory: 64Mi}}
+    """)  # i=1 runs 30 s, i=3 runs 810 s (until deleted)
+    argv = [sys.executable, "-m", "invoke", *sweep_args(grid, tmp_path, local_cluster["kubeconfig"])]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cp = ["docker", "exec", "ks-control-plane"]
+    started = time.monotonic()
+    try:
+        _wait(lambda: sum(p.status.phase == "Running" for p in _pods(api, "restart")) == 2, 180, "2 trials running")
+        deleted = next(p.metadata.labels[manifest.L_TRIAL] for p in _pods(api, "restart")
+                       if p.metadata.labels[manifest.L_TRIAL].startswith("restart-3-"))
+        os.kill(proc.pid, signal.SIGSTOP)
+        old = subprocess.run([*cp, "crictl", "ps", "-q", "--name", "kube-apiserver"], capture_output=True,
+                             text=True, check=True).stdout.split()
+        subprocess.run([*cp, "crictl", "stop", *old], check=True, capture_output=True)
+        _wait(lambda: set(subprocess.run([*cp, "crictl", "ps", "-q", "--name", "kube-apiserver"], capture_output=True,
+                                         text=True).stdout.split()) - set(old), 120, "a new API server container")
+        _wait(lambda: _answers(api), 120, "the restarted API server answering")
+        back = time.monotonic() - started
+        api["batch"].delete_namespaced_job(deleted, "default", propagation_policy="Background")
+        _wait(lambda: deleted not in {j.metadata.name for j in jobs_of(api, "restart")}, 60, "the Job gone")
+        os.kill(proc.pid, signal.SIGCONT)
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    done = journal.load(tmp_path / "results" / "restart")
+    assert (done[deleted]["state"], done[deleted]["reason"]) == ("cancelled", "Deleted"), done[deleted]
+    (other,) = set(done) - {deleted}
+    assert done[other]["state"] == "succeeded" and done[other]["metrics"]["score"] == 1.0, done[other]
+    print(f"\nAPI server restart: answering again {back:.0f}s after the sweep started; the sweep ended "
+          f"{time.monotonic() - started:.0f}s after it started")
+    invoke("clean", "restart", "--kubeconfig", str(local_cluster["kubeconfig"]))
+    for component in ("kube-controller-manager", "kube-scheduler"):  # they may restart after losing their lease
+        _wait(lambda: any(c.type == "Ready" and c.status == "True" for c in api["core"].read_namespaced_pod(
+            f"{component}-ks-control-plane", "kube-system").status.conditions or []), 180, f"{component} Ready")
+
+
 def _suspended_jobs(grid, tmp_path):
     """Render the grid's first batch with every Job suspended (the API path is under test, not
     pods); return the files."""

@@ -62,6 +62,12 @@ class Outcome:
     events: list[str] = field(default_factory=list)
 
 
+def _slim(meta: dict[str, Any]) -> dict[str, Any]:
+    """The metadata the sweep reads from a deleted pod or Job: which trial, which Job, whether
+    cancelled. Kept for every object watched, so without the rest (managed fields above all)."""
+    return {k: meta[k] for k in ("name", "uid", "labels", "annotations", "ownerReferences") if k in meta}
+
+
 class Watcher:
     """One watch per resource kind on the experiment's label selector, feeding a queue.
 
@@ -84,17 +90,32 @@ class Watcher:
         self.c, self.ns, self.selector, self.out = c, namespace, selector, out
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
+        # kind -> object name -> what a DELETED event of it needs of its metadata (``_slim``), as
+        # last seen; each kind's own thread keeps its map. A relist compares with it to tell which
+        # objects were deleted while the watch was away.
+        self.known: dict[str, dict[str, dict[str, Any]]] = {"pod": {}, "job": {}}
 
-    def start(self, pods_rv: str, jobs_rv: str) -> None:
-        for kind, rv in (("pod", pods_rv), ("job", jobs_rv)):
-            t = threading.Thread(target=self._run, args=(kind, rv), daemon=True, name=f"watch-{kind}")
+    def start(self, pods: dict[str, Any], jobs: dict[str, Any]) -> None:
+        """Watch from the versions of these two lists (the sweep's own, just read)."""
+        for kind, listed in (("pod", pods), ("job", jobs)):
+            self.known[kind] = {o["metadata"]["name"]: _slim(o["metadata"]) for o in listed.get("items") or []}
+            t = threading.Thread(target=self._run, args=(kind, listed["metadata"]["resourceVersion"]),
+                                 daemon=True, name=f"watch-{kind}")
             t.start()
             self.threads.append(t)
 
     def _relist(self, kind: str, path: str) -> str:
-        """After 410 Gone: every object again as MODIFIED, and the version to watch from."""
+        """After 410 Gone: every object again as MODIFIED, each one deleted meanwhile as DELETED first
+        (with its metadata as last seen: a relist shows only what exists, and a trial whose Job
+        vanished unseen would hold its slot for good), and the version to watch from."""
         listed = kube.request(self.c, "GET", path, query={"labelSelector": self.selector})
-        for item in listed.get("items") or []:
+        items = listed.get("items") or []
+        now_there = {o["metadata"]["name"]: _slim(o["metadata"]) for o in items}
+        for name, meta in self.known[kind].items():
+            if (now_there.get(name) or {}).get("uid") != meta.get("uid"):  # gone, or made again since
+                self.out.put((kind, "DELETED", {"metadata": meta}))
+        self.known[kind] = now_there
+        for item in items:
             self.out.put((kind, "MODIFIED", item))
         return listed["metadata"]["resourceVersion"]
 
@@ -115,8 +136,13 @@ class Watcher:
                         else:
                             time.sleep(1)
                         break
-                    rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
+                    meta = obj.get("metadata") or {}
+                    rv = meta.get("resourceVersion", rv)
                     if etype != "BOOKMARK":
+                        if etype == "DELETED":
+                            self.known[kind].pop(meta.get("name"), None)
+                        else:
+                            self.known[kind][meta.get("name")] = _slim(meta)
                         self.out.put((kind, etype, obj))
                     after = time.monotonic()
                     if after - before > self.WAITED_S:
@@ -501,7 +527,7 @@ class Sweep:
             self._on_job(c, "MODIFIED", job)
 
         watcher = Watcher(c, ns, self.selector, self.events)
-        watcher.start(pods["metadata"]["resourceVersion"], jobs["metadata"]["resourceVersion"])
+        watcher.start(pods, jobs)
         stopped: str | None = None
         created = 0
         try:
