@@ -44,7 +44,7 @@ def serve(answer: Answer, kubeconfig: Path) -> Iterator[FakeApiServer]:
             if status == DROP:
                 self.close_connection = True
                 return
-            data = json.dumps(reply).encode()
+            data = reply if isinstance(reply, bytes) else json.dumps(reply).encode()  # bytes: as they are (a log)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

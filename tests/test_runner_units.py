@@ -216,3 +216,49 @@ def test_a_relist_after_410_reports_the_jobs_deleted_while_the_watch_was_away(tm
     assert (sweep.records[gone].state, sweep.records[gone].reason) == (CANCELLED, "Deleted")
     assert sweep.records[remade].state == SUBMITTED  # the old Job's delete is not this one's
     assert {r.name for r in sweep.in_flight()} == {remade}
+
+
+def test_a_log_read_that_fails_is_tried_again_and_a_lasting_failure_is_not_a_missing_metric(tmp_path, monkeypatch):
+    """A finished trial's log read failing with 5xx (the kubelet or API server restarting) is
+    tried again; a failure that lasts makes the trial LogUnavailable, not MetricMissing (what it
+    printed is unknown); a 404 (the pod is gone) is an empty log at once."""
+    from .fakeapi import serve
+
+    from kubesweep import kube
+    from kubesweep.trialstate import FAILED, SUCCEEDED
+
+    monkeypatch.setattr(runner, "LOG_RETRY_S", (0.01, 0.01, 0.01))
+    script = {"flaky": [503, 500, 200], "down": [500] * 10, "gone": [404]}
+    asked = {pod: 0 for pod in script}
+
+    def answer(method: str, path: str, body):
+        pod = path.split("/pods/")[1].split("/")[0]
+        status = script[pod][asked[pod]]
+        asked[pod] += 1
+        if status == 200:
+            return 200, b"epoch 1\nacc=0.93\n"
+        return status, {"kind": "Status", "code": status, "message": f"kubelet of {pod}: connection refused"}
+
+    sweep = _two_trials(tmp_path)
+    with serve(answer, tmp_path / "config"):
+        c = kube.clients(tmp_path / "config")
+        got = {}
+        for pod in script:
+            sweep.pods[pod] = {"metadata": {"name": pod}}
+            got[pod] = sweep._log(c, pod)
+    assert got["flaky"] == ("epoch 1\nacc=0.93\n", None) and asked["flaky"] == 3
+    assert got["down"][0] == "" and got["down"][1].startswith("500") and asked["down"] == 4  # 1 + 3 retries
+    assert got["gone"] == ("", None) and asked["gone"] == 1
+
+    down, gone = sweep.records.values()
+    sweep._collected(down.name, SUCCEEDED, None, None, *got["down"])
+    sweep._collected(gone.name, SUCCEEDED, None, None, *got["gone"])
+    assert (down.state, down.reason) == (FAILED, "LogUnavailable") and "connection refused" in down.message
+    assert f"invoke logs {down.name}" in down.message
+    assert (gone.state, gone.reason) == (FAILED, "MetricMissing")
+
+    script["ending"], asked["ending"] = [500] * 10, 0  # the sweep is ending: no waiting on retries
+    sweep._closing.set()
+    with serve(answer, tmp_path / "config"):
+        sweep.pods["ending"] = {"metadata": {"name": "ending"}}
+        assert sweep._log(kube.clients(tmp_path / "config"), "ending")[1] and asked["ending"] == 1

@@ -450,6 +450,44 @@ def test_a_job_deleted_while_the_api_server_restarted_ends_its_trial(tmp_path, l
             f"{component}-ks-control-plane", "kube-system").status.conditions or []), 180, f"{component} Ready")
 
 
+def test_a_log_read_while_the_kubelet_restarts_is_tried_again(tmp_path, local_cluster, api, trainer):
+    """A trial succeeds, and its node's kubelet is down when the client reads its log (the API
+    server answers 500, connection refused). The read is tried again, the kubelet comes back,
+    and the trial is recorded with its metric, not as MetricMissing."""
+    node = "ks-worker-1"
+    grid = _grid(tmp_path, "logretry", f"""\
+    name: logretry
+    image: {trainer}
+    command: [python3, -c, "import time, sys; time.sleep(3); print('score=' + sys.argv[1])", "${{i}}"]
+    parameters:
+      i: [7]
+    objective: {{metric: score}}
+    resources: {{cpu: 100m, memory: 64Mi}}
+    nodeSelector: {{kubernetes.io/hostname: {node}}}
+    """)
+    argv = [sys.executable, "-m", "invoke", *sweep_args(grid, tmp_path, local_cluster["kubeconfig"])]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    kubelet = ["docker", "exec", node, "systemctl"]
+    try:
+        _wait(lambda: any(p.status.phase == "Running" for p in _pods(api, "logretry")), 180, "the trial running")
+        os.kill(proc.pid, signal.SIGSTOP)  # before it sees the trial end
+        _wait(lambda: any(p.status.phase == "Succeeded" for p in _pods(api, "logretry")), 60, "the trial succeeded")
+        subprocess.run([*kubelet, "stop", "kubelet"], check=True, capture_output=True)
+        os.kill(proc.pid, signal.SIGCONT)
+        time.sleep(4)  # the client's first reads are refused meanwhile
+        subprocess.run([*kubelet, "start", "kubelet"], check=True, capture_output=True)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+        subprocess.run([*kubelet, "start", "kubelet"], capture_output=True)
+    assert proc.returncode == 0, out[-3000:]
+    (rec,) = journal.load(tmp_path / "results" / "logretry").values()
+    assert rec["state"] == "succeeded" and rec["metrics"]["score"] == 7.0, rec
+    invoke("clean", "logretry", "--kubeconfig", str(local_cluster["kubeconfig"]))
+
+
 def _suspended_jobs(grid, tmp_path):
     """Render the grid's first batch with every Job suspended (the API path is under test, not
     pods); return the files."""

@@ -155,7 +155,7 @@ def test_a_succeeded_pod_frees_its_slot_before_the_job_is_marked_complete(tmp_pa
     sweep._set(rec, state=SUBMITTED)
     assert sweep._inflight == {name}
     sweep.c = object()  # the boundary: _log, the one API read, is replaced below
-    sweep._log = lambda c, trial: "epoch 1\nacc=0.93\n"
+    sweep._log = lambda c, trial: ("epoch 1\nacc=0.93\n", None)
     sweep._log_pool = ThreadPoolExecutor(1)
     labels = {"kubesweep.io/trial": name, "batch.kubernetes.io/controller-uid": "u1"}
     pod = {"metadata": {"name": "p1", "labels": labels}, "spec": {"nodeName": "n1"},

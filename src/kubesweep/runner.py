@@ -38,6 +38,12 @@ NODE_LOSS_MARGIN_S = 10.0
 
 CANCELLED_MESSAGE = "the experiment was cancelled (invoke cancel) before this trial finished"
 
+# A finished trial's log read that fails for a reason that may pass (the API server or the
+# node's kubelet restarting or unreachable: 5xx, 429, no connection, a timeout) is tried again
+# after each of these waits before the trial is recorded as LogUnavailable. Answers that will
+# not change (404: the pod is gone) are not retried.
+LOG_RETRY_S = (1.0, 2.0, 4.0, 8.0, 15.0)
+
 
 class SweepError(KubesweepError):
     pass
@@ -203,6 +209,7 @@ class Sweep:
         self._requeued: list[str] = []     # ...except these, put back in line (node loss)
         self._log_pool: ThreadPoolExecutor | None = None
         self._submit_pool: ThreadPoolExecutor | None = None
+        self._closing = threading.Event()  # the sweep is ending: log reads stop retrying
 
     # ------------------------------------------------------------------ bookkeeping
     def _set(self, rec: TrialRecord, **changes: Any) -> None:
@@ -402,16 +409,21 @@ class Sweep:
 
         def done(f: Any) -> None:
             if not f.cancelled():  # cancelled when the sweep is stopping: the next run collects it again
-                self.events.put(("collected", name, (outcome, reason, message, f.result())))
+                self.events.put(("collected", name, (outcome, reason, message, *f.result())))
 
         fut.add_done_callback(done)
 
-    def _collected(self, name: str, outcome: str, reason: str | None, message: str | None, log: str) -> None:
+    def _collected(self, name: str, outcome: str, reason: str | None, message: str | None, log: str,
+                   log_error: str | None = None) -> None:
         self.collecting.discard(name)
         rec = self.records[name]
         if rec.state in FINAL:
             return
-        if outcome == SUCCEEDED:
+        if outcome == SUCCEEDED and log_error:  # not MetricMissing: what it printed is unknown
+            self._finish(rec, FAILED, "LogUnavailable",
+                         f"the trial succeeded, but its log could not be read ({log_error}); `invoke logs {name}` "
+                         "reads it while the pod exists, `invoke sweep --retry-failed` runs the trial again")
+        elif outcome == SUCCEEDED:
             metrics = read_objective(log, self.exp.objective)
             if metrics.get(self.exp.objective.metric) is None:
                 tail = "\n".join(log.splitlines()[-5:])
@@ -423,26 +435,39 @@ class Sweep:
         else:
             pod_reason, pod_message, _ = pod_problem(self.pods.get(name, {}))
             detail = pod_message or message
-            if pod_reason in ("Error", "OOMKilled") or reason == "BackoffLimitExceeded":
+            if log_error:
+                detail = f"{detail}; its log could not be read ({log_error})"
+            elif pod_reason in ("Error", "OOMKilled") or reason == "BackoffLimitExceeded":
                 tail = "\n".join(log.splitlines()[-10:])
                 detail = f"{pod_message or message}; last lines:\n{tail}" if tail else (pod_message or message)
             self._finish(rec, FAILED, pod_reason if pod_reason in ("Error", "OOMKilled") else (reason or pod_reason), detail,
                          metrics=read_objective(log, self.exp.objective) if log else {})
 
-    def _log(self, c: kube.Clients, name: str) -> str:
+    def _log(self, c: kube.Clients, name: str) -> tuple[str, str | None]:
+        """The trial's log and, when it could not be read, why. No pod or a 404 is no log (an
+        empty one); a failure that may pass is tried again after each of LOG_RETRY_S."""
         from kubernetes.client.exceptions import ApiException
 
         pod = self.pods.get(name)
-        try:
-            if pod is None:
-                items = kube.request(c, "GET", Watcher.PATHS["pod"].format(ns=self.exp.namespace),
-                                     query={"labelSelector": f"job-name={name}"}).get("items") or []
-                if not items:
-                    return ""
-                pod = items[-1]
-            return kube.pod_log(c, self.exp.namespace, pod["metadata"]["name"], manifest.CONTAINER, timeout=15)
-        except (ApiException, OSError, Exception):  # noqa: BLE001 - no log is a missing metric, not a crash
-            return ""
+        error = None
+        for wait in (*LOG_RETRY_S, None):
+            try:
+                if pod is None:
+                    items = kube.request(c, "GET", Watcher.PATHS["pod"].format(ns=self.exp.namespace),
+                                         query={"labelSelector": f"job-name={name}"}).get("items") or []
+                    if not items:
+                        return "", None
+                    pod = items[-1]
+                return kube.pod_log(c, self.exp.namespace, pod["metadata"]["name"], manifest.CONTAINER, timeout=15), None
+            except ApiException as exc:
+                if exc.status is not None and exc.status < 500 and exc.status != 429:
+                    return "", None  # 404 above all: the pod, and its log, are gone
+                error = f"{exc.status} {exc.reason}: {(exc.body or '').strip()[:300]}"
+            except Exception as exc:  # noqa: BLE001 - no connection, a timeout: may pass
+                error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            if wait is None or self._closing.wait(wait):
+                break
+        return "", error
 
     def _finish(self, rec: TrialRecord, state: str, reason: str | None, message: str | None, *,
                 metrics: dict[str, float | None] | None = None, delete: bool = False) -> None:
@@ -577,6 +602,7 @@ class Sweep:
                         break
         finally:
             watcher.close()
+            self._closing.set()
             self._log_pool.shutdown(wait=True, cancel_futures=True)
             self._submit_pool.shutdown(wait=True, cancel_futures=True)
         return Outcome(self.records, stopped, time.monotonic() - started, created, attached)
