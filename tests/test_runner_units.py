@@ -227,11 +227,15 @@ def test_a_log_read_that_fails_is_tried_again_and_a_lasting_failure_is_not_a_mis
     from kubesweep import kube
     from kubesweep.trialstate import FAILED, SUCCEEDED
 
-    monkeypatch.setattr(runner, "LOG_RETRY_S", (0.01, 0.01, 0.01))
-    script = {"flaky": [503, 500, 200], "down": [500] * 10, "gone": [404]}
+    monkeypatch.setattr(kube, "FIRST_WAIT_S", 0.01)
+    monkeypatch.setattr(kube, "MAX_WAIT_S", 0.05)
+    monkeypatch.setattr(kube, "OUTAGE_S", 0.5)
+    script = {"flaky": [503, 500, 200], "down": [500] * 100, "gone": [404], "denied": [403]}
     asked = {pod: 0 for pod in script}
 
     def answer(method: str, path: str, body):
+        if path == "/readyz":
+            return 200, b"ok"
         pod = path.split("/pods/")[1].split("/")[0]
         status = script[pod][asked[pod]]
         asked[pod] += 1
@@ -247,8 +251,9 @@ def test_a_log_read_that_fails_is_tried_again_and_a_lasting_failure_is_not_a_mis
             sweep.pods[pod] = {"metadata": {"name": pod}}
             got[pod] = sweep._log(c, pod)
     assert got["flaky"] == ("epoch 1\nacc=0.93\n", None) and asked["flaky"] == 3
-    assert got["down"][0] == "" and got["down"][1].startswith("500") and asked["down"] == 4  # 1 + 3 retries
+    assert got["down"][0] == "" and got["down"][1].startswith("500") and asked["down"] >= 4  # tried for OUTAGE_S
     assert got["gone"] == ("", None) and asked["gone"] == 1
+    assert got["denied"][1].startswith("403") and asked["denied"] == 1  # a Role without pods/log: said so, once
 
     down, gone = sweep.records.values()
     sweep._collected(down.name, SUCCEEDED, None, None, *got["down"])
@@ -257,7 +262,7 @@ def test_a_log_read_that_fails_is_tried_again_and_a_lasting_failure_is_not_a_mis
     assert f"invoke logs {down.name}" in down.message
     assert (gone.state, gone.reason) == (FAILED, "MetricMissing")
 
-    script["ending"], asked["ending"] = [500] * 10, 0  # the sweep is ending: no waiting on retries
+    script["ending"], asked["ending"] = [500] * 100, 0  # the sweep is ending: no waiting on retries
     sweep._closing.set()
     with serve(answer, tmp_path / "config"):
         sweep.pods["ending"] = {"metadata": {"name": "ending"}}

@@ -3,6 +3,8 @@ creates behave at the HTTP boundary (no cluster needed)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from kubesweep import submit_ansible
@@ -92,19 +94,61 @@ def test_a_create_whose_connection_closed_unanswered_is_sent_again(tmp_path):
     assert sorted(p for m, p in server.requests if m == "POST") == ["/apis/batch/v1/namespaces/ns/jobs"] * 8
 
 
-def test_a_create_never_answered_is_an_error_naming_the_job(tmp_path):
+def test_a_create_never_answered_is_an_error_naming_the_job(tmp_path, monkeypatch):
+    """Sent again for kube.OUTAGE_S (an API server restarting), then an error naming the Job."""
     from kubesweep import kube, submit
 
     from .fakeapi import serve
 
+    monkeypatch.setattr(kube, "FIRST_WAIT_S", 0.01)
+    monkeypatch.setattr(kube, "OUTAGE_S", 0.3)
     created: list[str] = []
-    drops = {"gone": [False] * kube.SEND_ATTEMPTS}
+    drops = {"gone": [False] * 1000}
+    started = time.monotonic()
     with serve(_dropping_server(drops, created), tmp_path / "config") as server:
         c = kube.clients(tmp_path / "config")
         with pytest.raises(submit.SubmitError, match=r"creating Job gone: no answer from the API server \(.*"
                                                      r"Remote end closed connection without response.*\); rerun the sweep"):
             submit.create_jobs(c, "ns", [("gone", {"metadata": {"name": "gone"}})])
-    assert len(server.requests) == kube.SEND_ATTEMPTS and not created
+    assert time.monotonic() - started >= 0.1 and not created
+    assert len(server.requests) >= 2 * kube.SEND_ATTEMPTS and len(server.requests) % kube.SEND_ATTEMPTS == 0
+
+
+def test_a_create_answered_busy_is_sent_again_and_a_refusal_is_not(tmp_path, monkeypatch):
+    """429 and 5xx mean "not now" (throttled, an etcd timeout, the server restarting): sent again;
+    so is a 401 or 403 while /readyz says the API server is not ready. Any other refusal is
+    reported at once, with what the API server said."""
+    from kubesweep import kube, submit
+
+    from .fakeapi import serve
+
+    monkeypatch.setattr(kube, "FIRST_WAIT_S", 0.01)
+    # "starting": refused while the API server is not ready yet (its authorizer's informers not
+    # synced, just after a restart), then created; "forbidden": refused by a ready server
+    script = {"busy": [429, 503, 500, 201], "bad": [422], "starting": [403, 403, 201], "forbidden": [403]}
+    readyz = [500, 500, 200]
+
+    def answer(method, path, body):
+        if path == "/readyz":
+            return readyz.pop(0), {"kind": "Status", "code": 500}
+        status = script[body["metadata"]["name"]].pop(0)
+        return status, {"kind": "Status", "code": status, "message": f"answer {status}"}
+
+    def posts() -> int:
+        return sum(m == "POST" for m, _ in server.requests)
+
+    with serve(answer, tmp_path / "config") as server:
+        c = kube.clients(tmp_path / "config")
+        assert submit.create_jobs(c, "ns", [("busy", {"metadata": {"name": "busy"}})]) == {"busy": True}
+        assert posts() == 4
+        with pytest.raises(submit.SubmitError, match="creating Job bad: 422 .*answer 422"):
+            submit.create_jobs(c, "ns", [("bad", {"metadata": {"name": "bad"}})])
+        assert posts() == 5
+        assert submit.create_jobs(c, "ns", [("starting", {"metadata": {"name": "starting"}})]) == {"starting": True}
+        assert posts() == 8 and not readyz[:-1]  # each 403 asked /readyz, which said "not ready"
+        with pytest.raises(submit.SubmitError, match="creating Job forbidden: 403 .*answer 403"):
+            submit.create_jobs(c, "ns", [("forbidden", {"metadata": {"name": "forbidden"}})])
+        assert posts() == 9 and not readyz  # ready: the refusal is the answer
 
 
 def test_job_bodies_encode_as_json_dumps_would():

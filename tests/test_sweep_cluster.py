@@ -390,6 +390,34 @@ def test_trials_on_a_lost_node_are_submitted_again_on_another(tmp_path, local_cl
           180, f"{lost} Ready again")
 
 
+def _short_sweep(tmp_path, local_cluster, trainer, name, seconds, values, batch, extra=""):
+    """Start `invoke sweep` on trials that sleep ``seconds`` (a Python expression of i) and print
+    score=i; return the running process."""
+    grid = _grid(tmp_path, name, f"""\
+    name: {name}
+    image: {trainer}
+    command: [python3, -c, "import time, sys; i = int(sys.argv[1]); time.sleep({seconds}); print('score=%d' % i)", "${{i}}"]
+    parameters:
+      i: {values}
+    batchSize: {batch}
+    objective: {{metric: score}}
+    resources: {{cpu: 100m, memory: 64Mi}}
+    {extra}""")
+    argv = [sys.executable, "-m", "invoke", *sweep_args(grid, tmp_path, local_cluster["kubeconfig"])]
+    return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+CONTROL_PLANE = ["docker", "exec", "ks-control-plane"]
+
+
+def _stop_api_server() -> set[str]:
+    """Stop kube-apiserver's container; the kubelet starts a new one. Returns the old one's id."""
+    old = subprocess.run([*CONTROL_PLANE, "crictl", "ps", "-q", "--name", "kube-apiserver"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    subprocess.run([*CONTROL_PLANE, "crictl", "stop", *old], check=True, capture_output=True)
+    return set(old)
+
+
 def _answers(api) -> bool:
     try:
         api["core"].get_api_resources(_request_timeout=5)
@@ -403,30 +431,16 @@ def test_a_job_deleted_while_the_api_server_restarted_ends_its_trial(tmp_path, l
     client is stopped, and a trial's Job is deleted before the client is back. Its watches come
     back to a new watch cache, which answers 410 Gone: the client lists again, and the deleted
     Job, which no list shows, must still end its trial, or the sweep waits for it for good."""
-    grid = _grid(tmp_path, "restart", f"""\
-    name: restart
-    image: {trainer}
-    command: [python3, -c, "import time, sys; time.sleep(30 * int(sys.argv[1]) ** 3); print('score=' + sys.argv[1])", "${{i}}"]
-    parameters:
-      i: [1, 3]
-    batchSize: 2
-    objective: {{metric: score}}
-    resources: {{cpu: 100m, memory: 64Mi}}
-    """)  # i=1 runs 30 s, i=3 runs 810 s (until deleted)
-    argv = [sys.executable, "-m", "invoke", *sweep_args(grid, tmp_path, local_cluster["kubeconfig"])]
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    cp = ["docker", "exec", "ks-control-plane"]
+    proc = _short_sweep(tmp_path, local_cluster, trainer, "restart", "30 * i ** 3", "[1, 3]", 2)  # 30 s, and 810 s
     started = time.monotonic()
     try:
         _wait(lambda: sum(p.status.phase == "Running" for p in _pods(api, "restart")) == 2, 180, "2 trials running")
         deleted = next(p.metadata.labels[manifest.L_TRIAL] for p in _pods(api, "restart")
                        if p.metadata.labels[manifest.L_TRIAL].startswith("restart-3-"))
         os.kill(proc.pid, signal.SIGSTOP)
-        old = subprocess.run([*cp, "crictl", "ps", "-q", "--name", "kube-apiserver"], capture_output=True,
-                             text=True, check=True).stdout.split()
-        subprocess.run([*cp, "crictl", "stop", *old], check=True, capture_output=True)
-        _wait(lambda: set(subprocess.run([*cp, "crictl", "ps", "-q", "--name", "kube-apiserver"], capture_output=True,
-                                         text=True).stdout.split()) - set(old), 120, "a new API server container")
+        old = _stop_api_server()
+        _wait(lambda: set(subprocess.run([*CONTROL_PLANE, "crictl", "ps", "-q", "--name", "kube-apiserver"],
+                                         capture_output=True, text=True).stdout.split()) - old, 120, "a new API server container")
         _wait(lambda: _answers(api), 120, "the restarted API server answering")
         back = time.monotonic() - started
         api["batch"].delete_namespaced_job(deleted, "default", propagation_policy="Background")
@@ -445,9 +459,44 @@ def test_a_job_deleted_while_the_api_server_restarted_ends_its_trial(tmp_path, l
     print(f"\nAPI server restart: answering again {back:.0f}s after the sweep started; the sweep ended "
           f"{time.monotonic() - started:.0f}s after it started")
     invoke("clean", "restart", "--kubeconfig", str(local_cluster["kubeconfig"]))
-    for component in ("kube-controller-manager", "kube-scheduler"):  # they may restart after losing their lease
+    _control_plane_ready(api)
+
+
+def _control_plane_ready(api):
+    """After an API server restart: the controller-manager and scheduler may restart too, having
+    lost their leases; the tests after this one need them."""
+    for component in ("kube-controller-manager", "kube-scheduler"):
         _wait(lambda: any(c.type == "Ready" and c.status == "True" for c in api["core"].read_namespaced_pod(
             f"{component}-ks-control-plane", "kube-system").status.conditions or []), 180, f"{component} Ready")
+
+
+def test_a_sweep_goes_on_through_an_api_server_restart(tmp_path, local_cluster, api, trainer):
+    """The API server goes down just as a trial ends: the client reads that trial's log and
+    creates the next trial's Job while nothing answers. Both are tried again until the
+    restarted API server answers; the sweep ends with every trial and its score."""
+    proc = _short_sweep(tmp_path, local_cluster, trainer, "outage", "3", "[1, 2]", 1)
+    try:
+        _wait(lambda: any(p.status.phase == "Running" for p in _pods(api, "outage")), 180, "the first trial running")
+        os.kill(proc.pid, signal.SIGSTOP)  # its watch keeps the trial's end for it, unread
+        _wait(lambda: any(p.status.phase == "Succeeded" for p in _pods(api, "outage")), 60, "the first trial succeeded")
+        _stop_api_server()
+        os.kill(proc.pid, signal.SIGCONT)
+        stopped = time.monotonic()
+        _wait(lambda: _answers(api), 180, "the restarted API server answering")
+        back = time.monotonic() - stopped
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    done = journal.load(tmp_path / "results" / "outage")
+    assert {r["params"]["i"]: (r["state"], r["metrics"].get("score")) for r in done.values()} == {
+        1: ("succeeded", 1.0), 2: ("succeeded", 2.0)}, done
+    assert len(jobs_of(api, "outage")) == 2
+    print(f"\nAPI server down for about {back:.0f}s while the sweep read a log and created a Job; it went on")
+    invoke("clean", "outage", "--kubeconfig", str(local_cluster["kubeconfig"]))
+    _control_plane_ready(api)
 
 
 def test_a_log_read_while_the_kubelet_restarts_is_tried_again(tmp_path, local_cluster, api, trainer):
@@ -455,18 +504,8 @@ def test_a_log_read_while_the_kubelet_restarts_is_tried_again(tmp_path, local_cl
     server answers 500, connection refused). The read is tried again, the kubelet comes back,
     and the trial is recorded with its metric, not as MetricMissing."""
     node = "ks-worker-1"
-    grid = _grid(tmp_path, "logretry", f"""\
-    name: logretry
-    image: {trainer}
-    command: [python3, -c, "import time, sys; time.sleep(3); print('score=' + sys.argv[1])", "${{i}}"]
-    parameters:
-      i: [7]
-    objective: {{metric: score}}
-    resources: {{cpu: 100m, memory: 64Mi}}
-    nodeSelector: {{kubernetes.io/hostname: {node}}}
-    """)
-    argv = [sys.executable, "-m", "invoke", *sweep_args(grid, tmp_path, local_cluster["kubeconfig"])]
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = _short_sweep(tmp_path, local_cluster, trainer, "logretry", "3", "[7]", 1,
+                        extra=f"nodeSelector: {{kubernetes.io/hostname: {node}}}\n")
     kubelet = ["docker", "exec", node, "systemctl"]
     try:
         _wait(lambda: any(p.status.phase == "Running" for p in _pods(api, "logretry")), 180, "the trial running")

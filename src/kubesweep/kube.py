@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import orjson
 
@@ -120,6 +122,63 @@ def _call(c: Clients, method: str, path: str, *, query: dict[str, Any] | None, b
 
 # How many times ``sender`` sends a request whose connection closed before any answer came.
 SEND_ATTEMPTS = 3
+
+# How long a running sweep keeps trying a request that fails for a reason that passes: the API
+# server restarting (site.yml changing one of its flags does that, and so does a certificate
+# renewal) or overloaded, a node's kubelet restarting under a log read. Waits between tries
+# double from FIRST_WAIT_S up to MAX_WAIT_S.
+OUTAGE_S = 120.0
+FIRST_WAIT_S, MAX_WAIT_S = 1.0, 10.0
+# Answers that say "not now" rather than "no": throttled, and the server or what it proxies to
+# failing (an etcd timeout is a 500, an unreachable kubelet under a log read too).
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+T = TypeVar("T")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a failed request may succeed if sent again later."""
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(exc, ApiException):
+        return exc.status in TRANSIENT_STATUSES
+    return isinstance(exc, (urllib3.exceptions.HTTPError, OSError))  # no connection, closed, timed out
+
+
+def ready(c: Clients) -> bool:
+    """Whether the API server says it is ready (``/readyz``, which waits among others for the
+    informers its authorizer reads). One that has just restarted answers requests before that,
+    and refuses some it will allow a few seconds later: 403 Forbidden for the admin itself."""
+    try:
+        return _call(c, "GET", "/readyz", query=None, timeout=5, accept="*/*").status == 200
+    except Exception:  # noqa: BLE001 - no answer, or not ready: either way not ready
+        return False
+
+
+def patiently(fn: Callable[[], T], *, c: Clients | None = None, stop: threading.Event | None = None,
+              budget_s: float | None = None) -> T:
+    """``fn()``, called again while it fails with a ``transient`` error, for up to ``budget_s``
+    (``OUTAGE_S``) seconds; then, or on any other error, or once ``stop`` is set, its error is
+    raised. Given the clients ``c``, a 401 or 403 is tried again too while the API server is not
+    ``ready``. Only for requests that may be sent twice: reads, deletes, and creates by name (a
+    create that did land is answered 409 the second time)."""
+    from kubernetes.client.exceptions import ApiException
+
+    budget = OUTAGE_S if budget_s is None else budget_s
+    started, wait = time.monotonic(), FIRST_WAIT_S
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            starting = c is not None and isinstance(exc, ApiException) and exc.status in (401, 403) and not ready(c)
+            if not (transient(exc) or starting) or time.monotonic() + wait - started > budget:
+                raise
+            if stop is None:
+                time.sleep(wait)
+            elif stop.wait(wait):  # set while waiting
+                raise
+        wait = min(wait * 2, MAX_WAIT_S)
 
 
 def sender(c: Clients, method: str, path: str, timeout_s: float = 60) -> Callable[[bytes], None]:

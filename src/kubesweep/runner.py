@@ -38,12 +38,6 @@ NODE_LOSS_MARGIN_S = 10.0
 
 CANCELLED_MESSAGE = "the experiment was cancelled (invoke cancel) before this trial finished"
 
-# A finished trial's log read that fails for a reason that may pass (the API server or the
-# node's kubelet restarting or unreachable: 5xx, 429, no connection, a timeout) is tried again
-# after each of these waits before the trial is recorded as LogUnavailable. Answers that will
-# not change (404: the pod is gone) are not retried.
-LOG_RETRY_S = (1.0, 2.0, 4.0, 8.0, 15.0)
-
 
 class SweepError(KubesweepError):
     pass
@@ -303,7 +297,8 @@ class Sweep:
             for rec in recs:
                 self._set(rec, state=SUBMITTED, attempt=rec.attempt + 1)
             return len(recs), 0
-        result = submit.create_jobs(c, self.exp.namespace, [(r.name, self._manifest(r)) for r in recs], pool=self._submit_pool)
+        result = submit.create_jobs(c, self.exp.namespace, [(r.name, self._manifest(r)) for r in recs],
+                                    pool=self._submit_pool, stop=self._closing)
         for rec in recs:
             self._set(rec, state=SUBMITTED, attempt=rec.attempt + 1)
         created = sum(result.values())
@@ -444,30 +439,30 @@ class Sweep:
                          metrics=read_objective(log, self.exp.objective) if log else {})
 
     def _log(self, c: kube.Clients, name: str) -> tuple[str, str | None]:
-        """The trial's log and, when it could not be read, why. No pod or a 404 is no log (an
-        empty one); a failure that may pass is tried again after each of LOG_RETRY_S."""
+        """The trial's log and, when it could not be read, why. No pod, a 404 or a 400 is no log
+        (an empty one); a failure that may pass (the node's kubelet or the API server restarting)
+        is tried again for up to kube.OUTAGE_S, unless the sweep is ending; any other refusal (a
+        Role without pods/log) is a reason the log could not be read, not an empty log."""
         from kubernetes.client.exceptions import ApiException
 
-        pod = self.pods.get(name)
-        error = None
-        for wait in (*LOG_RETRY_S, None):
-            try:
-                if pod is None:
-                    items = kube.request(c, "GET", Watcher.PATHS["pod"].format(ns=self.exp.namespace),
-                                         query={"labelSelector": f"job-name={name}"}).get("items") or []
-                    if not items:
-                        return "", None
-                    pod = items[-1]
-                return kube.pod_log(c, self.exp.namespace, pod["metadata"]["name"], manifest.CONTAINER, timeout=15), None
-            except ApiException as exc:
-                if exc.status is not None and exc.status < 500 and exc.status != 429:
-                    return "", None  # 404 above all: the pod, and its log, are gone
-                error = f"{exc.status} {exc.reason}: {(exc.body or '').strip()[:300]}"
-            except Exception as exc:  # noqa: BLE001 - no connection, a timeout: may pass
-                error = f"{type(exc).__name__}: {str(exc)[:300]}"
-            if wait is None or self._closing.wait(wait):
-                break
-        return "", error
+        def read() -> str:
+            pod = self.pods.get(name)
+            if pod is None:
+                items = kube.request(c, "GET", Watcher.PATHS["pod"].format(ns=self.exp.namespace),
+                                     query={"labelSelector": f"job-name={name}"}).get("items") or []
+                if not items:
+                    return ""
+                pod = items[-1]
+            return kube.pod_log(c, self.exp.namespace, pod["metadata"]["name"], manifest.CONTAINER, timeout=15)
+
+        try:
+            return kube.patiently(read, c=c, stop=self._closing), None
+        except ApiException as exc:
+            if exc.status in (400, 404):
+                return "", None  # the pod, and its log, are gone (404), or it never started (400)
+            return "", f"{exc.status} {exc.reason}: {(exc.body or '').strip()[:300]}"
+        except Exception as exc:  # noqa: BLE001 - no connection, a timeout, past the retries
+            return "", f"{type(exc).__name__}: {str(exc)[:300]}"
 
     def _finish(self, rec: TrialRecord, state: str, reason: str | None, message: str | None, *,
                 metrics: dict[str, float | None] | None = None, delete: bool = False) -> None:
@@ -503,7 +498,9 @@ class Sweep:
 
         for name in names:
             try:
-                c.batch.delete_namespaced_job(name, self.exp.namespace, propagation_policy="Background")
+                kube.patiently(lambda n=name: c.batch.delete_namespaced_job(n, self.exp.namespace,
+                                                                            propagation_policy="Background"),
+                               c=c, stop=self._closing)
             except ApiException as exc:
                 if exc.status != 404:
                     raise

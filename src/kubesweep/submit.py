@@ -15,6 +15,7 @@ it is simply re-attached.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -41,9 +42,12 @@ def encode(body: dict[str, Any]) -> bytes:
 
 
 def create_jobs(c: kube.Clients, namespace: str, bodies: list[tuple[str, dict[str, Any]]],
-                workers: int = WORKERS, pool: ThreadPoolExecutor | None = None) -> dict[str, bool]:
+                workers: int = WORKERS, pool: ThreadPoolExecutor | None = None,
+                stop: threading.Event | None = None) -> dict[str, bool]:
     """Create every Job from (name, manifest); return name -> True (created) / False (already
-    existed)."""
+    existed). A create that fails for a reason that passes (the API server restarting or
+    throttling) is sent again for up to kube.OUTAGE_S, or until ``stop`` is set: safe by name,
+    since one that had landed is answered 409."""
     import urllib3
     from kubernetes.client.exceptions import ApiException
 
@@ -51,14 +55,15 @@ def create_jobs(c: kube.Clients, namespace: str, bodies: list[tuple[str, dict[st
 
     def one(item: tuple[str, dict[str, Any]]) -> tuple[str, bool]:
         name, body = item
+        data = encode(body)
         try:
-            send(encode(body))
+            kube.patiently(lambda: send(data), c=c, stop=stop)
             return name, True
         except ApiException as exc:
             if exc.status == 409:
                 return name, False
             raise SubmitError(f"creating Job {name}: {exc.status} {exc.reason}: {(exc.body or '')[:500]}") from None
-        except urllib3.exceptions.HTTPError as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise SubmitError(f"creating Job {name}: no answer from the API server ({exc}); "
                               "rerun the sweep to resume") from None
 
