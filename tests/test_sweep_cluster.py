@@ -3,6 +3,7 @@ GPU trials on kwok GPU nodes, and the kubernetes.core apply path (marker: cluste
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -36,6 +37,18 @@ def invoke(*args, timeout=900):
 def sweep_args(grid, tmp_path, kubeconfig, *extra):
     return ("sweep", "--grid", str(grid), "--jobs-dir", str(tmp_path / "jobs"), "--results-dir",
             str(tmp_path / "results"), "--kubeconfig", str(kubeconfig), *extra)
+
+
+@contextlib.contextmanager
+def _reaped(proc):
+    """However the block ends, a sweep process still alive after it, stopped (SIGSTOP) or not, is
+    woken and killed: no test leaves one behind."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
 
 
 def status_rows(text):
@@ -325,7 +338,7 @@ def test_cancel_from_another_shell_stops_the_running_sweep(tmp_path, local_clust
     """)
     argv = [sys.executable, "-m", "invoke", *sweep_args(grid, tmp_path, local_cluster["kubeconfig"])]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    with _reaped(proc):
         _wait(lambda: sum(p.status.phase == "Running" for p in _pods(api, "cancel")) == 2, 180, "2 trials running")
         names = {j.metadata.name for j in jobs_of(api, "cancel")}
         shown = invoke("status", "--experiment", "cancel", "--namespace", "default", "--kubeconfig",
@@ -338,9 +351,6 @@ def test_cancel_from_another_shell_stops_the_running_sweep(tmp_path, local_clust
         cancelled = invoke("cancel", "cancel", "--kubeconfig", str(local_cluster["kubeconfig"]))
         assert cancelled.returncode == 0 and "2 unfinished Job(s)" in cancelled.stdout, cancelled.stdout + cancelled.stderr
         out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, out[-3000:]
     assert "0 succeeded, 0 failed, 2 cancelled" in out and "(stopped: cancelled)" in out, out[-2000:]
     done = journal.load(tmp_path / "results" / "cancel")
@@ -367,15 +377,14 @@ def test_trials_on_a_lost_node_are_submitted_again_on_another(tmp_path, local_cl
     argv = [sys.executable, "-m", "invoke", *sweep_args(grid, tmp_path, local_cluster["kubeconfig"])]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        on_lost = _wait(lambda: [p.metadata.labels[manifest.L_TRIAL] for p in _pods(api, "nodeloss")
-                                 if p.spec.node_name == lost and p.status.phase == "Running"], 120, f"a trial running on {lost}")
-        stopped = time.monotonic()
-        subprocess.run(["docker", "stop", lost], check=True, capture_output=True)
-        out, _ = proc.communicate(timeout=600)
-        took = time.monotonic() - stopped
+        with _reaped(proc):
+            on_lost = _wait(lambda: [p.metadata.labels[manifest.L_TRIAL] for p in _pods(api, "nodeloss")
+                                     if p.spec.node_name == lost and p.status.phase == "Running"], 120, f"a trial running on {lost}")
+            stopped = time.monotonic()
+            subprocess.run(["docker", "stop", lost], check=True, capture_output=True)
+            out, _ = proc.communicate(timeout=600)
+            took = time.monotonic() - stopped
     finally:
-        if proc.poll() is None:
-            proc.kill()
         subprocess.run(["docker", "start", lost], check=True, capture_output=True)
     assert proc.returncode == 0, out[-3000:]
     done = journal.load(tmp_path / "results" / "nodeloss")
@@ -433,7 +442,7 @@ def test_a_job_deleted_while_the_api_server_restarted_ends_its_trial(tmp_path, l
     Job, which no list shows, must still end its trial, or the sweep waits for it for good."""
     proc = _short_sweep(tmp_path, local_cluster, trainer, "restart", "30 * i ** 3", "[1, 3]", 2)  # 30 s, and 810 s
     started = time.monotonic()
-    try:
+    with _reaped(proc):
         _wait(lambda: sum(p.status.phase == "Running" for p in _pods(api, "restart")) == 2, 180, "2 trials running")
         deleted = next(p.metadata.labels[manifest.L_TRIAL] for p in _pods(api, "restart")
                        if p.metadata.labels[manifest.L_TRIAL].startswith("restart-3-"))
@@ -447,10 +456,6 @@ def test_a_job_deleted_while_the_api_server_restarted_ends_its_trial(tmp_path, l
         _wait(lambda: deleted not in {j.metadata.name for j in jobs_of(api, "restart")}, 60, "the Job gone")
         os.kill(proc.pid, signal.SIGCONT)
         out, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
     assert proc.returncode == 0, out[-3000:]
     done = journal.load(tmp_path / "results" / "restart")
     assert (done[deleted]["state"], done[deleted]["reason"]) == ("cancelled", "Deleted"), done[deleted]
@@ -475,7 +480,7 @@ def test_a_sweep_goes_on_through_an_api_server_restart(tmp_path, local_cluster, 
     creates the next trial's Job while nothing answers. Both are tried again until the
     restarted API server answers; the sweep ends with every trial and its score."""
     proc = _short_sweep(tmp_path, local_cluster, trainer, "outage", "3", "[1, 2]", 1)
-    try:
+    with _reaped(proc):
         _wait(lambda: any(p.status.phase == "Running" for p in _pods(api, "outage")), 180, "the first trial running")
         os.kill(proc.pid, signal.SIGSTOP)  # its watch keeps the trial's end for it, unread
         _wait(lambda: any(p.status.phase == "Succeeded" for p in _pods(api, "outage")), 60, "the first trial succeeded")
@@ -485,10 +490,6 @@ def test_a_sweep_goes_on_through_an_api_server_restart(tmp_path, local_cluster, 
         _wait(lambda: _answers(api), 180, "the restarted API server answering")
         back = time.monotonic() - stopped
         out, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
     assert proc.returncode == 0, out[-3000:]
     done = journal.load(tmp_path / "results" / "outage")
     assert {r["params"]["i"]: (r["state"], r["metrics"].get("score")) for r in done.values()} == {
@@ -508,18 +509,16 @@ def test_a_log_read_while_the_kubelet_restarts_is_tried_again(tmp_path, local_cl
                         extra=f"nodeSelector: {{kubernetes.io/hostname: {node}}}\n")
     kubelet = ["docker", "exec", node, "systemctl"]
     try:
-        _wait(lambda: any(p.status.phase == "Running" for p in _pods(api, "logretry")), 180, "the trial running")
-        os.kill(proc.pid, signal.SIGSTOP)  # before it sees the trial end
-        _wait(lambda: any(p.status.phase == "Succeeded" for p in _pods(api, "logretry")), 60, "the trial succeeded")
-        subprocess.run([*kubelet, "stop", "kubelet"], check=True, capture_output=True)
-        os.kill(proc.pid, signal.SIGCONT)
-        time.sleep(4)  # the client's first reads are refused meanwhile
-        subprocess.run([*kubelet, "start", "kubelet"], check=True, capture_output=True)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
+        with _reaped(proc):
+            _wait(lambda: any(p.status.phase == "Running" for p in _pods(api, "logretry")), 180, "the trial running")
+            os.kill(proc.pid, signal.SIGSTOP)  # before it sees the trial end
+            _wait(lambda: any(p.status.phase == "Succeeded" for p in _pods(api, "logretry")), 60, "the trial succeeded")
+            subprocess.run([*kubelet, "stop", "kubelet"], check=True, capture_output=True)
             os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
+            time.sleep(4)  # the client's first reads are refused meanwhile
+            subprocess.run([*kubelet, "start", "kubelet"], check=True, capture_output=True)
+            out, _ = proc.communicate(timeout=120)
+    finally:
         subprocess.run([*kubelet, "start", "kubelet"], capture_output=True)
     assert proc.returncode == 0, out[-3000:]
     (rec,) = journal.load(tmp_path / "results" / "logretry").values()
