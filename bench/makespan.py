@@ -25,8 +25,10 @@ tail included), the refill gap (a slot's idle time between one trial finishing a
 running, from the API objects' timestamps as the sweep recorded them), the client's CPU use while watching, and where a
 trial's time outside its run went; then the same as the client saw it on its own clock (start-up,
 refill mean and worst, tail), the machine's busy cores (and what the hypervisor stole), the
-API server's count of the writes each trial cost the cluster, by resource, and the CPU each
-control-plane process spent per trial (bench/load.py).
+API server's count of the writes each trial cost the cluster, by resource, the CPU each
+control-plane process spent per trial, and how long each waited for a core (the kernel's
+run-queue delay; for the API server also its goroutines' wait inside Go's scheduler), with the
+busy cores of the refill phase apart from the whole run's (bench/load.py).
 
 Durations are interleaved in plan order (30, 45, 60, 75, 90, 30, ... s by default), so slots
 free up continuously as they would with real trials. `--durations 2,3,5,8,13` is the stress
@@ -57,9 +59,10 @@ from kubesweep import fake_nodes, kube, lifecycle, live, render, runner  # noqa:
 from kubesweep.cluster import DEFAULT_INVENTORY, kubeconfig_path  # noqa: E402
 from kubesweep.trialstate import FINAL, RUNNING, SUBMITTED  # noqa: E402
 from kubesweep.versions import pins  # noqa: E402
-from load import Timed, api_writes, per_trial  # noqa: E402 - bench/load.py
+from load import Sampler, Timed, api_counters, per_trial, sched_latency  # noqa: E402 - bench/load.py
 
 DURATIONS = [30, 45, 60, 75, 90]
+CONTROL_PLANE = ("apiserver", "etcd", "controller-manager", "scheduler", "kwok")
 GRID = """\
 name: bench-{policy}
 image: localhost:5000/kubesweep/fake:1
@@ -102,6 +105,14 @@ class Timeline:
             self.ended.setdefault(rec.name, t)
         self.forward(rec)
 
+    def refill_phase(self) -> tuple[float, float]:
+        """(start, end) in monotonic time of the refill phase, from the first trial's end seen to
+        the last trial seen running: when the cluster turns ends into starts. (The first wave, in
+        which nothing ends, and the tail would dilute what the machine's cores did then.)"""
+        if not self.ended or not self.running:
+            return self.t0, self.t0
+        return self.t0 + min(self.ended.values()), self.t0 + max(self.running.values())
+
     def phases(self, wall: float, slots: int) -> dict[str, float]:
         """Where the makespan beyond the runs went, as the client saw it: start-up (until every slot
         had its first trial running), refill (a finished trial seen -> the trial taking its slot
@@ -134,16 +145,18 @@ def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: P
     # a run that died (or was interrupted) left its Jobs, under the trial names this run derives:
     # the sweep would re-attach to them instead of starting its own
     _clean(c, plan.experiment.name)
-    writes = api_writes(c)
+    counters = api_counters(c)
     cpu0, t0 = cpu_seconds(), time.monotonic()
     timeline = Timeline(view.change, t0)
     refill = "batch" if policy == "batch" else "trial"
     sweep = runner.Sweep(plan, work / "jobs", work / "results", kubeconfig=kc, refill=refill, on_change=timeline.change)
-    with view, Timed() as machine:
+    with view, Timed() as machine, Sampler() as sampler:
         outcome = sweep.run()
     wall = time.monotonic() - t0
     cpu = cpu_seconds() - cpu0
-    writes = per_trial(writes, api_writes(c), len(plan.trials))
+    counters_after = api_counters(c)
+    goroutine_wait = sched_latency(counters, counters_after)
+    writes = per_trial(counters, counters_after, len(plan.trials))
     n = len(plan.trials)
     idle = (wall * slots - total) / n  # slot-seconds not spent running, per trial started
     done = sum(1 for r in outcome.records.values() if r.state in ("succeeded", "failed"))
@@ -153,7 +166,9 @@ def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: P
             "list": bound, "list_ratio": wall / bound,
             "idle_per_trial": idle, "gap": gap, "cpu_pct": 100 * cpu / wall, "stages": stages, "replayed": replayed,
             "phases": timeline.phases(wall, slots), "cores": machine.cores, "stolen": machine.stolen,
-            "writes": writes, "procs": machine.per(n, ("apiserver", "etcd", "controller-manager", "scheduler", "kwok"))}
+            "refill_phase": timeline.refill_phase(), "refill_cores": sampler.window(*timeline.refill_phase()), "writes": writes,
+            "procs": machine.per(n, CONTROL_PLANE), "waited": machine.waited(CONTROL_PLANE),
+            "goroutine_wait": goroutine_wait}
 
 
 def _clean(c: kube.Clients, experiment: str) -> None:
@@ -280,9 +295,14 @@ def main() -> int:
               + f" ({r['replayed']} pods' end rewritten later by kwok, their first end used)")
     for policy, r in results.items():
         print(f"{policy}: as the client saw it: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["phases"].items()))
+        (start, end), (busy, stolen, full) = r["refill_phase"], r["refill_cores"]
         print(f"{policy}: the machine's cores busy {r['cores']:.2f} of {os.cpu_count()} "
-              f"({r['stolen']:.2f} stolen by the hypervisor); {r['writes']}")
+              f"({r['stolen']:.2f} stolen by the hypervisor); from the first trial's end to the last start "
+              f"({end - start:.0f} s) {busy:.2f} ({stolen:.2f} stolen), at least 90% of them busy in "
+              f"{100 * full:.0f}% of its seconds; {r['writes']}")
         print(f"{policy}: control-plane CPU per trial, ms: {r['procs']}")
+        print(f"{policy}: waited for a core, per timeslice: {r['waited']}; "
+              f"the API server's goroutines waited {r['goroutine_wait']:.2f} ms on average to run")
     if "trial" in results and "batch" in results:
         print(f"trial refill vs batch refill: {results['batch']['makespan'] / results['trial']['makespan']:.2f}x shorter makespan")
     if "trial" in results and "longest" in results:

@@ -650,11 +650,23 @@ def test_the_benchmarks_run_at_toy_size(local_cluster):
     phases = re.search(r"^trial: as the client saw it: start-up ([\d.]+) s, refill mean ([\d.]+) s", out, re.M)
     assert phases and 0 < float(phases[1]) < float(row[2]), out
     writes = re.search(r"^trial: the machine's cores busy ([\d.]+) of (\d+) \(([\d.]+) stolen by the hypervisor\); "
+                       r"from the first trial's end to the last start \(\d+ s\) ([\d.]+) \([\d.]+ stolen\), "
+                       r"at least 90% of them busy in (\d+)% of its seconds; "
                        r"([\d.]+) API writes per trial: (.*)$", out, re.M)
-    assert writes and "1.00 POST jobs" in writes[5].split(", "), out
-    assert float(writes[4]) > 1, out  # the controllers', scheduler's and kwok's writes besides the create
-    # the cluster and the client ran (busy), and busy plus stolen fit in the machine's cores
+    assert writes and "1.00 POST jobs" in writes[7].split(", "), out
+    assert float(writes[6]) > 1, out  # the controllers', scheduler's and kwok's writes besides the create
+    # the cluster and the client ran (busy), and busy plus stolen fit in the machine's cores; the
+    # refill phase (4 trials started after the first end) was measured on the same counters
     assert 0 < float(writes[1]) and float(writes[1]) + float(writes[3]) <= int(writes[2]) + 0.05, out
+    assert 0 < float(writes[4]) <= int(writes[2]) + 0.05 and 0 <= int(writes[5]) <= 100, out
     procs = re.search(r"^trial: control-plane CPU per trial, ms: apiserver ([\d.]+), etcd [\d.]+, controller-manager ([\d.]+), "
                       r"scheduler ([\d.]+), kwok ([\d.]+)$", out, re.M)
     assert procs and all(float(v) > 0 for v in procs.groups()), out  # each had work to do for every trial
+    # the kernel's run-queue delay of the same processes, per timeslice and per CPU second they used
+    waited = re.findall(r"(apiserver|etcd|controller-manager|scheduler|kwok) ([\d.]+) ms \(([\d.]+) s per CPU second\)",
+                        next((ln for ln in out.splitlines() if ln.startswith("trial: waited for a core, per timeslice: ")), ""))
+    assert [w[0] for w in waited] == ["apiserver", "etcd", "controller-manager", "scheduler", "kwok"], out
+    assert float(waited[0][1]) > 0, out  # the API server's threads waited at least to be woken
+    # and, inside the API server, its goroutines' wait for one of its threads (Go's own scheduler)
+    goroutines = re.search(r"the API server's goroutines waited ([\d.]+) ms on average to run$", out, re.M)
+    assert goroutines and float(goroutines[1]) > 0, out
