@@ -22,6 +22,7 @@ class FakeApiServer:
         self.answer = answer
         self.connections: list[tuple[str, int]] = []
         self.requests: list[tuple[str, str]] = []
+        self.port = 0  # where it listens, once serving
 
 
 @contextmanager
@@ -60,6 +61,7 @@ def serve(answer: Answer, kubeconfig: Path) -> Iterator[FakeApiServer]:
         request_queue_size = 256  # listen backlog: many requests may connect at once
 
     server = Server(("127.0.0.1", 0), Handler)
+    state.port = server.server_port
     threading.Thread(target=server.serve_forever, daemon=True).start()
     kubeconfig.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "t",

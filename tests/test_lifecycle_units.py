@@ -229,3 +229,80 @@ def test_status_ages_read_at_a_glance():
 
     assert [_age(s) for s in (None, 0, 119.9, 125, 7199, 7260, 90061)] == ["-", "0s", "119s", "2m05s", "119m59s",
                                                                            "2h01m", "25h01m"]
+
+
+def _kubeconfig(path, server: str):
+    import json
+
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {"server": server}}],
+        "users": [{"name": "t", "user": {"token": "t"}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+    return path
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # bound, never listening: a connection to it is refused
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_commands_without_an_api_server_say_so_and_exit_2_without_a_traceback(tmp_path, capsys):
+    """The usual first error on a new machine: the cluster is not up. Every command that talks to
+    it names the server and the way out, in one line on stderr, instead of urllib3's traceback."""
+    import textwrap
+
+    from invoke import Exit
+
+    from kubesweep import cli
+
+    port = _closed_port()
+    config = str(_kubeconfig(tmp_path / "config", f"http://127.0.0.1:{port}"))
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(textwrap.dedent("""\
+        name: nocluster
+        image: localhost:5000/t:1
+        command: [train, "${i}"]
+        parameters: {i: [1, 2]}
+        objective: {metric: acc}
+        """))
+    commands = [(cli.status, (None, config)), (cli.logs, ("t-1", None, config)), (cli.cancel, ("exp", config)),
+                (cli.clean, ("exp", False, config)),
+                (cli.sweep, (str(grid), str(tmp_path / "jobs")), {"dry_run": False, "results_dir": str(tmp_path / "results"),
+                                                                 "kubeconfig": config})]
+    for fn, args, *kwargs in commands:
+        with pytest.raises(Exit) as exit_:
+            cli.guard(fn, *args, **(kwargs[0] if kwargs else {}))
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"no answer from the Kubernetes API server at http://127.0.0.1:{port}: connection refused. "
+                              "Is the cluster up? `invoke cluster` brings up the local one"), (fn.__name__, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (fn.__name__, err)
+
+
+def test_a_tls_failure_is_named_as_such(tmp_path, capsys):
+    """An https:// kubeconfig for a server that does not speak TLS there (a stand-in answering
+    plain HTTP): the handshake fails, and the message says TLS, not "refused"."""
+    from invoke import Exit
+
+    from kubesweep import cli
+
+    with serve(lambda method, path, body: (200, {}), tmp_path / "plain") as server:
+        config = _kubeconfig(tmp_path / "config", f"https://127.0.0.1:{server.port}")
+        with pytest.raises(Exit):
+            cli.guard(cli.status, None, str(config))
+    err = capsys.readouterr().err
+    assert err.startswith(f"no answer from the Kubernetes API server at https://127.0.0.1:{server.port}: TLS failed: "), err
+
+
+def test_other_errors_are_not_dressed_up_as_an_unreachable_server():
+    from kubesweep import cli
+
+    def broken():
+        raise RuntimeError("a bug, with its traceback")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.guard(broken)

@@ -18,11 +18,20 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # pi
 
 
 def guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a command; print a KubesweepError as plain lines on stderr and exit 2."""
+    """Run a command; print a KubesweepError, or an API server that does not answer, as plain
+    lines on stderr and exit 2."""
+    from .kube import no_answer
+
     try:
         return fn(*args, **kwargs)
     except KubesweepError as exc:
         print(str(exc), file=sys.stderr)  # plain lines: file:line:col must never be wrapped
+        raise Exit(code=2) from None
+    except Exception as exc:
+        message = no_answer(exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
         raise Exit(code=2) from None
 
 

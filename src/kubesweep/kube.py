@@ -146,6 +146,36 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, (urllib3.exceptions.HTTPError, OSError))  # no connection, closed, timed out
 
 
+def no_answer(exc: BaseException) -> str | None:
+    """A plain sentence for a request that got no answer from the API server (refused, timed out,
+    cut off, TLS failed): the usual first error on a machine where the cluster is not up yet, and
+    no reason for a traceback. None for any other error."""
+    import urllib3
+
+    if not isinstance(exc, urllib3.exceptions.HTTPError):
+        return None
+    pool = getattr(exc, "pool", None)
+    where = f" at {pool.scheme}://{pool.host}:{pool.port}" if pool is not None else ""
+    reason = getattr(exc, "reason", None) or exc  # MaxRetryError: what the last try ran into
+    cause = reason.__cause__ or reason.__context__
+    if isinstance(reason, urllib3.exceptions.NewConnectionError) and isinstance(cause, OSError) and cause.strerror:
+        why = cause.strerror.lower()  # "connection refused", "no route to host"
+    elif isinstance(reason, urllib3.exceptions.NameResolutionError):
+        why = f"its name {pool.host if pool is not None else ''} does not resolve"
+    elif isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
+        why = "connecting timed out"
+    elif isinstance(reason, urllib3.exceptions.ReadTimeoutError):
+        why = "it did not answer in time"
+    elif isinstance(reason, urllib3.exceptions.SSLError):
+        why = (f"TLS failed: {reason.args[0] if reason.args else reason} (a kubeconfig for another cluster, or one "
+               "made before its certificates changed)")
+    else:
+        why = str(reason.args[0] if reason.args else reason)
+    return (f"no answer from the Kubernetes API server{where}: {why}. Is the cluster up? `invoke cluster` brings up "
+            "the local one; for another, check KUBECONFIG or --kubeconfig. Nothing was lost: run the command again "
+            "once the server answers (a sweep resumes where it stopped).")
+
+
 def ready(c: Clients) -> bool:
     """Whether the API server says it is ready (``/readyz``, which waits among others for the
     informers its authorizer reads). One that has just restarted answers requests before that,
