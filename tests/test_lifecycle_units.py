@@ -306,3 +306,26 @@ def test_other_errors_are_not_dressed_up_as_an_unreachable_server():
 
     with pytest.raises(RuntimeError, match="a bug"):
         cli.guard(broken)
+
+
+def test_results_of_an_experiment_never_swept_say_so_and_write_nothing(tmp_path, capsys):
+    """A mistyped --name used to get a report of nothing but pending trials, written to disk."""
+    import textwrap
+
+    from invoke import Exit
+
+    from kubesweep import cli
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(textwrap.dedent("""\
+        name: never
+        image: localhost:5000/t:1
+        command: [train, "${i}"]
+        parameters: {i: [1, 2]}
+        objective: {metric: acc}
+        """))
+    with pytest.raises(Exit):
+        cli.guard(cli.results, str(grid), str(tmp_path / "results"))
+    assert capsys.readouterr().err.startswith(
+        f"no trial of experiment never has finished yet ({tmp_path / 'results' / 'never' / 'trials.jsonl'} does not exist)")
+    assert not (tmp_path / "results").exists()

@@ -122,7 +122,13 @@ def _report(plan: rendering.Plan, results_dir: Path) -> dict[str, Path]:
 def results(grid: str, results_dir: str, rows: int = 20, **overrides: Any) -> None:
     from rich.table import Table
 
+    from . import journal
+
     plan = rendering.plan(grid, **overrides)
+    kept = Path(results_dir) / plan.experiment.name / journal.FILE
+    if not kept.exists():  # never swept (a name mistyped?): report nothing rather than write a report of nothing
+        raise KubesweepError(f"no trial of experiment {plan.experiment.name} has finished yet ({kept} does not exist): "
+                             "`invoke sweep` with the same grid and options runs it; nothing was written")
     files = _report(plan, Path(results_dir))
     exp = plan.experiment
     import csv
