@@ -158,10 +158,10 @@ def no_answer(exc: BaseException) -> str | None:
     where = f" at {pool.scheme}://{pool.host}:{pool.port}" if pool is not None else ""
     reason = getattr(exc, "reason", None) or exc  # MaxRetryError: what the last try ran into
     cause = reason.__cause__ or reason.__context__
-    if isinstance(reason, urllib3.exceptions.NewConnectionError) and isinstance(cause, OSError) and cause.strerror:
-        why = cause.strerror.lower()  # "connection refused", "no route to host"
-    elif isinstance(reason, urllib3.exceptions.NameResolutionError):
+    if isinstance(reason, urllib3.exceptions.NameResolutionError):  # a NewConnectionError too: first
         why = f"its name {pool.host if pool is not None else ''} does not resolve"
+    elif isinstance(reason, urllib3.exceptions.NewConnectionError) and isinstance(cause, OSError) and cause.strerror:
+        why = cause.strerror.lower()  # "connection refused", "no route to host"
     elif isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
         why = "connecting timed out"
     elif isinstance(reason, urllib3.exceptions.ReadTimeoutError):
