@@ -122,7 +122,7 @@ class Timed:
 
 class Sampler:
     """The machine's busy and stolen cores, read from /proc/stat every ``interval`` seconds on a
-    thread while the block runs (about 20 µs of CPU a reading). An average over minutes hides
+    thread while the block runs (about 30 µs of CPU a reading). An average over minutes hides
     bursts: a sweep whose trials end in waves has the control plane saturated for seconds, then
     idle; ``window`` says how much of a stretch of the run was spent with the cores (nearly) full."""
 
