@@ -242,6 +242,14 @@ def _kubeconfig(path, server: str):
     return path
 
 
+def _two_trials(tmp_path, name: str):
+    """A grid.yaml of two trials with a ready-made image (no build): straight to the cluster."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"name: {name}\nimage: localhost:5000/t:1\ncommand: [train, \"${{i}}\"]\n"
+                    "parameters: {i: [1, 2]}\nobjective: {metric: acc}\n")
+    return grid
+
+
 def _closed_port() -> int:
     import socket
 
@@ -253,22 +261,13 @@ def _closed_port() -> int:
 def test_commands_without_an_api_server_say_so_and_exit_2_without_a_traceback(tmp_path, capsys):
     """The usual first error on a new machine: the cluster is not up. Every command that talks to
     it names the server and the way out, in one line on stderr, instead of urllib3's traceback."""
-    import textwrap
-
     from invoke import Exit
 
     from kubesweep import cli
 
     port = _closed_port()
     config = str(_kubeconfig(tmp_path / "config", f"http://127.0.0.1:{port}"))
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(textwrap.dedent("""\
-        name: nocluster
-        image: localhost:5000/t:1
-        command: [train, "${i}"]
-        parameters: {i: [1, 2]}
-        objective: {metric: acc}
-        """))
+    grid = _two_trials(tmp_path, "nocluster")
     commands = [(cli.status, (None, config)), (cli.logs, ("t-1", None, config)), (cli.cancel, ("exp", config)),
                 (cli.clean, ("exp", False, config)),
                 (cli.sweep, (str(grid), str(tmp_path / "jobs")), {"dry_run": False, "results_dir": str(tmp_path / "results"),
@@ -310,20 +309,11 @@ def test_other_errors_are_not_dressed_up_as_an_unreachable_server():
 
 def test_results_of_an_experiment_never_swept_say_so_and_write_nothing(tmp_path, capsys):
     """A mistyped --name used to get a report of nothing but pending trials, written to disk."""
-    import textwrap
-
     from invoke import Exit
 
     from kubesweep import cli
 
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(textwrap.dedent("""\
-        name: never
-        image: localhost:5000/t:1
-        command: [train, "${i}"]
-        parameters: {i: [1, 2]}
-        objective: {metric: acc}
-        """))
+    grid = _two_trials(tmp_path, "never")
     with pytest.raises(Exit):
         cli.guard(cli.results, str(grid), str(tmp_path / "results"))
     assert capsys.readouterr().err.startswith(
