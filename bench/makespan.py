@@ -158,6 +158,7 @@ def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: P
     goroutine_wait = sched_latency(counters, counters_after)
     writes = per_trial(counters, counters_after, len(plan.trials))
     n = len(plan.trials)
+    refill_phase = timeline.refill_phase()
     idle = (wall * slots - total) / n  # slot-seconds not spent running, per trial started
     done = sum(1 for r in outcome.records.values() if r.state in ("succeeded", "failed"))
     stages, gap, replayed = breakdown(c, plan.experiment.namespace, plan.experiment.name, slots, outcome.records)
@@ -166,7 +167,7 @@ def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: P
             "list": bound, "list_ratio": wall / bound,
             "idle_per_trial": idle, "gap": gap, "cpu_pct": 100 * cpu / wall, "stages": stages, "replayed": replayed,
             "phases": timeline.phases(wall, slots), "cores": machine.cores, "stolen": machine.stolen,
-            "refill_phase": timeline.refill_phase(), "refill_cores": sampler.window(*timeline.refill_phase()), "writes": writes,
+            "refill_phase": refill_phase, "refill_cores": sampler.window(*refill_phase), "writes": writes,
             "procs": machine.per(n, CONTROL_PLANE), "waited": machine.waited(CONTROL_PLANE),
             "goroutine_wait": goroutine_wait}
 

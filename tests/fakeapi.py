@@ -25,6 +25,16 @@ class FakeApiServer:
         self.port = 0  # where it listens, once serving
 
 
+def write_kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig for ``server`` with a bearer token (the stand-in checks none)."""
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {"server": server}}],
+        "users": [{"name": "t", "user": {"token": "t"}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+    return path
+
+
 @contextmanager
 def serve(answer: Answer, kubeconfig: Path) -> Iterator[FakeApiServer]:
     """Serve ``answer`` and write a kubeconfig for it to ``kubeconfig``."""
@@ -63,11 +73,7 @@ def serve(answer: Answer, kubeconfig: Path) -> Iterator[FakeApiServer]:
     server = Server(("127.0.0.1", 0), Handler)
     state.port = server.server_port
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
-        "users": [{"name": "t", "user": {"token": "t"}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+    write_kubeconfig(kubeconfig, f"http://127.0.0.1:{server.server_port}")
     try:
         yield state
     finally:

@@ -10,7 +10,7 @@ import pytest
 from kubesweep import kube, lifecycle
 from kubesweep.errors import KubesweepError
 
-from .fakeapi import serve
+from .fakeapi import serve, write_kubeconfig
 
 TIMEOUT = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Timeout", "code": 504,
            "message": "Timeout: request did not complete within the allotted timeout"}
@@ -231,17 +231,6 @@ def test_status_ages_read_at_a_glance():
                                                                            "2h01m", "25h01m"]
 
 
-def _kubeconfig(path, server: str):
-    import json
-
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": server}}],
-        "users": [{"name": "t", "user": {"token": "t"}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
-    return path
-
-
 def _two_trials(tmp_path, name: str):
     """A grid.yaml of two trials with a ready-made image (no build): straight to the cluster."""
     grid = tmp_path / "grid.yaml"
@@ -266,7 +255,7 @@ def test_commands_without_an_api_server_say_so_and_exit_2_without_a_traceback(tm
     from kubesweep import cli
 
     port = _closed_port()
-    config = str(_kubeconfig(tmp_path / "config", f"http://127.0.0.1:{port}"))
+    config = str(write_kubeconfig(tmp_path / "config", f"http://127.0.0.1:{port}"))
     grid = _two_trials(tmp_path, "nocluster")
     commands = [(cli.status, (None, config)), (cli.logs, ("t-1", None, config)), (cli.cancel, ("exp", config)),
                 (cli.clean, ("exp", False, config)),
@@ -290,7 +279,7 @@ def test_a_tls_failure_is_named_as_such(tmp_path, capsys):
     from kubesweep import cli
 
     with serve(lambda method, path, body: (200, {}), tmp_path / "plain") as server:
-        config = _kubeconfig(tmp_path / "config", f"https://127.0.0.1:{server.port}")
+        config = write_kubeconfig(tmp_path / "config", f"https://127.0.0.1:{server.port}")
         with pytest.raises(Exit):
             cli.guard(cli.status, None, str(config))
     err = capsys.readouterr().err
