@@ -308,3 +308,69 @@ def test_results_of_an_experiment_never_swept_say_so_and_write_nothing(tmp_path,
     assert capsys.readouterr().err.startswith(
         f"no trial of experiment never has finished yet ({tmp_path / 'results' / 'never' / 'trials.jsonl'} does not exist)")
     assert not (tmp_path / "results").exists()
+
+
+def test_ctrl_c_leaves_the_trials_in_flight_running_and_says_how_to_resume(tmp_path, capsys):
+    """A real SIGINT into a sweep against a stand-in API server: its two Jobs were created and never
+    start. The sweep exits 130 with one message (what stays on the cluster, what is kept, how to
+    go on) instead of a silent exit 1, deletes nothing, and counted the trial that an earlier run
+    had finished (read from the journal) from its first line on."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from invoke import Exit
+
+    from kubesweep import cli, journal, render
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("name: ctrlc\nimage: localhost:5000/t:1\ncommand: [train, \"${i}\"]\n"
+                    "parameters: {i: [1, 2, 3]}\nobjective: {metric: acc}\n")
+    done = render.plan(grid).trials[0].name  # finished in an earlier run
+    journal.append(tmp_path / "results" / "ctrlc", {"name": done, "batch": "batch-000", "params": {"i": 1},
+                                                    "state": "succeeded", "metrics": {"acc": 0.5}})
+
+    def answer(method: str, path: str, body):
+        if method == "POST":
+            return 201, body
+        if "watch=true" in path:
+            time.sleep(0.2)  # an idle watch that the server ends
+            return 200, {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "1"}}}
+        return 200, {"metadata": {"resourceVersion": "1"}, "items": []}
+
+    with serve(answer, tmp_path / "config") as server:
+        def interrupt() -> None:  # once both Jobs are created, as Ctrl-C on the terminal would
+            deadline = time.monotonic() + 20
+            while sum(m == "POST" and "/jobs" in p for m, p in server.requests) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt, daemon=True).start()
+        with pytest.raises(Exit) as exit_:
+            cli.guard(cli.sweep, str(grid), str(tmp_path / "jobs"), dry_run=False,
+                      results_dir=str(tmp_path / "results"), kubeconfig=str(tmp_path / "config"))
+    assert exit_.value.code == 130
+    out, err = capsys.readouterr()
+    assert err.strip() == (
+        f"ctrlc: interrupted. 0 running and 2 waiting trials stay on the cluster and go on; 1 finished is kept in "
+        f"{tmp_path / 'results' / 'ctrlc' / 'trials.jsonl'}. Run the same `invoke sweep` command again to resume: it "
+        "collects the trials in flight and runs the rest, creating none twice. `invoke cancel ctrlc` stops the ones in "
+        "flight instead.")
+    assert not any(m == "DELETE" for m, _ in server.requests)
+    submitted = [line for line in out.splitlines() if " submitted " in line]
+    assert len(submitted) == 2 and all(line.endswith("(1✓ 0✗ 0▶ of 3)") for line in submitted), out
+    assert list(journal.load(tmp_path / "results" / "ctrlc")) == [done]
+
+
+def test_ctrl_c_in_any_other_command_exits_130_without_a_traceback(capsys):
+    from invoke import Exit
+
+    from kubesweep import cli
+
+    def waiting():
+        raise KeyboardInterrupt
+
+    with pytest.raises(Exit) as exit_:
+        cli.guard(waiting)
+    assert exit_.value.code == 130 and capsys.readouterr().err == "interrupted\n"

@@ -109,6 +109,21 @@ def test_kill_minus_nine_twenty_times_then_resume_exactly_once(tmp_path, local_c
     argv = [sys.executable, "-m", "invoke", *sweep_args(grid, tmp_path, local_cluster["kubeconfig"])]
     rng = random.Random(11)
     first_uid: dict[str, str] = {}
+    # Ctrl-C first: the sweep says what it leaves and exits 130; the Jobs it made stay, untouched
+    # (SIGINT is set back to its default: a shell running this in the background ignores it)
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not jobs_of(api, "resume") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    before = {j.metadata.name: j.metadata.uid for j in jobs_of(api, "resume")}
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.startswith("resume: interrupted. ") and "stay on the cluster and go on" in err, err[-2000:]
+    assert before and all({j.metadata.name: j.metadata.uid for j in jobs_of(api, "resume")}.get(n) == uid
+                          for n, uid in before.items()), "Ctrl-C deleted or replaced a Job"
+    first_uid.update(before)
     kills = 0
     while kills < 20:
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -130,7 +145,7 @@ def test_kill_minus_nine_twenty_times_then_resume_exactly_once(tmp_path, local_c
     done = journal.load(tmp_path / "results" / "resume")
     assert len(done) == 24 and all(r["state"] == "succeeded" for r in done.values())
     assert {r["params"]["i"]: r["metrics"]["score"] for r in done.values()} == {i: float(i) for i in range(1, 9)}
-    print(f"\nresume: {kills} kill -9s, 24 trials, 24 Jobs, 24 results")
+    print(f"\nresume: a Ctrl-C and {kills} kill -9s, 24 trials, 24 Jobs, 24 results")
     assert kills >= 20
     invoke("clean", "resume", "--kubeconfig", str(local_cluster["kubeconfig"]))
 

@@ -12,21 +12,24 @@ from invoke import Exit
 from rich.console import Console
 
 from . import planview, render as rendering
-from .errors import KubesweepError
+from .errors import Interrupted, KubesweepError
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # pipes: never cut names
 
 
 def guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run a command; print a KubesweepError, or an API server that does not answer, as plain
-    lines on stderr and exit 2."""
+    lines on stderr and exit 2 (130 after Ctrl-C)."""
     from .kube import no_answer
 
     try:
         return fn(*args, **kwargs)
     except KubesweepError as exc:
         print(str(exc), file=sys.stderr)  # plain lines: file:line:col must never be wrapped
-        raise Exit(code=2) from None
+        raise Exit(code=exc.exit_code) from None
+    except KeyboardInterrupt:  # a command that has nothing of its own to say about it (sweep has)
+        print("interrupted", file=sys.stderr)
+        raise Exit(code=Interrupted.exit_code) from None
     except Exception as exc:
         message = no_answer(exc)
         if message is None:
@@ -75,24 +78,28 @@ def sweep(grid: str, jobs_dir: str, *, dry_run: bool, results_dir: str = "result
     total = exp.search.trials if adaptive_ and exp.search.trials else len(plan.trials)
     view = live.View(exp.name, exp.objective.metric, total)
     seconds = 0.0
-    with view:
-        while True:
-            rendering.write(plan, jobs_dir)
-            sweep_ = runner.Sweep(plan, Path(jobs_dir), Path(results_dir),
-                                  kubeconfig=Path(kubeconfig) if kubeconfig else None, apply=apply, refill=refill,
-                                  retry_failed=retry_failed, on_change=view.change)
-            outcome = sweep_.run()
-            seconds += outcome.seconds
-            retry_failed = False
-            if not adaptive_ or outcome.stopped:
-                break
-            # tpe: the batch is done; ask the study for the next one, given every result so far
-            from . import journal
+    sweep_: runner.Sweep | None = None
+    try:
+        with view:
+            while True:
+                rendering.write(plan, jobs_dir)
+                sweep_ = runner.Sweep(plan, Path(jobs_dir), Path(results_dir),
+                                      kubeconfig=Path(kubeconfig) if kubeconfig else None, apply=apply, refill=refill,
+                                      retry_failed=retry_failed, on_change=view.change, on_resume=view.resumed)
+                outcome = sweep_.run()
+                seconds += outcome.seconds
+                retry_failed = False
+                if not adaptive_ or outcome.stopped:
+                    break
+                # tpe: the batch is done; ask the study for the next one, given every result so far
+                from . import journal
 
-            following = adaptive.next_batch(exp, plan.trials, journal.load(Path(results_dir) / exp.name))
-            if not following:
-                break
-            plan.trials = plan.trials + following
+                following = adaptive.next_batch(exp, plan.trials, journal.load(Path(results_dir) / exp.name))
+                if not following:
+                    break
+                plan.trials = plan.trials + following
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted(exp.name, sweep_, Path(results_dir))) from None
     outcome.seconds = seconds
     files = _report(plan, Path(results_dir))
     counts = sweep_.counts()
@@ -103,6 +110,24 @@ def sweep(grid: str, jobs_dir: str, *, dry_run: bool, results_dir: str = "result
         print(f"best trial: {best['trial']}  {exp.objective.metric} = {best['value']}  params {json.dumps(best['params'])}")
     print(f"results: {files['csv']}  plot: {files['plot']}  report: {files['html']}")
     return plan
+
+
+def interrupted(name: str, sweep_: Any, results_dir: Path) -> str:
+    """What Ctrl-C left: the trials in flight run on (their GPU time is not thrown away), every
+    result seen so far is journaled, and the same command resumes (as after a kill -9)."""
+    from . import journal
+    from .trialstate import FINAL, RUNNING
+
+    text = f"{name}: interrupted."
+    if sweep_ is not None:  # None: stopped before the first trial was submitted (building the image, say)
+        flying = sweep_.in_flight()
+        running = sum(r.state == RUNNING for r in flying)
+        done = sum(r.state in FINAL for r in sweep_.records.values())
+        text += (f" {running} running and {len(flying) - running} waiting {'trial stays' if len(flying) == 1 else 'trials stay'}"
+                 f" on the cluster and go on; {done} finished {'is' if done == 1 else 'are'} kept in"
+                 f" {results_dir / name / journal.FILE}.")
+    return (text + " Run the same `invoke sweep` command again to resume: it collects the trials in flight and runs"
+            f" the rest, creating none twice. `invoke cancel {name}` stops the ones in flight instead.")
 
 
 def _report(plan: rendering.Plan, results_dir: Path) -> dict[str, Path]:

@@ -53,7 +53,15 @@ def format_value(value: object) -> str:
 
 
 class KubesweepError(Exception):
-    """Base for errors that the CLI prints without a traceback."""
+    """Base for errors that the CLI prints without a traceback, exiting with ``exit_code``."""
+
+    exit_code = 2
+
+
+class Interrupted(KubesweepError):
+    """Ctrl-C (SIGINT) stopped a command; the message says what it left behind and how to go on."""
+
+    exit_code = 130  # 128 + SIGINT, as a shell reports a command that SIGINT ended
 
 
 class SpecError(KubesweepError):

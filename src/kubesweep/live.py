@@ -69,6 +69,14 @@ class View:
             self.stream.write(self._line(rec) + "\n")
             self.stream.flush()
 
+    def resumed(self, records: list[TrialRecord]) -> None:
+        """Count the trials that earlier runs of this sweep finished (a resume reads them from the
+        journal): in the totals, not printed line by line, and not in the ETA's rate."""
+        for rec in records:
+            if rec.name not in self.records:  # tpe: each batch's run reports them again
+                self.records[rec.name] = copy.copy(rec)
+                self._counts[rec.state] = self._counts.get(rec.state, 0) + 1
+
     def _eta(self) -> str:
         done = len(self._finished_times)
         if not done:

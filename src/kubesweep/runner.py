@@ -165,6 +165,7 @@ class Sweep:
     def __init__(self, plan: Plan, jobs_dir: Path, results_dir: Path, *, kubeconfig: Path | None = None,
                  apply: str = "direct", refill: str = "trial",
                  retry_failed: bool = False, on_change: Callable[[TrialRecord], None] | None = None,
+                 on_resume: Callable[[list[TrialRecord]], None] | None = None,
                  stop_after: Callable[[], bool] | None = None):
         self.plan = plan
         self.exp = plan.experiment
@@ -176,6 +177,7 @@ class Sweep:
         self.pending_timeout = float(self.exp.unschedulable_seconds)
         self.retry_failed = retry_failed
         self.on_change = on_change or (lambda r: None)
+        self.on_resume = on_resume or (lambda recs: None)  # the trials earlier runs finished, once at the start
         self.stop_after = stop_after
         self.records = {t.name: TrialRecord(t.name, manifest.batch_name(t.batch), dict(t.params)) for t in plan.trials}
         self.order = [t.name for t in plan.trials]
@@ -523,6 +525,7 @@ class Sweep:
                 for key in ("state", "node", "start", "end", "metrics", "reason", "message", "attempt"):
                     setattr(r, key, rec.get(key, getattr(r, key)))
         self._reindex()
+        self.on_resume([r for r in self.records.values() if r.state in FINAL])
 
         self._log_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="log")
         self._submit_pool = ThreadPoolExecutor(max_workers=submit.WORKERS, thread_name_prefix="submit")
