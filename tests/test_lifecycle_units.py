@@ -374,3 +374,18 @@ def test_ctrl_c_in_any_other_command_exits_130_without_a_traceback(capsys):
     with pytest.raises(Exit) as exit_:
         cli.guard(waiting)
     assert exit_.value.code == 130 and capsys.readouterr().err == "interrupted\n"
+
+
+def test_cancelling_an_experiment_with_nothing_unfinished_says_so(tmp_path, capsys):
+    """A mistyped name (or an experiment already done) is not reported as cancelled."""
+    from kubesweep import cli
+
+    finished = {"metadata": {"name": "done-1", "namespace": "a"},
+                "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    with serve(lambda method, path, body: (200, {"items": [finished] if "done" in path else []}), tmp_path / "config") as server:
+        cli.cancel("nope", str(tmp_path / "config"))
+        cli.cancel("done", str(tmp_path / "config"), namespace="a")
+    assert capsys.readouterr().out.splitlines() == [
+        "nope: no unfinished Job of this experiment on the cluster; nothing was cancelled",
+        "done: no unfinished Job of this experiment on the cluster in namespace a; nothing was cancelled"]
+    assert [m for m, _ in server.requests] == ["GET", "GET"]  # nothing marked, nothing deleted

@@ -16,7 +16,7 @@ import time
 import pytest
 import yaml
 
-from kubesweep import fake_nodes, image, journal, manifest
+from kubesweep import fake_nodes, image, journal, kube, manifest, placement, render
 from kubesweep.versions import pins
 
 from .conftest import EXAMPLES, ROOT
@@ -209,23 +209,33 @@ def test_failure_causes_are_named(tmp_path, local_cluster, api, trainer):
 
 
 def test_gpu_trials_land_on_gpu_nodes_and_the_ansible_path_applies_batches(tmp_path, local_cluster, api):
+    grid = _grid(tmp_path, "gpu", f"""\
+    name: gpu
+    image: localhost:5000/kubesweep/fake:1
+    command: [train, "${{args}}"]
+    parameters:
+      lr: [0.1, 0.01, 0.001]
+      layers: [2, 4]
+    batchSize: 6
+    objective: {{metric: acc}}
+    resources: {{cpu: "1", memory: 1Gi, nvidia.com/gpu: 4}}
+    nodeSelector: {{nvidia.com/gpu.present: "true"}}
+    tolerations: [{{key: {fake_nodes.ANNOTATION}, operator: Exists, effect: NoSchedule}}]
+    """)
+    # before the fake GPU nodes join, no node of the real cluster can take these trials, and the
+    # sweep's check says why for each (the GPU worker has the label but no device: no GPU here)
+    c = kube.clients(local_cluster["kubeconfig"])
+    nodes = [n.metadata.name for n in api["core"].list_node().items]
+    warned = placement.check(c, render.plan(grid))
+    assert warned and warned.startswith("warning: no node of the cluster can take a trial of gpu (cpu 1, memory 1Gi, "
+                                        "nvidia.com/gpu 4; nodeSelector"), warned
+    assert all(f"{n}: " in warned for n in nodes[:placement.SHOWN]), (nodes, warned)
     fake_nodes.ensure(local_cluster["kubeconfig"], 4, 8, version=pins()["kwok_version"])
     try:
-        grid = _grid(tmp_path, "gpu", f"""\
-        name: gpu
-        image: localhost:5000/kubesweep/fake:1
-        command: [train, "${{args}}"]
-        parameters:
-          lr: [0.1, 0.01, 0.001]
-          layers: [2, 4]
-        batchSize: 6
-        objective: {{metric: acc}}
-        resources: {{cpu: "1", memory: 1Gi, nvidia.com/gpu: 4}}
-        nodeSelector: {{nvidia.com/gpu.present: "true"}}
-        tolerations: [{{key: {fake_nodes.ANNOTATION}, operator: Exists, effect: NoSchedule}}]
-        """)
+        assert placement.check(c, render.plan(grid)) is None
         r = invoke(*sweep_args(grid, tmp_path, local_cluster["kubeconfig"], "--apply", "ansible", "--refill", "batch"))
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        assert "warning: no node" not in r.stderr
         done = journal.load(tmp_path / "results" / "gpu")
         assert len(done) == 6
         assert all(rec["node"] and rec["node"].startswith(fake_nodes.PREFIX) for rec in done.values())

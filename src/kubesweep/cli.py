@@ -76,6 +76,11 @@ def sweep(grid: str, jobs_dir: str, *, dry_run: bool, results_dir: str = "result
 
         plan.trials = adaptive.asked(exp, Path(jobs_dir), rendering.PLAN_FILE) or plan.trials
     total = exp.search.trials if adaptive_ and exp.search.trials else len(plan.trials)
+    from . import kube, placement
+
+    unplaceable = placement.check(kube.clients(Path(kubeconfig) if kubeconfig else None), plan)
+    if unplaceable:
+        print(unplaceable, file=sys.stderr)
     view = live.View(exp.name, exp.objective.metric, total)
     seconds = 0.0
     sweep_: runner.Sweep | None = None
@@ -228,6 +233,10 @@ def cancel(experiment: str, kubeconfig: str | None, namespace: str | None = None
     from . import kube, lifecycle
 
     n = lifecycle.cancel(kube.clients(Path(kubeconfig) if kubeconfig else None), experiment, namespace)
+    if not n:  # a mistyped name, or an experiment that has finished: say so rather than "cancelled"
+        print(f"{experiment}: no unfinished Job of this experiment on the cluster"
+              + (f" in namespace {namespace}" if namespace else "") + "; nothing was cancelled")
+        return
     print(f"{experiment}: cancelled, deleted {n} unfinished Job(s); a sweep running it stops "
           "(rerun it to run what never started, with --retry-failed to rerun the cancelled trials too)")
 
