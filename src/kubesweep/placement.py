@@ -22,13 +22,20 @@ from kubernetes.utils.quantity import parse_quantity
 SHOWN = 3  # nodes named in the warning; the rest are counted
 
 
-def requests(pod_spec: dict[str, Any]) -> dict[str, Decimal]:
-    """The pod's requests, summed over its containers; a resource given as a limit only is
-    requested at that limit, as the API server defaults it."""
-    total: dict[str, Decimal] = {}
+def _asked(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each container's requests; a resource given as a limit only is requested at that limit, as
+    the API server defaults it."""
+    out = []
     for container in pod_spec.get("containers") or []:
         res = container.get("resources") or {}
-        asked = {**(res.get("limits") or {}), **(res.get("requests") or {})}
+        out.append({**(res.get("limits") or {}), **(res.get("requests") or {})})
+    return out
+
+
+def requests(pod_spec: dict[str, Any]) -> dict[str, Decimal]:
+    """The pod's requests, summed over its containers."""
+    total: dict[str, Decimal] = {}
+    for asked in _asked(pod_spec):
         for name, value in asked.items():
             total[name] = total.get(name, Decimal(0)) + parse_quantity(value)
     return total
@@ -37,9 +44,8 @@ def requests(pod_spec: dict[str, Any]) -> dict[str, Decimal]:
 def _as_written(pod_spec: dict[str, Any]) -> dict[str, str]:
     """The requests as the manifest spells them (512Mi, not 536870912), for messages."""
     shown: dict[str, str] = {}
-    for container in pod_spec.get("containers") or []:
-        res = container.get("resources") or {}
-        for name, value in {**(res.get("limits") or {}), **(res.get("requests") or {})}.items():
+    for asked in _asked(pod_spec):
+        for name, value in asked.items():
             shown[name] = f"{shown[name]} + {value}" if name in shown else str(value)
     return shown
 
