@@ -31,6 +31,20 @@ def grid_file(tmp_path: Path):
     return make
 
 
+class ProgressSeen:
+    """A runner.Progress listener for tests: wants the trials in ``names``, records what it is shown."""
+
+    def __init__(self, names: list[str] | None = None) -> None:
+        self.names = list(names or [])
+        self.values: list[tuple[str, float | None]] = []
+
+    def wanted(self) -> list[str]:
+        return list(self.names)
+
+    def seen(self, name: str, value: float | None) -> None:
+        self.values.append((name, value))
+
+
 INVENTORY = ROOT / "inventory" / "local"
 
 

@@ -311,10 +311,10 @@ def test_results_of_an_experiment_never_swept_say_so_and_write_nothing(tmp_path,
 
 
 def test_ctrl_c_leaves_the_trials_in_flight_running_and_says_how_to_resume(tmp_path, capsys):
-    """A real SIGINT into a sweep against a stand-in API server: its two Jobs were created and never
-    start. The sweep exits 130 with one message (what stays on the cluster, what is kept, how to
-    go on) instead of a silent exit 1, deletes nothing, and counted the trial that an earlier run
-    had finished (read from the journal) from its first line on."""
+    """A real SIGINT into a sweep against a stand-in API server, once its two Jobs' creates were
+    sent (answered or not: the message counts both alike); they never start. The sweep exits 130
+    with one message (what stays on the cluster, what is kept, how to go on) instead of a silent
+    exit 1, and deletes nothing."""
     import os
     import signal
     import threading
@@ -351,15 +351,13 @@ def test_ctrl_c_leaves_the_trials_in_flight_running_and_says_how_to_resume(tmp_p
             cli.guard(cli.sweep, str(grid), str(tmp_path / "jobs"), dry_run=False,
                       results_dir=str(tmp_path / "results"), kubeconfig=str(tmp_path / "config"))
     assert exit_.value.code == 130
-    out, err = capsys.readouterr()
+    err = capsys.readouterr().err
     assert err.strip() == (
         f"ctrlc: interrupted. 0 running and 2 waiting trials stay on the cluster and go on; 1 finished is kept in "
         f"{tmp_path / 'results' / 'ctrlc' / 'trials.jsonl'}. Run the same `invoke sweep` command again to resume: it "
         "collects the trials in flight and runs the rest, creating none twice. `invoke cancel ctrlc` stops the ones in "
         "flight instead.")
     assert not any(m == "DELETE" for m, _ in server.requests)
-    submitted = [line for line in out.splitlines() if " submitted " in line]
-    assert len(submitted) == 2 and all(line.endswith("(1✓ 0✗ 0▶ of 3)") for line in submitted), out
     assert list(journal.load(tmp_path / "results" / "ctrlc")) == [done]
 
 

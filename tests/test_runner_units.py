@@ -8,6 +8,8 @@ import time
 from kubesweep import manifest, render, runner
 from kubesweep.trialstate import FAILED, SUCCEEDED
 
+from .conftest import ProgressSeen
+
 
 def _pod(trial: str, *, node: str | None = None, unschedulable: bool = False) -> dict:
     status: dict = {"phase": "Running" if node else "Pending"}
@@ -267,3 +269,126 @@ def test_a_log_read_that_fails_is_tried_again_and_a_lasting_failure_is_not_a_mis
     with serve(answer, tmp_path / "config"):
         sweep.pods["ending"] = {"metadata": {"name": "ending"}}
         assert sweep._log(kube.clients(tmp_path / "config"), "ending")[1] and asked["ending"] == 1
+
+
+def test_a_running_trial_s_metric_so_far_is_read_from_its_log_tail(tmp_path, monkeypatch):
+    """A sweep re-attached to a running trial reads the tail of its log every PROGRESS_EVERY_S
+    (only for trials the listener wants) and passes the metric's latest value on; nothing is
+    journaled from it, and a sweep without a listener reads no log at all."""
+    from kubesweep import journal
+
+    from .fakeapi import serve
+
+    monkeypatch.setattr(runner, "PROGRESS_EVERY_S", 0.1)
+    grid = tmp_path / "g.yaml"
+    grid.write_text("name: prog\nimage: localhost:5000/t:1\ncommand: [run, \"${i}\"]\nparameters: {i: [1]}\n"
+                    "objective: {metric: score}\n")
+    plan = render.plan(grid)
+    name = plan.trials[0].name
+    job = {"metadata": {"name": name, "uid": "u1", "labels": {manifest.L_TRIAL: name}}, "status": {}}
+    pod = {"metadata": {"name": f"{name}-x", "labels": {manifest.L_TRIAL: name, "job-name": name,
+                                                          "batch.kubernetes.io/controller-uid": "u1"}},
+           "spec": {"nodeName": "n1"}, "status": {"phase": "Running", "startTime": "2026-01-01T00:00:00Z"}}
+    logs: list[str] = []
+
+    def answer(method: str, path: str, body):
+        if method in ("POST", "DELETE"):
+            return 201, body or {}
+        if "/log" in path:
+            logs.append(path)
+            return 200, b"epoch 1 score=0.25\nepoch 2 score=0.5\n"
+        if "watch=true" in path:
+            time.sleep(0.2)
+            return 200, {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "1"}}}
+        items = [pod] if "/pods" in path else [job]
+        return 200, {"metadata": {"resourceVersion": "1"}, "items": items}
+
+    shown = ProgressSeen()
+    with serve(answer, tmp_path / "config"):
+        silent = runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results", kubeconfig=tmp_path / "config",
+                              stop_after=lambda: time.sleep(0.5) or True)
+        silent.run()
+        assert not logs  # no listener, no reads
+        shown.names = [name]
+        deadline = time.monotonic() + 10
+        sweep = runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results2", kubeconfig=tmp_path / "config",
+                             progress=shown, stop_after=lambda: len(shown.values) >= 2 or time.monotonic() > deadline)
+        sweep.run()
+    assert shown.values[:2] == [(name, 0.5), (name, 0.5)]  # the last value in the tail, read again each round
+    assert all("tailLines=200" in p and f"/pods/{name}-x/log" in p for p in logs)
+    # stopped while it ran (stop_after): recorded as cancelled, with no metric taken from the progress reads
+    assert [(r["state"], r["metrics"]) for r in journal.load(tmp_path / "results2" / "prog").values()] == [("cancelled", {})]
+
+
+def test_the_live_view_shows_a_running_trial_s_metric_so_far_and_wants_only_what_it_shows():
+    import io
+
+    from rich.console import Console
+
+    from kubesweep.live import IN_FLIGHT_ROWS, View
+    from kubesweep.trialstate import TrialRecord
+
+    console = Console(file=io.StringIO(), width=200, force_terminal=True)
+    view = View("exp", "acc", 100, console=console)
+    assert view.wanted() == []  # not drawn live: nothing to read logs for
+    with view:
+        for i in range(IN_FLIGHT_ROWS + 5):
+            view.change(TrialRecord(f"exp-run-{i:02d}", "batch-000", {}, state="running", node="n1",
+                                    start="2026-01-01T00:00:00Z"))
+        view.change(TrialRecord("exp-wait", "batch-000", {}, state="submitted"))
+        assert view.wanted() == [f"exp-run-{i:02d}" for i in range(IN_FLIGHT_ROWS)]  # on screen, running
+        view.seen("exp-run-00", 0.8125)
+        view.seen("exp-run-01", None)
+        out = Console(file=io.StringIO(), width=200)
+        out.print(view._table())
+        rows = {line.split()[0]: line for line in out.file.getvalue().splitlines()[2:] if line.startswith("exp-")}
+        assert rows["exp-run-00"].rstrip().endswith("0.8125…")  # marked as a value so far
+        assert len(rows["exp-run-01"].split()) == 4  # name, state, node, duration so far: no value yet
+        view.change(TrialRecord("exp-run-00", "batch-000", {}, state="succeeded", node="n1", metrics={"acc": 0.9},
+                                start="2026-01-01T00:00:00Z", end="2026-01-01T00:01:00Z"))
+        out = Console(file=io.StringIO(), width=200)
+        out.print(view._table())
+        done = [line for line in out.file.getvalue().splitlines() if line.startswith("exp-run-00 ")]
+        assert done and "0.9" in done[0] and "…" not in done[0].split("0.9")[1]  # the final value replaces it
+
+
+def test_a_resumed_sweep_reports_what_earlier_runs_finished_once_and_its_view_counts_it(tmp_path):
+    """The journal's finished trials go to on_resume when the sweep starts (not line by line):
+    the live view's totals start from them, and a tpe batch's second report counts nothing twice."""
+    import io
+
+    from kubesweep import journal
+    from kubesweep.live import View
+    from kubesweep.trialstate import SUBMITTED, TrialRecord
+
+    from .fakeapi import serve
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text("name: again\nimage: localhost:5000/t:1\ncommand: [run, \"${i}\"]\nparameters: {i: [1, 2]}\n"
+                    "objective: {metric: acc}\n")
+    plan = render.plan(grid)
+    done, todo = (t.name for t in plan.trials)
+    journal.append(tmp_path / "results" / "again", {"name": done, "batch": "batch-000", "params": {"i": 1},
+                                                    "state": "succeeded", "metrics": {"acc": 0.5}})
+
+    def answer(method: str, path: str, body):
+        if "watch=true" in path:
+            time.sleep(0.2)
+            return 200, {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "1"}}}
+        return (201, body) if method == "POST" else (200, {"metadata": {"resourceVersion": "1"}, "items": []})
+
+    view = View("again", "acc", 2, stream=io.StringIO(), live=False)
+    reported: list[list[str]] = []
+
+    def resumed(records):
+        reported.append([r.name for r in records])
+        view.resumed(records)
+
+    with serve(answer, tmp_path / "config"):
+        runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results", kubeconfig=tmp_path / "config",
+                     on_resume=resumed, stop_after=lambda: True).run()
+    assert reported == [[done]]
+    assert view.counts()["succeeded"] == 1 and view.stream.getvalue() == ""  # counted, not printed
+    view.resumed([TrialRecord(done, "batch-000", {"i": 1}, state="succeeded")])  # reported again: not counted twice
+    view.change(TrialRecord(todo, "batch-000", {"i": 2}, state=SUBMITTED))
+    assert view.stream.getvalue().rstrip().endswith("(1✓ 0✗ 0▶ of 2)")

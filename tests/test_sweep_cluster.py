@@ -16,10 +16,10 @@ import time
 import pytest
 import yaml
 
-from kubesweep import fake_nodes, image, journal, kube, manifest, placement, render
+from kubesweep import fake_nodes, image, journal, kube, manifest, placement, render, runner
 from kubesweep.versions import pins
 
-from .conftest import EXAMPLES, ROOT
+from .conftest import EXAMPLES, ROOT, ProgressSeen
 
 pytestmark = pytest.mark.cluster
 
@@ -148,6 +148,31 @@ def test_kill_minus_nine_twenty_times_then_resume_exactly_once(tmp_path, local_c
     print(f"\nresume: a Ctrl-C and {kills} kill -9s, 24 trials, 24 Jobs, 24 results")
     assert kills >= 20
     invoke("clean", "resume", "--kubeconfig", str(local_cluster["kubeconfig"]))
+
+
+def test_a_running_trial_s_metric_so_far_is_read_from_its_log(tmp_path, local_cluster, trainer, monkeypatch):
+    """What the live view shows beside a running trial: its metric as last printed, read from
+    the tail of its real log while it runs; the journal keeps only the value it finished with."""
+    monkeypatch.setattr(runner, "PROGRESS_EVERY_S", 1.0)
+    grid = _grid(tmp_path, "progress", f"""\
+    name: progress
+    image: {trainer}
+    command: [python3, -u, -c, "import time; print('score=0.25'); time.sleep(15); print('score=0.75')", "${{i}}"]
+    parameters: {{i: [1]}}
+    objective: {{metric: score}}
+    resources: {{cpu: 100m, memory: 64Mi}}
+    """)
+    plan = render.plan(grid)
+    render.write(plan, tmp_path / "jobs")
+    name = plan.trials[0].name
+    shown = ProgressSeen([name])
+    sweep = runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results", kubeconfig=local_cluster["kubeconfig"],
+                         progress=shown)
+    sweep.run()
+    assert (sweep.records[name].state, sweep.records[name].metrics) == ("succeeded", {"score": 0.75})
+    assert (name, 0.25) in shown.values, shown.values  # seen while the trial still ran
+    assert [r["metrics"] for r in journal.load(tmp_path / "results" / "progress").values()] == [{"score": 0.75}]
+    invoke("clean", "progress", "--kubeconfig", str(local_cluster["kubeconfig"]))
 
 
 def test_failure_causes_are_named(tmp_path, local_cluster, api, trainer):

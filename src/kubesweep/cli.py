@@ -90,7 +90,8 @@ def sweep(grid: str, jobs_dir: str, *, dry_run: bool, results_dir: str = "result
                 rendering.write(plan, jobs_dir)
                 sweep_ = runner.Sweep(plan, Path(jobs_dir), Path(results_dir),
                                       kubeconfig=Path(kubeconfig) if kubeconfig else None, apply=apply, refill=refill,
-                                      retry_failed=retry_failed, on_change=view.change, on_resume=view.resumed)
+                                      retry_failed=retry_failed, on_change=view.change, on_resume=view.resumed,
+                                      progress=view if view.live_mode else None)
                 outcome = sweep_.run()
                 seconds += outcome.seconds
                 retry_failed = False
@@ -121,14 +122,13 @@ def interrupted(name: str, sweep_: Any, results_dir: Path) -> str:
     """What Ctrl-C left: the trials in flight run on (their GPU time is not thrown away), every
     result seen so far is journaled, and the same command resumes (as after a kill -9)."""
     from . import journal
-    from .trialstate import FINAL, RUNNING
+    from .trialstate import FINAL
 
     text = f"{name}: interrupted."
     if sweep_ is not None:  # None: stopped before the first trial was submitted (building the image, say)
-        flying = sweep_.in_flight()
-        running = sum(r.state == RUNNING for r in flying)
+        running, waiting = sweep_.holding()
         done = sum(r.state in FINAL for r in sweep_.records.values())
-        text += (f" {running} running and {len(flying) - running} waiting {'trial stays' if len(flying) == 1 else 'trials stay'}"
+        text += (f" {running} running and {waiting} waiting {'trial stays' if running + waiting == 1 else 'trials stay'}"
                  f" on the cluster and go on; {done} finished {'is' if done == 1 else 'are'} kept in"
                  f" {results_dir / name / journal.FILE}.")
     return (text + " Run the same `invoke sweep` command again to resume: it collects the trials in flight and runs"

@@ -14,6 +14,7 @@ from rich.text import Text
 from .trialstate import FINAL, RUNNING, SUBMITTED, SUCCEEDED, TrialRecord, elapsed
 
 ROWS = 24  # the live table: trials in flight first, then the latest finished
+IN_FLIGHT_ROWS = ROWS * 3 // 4  # at most this many of them in flight
 
 COLORS = {"pending": "dim", "submitted": "yellow", "running": "cyan", "succeeded": "green", "failed": "red",
           "cancelled": "magenta"}
@@ -39,6 +40,7 @@ class View:
         self._finished_times: list[float] = []
         self._finished_names: list[str] = []
         self._active: set[str] = set()  # submitted or running: kept here so a redraw walks only these
+        self._so_far: dict[str, float | None] = {}  # a running trial's metric so far, from its log's tail
 
     def __enter__(self) -> View:
         if self.live_mode:
@@ -63,6 +65,7 @@ class View:
         else:
             self._active.discard(rec.name)
         if rec.state in FINAL and (before is None or before.state not in FINAL):
+            self._so_far.pop(rec.name, None)
             self._finished_times.append(time.monotonic())
             self._finished_names.append(rec.name)
         if self._live is None and (before is None or before.state != rec.state or (rec.reason and rec.reason != before.reason)):
@@ -76,6 +79,20 @@ class View:
             if rec.name not in self.records:  # tpe: each batch's run reports them again
                 self.records[rec.name] = copy.copy(rec)
                 self._counts[rec.state] = self._counts.get(rec.state, 0) + 1
+
+    def wanted(self) -> list[str]:
+        """The running trials on screen: whose metric so far the sweep reads from their logs
+        (runner.Progress). None off a terminal, where lines are printed only on changes."""
+        if self._live is None:
+            return []
+        return [r.name for r in self._in_flight()[:IN_FLIGHT_ROWS] if r.state == RUNNING]
+
+    def seen(self, name: str, value: float | None) -> None:
+        self._so_far[name] = value
+
+    def _in_flight(self) -> list[TrialRecord]:
+        # a copy of the set first: the refresh thread draws while the sweep's thread changes it
+        return sorted((self.records[n] for n in list(self._active)), key=lambda r: (r.state != RUNNING, r.name))
 
     def _eta(self) -> str:
         done = len(self._finished_times)
@@ -115,21 +132,25 @@ class View:
         c = self.counts()
         title = (f"{self.experiment}: {c['succeeded']} succeeded, {c['failed']} failed, {c['running']} running, "
                  f"{c['submitted']} waiting of {self.total} — {time.monotonic() - self.started:.0f}s, ETA {self._eta()}")
-        active = sorted((self.records[n] for n in self._active), key=lambda r: (r.state != RUNNING, r.name))
+        active = self._in_flight()
         recent = [self.records[n] for n in reversed(self._finished_names[-ROWS:])]
-        shown = (active[:ROWS * 3 // 4] + recent)[:ROWS]
+        shown = (active[:IN_FLIGHT_ROWS] + recent)[:ROWS]
         width = max([len(r.name) for r in shown] + [5])
         view = Text(no_wrap=True, overflow="crop", end="")
         view.append(title + "\n", style="bold")
         view.append(f"{'trial':<{width}}  {'state':<9}  {'node':<20}  {'duration':>8}  {self.metric:>10}  reason", style="bold")
         for r in shown:
             value = r.metrics.get(self.metric) if r.metrics else None
+            so_far = value is None and r.state == RUNNING and self._so_far.get(r.name) is not None
+            if so_far:
+                value = self._so_far[r.name]
             took = elapsed(r.start, r.end)
             duration = "" if took is None else f"{took:.0f}s" + ("" if r.end else "…")
             reason = (r.reason or "") if r.state != SUCCEEDED else ""
             view.append(f"\n{r.name:<{width}}  ")
             view.append(f"{r.state:<9}", style=COLORS.get(r.state, ""))
-            view.append(f"  {(r.node or '')[:20]:<20}  {duration:>8}  {'' if value is None else format(value, '.4g'):>10}  {reason}")
-        if len(active) > ROWS * 3 // 4:
-            view.append(f"\n… {len(active) - ROWS * 3 // 4} more in flight", style="dim")
+            shown_value = "" if value is None else format(value, ".4g") + ("…" if so_far else "")
+            view.append(f"  {(r.node or '')[:20]:<20}  {duration:>8}  {shown_value:>10}  {reason}")
+        if len(active) > IN_FLIGHT_ROWS:
+            view.append(f"\n… {len(active) - IN_FLIGHT_ROWS} more in flight", style="dim")
         return view

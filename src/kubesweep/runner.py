@@ -8,6 +8,8 @@ The client may die at any moment; the cluster and the journal carry the state:
   results/<experiment>/trials.jsonl — so a rerun skips finished trials, re-attaches running
   ones and submits only the rest;
 - one watch on the experiment's pods and one on its Jobs drive everything; nothing polls per Job.
+  (The one read that is repeated is optional: with ``progress``, the live view's running trials
+  have their log's tail read every ``PROGRESS_EVERY_S`` for their metric so far.)
 
 At most ``batchSize`` trials are in flight. By default a freed slot is refilled with the next
 trial at once (``refill="trial"``); ``refill="batch"`` waits for the whole batch directory,
@@ -23,11 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from . import journal, kube, manifest, submit
 from .errors import KubesweepError
-from .metrics import read_objective
+from .metrics import read_metric, read_objective
 from .render import Plan
 from .trialstate import (CANCELLED, FAILED, FINAL, PENDING, RUNNING, SUBMITTED, SUCCEEDED, TrialRecord, job_outcome,
                          pod_controller_uid, pod_lost, pod_node, pod_phase, pod_problem)
@@ -37,6 +39,22 @@ from .trialstate import (CANCELLED, FAILED, FINAL, PENDING, RUNNING, SUBMITTED, 
 NODE_LOSS_MARGIN_S = 10.0
 
 CANCELLED_MESSAGE = "the experiment was cancelled (invoke cancel) before this trial finished"
+
+# A running trial's metric so far: how often its log's tail is read, and how many lines of it.
+# Only for the trials that a live view shows (Progress.wanted), on a thread of its own, so that
+# collecting finished trials never waits behind it; a read that fails is skipped, not retried.
+PROGRESS_EVERY_S = 10.0
+PROGRESS_TAIL_LINES = 200
+
+
+class Progress(Protocol):
+    """Who shows running trials' metric so far (the live view)."""
+
+    def wanted(self) -> list[str]:
+        """The trials whose metric so far is worth a log read now (those on screen)."""
+
+    def seen(self, name: str, value: float | None) -> None:
+        """The metric's last value in the trial's log so far (None: not printed yet)."""
 
 
 class SweepError(KubesweepError):
@@ -166,7 +184,7 @@ class Sweep:
                  apply: str = "direct", refill: str = "trial",
                  retry_failed: bool = False, on_change: Callable[[TrialRecord], None] | None = None,
                  on_resume: Callable[[list[TrialRecord]], None] | None = None,
-                 stop_after: Callable[[], bool] | None = None):
+                 progress: Progress | None = None, stop_after: Callable[[], bool] | None = None):
         self.plan = plan
         self.exp = plan.experiment
         self.jobs_dir = Path(jobs_dir) / self.exp.name
@@ -178,6 +196,10 @@ class Sweep:
         self.retry_failed = retry_failed
         self.on_change = on_change or (lambda r: None)
         self.on_resume = on_resume or (lambda recs: None)  # the trials earlier runs finished, once at the start
+        self.progress = progress
+        self._progress_due = 0.0
+        self._progress_reading: set[str] = set()  # a tail read for it is on its way
+        self._progress_pool: ThreadPoolExecutor | None = None
         self.stop_after = stop_after
         self.records = {t.name: TrialRecord(t.name, manifest.batch_name(t.batch), dict(t.params)) for t in plan.trials}
         self.order = [t.name for t in plan.trials]
@@ -197,6 +219,7 @@ class Sweep:
         # walks all trials (at thousands of trials that walk was the client's CPU):
         self.collecting: set[str] = set()  # finished; its log is being read off the event loop
         self._inflight: set[str] = set()   # submitted or running, holding a slot
+        self._sending: set[str] = set()    # their creates sent, not yet answered
         self._failed = 0
         self._goal_hit = False
         self._cancel_seen = False          # a Job marked by `invoke cancel` came through the watch
@@ -240,6 +263,13 @@ class Sweep:
     def in_flight(self) -> list[TrialRecord]:
         """Trials holding a slot: submitted or running, not yet finished."""
         return [self.records[n] for n in self._inflight]
+
+    def holding(self) -> tuple[int, int]:
+        """(running, waiting): the trials that hold a place on the cluster or wait for one,
+        counting creates sent and not yet answered (what an interrupt leaves there)."""
+        flying = self.in_flight()
+        running = sum(r.state == RUNNING for r in flying)
+        return running, len(flying) - running + len(self._sending - {r.name for r in flying})
 
     def _has_pending(self) -> bool:
         while self._next < len(self.order) and self.records[self.order[self._next]].state != PENDING:
@@ -292,17 +322,20 @@ class Sweep:
         return manifest.load(data)
 
     def _submit(self, c: kube.Clients, recs: list[TrialRecord]) -> tuple[int, int]:
+        # Until the creates are answered these trials are PENDING here but may exist on the
+        # cluster: an interrupt in between counts them as waiting (holding()).
+        self._sending = {r.name for r in recs}
         if self.apply == "ansible":
             from . import submit_ansible
 
             submit_ansible.apply([self.jobs_dir / r.batch / f"{r.name}.yaml" for r in recs], self.kubeconfig)
-            for rec in recs:
-                self._set(rec, state=SUBMITTED, attempt=rec.attempt + 1)
-            return len(recs), 0
-        result = submit.create_jobs(c, self.exp.namespace, [(r.name, self._manifest(r)) for r in recs],
-                                    pool=self._submit_pool, stop=self._closing)
+            result = dict.fromkeys((r.name for r in recs), True)
+        else:
+            result = submit.create_jobs(c, self.exp.namespace, [(r.name, self._manifest(r)) for r in recs],
+                                        pool=self._submit_pool, stop=self._closing)
         for rec in recs:
             self._set(rec, state=SUBMITTED, attempt=rec.attempt + 1)
+        self._sending = set()
         created = sum(result.values())
         return created, len(result) - created
 
@@ -466,6 +499,35 @@ class Sweep:
         except Exception as exc:  # noqa: BLE001 - no connection, a timeout, past the retries
             return "", f"{type(exc).__name__}: {str(exc)[:300]}"
 
+    def _read_progress(self, c: kube.Clients) -> None:
+        """Start a tail read for each running trial that the progress listener wants and that has
+        none on its way; each comes back through the event queue as ("progress", trial, text)."""
+        assert self.progress is not None and self._progress_pool is not None
+        for name in self.progress.wanted():
+            rec, pod = self.records.get(name), self.pods.get(name)
+            if rec is None or rec.state != RUNNING or pod is None or name in self._progress_reading:
+                continue
+            self._progress_reading.add(name)
+            fut = self._progress_pool.submit(self._tail, c, pod["metadata"]["name"])
+
+            def done(f: Any, name: str = name) -> None:
+                self.events.put(("progress", name, None if f.cancelled() else f.result()))
+
+            fut.add_done_callback(done)
+
+    def _tail(self, c: kube.Clients, pod: str) -> str | None:
+        try:
+            return kube.pod_log(c, self.exp.namespace, pod, manifest.CONTAINER, tail=PROGRESS_TAIL_LINES, timeout=5)
+        except Exception:  # noqa: BLE001 - best effort: the next round reads it again
+            return None
+
+    def _progressed(self, name: str, text: str | None) -> None:
+        self._progress_reading.discard(name)
+        rec = self.records.get(name)
+        if self.progress is None or text is None or rec is None or rec.state != RUNNING:
+            return  # finished meanwhile: its collected metric is what counts
+        self.progress.seen(name, read_metric(text, self.exp.objective.metric, self.exp.objective.regex))
+
     def _finish(self, rec: TrialRecord, state: str, reason: str | None, message: str | None, *,
                 metrics: dict[str, float | None] | None = None, delete: bool = False) -> None:
         self._set(rec, state=state, reason=reason, message=message, end=rec.end or now(),
@@ -529,6 +591,8 @@ class Sweep:
 
         self._log_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="log")
         self._submit_pool = ThreadPoolExecutor(max_workers=submit.WORKERS, thread_name_prefix="submit")
+        if self.progress is not None:
+            self._progress_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="progress")
         ns = self.exp.namespace
         jobs = kube.request(c, "GET", Watcher.PATHS["job"].format(ns=ns), query={"labelSelector": self.selector})
         pods = kube.request(c, "GET", Watcher.PATHS["pod"].format(ns=ns), query={"labelSelector": self.selector})
@@ -584,6 +648,9 @@ class Sweep:
                 if not self._inflight and not self.collecting and not self.retrying and (
                         stopped or not self._has_pending()):
                     break
+                if self._progress_pool is not None and time.monotonic() >= self._progress_due:
+                    self._progress_due = time.monotonic() + PROGRESS_EVERY_S
+                    self._read_progress(c)
                 try:
                     kind, etype, obj = self.events.get(timeout=0.5)
                 except queue.Empty:
@@ -594,6 +661,8 @@ class Sweep:
                     elif kind == "job":
                         self._cancel_seen = self._cancel_seen or self._cancelled_now(obj)
                         self._on_job(c, etype, obj)
+                    elif kind == "progress":  # etype is the trial, obj its log's tail (None: unread)
+                        self._progressed(etype, obj)
                     else:  # "collected": etype is the trial, obj what its log said
                         self._collected(etype, *obj)
                     try:
@@ -605,6 +674,8 @@ class Sweep:
             self._closing.set()
             self._log_pool.shutdown(wait=True, cancel_futures=True)
             self._submit_pool.shutdown(wait=True, cancel_futures=True)
+            if self._progress_pool is not None:
+                self._progress_pool.shutdown(wait=True, cancel_futures=True)
         return Outcome(self.records, stopped, time.monotonic() - started, created, attached)
 
     def _fill(self, c: kube.Clients) -> int:
