@@ -346,10 +346,16 @@ def test_ctrl_c_leaves_the_trials_in_flight_running_and_says_how_to_resume(tmp_p
                 time.sleep(0.05)
             os.kill(os.getpid(), signal.SIGINT)
 
-        threading.Thread(target=interrupt, daemon=True).start()
-        with pytest.raises(Exit) as exit_:
-            cli.guard(cli.sweep, str(grid), str(tmp_path / "jobs"), dry_run=False,
-                      results_dir=str(tmp_path / "results"), kubeconfig=str(tmp_path / "config"))
+        # Python leaves SIGINT ignored when it started so (a CI runner in the background): this
+        # test then needs the handler that turns it into KeyboardInterrupt, as on a terminal
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            threading.Thread(target=interrupt, daemon=True).start()
+            with pytest.raises(Exit) as exit_:
+                cli.guard(cli.sweep, str(grid), str(tmp_path / "jobs"), dry_run=False,
+                          results_dir=str(tmp_path / "results"), kubeconfig=str(tmp_path / "config"))
+        finally:
+            signal.signal(signal.SIGINT, previous)
     assert exit_.value.code == 130
     err = capsys.readouterr().err
     assert err.strip() == (
