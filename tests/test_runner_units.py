@@ -342,7 +342,7 @@ def test_the_live_view_shows_a_running_trial_s_metric_so_far_and_wants_only_what
         out = Console(file=io.StringIO(), width=200)
         out.print(view._table())
         rows = {line.split()[0]: line for line in out.file.getvalue().splitlines()[2:] if line.startswith("exp-")}
-        assert rows["exp-run-00"].rstrip().endswith("0.8125…")  # marked as a value so far
+        assert "  0.8125…  n1" in rows["exp-run-00"]  # marked as a value so far
         assert len(rows["exp-run-01"].split()) == 4  # name, state, node, duration so far: no value yet
         view.change(TrialRecord("exp-run-00", "batch-000", {}, state="succeeded", node="n1", metrics={"acc": 0.9},
                                 start="2026-01-01T00:00:00Z", end="2026-01-01T00:01:00Z"))
@@ -350,6 +350,16 @@ def test_the_live_view_shows_a_running_trial_s_metric_so_far_and_wants_only_what
         out.print(view._table())
         done = [line for line in out.file.getvalue().splitlines() if line.startswith("exp-run-00 ")]
         assert done and "0.9" in done[0] and "…" not in done[0].split("0.9")[1]  # the final value replaces it
+
+    # an 80-column terminal with a trial name as long as the example's still shows the metric
+    narrow = View("mnist", "Test accuracy", 12, console=Console(file=io.StringIO(), width=80, force_terminal=True))
+    with narrow:
+        narrow.change(TrialRecord("mnist-8-rmsprop-0p5-cd937dfcc1f0", "batch-000", {}, state="running", node="ks-single",
+                                  start="2026-01-01T00:00:00Z"))
+        narrow.seen("mnist-8-rmsprop-0p5-cd937dfcc1f0", 0.9489)
+        lines = ["".join(seg.text for seg in line) for line in narrow.console.render_lines(narrow._table(), pad=False)]
+    row = next(line for line in lines if line.startswith("mnist-8-"))
+    assert len(row) <= 80 and "0.9489…" in row, row
 
 
 def test_a_resumed_sweep_reports_what_earlier_runs_finished_once_and_its_view_counts_it(tmp_path):

@@ -138,7 +138,10 @@ class View:
         width = max([len(r.name) for r in shown] + [5])
         view = Text(no_wrap=True, overflow="crop", end="")
         view.append(title + "\n", style="bold")
-        view.append(f"{'trial':<{width}}  {'state':<9}  {'node':<20}  {'duration':>8}  {self.metric:>10}  reason", style="bold")
+        # the metric before the node: on an 80-column terminal a 32-character trial name leaves
+        # room for state, duration and metric, and the crop takes the node first
+        view.append(f"{'trial':<{width}}  {'state':<9}  {'duration':>8}  {self.metric[:10]:>10}  {'node':<20}  reason",
+                    style="bold")
         for r in shown:
             value = r.metrics.get(self.metric) if r.metrics else None
             so_far = value is None and r.state == RUNNING and self._so_far.get(r.name) is not None
@@ -150,7 +153,7 @@ class View:
             view.append(f"\n{r.name:<{width}}  ")
             view.append(f"{r.state:<9}", style=COLORS.get(r.state, ""))
             shown_value = "" if value is None else format(value, ".4g") + ("…" if so_far else "")
-            view.append(f"  {(r.node or '')[:20]:<20}  {duration:>8}  {shown_value:>10}  {reason}")
+            view.append(f"  {duration:>8}  {shown_value:>10}  {(r.node or '')[:20]:<20}  {reason}")
         if len(active) > IN_FLIGHT_ROWS:
             view.append(f"\n… {len(active) - IN_FLIGHT_ROWS} more in flight", style="dim")
         return view
