@@ -82,7 +82,7 @@ class View:
 
     def wanted(self) -> list[str]:
         """The running trials on screen: whose metric so far the sweep reads from their logs
-        (runner.Progress). None off a terminal, where lines are printed only on changes."""
+        (runner.Progress). Nothing off a terminal, where a line is printed only when a trial changes."""
         if self._live is None:
             return []
         return [r.name for r in self._in_flight()[:IN_FLIGHT_ROWS] if r.state == RUNNING]
