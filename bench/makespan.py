@@ -31,8 +31,13 @@ run-queue delay; for the API server also its goroutines' wait inside Go's schedu
 busy cores of the refill phase apart from the whole run's (bench/load.py).
 
 Durations are interleaved in plan order (30, 45, 60, 75, 90, 30, ... s by default), so slots
-free up continuously as they would with real trials. `--durations 2,3,5,8,13` is the stress
-case: 400 slots of ~6 s trials ask the cluster for ~64 trial starts a second.
+free up continuously as they would with real trials. In a `longest` run, though, each wave of 400
+equal trials ends within the same second, and the cluster takes 400 ends and 400 starts at once,
+four times. `--spread 0.1` gives each trial a duration of its own, up to ±10% off its level
+(spread evenly, not in plan order), as two real trials' differ even with the same parameters:
+the ends of a wave then come over several seconds instead. That was measured slower, not faster,
+on the 2-core VM (docs/benchmarks.md), so the default stays exact. `--durations 2,3,5,8,13` is
+the stress case: 400 slots of ~6 s trials ask the cluster for ~64 trial starts a second.
 
     python bench/makespan.py --trials 2000 --nodes 50 --gpus 8     (needs `invoke cluster`)
 """
@@ -62,13 +67,14 @@ from kubesweep.versions import pins  # noqa: E402
 from load import Sampler, Timed, api_counters, per_trial, sched_latency  # noqa: E402 - bench/load.py
 
 DURATIONS = [30, 45, 60, 75, 90]
+SPREAD = 0.0
 CONTROL_PLANE = ("apiserver", "etcd", "controller-manager", "scheduler", "kwok")
 GRID = """\
 name: bench-{policy}
 image: localhost:5000/kubesweep/fake:1
 command: [train, "${{duration}}", "${{rep}}"]
 parameters:
-  rep: {{min: 1, max: {reps}}}
+  rep: {reps}
   duration: {durations}
 search: {{trialLimit: 100000{order}}}
 batchSize: {batch}
@@ -125,13 +131,29 @@ class Timeline:
                 "tail": wall - ends[-1] if ends else float("nan")}
 
 
-def run_policy(policy: str, trials: int, slots: int, durations: list[int], kc: Path, work: Path,
-               queue: int) -> dict[str, Any]:
-    reps = max(1, trials // len(durations))
+def trial_durations(levels: list[float], trials: int, spread: float) -> tuple[list[float], int]:
+    """The grid's duration values and its repetitions: the levels themselves, each repeated, when
+    ``spread`` is 0; otherwise one distinct value per trial, level × (1 ± up to spread), levels
+    interleaved in plan order and each level's offsets spread evenly over its range in golden-ratio
+    order (so neither plan order nor a level's trials run from short to long)."""
+    reps = max(1, trials // len(levels))
+    if not spread:
+        return list(levels), reps
+    values = [round(level * (1 + spread * (2 * ((i * 0.6180339887498949) % 1) - 1)), 3)
+              for i in range(reps) for level in levels]
+    if len(set(values)) != len(values):
+        raise SystemExit(f"--spread {spread}: two trials would get the same duration (levels overlap, or "
+                         f"too many trials for millisecond steps); use a smaller spread")
+    return values, 1
+
+
+def run_policy(policy: str, trials: int, slots: int, levels: list[float], spread: float, kc: Path,
+               work: Path, queue: int) -> dict[str, Any]:
+    durations, reps = trial_durations(levels, trials, spread)
     grid = work / f"{policy}.yaml"
     order = ", longestFirst: [duration]" if policy in ("longest", "queued") else ""
     batch = slots + queue if policy == "queued" else slots
-    grid.write_text(GRID.format(policy=policy, durations=durations, reps=reps, batch=batch, order=order))
+    grid.write_text(GRID.format(policy=policy, durations=durations, reps=list(range(1, reps + 1)), batch=batch, order=order))
     plan = render.plan(grid)
     render.write(plan, work / "jobs")
     total = sum(t.params["duration"] for t in plan.trials)
@@ -182,11 +204,11 @@ def _clean(c: kube.Clients, experiment: str) -> None:
         time.sleep(2)
 
 
-def list_schedule(durations: list[int], slots: int, batches: list[int] | None = None) -> float:
+def list_schedule(durations: list[float], slots: int, batches: list[int] | None = None) -> float:
     """Makespan of a zero-overhead client: each trial, in order, starts on the first free slot
     (with batches, a batch starts when the previous one has finished)."""
     if batches is not None:
-        groups: dict[int, list[int]] = {}
+        groups: dict[int, list[float]] = {}
         for d, b in zip(durations, batches):
             groups.setdefault(b, []).append(d)
         return sum(list_schedule(g, slots) for g in groups.values())
@@ -265,25 +287,30 @@ def main() -> int:
     ap.add_argument("--policies", default="trial,batch,longest",
                     help="any of trial, batch, longest, queued (queued lost to longest: docs/benchmarks.md)")
     ap.add_argument("--queue", type=int, default=None, help="queued: trials in flight beyond the slots (default: 5%% of the slots)")
-    ap.add_argument("--durations", default=",".join(map(str, DURATIONS)), help="trial durations in seconds, interleaved")
+    ap.add_argument("--durations", default=",".join(map(str, DURATIONS)), help="trial duration levels in seconds, interleaved")
+    ap.add_argument("--spread", type=float, default=SPREAD,
+                    help="each trial's duration differs from its level by up to this fraction (0: exact levels, equal waves)")
     ap.add_argument("--kubeconfig", default=None)
     args = ap.parse_args()
     kc = Path(args.kubeconfig) if args.kubeconfig else kubeconfig_path(DEFAULT_INVENTORY)
     if not kc.exists():
         kc = kubeconfig_path(ROOT / "inventory" / "local")
     slots = args.nodes * args.gpus
-    durations = [int(d) for d in args.durations.split(",")]
+    durations = [float(d) if "." in d else int(d) for d in args.durations.split(",")]
+    if not 0 <= args.spread < 1:
+        ap.error("--spread must be at least 0 and below 1")
     queue = args.queue if args.queue is not None else max(1, slots // 20)
     fake_nodes.ensure(kc, args.nodes, args.gpus, version=pins()["kwok_version"])
     work = Path(tempfile.mkdtemp(prefix="kubesweep-bench-makespan-"))
     results = {}
     try:
         for policy in args.policies.split(","):
-            results[policy] = run_policy(policy, args.trials, slots, durations, kc, work, queue)
+            results[policy] = run_policy(policy, args.trials, slots, durations, args.spread, kc, work, queue)
     finally:
         fake_nodes.ensure(kc, 0, args.gpus, version=pins()["kwok_version"])
         shutil.rmtree(work, ignore_errors=True)
-    print(f"makespan benchmark: {args.trials:,} trials of {durations} s on {args.nodes} kwok nodes × {args.gpus} GPUs "
+    spread = f", each within ±{100 * args.spread:g}%" if args.spread else " exactly"
+    print(f"makespan benchmark: {args.trials:,} trials of {durations} s{spread} on {args.nodes} kwok nodes × {args.gpus} GPUs "
           f"= {slots} slots")
     print(f"{'refill':<8}{'finished':>9}{'makespan s':>12}{'ideal s':>9}{'ratio':>7}{'list s':>8}{'ratio':>7}"
           f"{'idle s/trial':>14}{'refill gap s':>14}{'client CPU':>12}")
