@@ -368,6 +368,17 @@ def test_a_sweep_reordered_by_longest_first_resumes_without_a_second_job(tmp_pat
     created = [(json.loads(j.metadata.annotations[manifest.A_PARAMS])["sleep"], j.metadata.creation_timestamp)
                for j in jobs if j.metadata.name not in before]
     assert created and all(ta <= tb for sa, ta in created for sb, tb in created if sa > sb), sorted(created)
+
+    # the same experiment with another command is refused: its old results are not this grid's
+    _grid(tmp_path, "reorder", textwrap.dedent(body).replace("print('score='", "print('loss='")
+          .replace("metric: score", "metric: loss"))
+    changed = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert changed.returncode == 2, changed.stdout[-2000:] + changed.stderr[-2000:]
+    assert f"reorder: 6 finished trials (6 succeeded) in {tmp_path / 'results' / 'reorder'} ran with another trial template" \
+        in changed.stderr, changed.stderr
+    assert "spec.containers[0].command[2]" in changed.stderr, changed.stderr
+    assert {j.metadata.name: j.metadata.uid for j in jobs_of(api, "reorder")} == {j.metadata.name: j.metadata.uid for j in jobs}
+    assert journal.load(tmp_path / "results" / "reorder") == done
     invoke("clean", "reorder", "--kubeconfig", str(local_cluster["kubeconfig"]))
 
 

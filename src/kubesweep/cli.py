@@ -63,9 +63,13 @@ def sweep(grid: str, jobs_dir: str, *, dry_run: bool, results_dir: str = "result
         planview.show(plan, str(Path(jobs_dir)), out)
         print(f"wrote {len(plan.trials):,} Job manifests and {rendering.PLAN_FILE} into {target}/")
         return plan
-    from . import live, runner
+    from . import journal, live, manifest, provenance, runner
 
     exp = plan.experiment
+    # before the image is built or anything written: results of another trial template are not this grid's
+    kept = Path(results_dir) / exp.name
+    provenance.check_results(kept, exp.name, manifest.trial_template(exp, plan.image),
+                             provenance.kept(journal.load(kept), retry_failed))
     if exp.build is not None:
         built = _build(plan)
         if built.reference != plan.image:
@@ -98,8 +102,6 @@ def sweep(grid: str, jobs_dir: str, *, dry_run: bool, results_dir: str = "result
                 if not adaptive_ or outcome.stopped:
                     break
                 # tpe: the batch is done; ask the study for the next one, given every result so far
-                from . import journal
-
                 following = adaptive.next_batch(exp, plan.trials, journal.load(Path(results_dir) / exp.name))
                 if not following:
                     break

@@ -10,6 +10,7 @@ strings (which are valid YAML double-quoted scalars). The result loads to exactl
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from json.encoder import encode_basestring_ascii as quote
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ L_TRIAL = LABEL_PREFIX + "trial"
 A_PARAMS = LABEL_PREFIX + "params"
 #: Set by `invoke cancel` on the Jobs it is about to delete: a sweep that sees it stops.
 A_CANCELLED = LABEL_PREFIX + "cancelled"
+#: The digest of the trial template the Job was made from (``trial_template``): a sweep resumed
+#: with a changed image, command, env or resources tells the old Jobs apart by it.
+A_TEMPLATE = LABEL_PREFIX + "template"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "kubesweep"}
 CONTAINER = "trial"
 OUTPUT_VOLUME = "output"
@@ -121,6 +125,44 @@ def _labels(exp: Experiment, trial_name: str, batch: str) -> dict[str, str]:
 
 def build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> dict[str, Any]:
     """The complete Job for one trial, as a plain dict."""
+    job = _build_job(exp, trial, image=image)
+    job["metadata"]["annotations"][A_TEMPLATE] = template_digest(exp, image)
+    return job
+
+
+def _stand_in(exp: Experiment) -> Trial:
+    """A trial whose every parameter value is "x": what a template is built from."""
+    return Trial(f"{exp.name}-x", 0, 0, {k: "x" for k in exp.parameters})
+
+
+def trial_template(exp: Experiment, image: str | None = None) -> dict[str, Any]:
+    """What every trial of the experiment runs, apart from its parameter values: the pod template
+    of a stand-in trial (image, command, env, resources, node selection, volumes, security, the
+    pod's annotations), without its labels (bookkeeping, not behaviour) and the parameter
+    annotation. Job-level settings (backoffLimit, activeDeadlineSeconds, the TTL) decide how
+    long and how often a trial may run, not what it computes, and are left out."""
+    pod = _build_job(exp, _stand_in(exp), image=image)["spec"]["template"]
+    annotations = {k: v for k, v in pod["metadata"]["annotations"].items() if k != A_PARAMS}
+    return {"metadata": {"annotations": annotations}, "spec": pod["spec"]}
+
+
+_DIGESTS: dict[tuple[int, str | None], tuple[Experiment, str]] = {}
+
+
+def template_digest(exp: Experiment, image: str | None = None) -> str:
+    """A short digest of ``trial_template`` (cached per experiment object: build_job is called per trial)."""
+    key = (id(exp), image)
+    hit = _DIGESTS.get(key)
+    if hit is not None and hit[0] is exp:
+        return hit[1]
+    digest = hashlib.sha256(canonical_json(trial_template(exp, image)).encode()).hexdigest()[:16]
+    if len(_DIGESTS) > 64:
+        _DIGESTS.clear()
+    _DIGESTS[key] = (exp, digest)
+    return digest
+
+
+def _build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> dict[str, Any]:
     table = _table(exp, trial)
     argv = [a for part in _argv(exp) for a in part(trial, table)]
     batch = batch_name(trial.batch)
@@ -261,8 +303,7 @@ class JobTemplate:
 
         # Build the reference object for a stand-in trial, then swap every per-trial value
         # for a sentinel, in the exact places build_job puts them.
-        stand_in = Trial(f"{exp.name}-x", 0, 0, {k: "x" for k in exp.parameters})
-        obj = build_job(exp, stand_in, image=image)
+        obj = build_job(exp, _stand_in(exp), image=image)
         meta = obj["metadata"]
         meta["name"] = slot("name")
         meta["labels"][L_BATCH] = slot("batch")

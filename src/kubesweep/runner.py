@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from . import journal, kube, manifest, submit
+from . import journal, kube, manifest, provenance, submit
 from .errors import KubesweepError
 from .metrics import read_metric, read_objective
 from .render import Plan
@@ -573,14 +573,27 @@ class Sweep:
     def run(self) -> Outcome:
         started = time.monotonic()
         c = self.c = kube.clients(self.kubeconfig)
-        kube.ensure_namespace(c, self.exp.namespace, self.exp.service_account)
         self._delete: list[str] = []
         done = journal.load(self.results_dir)
-        if self.retry_failed:
-            failed = {n for n, r in done.items() if r["state"] in (FAILED, CANCELLED)}
-            self._delete_jobs(c, sorted(failed & set(self.records)))
+        kept = provenance.kept(done, self.retry_failed)
+        failed = set(done) - set(kept)  # run again (--retry-failed)
+        ns = self.exp.namespace
+        # Nothing is written before both checks: trials that ran with another image, command or
+        # resources must not be taken for this grid's (provenance.py).
+        template = manifest.trial_template(self.exp, self.plan.image)
+        provenance.check_results(self.results_dir, self.exp.name, template, kept)
+        jobs = kube.request(c, "GET", Watcher.PATHS["job"].format(ns=ns), query={"labelSelector": self.selector})
+        provenance.check_jobs([j for j in jobs.get("items") or [] if j["metadata"]["name"] not in failed], self.exp.name,
+                              manifest.template_digest(self.exp, self.plan.image), self.plan.image, manifest.A_TEMPLATE)
+        kube.ensure_namespace(c, ns, self.exp.service_account)
+        provenance.keep(self.results_dir, template, len(kept))
+        if failed:
+            retried = sorted(failed & set(self.records))
+            self._delete_jobs(c, retried)
             journal.forget(self.results_dir, failed)
-            done = {n: r for n, r in done.items() if n not in failed}
+            done = kept
+            if retried:  # the listing above still has them
+                jobs = kube.request(c, "GET", Watcher.PATHS["job"].format(ns=ns), query={"labelSelector": self.selector})
         for name, rec in done.items():
             if name in self.records:
                 r = self.records[name]
@@ -593,8 +606,6 @@ class Sweep:
         self._submit_pool = ThreadPoolExecutor(max_workers=submit.WORKERS, thread_name_prefix="submit")
         if self.progress is not None:
             self._progress_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="progress")
-        ns = self.exp.namespace
-        jobs = kube.request(c, "GET", Watcher.PATHS["job"].format(ns=ns), query={"labelSelector": self.selector})
         pods = kube.request(c, "GET", Watcher.PATHS["pod"].format(ns=ns), query={"labelSelector": self.selector})
         attached = 0
         for job in jobs.get("items") or []:  # before the pods: a pod of an earlier Job of a trial is told apart by uid
