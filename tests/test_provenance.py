@@ -199,3 +199,23 @@ def test_invoke_sweep_refuses_before_it_builds_renders_or_reaches_the_cluster(tm
         cli.sweep(str(grid), str(tmp_path / "jobs"), dry_run=False, results_dir=str(tmp_path / "results"),
                   kubeconfig=str(tmp_path / "nowhere.conf"))
     assert not (tmp_path / "jobs").exists()
+
+
+def test_a_dry_run_says_that_the_sweep_would_stop(tmp_path, capsys):
+    from kubesweep import cli
+
+    old = _plan(tmp_path)
+    results = tmp_path / "results" / "same"
+    provenance.keep(results, manifest.trial_template(old.experiment, old.image), 0)
+    journal.append(results, {"name": old.trials[0].name, "batch": "batch-000", "params": dict(old.trials[0].params),
+                             "state": "succeeded", "metrics": {"acc": 0.5}})
+    _plan(tmp_path, cpu="200m")  # the grid file now asks for another cpu
+    cli.sweep(str(tmp_path / "grid.yaml"), str(tmp_path / "jobs"), dry_run=True, results_dir=str(tmp_path / "results"))
+    err = capsys.readouterr().err
+    assert err.startswith("without --dry-run the sweep would stop: same: 1 finished trial (1 succeeded)"), err
+    assert 'resources.limits.cpu: "100m" -> "200m"' in err
+    assert (tmp_path / "jobs" / "same" / "plan.json").exists()  # the dry run itself did its job
+
+    _plan(tmp_path)  # back as it was: nothing to say
+    cli.sweep(str(tmp_path / "grid.yaml"), str(tmp_path / "jobs"), dry_run=True, results_dir=str(tmp_path / "results"))
+    assert capsys.readouterr().err == ""

@@ -57,19 +57,28 @@ def render(grid: str, jobs_dir: str, *, validate: str = "fast", **overrides: Any
 
 def sweep(grid: str, jobs_dir: str, *, dry_run: bool, results_dir: str = "results", kubeconfig: str | None = None,
           apply: str = "direct", refill: str = "trial", retry_failed: bool = False, **overrides: Any) -> rendering.Plan:
+    from . import journal, manifest, provenance
+
     plan = rendering.plan(grid, **overrides)
+    exp = plan.experiment
+    kept = Path(results_dir) / exp.name
+
+    def same_template() -> None:  # results of another trial template are not this grid's
+        provenance.check_results(kept, exp.name, manifest.trial_template(exp, plan.image),
+                                 provenance.kept(journal.load(kept), retry_failed))
+
     if dry_run:
         target = rendering.write(plan, jobs_dir)
         planview.show(plan, str(Path(jobs_dir)), out)
         print(f"wrote {len(plan.trials):,} Job manifests and {rendering.PLAN_FILE} into {target}/")
+        try:
+            same_template()
+        except provenance.TemplateChanged as exc:
+            print(f"without --dry-run the sweep would stop: {exc}", file=sys.stderr)
         return plan
-    from . import journal, live, manifest, provenance, runner
+    from . import live, runner
 
-    exp = plan.experiment
-    # before the image is built or anything written: results of another trial template are not this grid's
-    kept = Path(results_dir) / exp.name
-    provenance.check_results(kept, exp.name, manifest.trial_template(exp, plan.image),
-                             provenance.kept(journal.load(kept), retry_failed))
+    same_template()  # before the image is built or anything written
     if exp.build is not None:
         built = _build(plan)
         if built.reference != plan.image:
