@@ -12,11 +12,12 @@ creates anything and says what changed. Parameters may change freely: new values
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import KubesweepError
+from .manifest import A_TEMPLATE
+from .offline.cache import atomic_write
 from .trials import canonical_json
 from .trialstate import CANCELLED, FAILED, SUCCEEDED
 
@@ -108,11 +109,10 @@ def check_results(results_dir: Path, experiment: str, template: dict[str, Any], 
     raise _refuse(experiment, what, changes(old, template), hint)
 
 
-def check_jobs(jobs: Iterable[dict[str, Any]], experiment: str, digest: str, image: str | None,
-               annotation: str) -> None:
+def check_jobs(jobs: Iterable[dict[str, Any]], experiment: str, digest: str, image: str | None) -> None:
     """Refuse when Jobs of the experiment on the cluster were made from another template (Jobs
     made before the digest was recorded carry none and are taken as they are)."""
-    other = [j for j in jobs if (j["metadata"].get("annotations") or {}).get(annotation, digest) != digest]
+    other = [j for j in jobs if (j["metadata"].get("annotations") or {}).get(A_TEMPLATE, digest) != digest]
     if not other:
         return
     images = sorted({c.get("image", "") for j in other
@@ -129,7 +129,4 @@ def keep(results_dir: Path, template: dict[str, Any], finished: int) -> None:
     p = path(results_dir)
     if finished and p.exists():
         return
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(template, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, p)
+    atomic_write(p, json.dumps(template, indent=2, sort_keys=True) + "\n")

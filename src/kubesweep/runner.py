@@ -584,7 +584,7 @@ class Sweep:
         provenance.check_results(self.results_dir, self.exp.name, template, kept)
         jobs = kube.request(c, "GET", Watcher.PATHS["job"].format(ns=ns), query={"labelSelector": self.selector})
         provenance.check_jobs([j for j in jobs.get("items") or [] if j["metadata"]["name"] not in failed], self.exp.name,
-                              manifest.template_digest(self.exp, self.plan.image), self.plan.image, manifest.A_TEMPLATE)
+                              manifest.template_digest(self.exp, self.plan.image), self.plan.image)
         kube.ensure_namespace(c, ns, self.exp.service_account)
         provenance.keep(self.results_dir, template, len(kept))
         if failed:
