@@ -28,3 +28,62 @@ def test_exact_levels_repeat_and_a_spread_gives_each_trial_its_own_duration():
 def test_a_spread_that_would_give_two_trials_one_duration_is_refused():
     with pytest.raises(SystemExit, match="same duration"):
         makespan.trial_durations([1], 10, 0.001)  # ten trials within 1 s ± 1 ms, in millisecond steps
+
+
+# bench/bare_control_plane.py: the control plane from kubeadm's manifests, as host processes
+
+import socket  # noqa: E402
+
+import yaml  # noqa: E402
+
+import bare_control_plane as bare  # noqa: E402 - bench/bare_control_plane.py
+
+NODE_IP = "172.29.0.2"
+
+
+def _manifest(bundle: Path, component: str, command: list[str], env: dict[str, str] | None = None) -> None:
+    spec = {"name": component, "image": f"registry.k8s.io/{component}:v1", "command": command}
+    if env:
+        spec["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    (bundle / "manifests").mkdir(parents=True, exist_ok=True)
+    (bundle / "manifests" / f"{component}.yaml").write_text(yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": component}, "spec": {"containers": [spec]}}))
+
+
+def test_bare_command_lines_are_the_manifests_with_local_paths_and_address(tmp_path):
+    bundle, bindir, data = tmp_path / "bundle", tmp_path / "bin", tmp_path / "data"
+    _manifest(bundle, "kube-apiserver", ["kube-apiserver", f"--advertise-address={NODE_IP}",
+                                         "--tls-cert-file=/etc/kubernetes/pki/apiserver.crt",
+                                         "--etcd-servers=https://127.0.0.1:2379"], env={"GOGC": "200"})
+    _manifest(bundle, "etcd", ["etcd", "--data-dir=/var/lib/etcd",
+                               f"--listen-client-urls=https://127.0.0.1:2379,https://{NODE_IP}:2379",
+                               f"--initial-cluster=ks-single=https://{NODE_IP}:2380"])
+    argv, env = bare.command_line(bundle, "kube-apiserver", bindir, data)
+    assert argv == [str(bindir / "kube-apiserver"), "--advertise-address=127.0.0.1",
+                    f"--tls-cert-file={bundle}/pki/apiserver.crt", "--etcd-servers=https://127.0.0.1:2379"]
+    assert env == {"GOGC": "200"}  # the role's extraEnvs travel with the flags
+    argv, env = bare.command_line(bundle, "etcd", bindir, data)
+    assert argv == [str(bindir / "etcd"), f"--data-dir={data}/etcd",
+                    "--listen-client-urls=https://127.0.0.1:2379",  # the two addresses are one now
+                    "--initial-cluster=ks-single=https://127.0.0.1:2380"]
+    assert env == {}
+
+
+def test_bare_kubeconfigs_point_at_127_0_0_1_and_check_a_name_the_certificate_holds(tmp_path):
+    cfg = {"apiVersion": "v1", "kind": "Config", "current-context": "a",
+           "clusters": [{"name": "kubernetes", "cluster": {"server": f"https://{NODE_IP}:6443",
+                                                           "certificate-authority-data": "Q0E="}}]}
+    (tmp_path / "admin.conf").write_text(yaml.safe_dump(cfg))
+    out = bare.local_kubeconfig(tmp_path, "admin.conf", tmp_path / "local.conf")
+    cluster = yaml.safe_load(out.read_text())["clusters"][0]["cluster"]
+    assert cluster == {"server": "https://127.0.0.1:6443", "tls-server-name": "kubernetes",
+                       "certificate-authority-data": "Q0E="}
+
+
+def test_bare_refuses_ports_another_control_plane_holds():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert bare.busy((port,)) == [port]
+    assert bare.busy((port,)) == []

@@ -81,7 +81,8 @@ def node_object(name: str, gpus: int, cpu: str, memory: str, pods: int) -> dict[
     }
 
 
-def start_kwok(kubeconfig: Path, version: str) -> int:
+def kwok_argv(kubeconfig: Path, version: str) -> list[str]:
+    """kwok's command line for this cluster (its KwokConfiguration written under CACHE/run)."""
     binary = kwok_binary(version)
     if not binary.exists():
         raise FakeNodeError(f"kwok {version} is not built ({binary}): run `invoke artifacts`")
@@ -101,7 +102,12 @@ def start_kwok(kubeconfig: Path, version: str) -> int:
     argv += ["--config", str(options)]
     for f in stage_files():
         argv += ["--config", str(f)]
-    return services.start_background("kwok", argv)
+    return argv
+
+
+def start_kwok(kubeconfig: Path, version: str) -> int:
+    """Start kwok unless it already runs (whoever started it chose its flags)."""
+    return services.start_background("kwok", kwok_argv(kubeconfig, version))
 
 
 def stop() -> bool:
