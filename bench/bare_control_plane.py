@@ -75,13 +75,19 @@ def export(out: Path, node: str) -> None:
     the kubeconfigs are pointed at 127.0.0.1, where `run` serves the API."""
     out.mkdir(parents=True, exist_ok=True)
     subprocess.run(["docker", "cp", f"{node}:/etc/kubernetes/.", str(out)], check=True)
-    missing = [c for c in COMPONENTS if not (out / "manifests" / f"{c}.yaml").is_file()]
-    if missing:
-        raise BareError(f"{node}:/etc/kubernetes/manifests lacks {', '.join(missing)}")
+    lacks = missing(out)
+    if lacks:
+        raise BareError(f"{node}:/etc/kubernetes lacks {', '.join(lacks)}")
     for name in KUBECONFIGS:
         if (out / name).is_file():
             local_kubeconfig(out, name, out / name)
     print(f"exported {node}:/etc/kubernetes to {out}")
+
+
+def missing(bundle: Path) -> list[str]:
+    """What `run` needs from an export that ``bundle`` lacks."""
+    need = [f"manifests/{c}.yaml" for c in COMPONENTS] + ["super-admin.conf", "pki/ca.crt"]
+    return [n for n in need if not (bundle / n).is_file()]
 
 
 def node_address(bundle: Path) -> str:
@@ -194,6 +200,9 @@ def stop() -> None:
 
 
 def run(bundle: Path, bindir: Path, command: list[str]) -> int:
+    lacks = missing(bundle)
+    if lacks:
+        raise BareError(f"{bundle} lacks {', '.join(lacks)}: make it with `export` first")
     data = Path(tempfile.mkdtemp(prefix="kubesweep-bare-"))
     try:
         start(bundle, bindir, data)
@@ -218,12 +227,16 @@ def main() -> int:
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
     args, command = ap.parse_args(argv[:cut]), argv[cut + 1:]
-    if args.verb == "export":
-        export(args.dir, control_plane_node(args.inventory))
-        return 0
-    if not command:
-        ap.error("run: give the command to run after --")
-    return run(args.dir.resolve(), args.bin.resolve(), command)
+    try:
+        if args.verb == "export":
+            export(args.dir, control_plane_node(args.inventory))
+            return 0
+        if not command:
+            ap.error("run: give the command to run after --")
+        return run(args.dir.resolve(), args.bin.resolve(), command)
+    except (BareError, nodes.NodeError, subprocess.CalledProcessError) as exc:
+        print(f"bare_control_plane: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

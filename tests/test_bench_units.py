@@ -87,3 +87,12 @@ def test_bare_refuses_ports_another_control_plane_holds():
         port = s.getsockname()[1]
         assert bare.busy((port,)) == [port]
     assert bare.busy((port,)) == []
+
+
+def test_bare_run_refuses_a_bundle_that_is_not_an_export_before_starting_anything(tmp_path, monkeypatch):
+    started = []
+    monkeypatch.setattr(bare, "start", lambda *a, **k: started.append(a))
+    _manifest(tmp_path, "etcd", ["etcd"])
+    with pytest.raises(bare.BareError, match=r"lacks manifests/kube-apiserver\.yaml, .*super-admin\.conf, pki/ca\.crt"):
+        bare.run(tmp_path, tmp_path / "bin", ["true"])
+    assert started == []
