@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -107,12 +108,13 @@ def command_line(bundle: Path, component: str, bindir: Path, data: Path) -> tupl
     """The manifest's command and env, with its paths and the node's address made local."""
     spec = container(bundle, component)
     address = node_address(bundle)
-    swaps = (("/etc/kubernetes", str(bundle)), ("/var/lib/etcd", str(data / "etcd")), (address, "127.0.0.1"))
+    swaps = (("/etc/kubernetes", str(bundle)), ("/var/lib/etcd", str(data / "etcd")))
+    node = re.compile(rf"(?<![0-9.]){re.escape(address)}(?![0-9])")  # not inside a longer address
 
     def local(arg: str) -> str:
         for old, new in swaps:
             arg = arg.replace(old, new)
-        return arg
+        return node.sub("127.0.0.1", arg)
 
     argv = [str(bindir / Path(spec["command"][0]).name)] + [local(a) for a in spec["command"][1:]]
     if component == "etcd":  # listen/advertise lists now name 127.0.0.1 twice
@@ -164,6 +166,8 @@ def start(bundle: Path, bindir: Path, data: Path, timeout: float = 120.0) -> Non
     if taken:
         raise BareError(f"127.0.0.1 port(s) {', '.join(map(str, taken))} already in use: "
                         "is another control plane running here?")
+    if services.background_pid("kwok") is not None:  # it plays the fake nodes of another cluster
+        raise BareError("kwok already runs for another cluster: `invoke cluster --down` (or stop it) first")
     for component in COMPONENTS:
         argv, env = command_line(bundle, component, bindir, data)
         if not Path(argv[0]).is_file():
@@ -187,7 +191,6 @@ def start(bundle: Path, bindir: Path, data: Path, timeout: float = 120.0) -> Non
     # outage. kwok serves the kubelet API itself on that port instead, as it does under kwokctl
     # (any certificate: the API server does not check the kubelet's unless told a CA).
     pki = bundle / "pki"
-    fake_nodes.stop()
     services.start_background("kwok", fake_nodes.kwok_argv(bundle / "super-admin.conf", pins()["kwok_version"]) + [
         "--server-address=127.0.0.1:10250", "--node-port=10250",
         "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key")])

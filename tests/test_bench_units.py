@@ -1,13 +1,17 @@
-"""The makespan benchmark's workload, without a cluster."""
+"""The benchmarks' own logic, without a cluster: the makespan workload, and how
+bench/bare_control_plane.py turns kubeadm's manifests into host processes."""
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import bare_control_plane as bare  # noqa: E402 - bench/bare_control_plane.py
 import makespan  # noqa: E402 - bench/makespan.py
 
 
@@ -32,12 +36,6 @@ def test_a_spread_that_would_give_two_trials_one_duration_is_refused():
 
 # bench/bare_control_plane.py: the control plane from kubeadm's manifests, as host processes
 
-import socket  # noqa: E402
-
-import yaml  # noqa: E402
-
-import bare_control_plane as bare  # noqa: E402 - bench/bare_control_plane.py
-
 NODE_IP = "172.29.0.2"
 
 
@@ -57,7 +55,8 @@ def test_bare_command_lines_are_the_manifests_with_local_paths_and_address(tmp_p
                                          "--etcd-servers=https://127.0.0.1:2379"], env={"GOGC": "200"})
     _manifest(bundle, "etcd", ["etcd", "--data-dir=/var/lib/etcd",
                                f"--listen-client-urls=https://127.0.0.1:2379,https://{NODE_IP}:2379",
-                               f"--initial-cluster=ks-single=https://{NODE_IP}:2380"])
+                               f"--initial-cluster=ks-single=https://{NODE_IP}:2380",
+                               f"--peer-urls=https://{NODE_IP}5:2380"])  # another address that starts alike
     argv, env = bare.command_line(bundle, "kube-apiserver", bindir, data)
     assert argv == [str(bindir / "kube-apiserver"), "--advertise-address=127.0.0.1",
                     f"--tls-cert-file={bundle}/pki/apiserver.crt", "--etcd-servers=https://127.0.0.1:2379"]
@@ -65,7 +64,8 @@ def test_bare_command_lines_are_the_manifests_with_local_paths_and_address(tmp_p
     argv, env = bare.command_line(bundle, "etcd", bindir, data)
     assert argv == [str(bindir / "etcd"), f"--data-dir={data}/etcd",
                     "--listen-client-urls=https://127.0.0.1:2379",  # the two addresses are one now
-                    "--initial-cluster=ks-single=https://127.0.0.1:2380"]
+                    "--initial-cluster=ks-single=https://127.0.0.1:2380",
+                    f"--peer-urls=https://{NODE_IP}5:2380"]  # left alone
     assert env == {}
 
 

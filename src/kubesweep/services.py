@@ -189,6 +189,11 @@ def start_background(name: str, argv: list[str]) -> int:
     return pid if pid is not None else _start(name, argv)
 
 
+def background_pid(name: str) -> int | None:
+    """The pid of a named background helper that kubesweep started and that still runs."""
+    return _read_pid(name)
+
+
 def stop_background(name: str) -> bool:
     return _stop(name)
 
