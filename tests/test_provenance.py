@@ -219,3 +219,25 @@ def test_a_dry_run_says_that_the_sweep_would_stop(tmp_path, capsys):
     _plan(tmp_path)  # back as it was: nothing to say
     cli.sweep(str(tmp_path / "grid.yaml"), str(tmp_path / "jobs"), dry_run=True, results_dir=str(tmp_path / "results"))
     assert capsys.readouterr().err == ""
+
+
+def test_invoke_results_shows_results_of_another_template_with_a_note(tmp_path, capsys):
+    """`invoke results` only reads: it still prints the table, and says on stderr that those
+    results ran with another template than the grid now gives (train.py edited since, say)."""
+    from kubesweep import cli
+
+    old = _plan(tmp_path)
+    results = tmp_path / "results" / "same"
+    provenance.keep(results, manifest.trial_template(old.experiment, old.image), 0)
+    journal.append(results, {"name": old.trials[0].name, "batch": "batch-000", "params": dict(old.trials[0].params),
+                             "state": "succeeded", "metrics": {"acc": 0.5}})
+    cli.results(str(tmp_path / "grid.yaml"), str(tmp_path / "results"))
+    assert capsys.readouterr().err == ""  # the same template: nothing to say
+
+    _plan(tmp_path, extra=', "--fast"')  # the grid now runs another command
+    cli.results(str(tmp_path / "grid.yaml"), str(tmp_path / "results"))
+    out, err = capsys.readouterr()
+    assert old.trials[0].name[:20] in out and "0.5" in out  # the table as before
+    assert err.startswith("note: same: these results (1 finished trial (1 succeeded) in "), err
+    assert 'spec.containers[0].command[2]: (absent) -> "--fast"' in err
+    assert "`invoke sweep` with this grid stops" in err

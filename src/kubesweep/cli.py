@@ -172,6 +172,10 @@ def results(grid: str, results_dir: str, rows: int = 20, **overrides: Any) -> No
                              "`invoke sweep` with the same grid and options runs it; nothing was written")
     files = _report(plan, Path(results_dir))
     exp = plan.experiment
+    from . import manifest, provenance
+
+    changed = provenance.results_note(kept.parent, exp.name, manifest.trial_template(exp, plan.image),
+                                      journal.load(kept.parent))
     import csv
 
     table = Table(title=f"{exp.name}: best first ({exp.objective.direction} {exp.objective.metric})")
@@ -187,6 +191,8 @@ def results(grid: str, results_dir: str, rows: int = 20, **overrides: Any) -> No
             table.add_row(*(row[i] for i in keep))
     out.print(table)
     print(f"csv: {files['csv']}  plot: {files['plot']}  report: {files['html']}")
+    if changed:
+        print(changed, file=sys.stderr)
 
 
 def status(experiment: str | None, kubeconfig: str | None, namespace: str | None = None) -> None:

@@ -67,12 +67,16 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _refuse(experiment: str, what: str, lines: list[str], hint: str = "") -> TemplateChanged:
+def _listed(lines: list[str]) -> str:
     shown = "".join(f"\n  {line}" for line in lines[:SHOWN])
     if len(lines) > SHOWN:
         shown += f"\n  ... and {len(lines) - SHOWN} more"
+    return shown
+
+
+def _refuse(experiment: str, what: str, lines: list[str], hint: str = "") -> TemplateChanged:
     return TemplateChanged(
-        f"{experiment}: {what} ran with another trial template than the grid gives now:{shown}\n"
+        f"{experiment}: {what} ran with another trial template than the grid gives now:{_listed(lines)}\n"
         "Their results would be reported as this sweep's, and trials with the same parameters would not "
         f"run again. Nothing was created.{hint} To keep both, give the experiment a new name (name: in the grid); "
         f"to drop the old trials, run `invoke clean {experiment} --outputs` (their Jobs, results/ and jobs/), "
@@ -87,26 +91,49 @@ def kept(done: dict[str, dict[str, Any]], retry_failed: bool) -> dict[str, dict[
     return {n: r for n, r in done.items() if r.get("state") not in (FAILED, CANCELLED)}
 
 
-def check_results(results_dir: Path, experiment: str, template: dict[str, Any], records: dict[str, dict[str, Any]]) -> None:
-    """Refuse when finished trials that the sweep would keep (``kept``) ran with another template.
-    Without any there is nothing to mix up; a results directory from before templates were kept
-    (finished trials, no template.json) cannot be checked."""
+def _differs(results_dir: Path, experiment: str, template: dict[str, Any],
+             records: dict[str, dict[str, Any]]) -> tuple[str, list[str], int] | None:
+    """(what ran with another template, the changed fields, how many of them succeeded), or None
+    when the finished ``records`` ran with ``template`` or cannot be checked."""
     p = path(results_dir)
     if not records or not p.exists():
-        return
+        return None
     try:
         old = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise KubesweepError(f"{p}: cannot be read ({exc}); it records the trial template of "
                              f"{experiment}'s results: restore it, or remove it to skip this check") from None
     if canonical_json(old) == canonical_json(template):
-        return
+        return None
     n = len(records)
     succeeded = sum(1 for r in records.values() if r.get("state") == SUCCEEDED)
     what = f"{n} finished trial{'' if n == 1 else 's'} ({succeeded} succeeded) in {Path(results_dir)}"
+    return what, changes(old, template), succeeded
+
+
+def check_results(results_dir: Path, experiment: str, template: dict[str, Any], records: dict[str, dict[str, Any]]) -> None:
+    """Refuse when finished trials that the sweep would keep (``kept``) ran with another template.
+    Without any there is nothing to mix up; a results directory from before templates were kept
+    (finished trials, no template.json) cannot be checked."""
+    found = _differs(results_dir, experiment, template, records)
+    if found is None:
+        return
+    what, lines, succeeded = found
     hint = "" if succeeded else (" None of them succeeded: `invoke sweep --retry-failed` runs them again with "
                                  "the new template.")
-    raise _refuse(experiment, what, changes(old, template), hint)
+    raise _refuse(experiment, what, lines, hint)
+
+
+def results_note(results_dir: Path, experiment: str, template: dict[str, Any],
+                 records: dict[str, dict[str, Any]]) -> str | None:
+    """For `invoke results`, which only reads: a note when the results it shows ran with another
+    trial template than the grid gives now (a train.py edited since, say), or None."""
+    found = _differs(results_dir, experiment, template, records)
+    if found is None:
+        return None
+    what, lines, _ = found
+    return (f"note: {experiment}: these results ({what}) ran with another trial template than the grid gives now:"
+            + _listed(lines) + "\n`invoke sweep` with this grid stops rather than mix them with new ones (docs/grid.md).")
 
 
 def check_jobs(jobs: Iterable[dict[str, Any]], experiment: str, digest: str, image: str | None) -> None:
