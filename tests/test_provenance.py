@@ -241,3 +241,9 @@ def test_invoke_results_shows_results_of_another_template_with_a_note(tmp_path, 
     assert err.startswith("note: same: these results (1 finished trial (1 succeeded) in "), err
     assert 'spec.containers[0].command[2]: (absent) -> "--fast"' in err
     assert "`invoke sweep` with this grid stops" in err
+
+    provenance.path(results).write_text("{not json")  # damaged: the report is still printed, with why
+    cli.results(str(tmp_path / "grid.yaml"), str(tmp_path / "results"))
+    out, err = capsys.readouterr()
+    assert "0.5" in out
+    assert err.startswith(f"note: {provenance.path(results)}: cannot be read"), err

@@ -174,8 +174,11 @@ def results(grid: str, results_dir: str, rows: int = 20, **overrides: Any) -> No
     exp = plan.experiment
     from . import manifest, provenance
 
-    changed = provenance.results_note(kept.parent, exp.name, manifest.trial_template(exp, plan.image),
-                                      journal.load(kept.parent))
+    try:
+        changed = provenance.results_note(kept.parent, exp.name, manifest.trial_template(exp, plan.image),
+                                          journal.load(kept.parent))
+    except KubesweepError as exc:  # an unreadable template.json: a report only reads, so say it and go on
+        changed = f"note: {exc}"
     import csv
 
     table = Table(title=f"{exp.name}: best first ({exp.objective.direction} {exp.objective.metric})")
