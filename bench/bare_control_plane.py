@@ -27,7 +27,6 @@ kube-proxy, no kubelet: the benchmarks' trials run on kwok's fake nodes.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import ssl
@@ -172,13 +171,7 @@ def start(bundle: Path, bindir: Path, data: Path, timeout: float = 120.0) -> Non
         argv, env = command_line(bundle, component, bindir, data)
         if not Path(argv[0]).is_file():
             raise BareError(f"{argv[0]} is missing: put the pinned {component} binary in {bindir}")
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)  # e.g. the API server's GOGC, from the manifest
-        try:
-            services.start_background(component, argv)
-        finally:
-            for k, v in saved.items():
-                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        services.start_background(component, argv, env)  # env: e.g. the API server's GOGC, from the manifest
         deadline = time.monotonic() + timeout
         while not healthy(HEALTH[component], bundle):
             if time.monotonic() > deadline:

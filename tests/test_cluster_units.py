@@ -1,6 +1,8 @@
 """The local-cluster plumbing that needs no cluster: recap parsing, node flags, fake nodes, services."""
 
+import os
 import sys
+import time
 
 import kubernetes_validate
 import pytest
@@ -78,6 +80,20 @@ def test_background_service_start_and_stop(tmp_path, monkeypatch):
     assert services.stop_background("sleeper") is True
     assert not services._pid_alive(pid)
     assert services.stop_background("sleeper") is False
+
+
+def test_a_background_service_gets_the_environment_it_is_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBESWEEP_CACHE", str(tmp_path))
+    out = tmp_path / "env.txt"
+    code = ("import os, sys; t = sys.argv[1] + '.tmp'; open(t, 'w').write(os.environ['GOGC'] + ' ' + os.environ['KUBESWEEP_CACHE']);"
+            " os.replace(t, sys.argv[1])")
+    services.start_background("envy", [sys.executable, "-c", code, str(out)], {"GOGC": "200"})
+    deadline = time.monotonic() + 10
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.read_text() == f"200 {tmp_path}"  # added to this process's environment, not instead of it
+    assert "GOGC" not in os.environ or os.environ["GOGC"] != "200"  # and not left in ours
+    services.stop_background("envy")
 
 
 def test_port_check_sees_a_listener():

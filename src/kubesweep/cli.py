@@ -146,11 +146,12 @@ def interrupted(name: str, sweep_: Any, results_dir: Path) -> str:
             f" the rest, creating none twice. `invoke cancel {name}` stops the ones in flight instead.")
 
 
-def _report(plan: rendering.Plan, results_dir: Path) -> dict[str, Path]:
+def _report(plan: rendering.Plan, results_dir: Path, done: dict[str, dict[str, Any]] | None = None) -> dict[str, Path]:
+    """Write the experiment's report from its journal (``done``, read here unless given)."""
     from . import journal, report
 
     exp = plan.experiment
-    done = journal.load(results_dir / exp.name)
+    done = journal.load(results_dir / exp.name) if done is None else done
     records = [done.get(t.name) or {"name": t.name, "batch": rendering.manifest.batch_name(t.batch),
                                     "params": t.params, "state": "pending", "metrics": {}} for t in plan.trials]
     planned = {t.name for t in plan.trials}
@@ -170,13 +171,13 @@ def results(grid: str, results_dir: str, rows: int = 20, **overrides: Any) -> No
     if not kept.exists():  # never swept (a name mistyped?): report nothing rather than write a report of nothing
         raise KubesweepError(f"no trial of experiment {plan.experiment.name} has finished yet ({kept} does not exist): "
                              "`invoke sweep` with the same grid and options runs it; nothing was written")
-    files = _report(plan, Path(results_dir))
+    done = journal.load(kept.parent)
+    files = _report(plan, Path(results_dir), done)
     exp = plan.experiment
     from . import manifest, provenance
 
     try:
-        changed = provenance.results_note(kept.parent, exp.name, manifest.trial_template(exp, plan.image),
-                                          journal.load(kept.parent))
+        changed = provenance.results_note(kept.parent, exp.name, manifest.trial_template(exp, plan.image), done)
     except KubesweepError as exc:  # an unreadable template.json: a report only reads, so say it and go on
         changed = f"note: {exc}"
     import csv

@@ -51,11 +51,11 @@ def _read_pid(name: str) -> int | None:
     return pid if _pid_alive(pid) else None
 
 
-def _start(name: str, argv: list[str]) -> int:
+def _start(name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
     log = open(run_dir() / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     try:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, close_fds=True)
+                                start_new_session=True, close_fds=True, env={**os.environ, **env} if env else None)
     finally:
         log.close()
     (run_dir() / f"{name}.pid").write_text(f"{proc.pid}\n")
@@ -183,10 +183,11 @@ def stop_file_server() -> bool:
     return _stop("mirror")
 
 
-def start_background(name: str, argv: list[str]) -> int:
-    """Start a named background helper (e.g. kwok) unless it already runs; return its pid."""
+def start_background(name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
+    """Start a named background helper (e.g. kwok) unless it already runs, with ``env`` added to
+    this process's environment; return its pid."""
     pid = _read_pid(name)
-    return pid if pid is not None else _start(name, argv)
+    return pid if pid is not None else _start(name, argv, env)
 
 
 def background_pid(name: str) -> int | None:
