@@ -28,6 +28,8 @@ from .trials import Trial, canonical_json, trial_name
 # Random trials before TPE models anything: Optuna's default is 10; a sweep of a few batches
 # would then never leave the random phase, so take one batch's worth (at least 4).
 MIN_STARTUP = 4
+# Finite domains up to this many points are categorical for TPE; longer stepped ranges are ranges.
+CATEGORICAL_MAX = 10_000
 # Distinct trials asked per wanted one before giving up (a small discrete space is exhausted).
 ASK_ATTEMPTS = 50
 
@@ -45,8 +47,14 @@ def distributions(exp: Experiment) -> dict[str, Any]:
     dist = _optuna().distributions
     out: dict[str, Any] = {}
     for d in domains(exp.parameters):
-        if d.points is not None:
-            out[d.name] = dist.CategoricalDistribution(list(d.points))
+        if d.size is not None and (d.values is not None or d.size <= CATEGORICAL_MAX):
+            out[d.name] = dist.CategoricalDistribution(d.points())
+        elif d.size is not None:  # a long stepped range: Optuna's stepped distributions, snapped back by _value
+            last = d.point(d.size - 1)
+            if d.is_int:
+                out[d.name] = dist.IntDistribution(int(d.lo), int(last), step=int(d.step or 1))
+            else:
+                out[d.name] = dist.FloatDistribution(float(d.lo), float(last), step=float(d.step or 1))
         elif d.is_int:
             out[d.name] = dist.IntDistribution(int(d.lo), int(d.hi), log=d.log)
         else:
@@ -56,7 +64,10 @@ def distributions(exp: Experiment) -> dict[str, Any]:
 
 def _value(d: Domain, raw: Any) -> Value:
     """A sampled value as trials carry it: range floats rounded (readable argv and names), kept in range."""
-    if d.points is not None or d.is_int or not isinstance(raw, float):
+    if d.size is not None and d.values is None and d.step is not None:  # a stepped range: its nearest point
+        i = round((float(raw) - float(d.lo)) / float(d.step))
+        return d.point(min(max(i, 0), d.size - 1))
+    if d.size is not None or d.is_int or not isinstance(raw, float):
         return raw
     return min(max(_tidy(raw), d.lo), d.hi)
 

@@ -9,7 +9,6 @@ is shortened to keep the name a DNS-1123 label of at most 63 characters.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 import random
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from .errors import Collector, Issue, SpecError
-from .space import Domain, Value, domains, grid_size, space_size
+from .space import Domain, Value, domains, grid_point, grid_size, space_size
 from .spec import Experiment
 from .yamlsource import Positions
 
@@ -61,10 +60,10 @@ def trial_name(experiment: str, params: dict[str, Value], key: str | None = None
     return f"{experiment}-{slug}-{digest}" if slug else f"{experiment}-{digest}"
 
 
-def _grid(doms: list[Domain]) -> Iterator[dict[str, Value]]:
-    names = [d.name for d in doms]
-    for combo in itertools.product(*(d.points or () for d in doms)):
-        yield dict(zip(names, combo))
+def _grid(doms: list[Domain], count: int) -> Iterator[dict[str, Value]]:
+    """The first ``count`` grid points, in product order, computed one by one."""
+    for index in range(count):
+        yield grid_point(doms, index)
 
 
 def _random(doms: list[Domain], seed: int, count: int) -> Iterator[dict[str, Value]]:
@@ -82,8 +81,12 @@ def _random(doms: list[Domain], seed: int, count: int) -> Iterator[dict[str, Val
             yield params
 
 
-def _fmt(n: float) -> str:
-    return f"{int(n):,}"
+def _fmt(n: int | float) -> str:
+    """A count for a message: exact up to a quadrillion, then its order of magnitude (a product of
+    ranges can have thousands of digits)."""
+    if n < 10**15:
+        return f"{int(n):,}"
+    return f"about 10^{int(math.log10(n))}"
 
 
 def count_trials(exp: Experiment, pos: Positions) -> int:
@@ -95,7 +98,7 @@ def count_trials(exp: Experiment, pos: Positions) -> int:
         total = grid_size(doms)
         assert total is not None  # checks.check refuses continuous grid parameters
         n = min(total, s.trials) if s.trials else total
-        sizes = " × ".join(str(d.size) for d in doms)
+        sizes = " × ".join(_fmt(d.size or 0) for d in doms)
         if total == 0:
             out.add(pos.key(("parameters",)), "the grid is empty: some parameter has no values")
         elif n > s.trial_limit:
@@ -120,7 +123,7 @@ def expand(exp: Experiment, pos: Positions) -> list[Trial]:
         return first_batch(exp)
     doms = domains(exp.parameters)
     if exp.search.algorithm == "grid":
-        source: Iterable[dict[str, Value]] = itertools.islice(_grid(doms), n)
+        source: Iterable[dict[str, Value]] = _grid(doms, n)
     else:
         source = _random(doms, exp.search.seed, n)
     if exp.search.longest_first:  # longest processing time first; stable, so ties keep plan order
