@@ -26,7 +26,7 @@ objective: {metric: m, regex: 'm=(?P<value>\\S+)'}
 resources: {cpu: 500m, memory: 1G, nvidia.com/gpu: 2}
 output: {pvc: shared-data, mountPath: /data}
 nodeSelector: {nvidia.com/gpu.present: "true"}
-tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule, tolerationSeconds: 30}]
+tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoExecute, tolerationSeconds: 30}]
 labels: {team: vision}
 annotations: {owner: "someone@example.com", note: "word is ${word}"}
 activeDeadlineSeconds: 3600

@@ -10,23 +10,25 @@ import difflib
 import math
 import re
 
+from . import quantity
 from .errors import Collector
-from .space import domain
+from .space import MAX_COUNT, domain
 from .spec import BUILTINS, MAX_EXPERIMENT_NAME, Experiment, Parameter, did_you_mean
 from .yamlsource import Positions
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-QUALIFIED_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-                            r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$")
+# Every pattern below is used with fullmatch(): "$" would also match before a trailing newline,
+# and "team-a\n" (easy to get from a YAML block scalar) would pass and make an invalid object.
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+QUALIFIED_NAME = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                            r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 IMAGE = re.compile(
-    r"^(?P<repo>[a-zA-Z0-9][a-zA-Z0-9.-]*(:[0-9]+)?/)?[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*"
-    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+    r"(?P<repo>[a-zA-Z0-9][a-zA-Z0-9.-]*(:[0-9]+)?/)?[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?"
 )
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 PLACEHOLDER = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")
 RESERVED_ENV = ("OUTPUT_DIR", "KUBESWEEP_")
 RESERVED_PREFIX = "kubesweep.io/"
@@ -44,17 +46,17 @@ def placeholders(text: str) -> list[str | None]:
 
 def _label_issues(out: Collector, pos: Positions, base: tuple, mapping: dict, values: bool, ours: bool = True) -> None:
     for key, value in mapping.items():
-        if not QUALIFIED_NAME.match(key) or len(key.split("/")[-1]) > 63:
+        if not QUALIFIED_NAME.fullmatch(key) or len(key.split("/")[-1]) > 63:
             out.add(pos.key(base + (key,)), f"{'.'.join(base)} key {key!r} is not a valid Kubernetes label key")
         elif ours and key.startswith(RESERVED_PREFIX):
             out.add(pos.key(base + (key,)), f"{'.'.join(base)} key {key!r} uses the prefix kubesweep.io/, which kubesweep sets itself")
-        if values and (not LABEL_VALUE.match(value) or len(value) > 63):
+        if values and (not LABEL_VALUE.fullmatch(value) or len(value) > 63):
             out.add(pos.value(base + (key,)), f"{'.'.join(base)}.{key} is not a valid label value (<= 63 chars: letters, digits, '-', '_', '.')", value)
 
 
 def _check_param(out: Collector, pos: Positions, name: str, p: Parameter, algorithm: str) -> None:
     here = ("parameters", name)
-    if not PARAM_NAME.match(name):
+    if not PARAM_NAME.fullmatch(name):
         out.add(pos.key(here), f"parameter name {name!r} must start with a letter or '_' and use letters, digits, '_', '.', '-'")
     if name in BUILTINS:
         out.add(pos.key(here), f"parameter name {name!r} is reserved for the built-in placeholder ${{{name}}}")
@@ -93,6 +95,9 @@ def _check_param(out: Collector, pos: Positions, name: str, p: Parameter, algori
             out.add(pos.value(here + ("step",)), f"parameter {name!r}: step is larger than the range {p.min!r}..{p.max!r}", p.step)
     if p.count is not None and p.count < 1:
         out.add(pos.value(here + ("count",)), f"parameter {name!r}: count must be at least 1", p.count)
+    elif p.count is not None and p.count > MAX_COUNT:
+        out.add(pos.value(here + ("count",)), f"parameter {name!r}: count asks for more than {MAX_COUNT:,} points; "
+                "for a dense range leave count out and let random or tpe search sample it", p.count)
     if p.scale == "log" and p.min <= 0:
         out.add(pos.value(here + ("min",)), f"parameter {name!r}: a log-scale range needs min > 0", p.min)
     if p.type == "int":
@@ -104,6 +109,25 @@ def _check_param(out: Collector, pos: Positions, name: str, p: Parameter, algori
         out.add(pos.value(here), f"parameter {name!r} is a continuous range: grid search needs 'step' (or 'count', or 'values'); random and tpe search sample it as is")
 
 
+def _check_resources(out: Collector, pos: Positions, exp: Experiment) -> None:
+    r = exp.resources
+    examples = {"cpu": "1, 500m, 2.5", "memory": "5Gi, 512Mi, 1G, or a number of bytes"}
+    requests = {"cpu": r.cpu, "memory": r.memory}
+    limits = {} if r.limits is None else {k: getattr(r.limits, k) for k in ("cpu", "memory") if getattr(r.limits, k) is not None}
+    for scope, values in (("resources", requests), ("resources.limits", limits)):
+        for key, value in values.items():
+            path = tuple(scope.split(".")) + (key,)
+            if not quantity.valid(value) or (key == "cpu" and quantity.parse(value) == 0):
+                adjective = "a positive" if key == "cpu" else "a"
+                out.add(pos.value(path), f"{scope}.{key} is not {adjective} Kubernetes quantity (e.g. {examples[key]})", value)
+            elif key in requests and key in limits and scope == "resources.limits" and quantity.valid(requests[key]) \
+                    and quantity.parse(value) < quantity.parse(requests[key]):
+                out.add(pos.value(path), f"resources.limits.{key} must be at least the request resources.{key} "
+                        f"({quantity.text(requests[key])})", value)
+    if r.gpu < 0:
+        out.add(pos.value(("resources", "nvidia.com/gpu")), "resources.nvidia.com/gpu must not be negative", r.gpu)
+
+
 def _numeric(p: Parameter) -> bool:
     if not p.is_values:
         return True  # a min/max range
@@ -113,15 +137,15 @@ def _numeric(p: Parameter) -> bool:
 def check(exp: Experiment, pos: Positions) -> None:
     """Raise SpecError listing every meaning problem in ``exp``."""
     out = Collector()
-    if not DNS_LABEL.match(exp.name) or len(exp.name) > MAX_EXPERIMENT_NAME:
+    if not DNS_LABEL.fullmatch(exp.name) or len(exp.name) > MAX_EXPERIMENT_NAME:
         out.add(pos.value(("name",)), f"name must be a DNS-1123 label of at most {MAX_EXPERIMENT_NAME} characters (lowercase letters, digits, '-'; start and end alphanumeric), since trial and Job names are built from it", exp.name)
-    if not DNS_LABEL.match(exp.namespace) or len(exp.namespace) > 63:
+    if not DNS_LABEL.fullmatch(exp.namespace) or len(exp.namespace) > 63:
         out.add(pos.value(("namespace",)), "namespace must be a DNS-1123 label (lowercase letters, digits, '-')", exp.namespace)
-    if not IMAGE.match(exp.image) or len(exp.image) > 255:
+    if not IMAGE.fullmatch(exp.image) or len(exp.image) > 255:
         out.add(pos.value(("image",)), "image is not a valid image reference ([registry[:port]/]name[:tag][@sha256:digest], lowercase name)", exp.image)
     if exp.build is not None and (":" in exp.image.rsplit("/", 1)[-1] or "@" in exp.image):
         out.add(pos.value(("image",)), "with 'build', image is a repository without a tag: kubesweep tags it by content", exp.image)
-    if exp.service_account is not None and (not DNS_SUBDOMAIN.match(exp.service_account) or len(exp.service_account) > 253):
+    if exp.service_account is not None and (not DNS_SUBDOMAIN.fullmatch(exp.service_account) or len(exp.service_account) > 253):
         out.add(pos.value(("serviceAccount",)), "serviceAccount must be a DNS-1123 subdomain", exp.service_account)
 
     if not exp.parameters:
@@ -189,20 +213,13 @@ def check(exp: Experiment, pos: Positions) -> None:
             if not ("value" in rx.groupindex or rx.groups in (1, 2)):
                 out.add(pos.value(("objective", "regex")), f"objective.regex needs one group (the value), a group named 'value', or two groups (name, value); it has {rx.groups}", o.regex)
 
-    r = exp.resources
-    cpu = str(r.cpu)
-    if not QUANTITY.match(cpu) or float(re.match(r"[+]?([\d.]+)", cpu).group(1) or 0) == 0:  # type: ignore[union-attr]
-        out.add(pos.value(("resources", "cpu")), "resources.cpu is not a positive Kubernetes quantity (e.g. 1, 500m, 2.5)", r.cpu)
-    if not QUANTITY.match(r.memory):
-        out.add(pos.value(("resources", "memory")), "resources.memory is not a Kubernetes quantity (e.g. 5Gi, 512Mi, 1G)", r.memory)
-    if r.gpu < 0:
-        out.add(pos.value(("resources", "nvidia.com/gpu")), "resources.nvidia.com/gpu must not be negative", r.gpu)
+    _check_resources(out, pos, exp)
 
     _label_issues(out, pos, ("nodeSelector",), exp.node_selector, values=True, ours=False)
     _label_issues(out, pos, ("labels",), exp.labels, values=True)
     _label_issues(out, pos, ("annotations",), exp.annotations, values=False)
     for key in exp.env:
-        if not ENV_NAME.match(key):
+        if not ENV_NAME.fullmatch(key):
             out.add(pos.key(("env", key)), f"env name {key!r} must be a C identifier (letters, digits, '_')")
         elif key == RESERVED_ENV[0] or key.startswith(RESERVED_ENV[1]):
             out.add(pos.key(("env", key)), f"env name {key!r} is set by kubesweep itself")
@@ -213,10 +230,14 @@ def check(exp: Experiment, pos: Positions) -> None:
             out.add(pos.value(("output",)), "output needs exactly one of 'hostPath' or 'pvc'")
         if out_.host_path is not None and (not out_.host_path.startswith("/") or ".." in out_.host_path.split("/")):
             out.add(pos.value(("output", "hostPath")), "output.hostPath must be an absolute path without '..'", out_.host_path)
-        if out_.pvc is not None and not DNS_SUBDOMAIN.match(out_.pvc):
+        if out_.pvc is not None and not DNS_SUBDOMAIN.fullmatch(out_.pvc):
             out.add(pos.value(("output", "pvc")), "output.pvc must name a PersistentVolumeClaim (DNS-1123 subdomain)", out_.pvc)
         if not out_.mount_path.startswith("/") or ":" in out_.mount_path:
             out.add(pos.value(("output", "mountPath")), "output.mountPath must be an absolute path", out_.mount_path)
+        for key, value in (("hostPath", out_.host_path), ("pvc", out_.pvc), ("mountPath", out_.mount_path)):
+            if value is not None and "$" in value:
+                out.add(pos.value(("output", key)), f"output.{key} is the same for every trial, so placeholders are not "
+                        "substituted there; each trial writes to <mountPath>/<experiment>/<trial> ($OUTPUT_DIR, ${output})", value)
     sc = exp.security_context
     if sc.run_as_user <= 0:
         out.add(pos.value(("securityContext", "runAsUser")), "securityContext.runAsUser must be a non-root uid (> 0)", sc.run_as_user)
@@ -225,6 +246,6 @@ def check(exp: Experiment, pos: Positions) -> None:
         for name, p in exp.parameters.items():
             if p.values is None and p.min is not None and p.max is not None:
                 d = domain(name, p)
-                if d.points is not None and len(d.points) == 0:
+                if d.size == 0:
                     out.add(pos.value(("parameters", name)), f"parameter {name!r} has no points")
     out.raise_if_any()

@@ -100,7 +100,7 @@ RESOURCES = {"pods": "/api/v1", "jobs": "/apis/batch/v1"}
 
 def _check_name(what: str, value: str) -> None:
     """Names go into label selectors and paths: refuse anything but a Kubernetes name, before any request."""
-    if not (DNS_LABEL.match(value) and len(value) <= 63):
+    if not (DNS_LABEL.fullmatch(value) and len(value) <= 63):
         raise KubesweepError(f"{what} {value!r} is not a Kubernetes name (lowercase letters, digits and '-', "
                              "starting and ending with a letter or digit, at most 63)")
 

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import yaml
 
+from . import quantity
 from .checks import PLACEHOLDER
 from .spec import Experiment
 from .trials import Trial, canonical_json, format_value
@@ -84,6 +85,20 @@ def _compile(text: str) -> Callable[[dict[str, str]], str] | str:
     return fill
 
 
+def kube_escape(text: str) -> str:
+    """``text`` as it must be written in a container's command, args or env value for the
+    container to receive it verbatim: Kubernetes replaces ``$(NAME)`` with the variable's value
+    and ``$$`` with ``$`` there, and ``$$`` is also its escape for a literal ``$``."""
+    return text.replace("$", "$$")
+
+
+def _escaped(table: dict[str, str]) -> dict[str, str]:
+    """The substitution table for command and env values: every substituted value escaped, so a
+    parameter value ``$(OUTPUT_DIR)`` or ``a$$b`` reaches the trainer as written. The user's own
+    text around the placeholders is left alone (Kubernetes' ``$(VAR)`` works there as usual)."""
+    return {k: kube_escape(v) for k, v in table.items()}
+
+
 def _table(exp: Experiment, trial: Trial) -> dict[str, str]:
     table = {k: format_value(v) for k, v in trial.params.items()}
     table["trial"] = trial.name
@@ -95,13 +110,14 @@ def _table(exp: Experiment, trial: Trial) -> dict[str, str]:
 
 
 def _argv(exp: Experiment) -> list[Callable[[Trial, dict[str, str]], list[str]]]:
-    """Per command item, a function giving the argv items it becomes for a trial."""
+    """Per command item, a function of the trial and its escaped table giving the argv items it
+    becomes for a trial."""
     parts: list[Callable[[Trial, dict[str, str]], list[str]]] = []
     for item in exp.command:
         if item == "${args}":
-            parts.append(lambda t, _: [f"--{k}={format_value(v)}" for k, v in t.params.items()])
+            parts.append(lambda t, _: [f"--{k}={kube_escape(format_value(v))}" for k, v in t.params.items()])
         elif item == "${args_no_hyphens}":
-            parts.append(lambda t, _: [f"{k}={format_value(v)}" for k, v in t.params.items()])
+            parts.append(lambda t, _: [f"{k}={kube_escape(format_value(v))}" for k, v in t.params.items()])
         else:
             fill = _compile(item)
             if isinstance(fill, str):
@@ -164,7 +180,8 @@ def template_digest(exp: Experiment, image: str | None = None) -> str:
 
 def _build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> dict[str, Any]:
     table = _table(exp, trial)
-    argv = [a for part in _argv(exp) for a in part(trial, table)]
+    escaped = _escaped(table)
+    argv = [a for part in _argv(exp) for a in part(trial, escaped)]
     batch = batch_name(trial.batch)
     labels = _labels(exp, trial.name, batch)
     annotations = {}
@@ -174,18 +191,21 @@ def _build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> di
     annotations[A_PARAMS] = table["args_json"]
 
     env = [
-        {"name": "OUTPUT_DIR", "value": table["output"]},
+        {"name": "OUTPUT_DIR", "value": escaped["output"]},
         {"name": "KUBESWEEP_EXPERIMENT", "value": exp.name},
         {"name": "KUBESWEEP_TRIAL", "value": trial.name},
     ]
     for key, value in exp.env.items():
         text = value if isinstance(value, str) else format_value(value)
         fill = _compile(text)
-        env.append({"name": key, "value": fill if isinstance(fill, str) else fill(table)})
+        env.append({"name": key, "value": fill if isinstance(fill, str) else fill(escaped)})
 
     r = exp.resources
-    requests: dict[str, Any] = {"cpu": str(r.cpu), "memory": r.memory}
-    limits: dict[str, Any] = {"cpu": str(r.cpu), "memory": r.memory}
+    requests: dict[str, Any] = {"cpu": quantity.text(r.cpu), "memory": quantity.text(r.memory)}
+    if r.limits is None:  # the requests are the limits (Guaranteed QoS unless a GPU is asked)
+        limits: dict[str, Any] = dict(requests)
+    else:
+        limits = {k: quantity.text(v) for k in ("cpu", "memory") if (v := getattr(r.limits, k)) is not None}
     if r.gpu:
         limits["nvidia.com/gpu"] = str(r.gpu)  # a quantity string, as the API (and its client) types it
 
@@ -342,14 +362,15 @@ class JobTemplate:
     def render(self, trial: Trial) -> str:
         exp = self.exp
         table = _table(exp, trial)
-        argv = [quote(a) for part in self._argv for a in part(trial, table)]
-        env = [quote(f) if isinstance(f, str) else quote(f(table)) for f in self._env]
+        escaped = _escaped(table)
+        argv = [quote(a) for part in self._argv for a in part(trial, escaped)]
+        env = [quote(f) if isinstance(f, str) else quote(f(escaped)) for f in self._env]
         ann = [quote(f) if isinstance(f, str) else quote(f(table)) for _, f in self._ann]
         values = {
             "name": quote(trial.name),
             "batch": batch_name(trial.batch),
             "params": quote(table["args_json"]),
-            "output": quote(table["output"]),
+            "output": quote(escaped["output"]),
         }
         out = [self._static[0]]
         for slot, static in zip(self._order, self._static[1:]):

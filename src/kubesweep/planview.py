@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 
 from rich.console import Console
 from rich.table import Table
 
 from .manifest import batch_name
+from .quantity import parse as quantity
 from .render import Plan
-
-_SUFFIX = {
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
-}
-_QTY = re.compile(r"^\+?(\d+(?:\.\d*)?|\.\d+)(?:([eE][+-]?\d+)|([a-zA-Z]*))$")
-
-
-def quantity(text: str | int | float) -> Decimal:
-    """A Kubernetes quantity as a number (cores for cpu, bytes for memory)."""
-    m = _QTY.match(str(text))
-    if not m:
-        raise ValueError(f"not a quantity: {text!r}")
-    number = Decimal(m.group(1))
-    if m.group(2):
-        return number * (Decimal(10) ** int(m.group(2)[1:]))
-    return number * _SUFFIX[m.group(3) or ""]
+from .terminal import cell
 
 
 def _gib(n: Decimal) -> str:
@@ -57,11 +38,12 @@ def show(p: Plan, jobs_dir: str, console: Console | None = None, rows: int = 20)
     console = console or Console()
     exp = p.experiment
     s = summary(p)
-    head = Table(title=f"experiment {exp.name} → {jobs_dir}/{exp.name}/", show_header=False, box=None)
-    head.add_row("input", f"{p.source.path} ({p.source.format})")
-    head.add_row("image", p.image)
+    # Every value that comes from the user is a cell(): shown literally, never read as markup.
+    head = Table(title=cell(f"experiment {exp.name} → {jobs_dir}/{exp.name}/"), show_header=False, box=None)
+    head.add_row("input", cell(f"{p.source.path} ({p.source.format})"))
+    head.add_row("image", cell(p.image))
     head.add_row("search", f"{exp.search.algorithm}" + (f", seed {exp.search.seed}" if exp.search.algorithm == "random" else ""))
-    head.add_row("objective", f"{exp.objective.direction} {exp.objective.metric!r}" + (f", stop at {exp.objective.goal}" if exp.objective.goal is not None else ""))
+    head.add_row("objective", cell(f"{exp.objective.direction} {exp.objective.metric!r}" + (f", stop at {exp.objective.goal}" if exp.objective.goal is not None else "")))
     head.add_row("trials", f"{s['trials']:,} in {s['batches']:,} batches of ≤ {s['batch_size']} (run at once)")
     head.add_row("per trial", f"cpu {_cores(s['cpu_per_trial'])}, memory {_gib(s['memory_per_trial'])}, nvidia.com/gpu {s['gpu_per_trial']}")
     head.add_row("at once", f"cpu {_cores(s['cpu_at_once'])}, memory {_gib(s['memory_at_once'])}, nvidia.com/gpu {s['gpu_at_once']}")
@@ -74,7 +56,7 @@ def show(p: Plan, jobs_dir: str, console: Console | None = None, rows: int = 20)
     table.add_column("batch")
     table.add_column("trial")
     for name in exp.parameters:
-        table.add_column(name, justify="right")
+        table.add_column(cell(name), justify="right")
     for t in p.trials[:rows]:
-        table.add_row(str(t.index), batch_name(t.batch), t.name, *(str(v) for v in t.params.values()))
+        table.add_row(str(t.index), batch_name(t.batch), t.name, *(cell(v) for v in t.params.values()))
     console.print(table)

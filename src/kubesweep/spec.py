@@ -14,7 +14,7 @@ import typing
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
-from pydantic import ValidationError, model_validator
+from pydantic import ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from .errors import Collector
@@ -87,10 +87,31 @@ class Objective(Model):
     additional_metrics: list[StrictStr] = []
 
 
+Quantity = Union[StrictStr, StrictInt, StrictFloat]
+
+
+class Limits(Model):
+    """Limits that differ from the requests; a resource left out here has no limit."""
+
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+
+
 class Resources(Model):
-    cpu: StrictStr | Number = "1"
-    memory: StrictStr = "5Gi"
+    """What each trial requests. The requests are also the limits unless ``limits`` says otherwise."""
+
+    cpu: Quantity = "1"
+    memory: Quantity = "5Gi"
     gpu: StrictInt = Field(default=0, alias="nvidia.com/gpu")
+    limits: Limits | None = None
+
+    @field_validator("gpu", mode="before")
+    @classmethod
+    def _gpu_quantity(cls, value: Any) -> Any:
+        # Kubernetes writes quantities as strings ("1"); a GPU count is a whole number.
+        if isinstance(value, str) and re.fullmatch(r"\+?[0-9]+", value):
+            return int(value)
+        return value
 
 
 class Output(Model):
@@ -146,13 +167,6 @@ class Experiment(Model):
 # ---------------------------------------------------------------------------- pydantic → Issues
 
 _MESSAGES = {
-    "string_type": "must be a string",
-    "int_type": "must be an integer",
-    "float_type": "must be a number",
-    "bool_type": "must be true or false",
-    "list_type": "must be a list",
-    "dict_type": "must be a mapping",
-    "model_type": "must be a mapping",
     "missing": "is required",
     "too_short": "must not be empty",
 }
@@ -205,20 +219,44 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     )
 
 
+#: What each pydantic type error expects, as a noun phrase ("must be " + these, joined by "or").
+_EXPECTED = {
+    "string": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+    "list": "a list", "dict": "a mapping", "model": "a mapping",
+}
+
+
+def _expected(kinds: list[str]) -> str | None:
+    """"must be a string, a number or true or false" for the type errors of one place (a union
+    gives one error per member; naming only the first, say "true or false" for a list, misleads)."""
+    nouns: list[str] = []
+    for kind in kinds:
+        head = kind.split("_")[0]
+        if head in _EXPECTED and (kind.endswith(("_type", "_parsing")) or kind in ("int_from_float",)):
+            noun = _EXPECTED[head]
+            if noun not in nouns:
+                nouns.append(noun)
+    if not nouns:
+        return None
+    if "a number" in nouns and "an integer" in nouns:
+        nouns.remove("an integer")
+    return nouns[0] if len(nouns) == 1 else ", ".join(nouns[:-1]) + " or " + nouns[-1]
+
+
 def issues_from_validation(exc: ValidationError, pos: Positions, out: Collector) -> None:
-    seen: set[tuple[Any, ...]] = set()
+    by_place: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for err in exc.errors():
         loc = _clean_loc(tuple(err["loc"]))
-        where = ".".join(str(p) for p in loc) or "(top level)"
-        kind = err["type"]
-        if kind == "extra_forbidden":
+        if err["type"] == "extra_forbidden":
             model = _model_at(loc[:-1])
             hint = did_you_mean(str(loc[-1]), field_names(model)) if model else ""
             out.add(pos.key(loc), f"unknown key {str(loc[-1])!r} in {'.'.join(map(str, loc[:-1])) or 'the top level'}{hint}")
             continue
-        if loc in seen:  # one message per place: unions produce one error per member
-            continue
-        seen.add(loc)
+        by_place.setdefault(loc, []).append(err)
+    for loc, errors in by_place.items():
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        err = errors[0]
+        kind = err["type"]
         if kind == "missing":
             parent = ".".join(str(p) for p in loc[:-1]) or "the top level"
             out.add(pos.value(loc[:-1]), f"{parent} needs {str(loc[-1])!r}")
@@ -227,10 +265,11 @@ def issues_from_validation(exc: ValidationError, pos: Positions, out: Collector)
             expected = err.get("ctx", {}).get("expected", "")
             out.add(pos.value(loc), f"{where} must be one of {expected}", err.get("input"))
             continue
-        message = _MESSAGES.get(kind.split("_")[0] + "_type", None) if kind.endswith("_type") else None
-        message = _MESSAGES.get(kind, message) or err["msg"].lower()
-        if kind.endswith("_parsing") or kind.startswith(("int_", "float_", "string_", "bool_")):
-            message = _MESSAGES.get(kind.split("_")[0] + "_type", message)
+        expected = _expected([e["type"] for e in errors])
+        if expected is not None:
+            out.add(pos.value(loc), f"{where} must be {expected}", err.get("input"))
+            continue
+        message = _MESSAGES.get(kind) or err["msg"].lower()
         out.add(pos.value(loc), f"{where} {message}", err.get("input"))
 
 
