@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from rich.console import Console
 
 from . import planview, render as rendering
 from .errors import Interrupted, KubesweepError
+from .terminal import cell
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # pipes: never cut names
 
@@ -27,6 +29,10 @@ def guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     except KubesweepError as exc:
         print(str(exc), file=sys.stderr)  # plain lines: file:line:col must never be wrapped
         raise Exit(code=exc.exit_code) from None
+    except BrokenPipeError:  # `invoke sweep --dry-run | head`: the reader left; stop quietly, as `ls | head` does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the flush at exit does not fail again
+        raise Exit(code=1) from None  # as rich does when its own write meets the closed pipe
     except KeyboardInterrupt:  # a command that has nothing of its own to say about it (sweep has)
         print("interrupted", file=sys.stderr)
         raise Exit(code=Interrupted.exit_code) from None
@@ -182,17 +188,17 @@ def results(grid: str, results_dir: str, rows: int = 20, **overrides: Any) -> No
         changed = f"note: {exc}"
     import csv
 
-    table = Table(title=f"{exp.name}: best first ({exp.objective.direction} {exp.objective.metric})")
+    table = Table(title=cell(f"{exp.name}: best first ({exp.objective.direction} {exp.objective.metric})"))
     with open(files["csv"], newline="") as f:
         reader = csv.reader(f)
         header = next(reader)
         keep = [i for i, h in enumerate(header) if h not in ("start", "end", "message", "batch")]
         for i in keep:
-            table.add_column(header[i])
+            table.add_column(cell(header[i]))
         for n, row in enumerate(reader):
             if n >= rows:
                 break
-            table.add_row(*(row[i] for i in keep))
+            table.add_row(*(cell(row[i]) for i in keep))
     out.print(table)
     print(f"csv: {files['csv']}  plot: {files['plot']}  report: {files['html']}")
     if changed:
@@ -215,19 +221,19 @@ def status(experiment: str | None, kubeconfig: str | None, namespace: str | None
     for col in ("namespace/experiment", *STATUS_COLUMNS):
         table.add_column(col)
     for name, exp in sorted(found.items()):
-        table.add_row(name, *(str(exp.counts.get(col, 0)) for col in STATUS_COLUMNS))
+        table.add_row(cell(name), *(str(exp.counts.get(col, 0)) for col in STATUS_COLUMNS))
     out.print(table)
     if not experiment:
         return
     for name, exp in sorted(found.items()):
         if not exp.in_flight:
             continue
-        trials = Table(title=f"{name}: trials in flight")
+        trials = Table(title=cell(f"{name}: trials in flight"))
         for col in ("trial", "state", "node", "for", "waiting on"):
             trials.add_column(col)
         for f in exp.in_flight[:STATUS_ROWS]:
             age = elapsed(f.since, None)
-            trials.add_row(f.trial, f.state, f.node or "-", _age(age), f.waiting or "")
+            trials.add_row(*(cell(x) for x in (f.trial, f.state, f.node or "-", _age(age), f.waiting or "")))
         out.print(trials)
         if len(exp.in_flight) > STATUS_ROWS:
             print(f"... and {len(exp.in_flight) - STATUS_ROWS} more in flight")

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(value: object) -> str:
+    """``str(value)`` with control characters (escape, bell, backspace, C1, DEL; not newline or
+    tab) written as \\xNN: text from a file or a cluster must not drive the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", str(value))
 
 
 @dataclass(frozen=True, order=True)
@@ -30,7 +39,7 @@ class Issue:
         text = f"{self.mark}: {self.message}"
         if self.has_value:
             text += f" (got {format_value(self.value)})"
-        return text
+        return printable(text.replace("\n", "\\n"))
 
 
 def format_value(value: object) -> str:

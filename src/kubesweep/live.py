@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from .terminal import printable
 from .trialstate import FINAL, RUNNING, SUBMITTED, SUCCEEDED, TrialRecord, elapsed
 
 ROWS = 24  # the live table: trials in flight first, then the latest finished
@@ -140,7 +141,7 @@ class View:
         view.append(title + "\n", style="bold")
         # the metric before the node: on an 80-column terminal a 32-character trial name leaves
         # room for state, duration and metric, and the crop takes the node first
-        view.append(f"{'trial':<{width}}  {'state':<9}  {'duration':>8}  {self.metric[:10]:>10}  {'node':<20}  reason",
+        view.append(f"{'trial':<{width}}  {'state':<9}  {'duration':>8}  {printable(self.metric)[:10]:>10}  {'node':<20}  reason",
                     style="bold")
         for r in shown:
             value = r.metrics.get(self.metric) if r.metrics else None
@@ -153,7 +154,7 @@ class View:
             view.append(f"\n{r.name:<{width}}  ")
             view.append(f"{r.state:<9}", style=COLORS.get(r.state, ""))
             shown_value = "" if value is None else format(value, ".4g") + ("…" if so_far else "")
-            view.append(f"  {duration:>8}  {shown_value:>10}  {(r.node or '')[:20]:<20}  {reason}")
+            view.append(f"  {duration:>8}  {shown_value:>10}  {(r.node or '')[:20]:<20}  {printable(reason)}")
         if len(active) > IN_FLIGHT_ROWS:
             view.append(f"\n… {len(active) - IN_FLIGHT_ROWS} more in flight", style="dim")
         return view
