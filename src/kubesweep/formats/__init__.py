@@ -41,11 +41,20 @@ def in_their_words(exc: SpecError, names: dict[str, str]) -> SpecError:
     return SpecError(issues)
 
 
+#: Top-level keys only a W&B sweep config has, and keys only grid.yaml has.
+_WANDB_ONLY = {"method", "metric", "program", "run_cap", "early_terminate", "project", "entity"}
+_NATIVE_ONLY = {"objective", "search", "batchSize", "resources", "build", "output"}
+
+
 def detect(data: Any) -> str:
+    """Which format a document is in, by its keys: Katib's apiVersion/kind; W&B's method (or other
+    W&B-only keys) without grid.yaml's own sections; grid.yaml otherwise. A W&B config that also
+    has an ``image:`` key is still W&B, and is told that the image comes from --image."""
     if isinstance(data, dict):
         if data.get("kind") == "Experiment" or str(data.get("apiVersion", "")).startswith("kubeflow.org/"):
             return KATIB
-        if "method" in data and "image" not in data:
+        keys = set(data)
+        if keys & _WANDB_ONLY and not keys & _NATIVE_ONLY:
             return WANDB
     return NATIVE
 
@@ -66,11 +75,14 @@ def load_experiment(path: str | Path, *, image: str | None = None, name: str | N
         t = Translator(data, pos, "Katib" if fmt == KATIB else "W&B")
         (katib if fmt == KATIB else wandb).read(data, t, image=image)
         if t.problems:
-            # Also surface type errors of what did translate, so one run shows everything.
+            # Also surface type errors of what did translate, so one run shows everything, but
+            # not a second message at a place already reported, nor what is missing because its
+            # source was refused.
+            reported = {i.mark for i in t.problems.issues}
             try:
                 spec.parse(t.out, t.out_pos)
             except SpecError as exc:
-                t.problems.issues.extend(i for i in exc.issues if "needs" not in i.message)
+                t.problems.issues.extend(i for i in exc.issues if "needs" not in i.message and i.mark not in reported)
             t.problems.raise_if_any()
         data, pos = t.out, t.out_pos
         names = {**t.names, "search.trialLimit": "--trial-limit"}

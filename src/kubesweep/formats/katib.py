@@ -10,6 +10,7 @@ Everything else is refused with the reason, never ignored.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -42,6 +43,42 @@ def _number(t: Translator, path: tuple, text: Any, is_int: bool) -> Any:
         return None
 
 
+def _discrete(t: Translator, path: tuple, value: Any) -> Any:
+    """A discrete value as Katib substitutes it: the text as written ("16" stays 16, not 16.0;
+    "1e-3" stays "1e-3"), held as a number where the number spells the same."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        t.error(path, f"{t.name(path)} must be a number", value)
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        t.error(path, f"{t.name(path)} must be a number", value)
+        return None
+    if not math.isfinite(number):
+        t.error(path, f"{t.name(path)} must be a finite number", value)
+        return None
+    if re.fullmatch(r"-?[0-9]+", value) and str(int(value)) == value:
+        return int(value)
+    if repr(number) == value:
+        return number
+    return value  # e.g. "1e-3" or "016": passed on exactly as written
+
+
+def _categorical(t: Translator, path: tuple, value: Any) -> Any:
+    """A categorical value is a string in Katib; YAML's true, false and numbers are spelled as YAML
+    (and JSON) spell them, never as Python does (True, None)."""
+    if value is None or isinstance(value, (list, dict)):
+        t.error(path, f"{t.name(path)} must be a string (quote it: null, lists and mappings are not values)", value)
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
 def _parameters(t: Translator, search: str) -> dict[str, str]:
     """Translate spec.parameters; return the parameter types by name."""
     types: dict[str, str] = {}
@@ -64,6 +101,8 @@ def _parameters(t: Translator, search: str) -> dict[str, str]:
             continue
         if kind not in ("double", "int", "discrete", "categorical"):
             t.error(p + ("parameterType",), f"{t.name(p + ('parameterType',))} must be one of double, int, discrete, categorical", kind)
+            t.out["parameters"][name] = {}  # declared, so references to it are not reported as well
+            types[name] = "invalid"
             continue
         types[name] = kind
         fs = p + ("feasibleSpace",)
@@ -77,9 +116,9 @@ def _parameters(t: Translator, search: str) -> dict[str, str]:
                 t.error(fs, f"{kind} parameter {name!r} needs feasibleSpace.list")
                 continue
             if kind == "discrete":
-                values = [_number(t, fs + ("list", j), v, isinstance(v, int) and not isinstance(v, bool)) for j, v in enumerate(values)]
+                values = [_discrete(t, fs + ("list", j), v) for j, v in enumerate(values)]
             else:
-                values = [str(v) for v in values]
+                values = [_categorical(t, fs + ("list", j), v) for j, v in enumerate(values)]
             t.put(dst + ("values",), values, fs + ("list",))
             for key in ("min", "max", "step"):
                 if key in space:
@@ -108,9 +147,10 @@ def _parameters(t: Translator, search: str) -> dict[str, str]:
 
 
 def _substitute(t: Translator, path: tuple, text: Any, refs: dict[str, str | None]) -> Any:
+    """Katib's references in ``text`` as kubesweep placeholders; every other ``$`` (``${HOME}``,
+    ``$(VAR)``, ``$$``) is the user's own text and is escaped so that it stays exactly as written."""
     if not isinstance(text, str):
         return text
-    text = text.replace("$$", "$$$$")
 
     def swap(m: re.Match[str]) -> str:
         scope, key = m.group(1), m.group(2)
@@ -126,7 +166,36 @@ def _substitute(t: Translator, path: tuple, text: Any, refs: dict[str, str | Non
             return m.group(0)
         return "${" + mapped + "}"
 
-    return _REF.sub(swap, text)
+    out, last = [], 0
+    for m in _REF.finditer(text):
+        out.append(text[last : m.start()].replace("$", "$$"))
+        out.append(swap(m))
+        last = m.end()
+    out.append(text[last:].replace("$", "$$"))
+    return "".join(out)
+
+
+def _pod_metadata(t: Translator, js: tuple) -> None:
+    """The pod template's labels and annotations: kubesweep puts labels and annotations on both the
+    Job and its pods, so the two are merged; the same key with two values is refused."""
+    pm = js + ("spec", "template", "metadata")
+    t.known_keys(pm, ["labels", "annotations"], {"name": "pods of a Job are named by the Job controller",
+                                                 "namespace": "pods run in the Experiment's namespace"})
+    for part in ("labels", "annotations"):
+        job_side = t.mapping(js + ("metadata", part))
+        pod_side = t.mapping(pm + (part,))
+        if not pod_side:
+            continue
+        merged = dict(t.out.get(part) or {})
+        for key, value in pod_side.items():
+            if key in job_side and job_side[key] != value:
+                t.error(pm + (part, key), f"{part[:-1]} {key!r} has another value on the Job ({job_side[key]!r}); "
+                        "kubesweep sets one value on both the Job and its pods", value)
+                continue
+            merged[key] = value
+            t.at((part, key), pm + (part, key))
+        t.out[part] = merged
+        t.out_pos.values.setdefault((part,), t.pos.value(pm + (part,)))
 
 
 def _trial_template(t: Translator, params: dict[str, str]) -> None:
@@ -146,6 +215,8 @@ def _trial_template(t: Translator, params: dict[str, str]) -> None:
         t.known_keys(p, ["name", "description", "reference"])
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not isinstance(item.get("reference"), str):
             t.error(p, f"{t.name(p)} needs a name and a reference")
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                refs[item["name"]] = None  # reported here; its uses are not reported again
             continue
         if item["reference"] not in params:
             t.error(p + ("reference",), f"trialParameter {item['name']!r} references {item['reference']!r}, which is not in spec.parameters", item["reference"])
@@ -169,6 +240,7 @@ def _trial_template(t: Translator, params: dict[str, str]) -> None:
         t.copy(js + ("spec", key), (key,))
     ps = js + ("spec", "template", "spec")
     t.known_keys(js + ("spec", "template"), ["metadata", "spec"])
+    _pod_metadata(t, js)
     t.known_keys(ps, ["containers", "restartPolicy", "nodeSelector", "tolerations", "serviceAccountName"])
     restart = t.get(ps + ("restartPolicy",))
     if restart not in (None, "Never"):
@@ -216,16 +288,34 @@ def _trial_template(t: Translator, params: dict[str, str]) -> None:
             t.at(("env", item["name"]), e + ("value",))
     if env:
         t.out["env"] = env
-    res = c + ("resources",)
+    _resources(t, c + ("resources",))
+
+
+def _resources(t: Translator, res: tuple) -> None:
+    """Requests and limits as Kubernetes reads them: a resource with only a limit requests that
+    much; one with only a request has no limit; the two may differ (native resources.limits)."""
     t.known_keys(res, ["limits", "requests"])
-    merged: dict[str, Any] = {}
+    requests, limits = t.mapping(res + ("requests",)), t.mapping(res + ("limits",))
     for part in ("requests", "limits"):
-        t.known_keys(res + (part,), ["cpu", "memory", "nvidia.com/gpu"])
-        for key, value in t.mapping(res + (part,)).items():
-            merged[key] = value
-            t.at(("resources", key), res + (part, key))
-    if merged:
-        t.out["resources"] = merged
+        t.known_keys(res + (part,), ["cpu", "memory", "nvidia.com/gpu"],
+                     {"ephemeral-storage": "trials write to their output volume; local storage is not requested"})
+    out: dict[str, Any] = {}
+    native_limits: dict[str, Any] = {}
+    for key in ("cpu", "memory", "nvidia.com/gpu"):
+        if key in requests or key in limits:
+            source = "requests" if key in requests else "limits"
+            out[key] = requests.get(key, limits.get(key))
+            t.at(("resources", key), res + (source, key))
+        if key in limits and key != "nvidia.com/gpu":
+            native_limits[key] = limits[key]
+            t.at(("resources", "limits", key), res + ("limits", key))
+    if not out:
+        return
+    requested = {k: out[k] for k in ("cpu", "memory") if k in out}
+    if native_limits != requested:  # limits that differ, or requests without limits
+        out["limits"] = native_limits
+        t.out_pos.values.setdefault(("resources", "limits"), t.pos.value(res + ("limits",) if limits else res))
+    t.out["resources"] = out
 
 
 def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
@@ -275,6 +365,8 @@ def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
     objective = t.mapping(ob, required=True)
     t.known_keys(ob, ["type", "goal", "objectiveMetricName", "additionalMetricNames", "metricStrategies"])
     t.put(("objective",), {}, ob)
+    if objective and "objectiveMetricName" not in objective:
+        t.error(ob, "spec.objective needs objectiveMetricName (the metric to optimise)")
     t.copy(ob + ("objectiveMetricName",), ("objective", "metric"))
     t.copy(ob + ("type",), ("objective", "direction"))
     t.copy(ob + ("goal",), ("objective", "goal"))

@@ -42,7 +42,23 @@ def _parameter(t: Translator, name: str, method: str) -> None:
         t.error(p + ("distribution",), f"parameter {name!r}: distribution {dist!r} is not supported "
                 "(constant, categorical, int_uniform, uniform, q_uniform, log_uniform_values, log_uniform)", dist)
         return
+    if dist == "constant" and "value" not in spec:
+        t.error(p + ("distribution",), f"parameter {name!r}: distribution constant needs 'value' (the one value)", dist)
+        return
+    if dist == "categorical" and "values" not in spec:
+        t.error(p + ("distribution",), f"parameter {name!r}: distribution categorical needs 'values' (the list)", dist)
+        return
+    given = [k for k in ("value", "values") if k in spec]
+    if given and dist not in (None, "constant", "categorical"):
+        t.error_key(p + (given[0],), f"parameter {name!r}: distribution {dist!r} takes min and max, not {given[0]}")
+        return
+    if given and ("min" in spec or "max" in spec):
+        t.error_key(p + ("min" if "min" in spec else "max",), f"parameter {name!r}: give {given[0]} or min/max, not both")
+        return
     if "value" in spec:
+        if isinstance(spec["value"], (list, dict)):
+            t.error(p + ("value",), f"parameter {name!r}: value takes one value; for several write values", spec["value"])
+            return
         t.put(dst, {"values": [spec["value"]]}, p)
         t.at(dst + ("values", 0), p + ("value",))
         return
@@ -85,7 +101,18 @@ def _parameter(t: Translator, name: str, method: str) -> None:
         t.error_key(p + ("q",), f"parameter {name!r}: q only applies to the q_uniform distribution")
 
 
-def _command(t: Translator, program: str | None) -> None:
+def _escape_text(item: str) -> str:
+    """A command item with its W&B macros kept and every other ``$`` escaped (kept as written)."""
+    out, last = [], 0
+    for m in _MACRO.finditer(item):
+        out.append(item[last : m.start()].replace("$", "$$"))
+        out.append(m.group(0))
+        last = m.end()
+    out.append(item[last:].replace("$", "$$"))
+    return "".join(out)
+
+
+def _command(t: Translator, program: str | None, program_given: bool) -> None:
     raw = t.get(("command",))
     if raw is None:
         items, src = list(DEFAULT_COMMAND), None
@@ -103,7 +130,8 @@ def _command(t: Translator, program: str | None) -> None:
             argv.append("python")
         elif item == "${program}":
             if program is None:
-                t.error(here if src else (), "the command uses ${program} but the config names no program")
+                if not program_given:  # a program of the wrong type is reported where it is written
+                    t.error(here if src else (), "the command uses ${program} but the config names no program")
                 continue
             argv.append(program.replace("$", "$$"))
         elif item in ("${args}", "${args_no_hyphens}", "${args_json}"):
@@ -114,7 +142,7 @@ def _command(t: Translator, program: str | None) -> None:
                     t.error(here, "${args_json_file} is not supported: use ${args_json}", item)
                 elif f"${{{m.group(1)}}}" not in DEFAULT_COMMAND + ["${args_no_hyphens}", "${args_json}"]:
                     t.error(here, f"unknown W&B command macro ${{{m.group(1)}}}", item)
-            argv.append(item.replace("$", "$$") if not _MACRO.search(item) else item)
+            argv.append(_escape_text(item))
         t.at(("command", len(argv) - 1), here)
     t.out["command"] = argv
     t.at(("command",), src or ())
@@ -144,6 +172,8 @@ def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
     t.known_keys(("metric",), ["name", "goal", "target"])
     metric = t.mapping(("metric",), required=True)
     t.put(("objective",), {}, ("metric",))
+    if metric and "name" not in metric:
+        t.error(("metric",), "metric needs name (the metric to optimise)")
     t.copy(("metric", "name"), ("objective", "metric"))
     # W&B's default goal is minimize; the native default is maximize, so always write it.
     goal = metric.get("goal", "minimize")
@@ -159,7 +189,7 @@ def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
     if program is not None and not isinstance(program, str):
         t.error(("program",), "program must be a path string", program)
         program = None
-    _command(t, program)
+    _command(t, program, "program" in data)
 
     env: dict[str, Any] = {}
     for key, var in (("project", "WANDB_PROJECT"), ("entity", "WANDB_ENTITY")):
