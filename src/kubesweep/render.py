@@ -82,7 +82,7 @@ def image_reference(source: Source) -> str:
 def _check_values(p: Plan, trial: Trial) -> None:
     # The only per-trial strings that land in constrained fields: the name (metadata.name, the
     # trial label, and through the Job controller the job-name label) and the batch label.
-    if len(trial.name) > 63 or not checks.DNS_LABEL.match(trial.name):
+    if len(trial.name) > 63 or not checks.DNS_LABEL.fullmatch(trial.name):
         raise SpecError([Issue(p.source.positions.value(("name",)), f"trial name {trial.name!r} is not a DNS-1123 label")])
 
 
@@ -115,9 +115,9 @@ def plan_index(p: Plan) -> str:
         "batches": p.batches,
     }
     # One trial per line: readable, diff-friendly, and the C JSON encoder (indent= is pure Python).
-    head = json.dumps(index, separators=(", ", ": "))[:-1]
+    head = json.dumps(index, separators=(", ", ": "), allow_nan=False)[:-1]
     rows = ",\n  ".join(
-        json.dumps({"name": t.name, "batch": manifest.batch_name(t.batch), "file": p.file_of(t), "params": t.params})
+        json.dumps({"name": t.name, "batch": manifest.batch_name(t.batch), "file": p.file_of(t), "params": t.params}, allow_nan=False)
         for t in p.trials
     )
     return f'{head}, "trials": [\n  {rows}\n]}}\n'
@@ -125,8 +125,9 @@ def plan_index(p: Plan) -> str:
 
 def write(p: Plan, jobs_dir: str | Path, *, validate: Literal["fast", "full"] = "fast") -> Path:
     """Render every trial into ``jobs_dir/<experiment>/batch-NNN/<trial>.yaml`` atomically."""
-    from .writer import replace_tree
+    from .writer import replace_tree, resolve_target
 
     target = Path(jobs_dir) / p.experiment.name
+    resolve_target(target)  # a file in the way is refused before any manifest is rendered
     replace_tree(target, _files(p, validate))
     return target

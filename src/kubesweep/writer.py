@@ -13,23 +13,57 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
+from .errors import KubesweepError
+
+
+class NotADirectory(KubesweepError):
+    """The place to write is taken by something kubesweep did not make; nothing was written."""
+
+
+def _remove(path: Path) -> None:
+    """Remove what kubesweep left at ``path``: a tree, or a stray file or link."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path)
+
 
 def _recover(target: Path) -> None:
     old = target.parent / f".{target.name}.old"
-    if old.exists() and not target.exists():
+    if os.path.lexists(old) and not os.path.lexists(target):
         os.rename(old, target)
-    elif old.exists():
-        shutil.rmtree(old)
+    elif os.path.lexists(old):
+        _remove(old)
+
+
+def resolve_target(target: Path) -> Path:
+    """Where the tree for ``target`` goes: ``target`` itself, or the directory it links to (a
+    jobs/<experiment> linked to a bigger disk stays a link, and its directory is replaced).
+    NotADirectory when a file, a dangling link or a non-directory parent is in the way."""
+    target = Path(target)
+    for parent in reversed(target.parents):
+        if os.path.lexists(parent) and not parent.is_dir():
+            raise NotADirectory(f"{parent} is not a directory, so {target} cannot be written: move it away or choose another --jobs-dir")
+    if target.is_symlink():
+        real = target.resolve()
+        if not real.is_dir():
+            raise NotADirectory(f"{target} is a link to {real}, which is not a directory: remove the link or make the directory")
+        return real
+    if os.path.lexists(target) and not target.is_dir():
+        raise NotADirectory(f"{target} exists and is not a directory; kubesweep writes the experiment's manifests there: "
+                            "move it away or choose another --jobs-dir")
+    return target
 
 
 def replace_tree(target: Path, files: Iterable[tuple[str, bytes]]) -> int:
-    """Write ``files`` (relative path, content) as the new content of ``target``; return the count."""
-    target = Path(target)
+    """Write ``files`` (relative path, content) as the new content of ``target``; return the count.
+    ``target`` may be a link to a directory (the directory is replaced, the link kept)."""
+    target = resolve_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _recover(target)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    if os.path.lexists(tmp):
+        _remove(tmp)
     made: set[str] = set()
     count = 0
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
