@@ -1,11 +1,16 @@
-"""A corpus of bad inputs: each must fail with one clear message at the right file:line:col,
+"""A corpus of bad inputs: each must fail with one exact message at the right file:line:col,
 and nothing may be written.
 
 Every file under tests/bad_inputs/{grid,katib,wandb}/ holds exactly one mistake and starts with
 
-    # expect: <a distinctive substring of the message>
+    # expect: <the whole message, as printed after "FILE:LINE:COL: ", " (got ...)" included>
     # at: LINE:COL              (1-based, counting these header lines)
     # args: --image REPO:TAG    (optional: --image, --name, --namespace)
+
+The test demands that one of the lines reported at LINE:COL is exactly ``FILE:LINE:COL: <expect>``:
+a message that changes (even in its hint or its "(got ...)" suffix) fails the case until its
+header is updated, so each wording change is seen and judged. Other problems the file causes may
+be reported too, at other places or at the same one.
 
 Cases in KNOWN_BAD show a message or position that is wrong today; they are strict xfails, so
 fixing the code makes them fail until they are taken off the list.
@@ -84,10 +89,23 @@ def make_jobs_dir(tmp_path: Path) -> Path:
     return jobs
 
 
-def matching_lines(text: str, file: Path, at: str, expect: str) -> tuple[list[str], list[str]]:
+def reported_at(text: str, file: Path, at: str) -> list[str]:
+    """The lines of an error report that point at ``file:at``."""
     prefix = f"{file}:{at}: "
-    at_place = [line for line in text.splitlines() if line.startswith(prefix)]
-    return at_place, [line for line in at_place if expect in line]
+    return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
+def expected_line(file: Path, at: str, expect: str) -> str:
+    return f"{file}:{at}: {expect}"
+
+
+def explain_mismatch(text: str, file: Path, at: str, expect: str) -> str:
+    """Why the report lacks the expected line: nothing at the place, or what was said there instead."""
+    at_place = reported_at(text, file, at)
+    if not at_place:
+        return f"no problem reported at {file.name}:{at}; got:\n{text}"
+    said = "\n".join(f"  got:    {line[len(f'{file}:{at}: '):]}" for line in at_place)
+    return f"the message at {file.name}:{at} differs:\n  expect: {expect}\n{said}\nwhole report:\n{text}"
 
 
 def _params() -> list:
@@ -111,9 +129,8 @@ def test_bad_input(source: Path, tmp_path: Path) -> None:
         render.write(plan, jobs)
     text = str(info.value)
 
-    at_place, hits = matching_lines(text, copy, header["at"], header["expect"])
-    assert at_place, f"no problem reported at {copy.name}:{header['at']}; got:\n{text}"
-    assert hits, f"expected {header['expect']!r} on the line at {header['at']}; got:\n{text}"
+    want = expected_line(copy, header["at"], header["expect"])
+    assert want in reported_at(text, copy, header["at"]), explain_mismatch(text, copy, header["at"], header["expect"])
     assert snapshot(jobs) == before, "the jobs directory changed"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([copy.name, "jobs"])
 
@@ -146,6 +163,7 @@ def test_cli_reports_without_traceback(tmp_path: Path) -> None:
     )
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
-    at_place, hits = matching_lines(result.stderr, copy, header["at"], header["expect"])
-    assert hits, f"expected {copy}:{header['at']}: ...{header['expect']}... on stderr; got:\n{result.stderr}"
+    want = expected_line(copy, header["at"], header["expect"])
+    assert want in reported_at(result.stderr, copy, header["at"]), \
+        "on stderr: " + explain_mismatch(result.stderr, copy, header["at"], header["expect"])
     assert snapshot(jobs) == before, "the jobs directory changed"
