@@ -103,3 +103,110 @@ def test_native_format_refuses_foreign_keys(grid_file):
     with pytest.raises(SpecError) as err:
         render.plan(grid_file(text))
     assert ":6:1: unknown key 'run_cap'" in str(err.value)
+
+
+# ------------------------------------------------------------------ fidelity to what users wrote
+
+
+def _katib(tmp_path, edit):
+    text = edit((EXAMPLES / "katib.yaml").read_text())
+    path = tmp_path / "katib.yaml"
+    path.write_text(text)
+    return path
+
+
+def _container(p, trial=0):
+    return manifest.build_job(p.experiment, p.trials[trial])["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_katib_values_reach_the_trial_as_katib_substitutes_them(tmp_path):
+    path = _katib(tmp_path, lambda t: t.replace(
+        "parameterType: categorical\n      feasibleSpace: {list: [sgd, adam, rmsprop]}",
+        'parameterType: categorical\n      feasibleSpace: {list: [true, 16, "x"]}').replace(
+        "parameterType: int\n      feasibleSpace: {min: \"2\", max: \"8\"}",
+        'parameterType: discrete\n      feasibleSpace: {list: ["16", "32", "1e-3", "016"]}'))
+    p = render.plan(path)
+    seen = {(t.params["optimizer"], t.params["epochs"]) for t in p.trials}
+    assert {o for o, _ in seen} <= {"true", "16", "x"} and {e for _, e in seen} <= {16, 32, "1e-3", "016"}
+    argv = {a for t in range(len(p.trials)) for a in _container(p, t)["command"]}
+    assert not any(a.endswith(("16.0", "True", "None")) for a in argv), argv
+
+
+def test_katib_shell_references_stay_text(tmp_path):
+    path = _katib(tmp_path, lambda t: t.replace('- "--epochs=${trialParameters.epochs}"',
+                                                '- "--epochs=${trialParameters.epochs}"\n                  - "--home=${HOME}"\n'
+                                                '                  - "--out=$(OUTPUT_DIR)/${trialSpec.Name}"\n'
+                                                '                  - "--x=${experiment}$$"'))
+    p = render.plan(path)
+    t = p.trials[0]
+    assert _container(p)["command"][-3:] == ["--home=${HOME}", f"--out=$(OUTPUT_DIR)/{t.name}", "--x=${experiment}$$"]
+
+
+def test_katib_pod_metadata_and_distinct_requests_and_limits(tmp_path):
+    path = _katib(tmp_path, lambda t: t.replace(
+        "      kind: Job\n      spec:\n        template:\n",
+        "      kind: Job\n      spec:\n        template:\n          metadata:\n            labels: {team: vision}\n"
+        "            annotations: {owner: ana}\n").replace(
+        'limits: {cpu: "1", memory: 512Mi}', 'requests: {cpu: "1", memory: 536870912, nvidia.com/gpu: "1"}\n'
+        '                  limits: {cpu: "2", nvidia.com/gpu: "1"}'))
+    p = render.plan(path)
+    job = manifest.build_job(p.experiment, p.trials[0])
+    pod_meta = job["spec"]["template"]["metadata"]
+    assert pod_meta["labels"]["team"] == "vision" and pod_meta["annotations"]["owner"] == "ana"
+    assert _container(p)["resources"] == {"requests": {"cpu": "1", "memory": "536870912"},
+                                          "limits": {"cpu": "2", "nvidia.com/gpu": "1"}}
+
+
+def test_a_wandb_config_with_an_image_key_is_still_read_as_wandb(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text((EXAMPLES / "wandb.yaml").read_text() + "image: localhost:5000/x/y:1\n")
+    with pytest.raises(SpecError) as err:
+        load_experiment(path, image=IMAGE)
+    assert "image is not supported by kubesweep: give the image with --image" in str(err.value)
+    assert "objective" not in str(err.value)
+
+
+def test_substituted_values_reach_the_container_verbatim(grid_file):
+    """Kubernetes expands $(VAR) and $$ in command and env values; substituted values are escaped
+    (checked against a model of k8s.io/kubernetes/third_party/forked/golang/expansion)."""
+    values = ["$(OUTPUT_DIR)", "a$$b", "${HOME}", "$", "$$$(", "x$(KUBESWEEP_TRIAL)y"]
+    p = render.plan(grid_file(f"""\
+    name: verbatim
+    image: r/t:1
+    command: [python3, -c, "import sys", "${{args}}", "v=${{v}}", "${{args_json}}"]
+    env: {{V: "${{v}}", LITERAL: "$(OUTPUT_DIR)"}}
+    objective: {{metric: acc}}
+    parameters:
+      v: {values!r}
+    """))
+    for t in p.trials:
+        c = _container(p, p.trials.index(t))
+        env = {e["name"]: kube_expand(e["value"], {}) for e in c["env"]}
+        argv = [kube_expand(a, env) for a in c["command"]]
+        assert argv[3:] == [f"--v={t.params['v']}", f"v={t.params['v']}", t.key]
+        assert env["V"] == t.params["v"]
+        assert env["LITERAL"] == "$(OUTPUT_DIR)"  # not a placeholder: the user's own text, as Kubernetes reads it
+        assert kube_expand(dict((e["name"], e["value"]) for e in c["env"])["LITERAL"], env) == env["OUTPUT_DIR"]
+
+
+def kube_expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' expansion of command, args and env values: ``$$`` is ``$``, ``$(NAME)`` is the
+    variable when defined (else left as written), any other ``$`` stays."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "$" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt == "$":
+                out.append("$")
+                i += 2
+                continue
+            if nxt == "(":
+                end = text.find(")", i + 2)
+                if end != -1:
+                    name = text[i + 2 : end]
+                    out.append(env[name] if name in env else text[i : end + 1])
+                    i = end + 1
+                    continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)

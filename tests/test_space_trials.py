@@ -1,11 +1,14 @@
 import hashlib
+import itertools
 import json
 import re
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from kubesweep import render
-from kubesweep.space import counted, stepped
+from kubesweep.errors import SpecError
+from kubesweep.space import Domain, counted, grid_point, stepped, stepped_size
 from kubesweep.trials import canonical_json, trial_name
 
 from .conftest import MINIMAL
@@ -120,3 +123,68 @@ def test_exploding_grid_is_refused_before_expanding(grid_file):
     with pytest.raises(SpecError) as err:
         render.plan(grid_file(text))
     assert "10,000,000,000 trials (100 × 100 × 100 × 100 × 100), over the limit of 10,000" in str(err.value)
+
+
+# ------------------------------------------------------- sizes by arithmetic, points on demand
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(sizes=st.lists(st.integers(1, 5), min_size=1, max_size=4))
+def test_grid_point_is_the_product_order(sizes):
+    doms = [Domain(f"p{i}", n, values=tuple(range(n))) for i, n in enumerate(sizes)]
+    listed = [dict(zip((d.name for d in doms), combo)) for combo in itertools.product(*(range(n) for n in sizes))]
+    assert [grid_point(doms, i) for i in range(len(listed))] == listed
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(lo=st.integers(-1000, 1000), span=st.integers(0, 2000), step=st.integers(1, 300))
+def test_stepped_size_counts_what_enumeration_would(lo, span, step):
+    assert stepped_size(lo, lo + span, step, True) == len(range(lo, lo + span + 1, step))
+
+
+def test_stepped_float_ranges_count_exactly():
+    assert stepped_size(0.1, 0.5, 0.2, False) == 3
+    assert stepped_size(0.0, 1.0, 1e-12, False) == 10**12 + 1
+
+
+@pytest.mark.parametrize("space, algorithm", [
+    ("{min: 0, max: 2147483647}", "random"),
+    ("{min: 1, max: 1e12, type: int}", "random"),
+    ("{min: 0.0, max: 1.0, step: 1e-12}", "random"),
+    ("{min: 0, max: 100000000000000000000000000000}", "tpe"),
+    ("{min: 0.0, max: 1.0, step: 0.000001}", "tpe"),
+])
+def test_huge_ranges_are_sampled_without_listing_them(grid_file, space, algorithm):
+    p = render.plan(grid_file(f"""\
+    name: huge
+    image: r/t:1
+    command: [python3, train.py, "${{x}}"]
+    objective: {{metric: acc}}
+    search: {{algorithm: {algorithm}, trials: 10}}
+    parameters:
+      x: {space}
+    """))
+    assert len(p.trials) == (10 if algorithm == "random" else 3)  # tpe plans its first batch (batchSize 3) only
+    assert len({t.params["x"] for t in p.trials}) == len(p.trials)
+
+
+def test_the_first_trials_of_a_huge_grid_are_its_first_points(grid_file):
+    p = render.plan(grid_file("""\
+    name: huge
+    image: r/t:1
+    command: [python3, train.py, "${args}"]
+    objective: {metric: acc}
+    search: {trials: 3}
+    parameters:
+      a: {min: 0, max: 1000000000000}
+      b: [x, y]
+    """))
+    assert [t.params for t in p.trials] == [{"a": 0, "b": "x"}, {"a": 0, "b": "y"}, {"a": 1, "b": "x"}]
+
+
+def test_an_astronomic_grid_is_refused_with_its_order_of_magnitude(grid_file):
+    params = "".join(f"  p{i}: {{min: 0, max: 1000000000000000000000000000000}}\n" for i in range(200))
+    with pytest.raises(SpecError) as err:
+        render.plan(grid_file("name: huge\nimage: r/t:1\ncommand: [python3, train.py, \"${args}\"]\n"
+                              "objective: {metric: acc}\nparameters:\n" + params))
+    assert "the grid expands to about 10^6000 trials" in str(err.value)

@@ -1,7 +1,10 @@
 """The user's commands, run the way a user runs them: `invoke ...` in the repository root."""
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 from .conftest import ROOT
 
@@ -38,3 +41,36 @@ def test_invoke_test_fails_when_no_tests_are_collected(tmp_path):
 
     (tmp_path / "empty").mkdir()
     assert run_pytest([sys.executable, "-m", "pytest", "-q", str(tmp_path / "empty")], cwd=tmp_path) == 1
+
+
+NASTY = """\
+name: nasty
+image: localhost:5000/demo/trainer:1
+command: [python3, train.py, "${args}"]
+objective: {metric: acc}
+parameters:
+  x: ["[/]", "[bold red]b", "\\e[2J\\e[31mred", "$(OUTPUT_DIR)", "a$$b"]
+"""
+
+
+def test_dry_run_shows_markup_and_escapes_in_values_literally(tmp_path):
+    grid = tmp_path / "nasty.yaml"
+    grid.write_text(NASTY)
+    r = invoke("sweep", "--grid", str(grid), "--dry-run", "--jobs-dir", str(tmp_path / "jobs"))
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "\x1b" not in r.stdout
+    assert "[/]" in r.stdout and "[bold red]b" in r.stdout and "\\x1b[2J\\x1b[31mred" in r.stdout
+
+
+@pytest.mark.parametrize("command", [["sweep", "--dry-run"], ["render"]])  # rich's output, and plain print()
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path, command):
+    cmd = [sys.executable, "-m", "invoke", command[0], "--grid", "examples/mnist/grid.yaml", *command[1:],
+           "--jobs-dir", str(tmp_path)]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written, as after `| head -1` on a slow plan
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err
+    assert len(list((tmp_path / "mnist").glob("batch-*/*.yaml"))) == 12  # written before the plan was shown

@@ -68,3 +68,59 @@ def test_invalid_input_writes_nothing(tmp_path, grid_file):
     with pytest.raises(SpecError):
         render.write(render.plan(bad), tmp_path / "jobs")
     assert _snapshot(tmp_path / "jobs") == before and good.exists()
+
+
+# ------------------------------------------------------------ what may stand at jobs/<experiment>
+
+
+def _plan(tmp_path):
+    return render.plan(EXAMPLES / "grid.yaml")
+
+
+def test_a_link_to_a_directory_is_written_through_and_kept(tmp_path):
+    p = _plan(tmp_path)
+    jobs, real = tmp_path / "jobs", tmp_path / "bigdisk" / "mnist"
+    real.mkdir(parents=True)
+    (real / "stale.yaml").write_text("old\n")
+    jobs.mkdir()
+    (jobs / "mnist").symlink_to(real)
+    for _ in range(2):  # and again: the second write replaces the first, the link stays
+        render.write(p, jobs)
+        assert (jobs / "mnist").is_symlink() and (jobs / "mnist").resolve() == real
+        assert not (real / "stale.yaml").exists() and (real / "plan.json").is_file()
+        assert sorted(x.name for x in tmp_path.joinpath("bigdisk").iterdir()) == ["mnist"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda t: t.write_text("my notes\n"), "exists and is not a directory"),
+    (lambda t: t.symlink_to(t.parent / "nowhere"), "is a link to"),
+])
+def test_something_else_in_the_way_is_refused_before_anything_is_written(tmp_path, make, message):
+    from kubesweep.writer import NotADirectory
+
+    p = _plan(tmp_path)
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    make(jobs / "mnist")
+    before = sorted(os.listdir(jobs))
+    with pytest.raises(NotADirectory, match=message):
+        render.write(p, jobs)
+    assert sorted(os.listdir(jobs)) == before
+    assert (jobs / "mnist").is_symlink() or (jobs / "mnist").read_text() == "my notes\n"
+
+
+def test_a_jobs_dir_under_a_file_is_refused(tmp_path):
+    from kubesweep.writer import NotADirectory
+
+    (tmp_path / "jobs").write_text("x")
+    with pytest.raises(NotADirectory, match="is not a directory"):
+        render.write(_plan(tmp_path), tmp_path / "jobs" / "sub")
+
+
+def test_a_stray_old_link_does_not_break_later_writes(tmp_path):
+    target = tmp_path / "jobs" / "exp"
+    replace_tree(target, [("a.yaml", b"a")])
+    (tmp_path / "jobs" / ".exp.old").symlink_to(tmp_path)  # left by a crash between the renames
+    replace_tree(target, [("b.yaml", b"b")])
+    assert sorted(os.listdir(target)) == ["b.yaml"] and not os.path.lexists(tmp_path / "jobs" / ".exp.old")
+    assert (tmp_path / "jobs").exists()

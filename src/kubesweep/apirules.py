@@ -101,7 +101,8 @@ def job_problems(job: dict[str, Any]) -> list[Problem]:
     template = spec.get("template") or {}
     pod = template.get("spec") or {}
     out += _annotations(job.get("metadata") or {}, ("metadata",))
-    out += _annotations(template.get("metadata") or {}, ("spec", "template", "metadata"))
+    if not out:  # the pod template carries the same annotations: one message is enough
+        out += _annotations(template.get("metadata") or {}, ("spec", "template", "metadata"))
     for field, least in (("backoffLimit", 0), ("ttlSecondsAfterFinished", 0), ("activeDeadlineSeconds", 1)):
         value = spec.get(field)
         if isinstance(value, int) and value < least:

@@ -13,7 +13,7 @@ import re
 from . import quantity
 from .errors import Collector
 from .space import MAX_COUNT, domain
-from .spec import BUILTINS, MAX_EXPERIMENT_NAME, Experiment, Parameter, did_you_mean
+from .spec import BUILTINS, MAX_EXPERIMENT_NAME, MAX_TRIAL_LIMIT, Experiment, Parameter, did_you_mean
 from .yamlsource import Positions
 
 # Every pattern below is used with fullmatch(): "$" would also match before a trailing newline,
@@ -182,6 +182,9 @@ def check(exp: Experiment, pos: Positions) -> None:
         out.add(pos.value(("search", "trials")), "search.trials must be at least 1", s.trials)
     if s.trial_limit < 1:
         out.add(pos.value(("search", "trialLimit")), "search.trialLimit must be at least 1", s.trial_limit)
+    elif s.trial_limit > MAX_TRIAL_LIMIT:
+        out.add(pos.value(("search", "trialLimit")), f"search.trialLimit may be at most {MAX_TRIAL_LIMIT:,}: split a "
+                "larger sweep into several experiments", s.trial_limit)
     for i, key in enumerate(s.longest_first):
         here = pos.value(("search", "longestFirst", i))
         if key not in exp.parameters:

@@ -51,7 +51,7 @@ def format_value(value: object) -> str:
     elif value is None:
         text = "null"
     elif isinstance(value, (dict, list)):
-        text = type(value).__name__ if not value else repr(value)
+        text = repr(value)
         if isinstance(value, dict):
             text = "a mapping" if len(text) > 60 else text
         elif len(text) > 60:

@@ -26,6 +26,9 @@ Number = Union[StrictInt, StrictFloat]
 #: The longest experiment name; trial names add "-" and a 12-hex-digit hash and must stay <= 63.
 MAX_EXPERIMENT_NAME = 40
 DEFAULT_TRIAL_LIMIT = 10_000
+#: The most trials one experiment may plan (search.trialLimit and --trial-limit stop here): the
+#: plan, its manifests and the sweep's bookkeeping are held per trial.
+MAX_TRIAL_LIMIT = 100_000
 #: Placeholders substituted into command and env values besides the parameters themselves.
 BUILTINS = ("trial", "experiment", "namespace", "output", "args", "args_no_hyphens", "args_json")
 
@@ -206,7 +209,12 @@ def field_names(model: type[BaseModel]) -> list[str]:
 
 
 def did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    """A hint for a key that is not one of ``choices``: the same letters swapped (``stpe``), the
+    last part of a prefixed name (``gpu`` for ``nvidia.com/gpu``), else the closest spelling."""
+    folded = word.lower().rstrip("s")
+    close = [c for c in choices if sorted(c) == sorted(word)]
+    close = close or [c for c in choices if "/" in c and c.rsplit("/", 1)[1].lower() == folded]
+    close = close or difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     if close:
         return f" (did you mean {close[0]!r}?)"
     return f" (known keys: {', '.join(choices)})"

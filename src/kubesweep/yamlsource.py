@@ -279,7 +279,7 @@ class _Builder:
 
     def alias(self, event: Any) -> None:
         mark = _mark(self.file, event)
-        if event.anchor not in self.anchors:  # libyaml reports undefined aliases itself
+        if event.anchor not in self.anchors:
             raise _refuse(mark, f"alias *{event.anchor} names no anchor defined before it")
         value, size, still_open = self.anchors[event.anchor]
         if still_open:
@@ -345,10 +345,19 @@ def loads(text: str, file: str) -> tuple[Any, Positions]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
-        if exc.context_mark is not None and "end of stream" in str(exc.problem):
+        opened = exc.context_mark
+        if opened is not None and "end of stream" in str(exc.problem):
             # "[a, b" never closed: the useful place is where it was opened
             problem = f"{exc.context} never closed (the file ends first)"
-            mark = exc.context_mark
+            mark = opened
+        elif opened is not None and mark is not None and opened.line < mark.line and "did not find expected ','" in problem:
+            kind = "list" if "sequence" in str(exc.context) else "mapping"
+            problem = f"the {kind} opened here is not closed before line {mark.line + 1}"
+            mark = opened
+        elif mark is not None and 0 <= mark.index < len(text) and text[mark.index] == "\t":
+            problem = "a tab: YAML indents with spaces only"
+        elif problem == "did not find expected key":
+            problem += " (is this line indented like the keys of its mapping?)"
         where = Mark(file, mark.line + 1, mark.column + 1) if mark else Mark(file, 1, 1)
         raise SpecError([Issue(where, f"YAML syntax error: {problem}")]) from None
     except yaml.YAMLError as exc:  # reader errors (bad bytes) carry no mark

@@ -24,6 +24,39 @@ _SPEC_MEANINGLESS = {
     "nasConfig": "neural architecture search is out of scope",
     "resumePolicy": "kubesweep always resumes from the Jobs in the cluster; remove this field",
 }
+# Valid Kubernetes fields of the trial Job that kubesweep does not carry, with the reason.
+_WHY = "kubesweep's trial Job sets this itself"
+_JOB_METADATA = {"name": "trial Jobs are named by kubesweep from the experiment and the parameters",
+                 "generateName": "trial Jobs are named by kubesweep from the experiment and the parameters",
+                 "namespace": "trials run in the Experiment's namespace"}
+_JOB_SPEC = {key: _WHY for key in ("parallelism", "completions", "completionMode", "suspend", "selector",
+                                    "manualSelector", "podFailurePolicy", "podReplacementPolicy", "successPolicy",
+                                    "backoffLimitPerIndex", "maxFailedIndexes", "managedBy")}
+_POD_SPEC = {
+    **{key: "a trial pod runs one container and mounts only its output volume (see output in docs/grid.md)"
+       for key in ("volumes", "initContainers", "ephemeralContainers")},
+    **{key: "not carried into trial pods; schedule with nodeSelector and tolerations"
+       for key in ("affinity", "topologySpreadConstraints", "nodeName", "priorityClassName", "priority",
+                   "schedulerName", "runtimeClassName", "preemptionPolicy", "overhead", "schedulingGates",
+                   "resourceClaims")},
+    **{key: "not carried into trial pods" for key in ("hostNetwork", "hostPID", "hostIPC", "dnsPolicy", "dnsConfig",
+                                                     "hostAliases", "imagePullSecrets", "securityContext",
+                                                     "terminationGracePeriodSeconds", "activeDeadlineSeconds",
+                                                     "automountServiceAccountToken", "enableServiceLinks",
+                                                     "shareProcessNamespace", "hostname", "subdomain", "os",
+                                                     "readinessGates", "serviceAccount", "setHostnameAsFQDN",
+                                                     "hostUsers")},
+}
+_CONTAINER = {
+    **{key: "a trial writes to its output volume, mounted by kubesweep (see output in docs/grid.md)"
+       for key in ("volumeMounts", "volumeDevices")},
+    **{key: "values from ConfigMaps and Secrets are not supported; set env values inline" for key in ("envFrom",)},
+    **{key: "not carried into the trial container" for key in ("workingDir", "ports", "securityContext",
+                                                               "livenessProbe", "readinessProbe", "startupProbe",
+                                                               "lifecycle", "stdin", "stdinOnce", "tty",
+                                                               "terminationMessagePath", "terminationMessagePolicy",
+                                                               "resizePolicy", "restartPolicy")},
+}
 _ALGORITHMS = {"random": "random", "grid": "grid", "tpe": "tpe"}  # tpe: Optuna's, where Katib uses hyperopt's
 
 
@@ -134,6 +167,9 @@ def _parameters(t: Translator, search: str) -> dict[str, str]:
                     t.put(dst + (key,), value, fs + (key,))
         if "list" in space:
             t.error_key(fs + ("list",), f"{kind} parameter {name!r} takes min/max/step, not a list")
+        if search == "grid" and kind == "double" and "step" not in space and "min" in space and "max" in space:
+            t.error(p, f"grid search needs feasibleSpace.step for the double parameter {name!r} "
+                    "(or make it discrete with a list; random and tpe sample the range as is)")
         dist = space.get("distribution")
         if dist is None or dist == "uniform":
             pass
@@ -232,16 +268,16 @@ def _trial_template(t: Translator, params: dict[str, str]) -> None:
         t.error(js, "trialSpec must be a batch/v1 Job (other trial kinds need their operators)", f"{job.get('apiVersion')}/{job.get('kind')}")
         return
     t.known_keys(js, ["apiVersion", "kind", "metadata", "spec"])
-    t.known_keys(js + ("metadata",), ["labels", "annotations"])
+    t.known_keys(js + ("metadata",), ["labels", "annotations"], _JOB_METADATA)
     t.copy(js + ("metadata", "labels"), ("labels",))
     t.copy(js + ("metadata", "annotations"), ("annotations",))
-    t.known_keys(js + ("spec",), ["template", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"])
+    t.known_keys(js + ("spec",), ["template", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"], _JOB_SPEC)
     for key in ("backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
         t.copy(js + ("spec", key), (key,))
     ps = js + ("spec", "template", "spec")
     t.known_keys(js + ("spec", "template"), ["metadata", "spec"])
     _pod_metadata(t, js)
-    t.known_keys(ps, ["containers", "restartPolicy", "nodeSelector", "tolerations", "serviceAccountName"])
+    t.known_keys(ps, ["containers", "restartPolicy", "nodeSelector", "tolerations", "serviceAccountName"], _POD_SPEC)
     restart = t.get(ps + ("restartPolicy",))
     if restart not in (None, "Never"):
         t.error(ps + ("restartPolicy",), "restartPolicy must be Never: a trial that fails is a failed trial, retried only by backoffLimit", restart)
@@ -261,14 +297,16 @@ def _trial_template(t: Translator, params: dict[str, str]) -> None:
     if len(containers) > 1:
         t.error(ps + ("containers",), "only the primary container is supported; sidecars have no place in a kubesweep trial", len(containers))
     c = ps + ("containers", index)
-    t.known_keys(c, ["name", "image", "command", "args", "env", "resources", "imagePullPolicy"])
+    t.known_keys(c, ["name", "image", "command", "args", "env", "resources", "imagePullPolicy"], _CONTAINER)
     container = t.mapping(c)
     t.copy(c + ("image",), ("image",))
     t.copy(c + ("imagePullPolicy",), ("imagePullPolicy",))
     command = t.get(c + ("command",)) or []
     args = t.get(c + ("args",)) or []
+    for key, value in (("command", command), ("args", args)):
+        if not isinstance(value, list):
+            t.error(c + (key,), f"{t.name(c + (key,))} must be a list of strings", value)
     if not isinstance(command, list) or not isinstance(args, list):
-        t.error(c, "command and args must be lists")
         return
     argv = [_substitute(t, c + ("command", i), x, refs) for i, x in enumerate(command)]
     argv += [_substitute(t, c + ("args", i), x, refs) for i, x in enumerate(args)]
@@ -286,6 +324,7 @@ def _trial_template(t: Translator, params: dict[str, str]) -> None:
         if isinstance(item, dict) and isinstance(item.get("name"), str):
             env[item["name"]] = _substitute(t, e + ("value",), item.get("value", ""), refs)
             t.at(("env", item["name"]), e + ("value",))
+            t.out_pos.keys[("env", item["name"])] = t.pos.value(e + ("name",))  # a bad name is reported at the name
     if env:
         t.out["env"] = env
     _resources(t, c + ("resources",))

@@ -97,6 +97,9 @@ def _parameter(t: Translator, name: str, method: str) -> None:
         out["type"] = "float"
     else:
         t.error(p + ("distribution",), f"parameter {name!r}: unknown distribution {dist!r}", dist)
+    if method == "grid" and dist in ("uniform", "log_uniform_values", "log_uniform"):
+        t.error(p, f"parameter {name!r}: grid search cannot walk the continuous {dist} range; give values, "
+                "or use q_uniform with q (random search samples it as is)")
     if "q" in spec and dist != "q_uniform":
         t.error_key(p + ("q",), f"parameter {name!r}: q only applies to the q_uniform distribution")
 
