@@ -176,9 +176,10 @@ class _Builder:
     def count(self, n: int, mark: Mark, alias: bool) -> None:
         self.nodes += n
         if self.nodes > MAX_NODES:
-            why = ("its aliases expand the document" if alias else "the document has")
-            raise _refuse(mark, f"{why} to more than {MAX_NODES:,} values; a sweep file needs far fewer "
-                          "(is this a YAML alias bomb?)")
+            if alias:
+                raise _refuse(mark, f"its aliases expand the document to more than {MAX_NODES:,} values; a sweep "
+                              "file needs far fewer (is this a YAML alias bomb?)")
+            raise _refuse(mark, f"the document has more than {MAX_NODES:,} values; a sweep file needs far fewer")
 
     def _child_path(self) -> PathKey:
         """The path of the value about to be placed."""
