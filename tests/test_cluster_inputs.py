@@ -71,7 +71,9 @@ def _dry_run(api, job):
         api["batch"].create_namespaced_job(job["metadata"]["namespace"], job, dry_run="All")
         return None
     except ApiException as exc:
-        assert exc.status == 422, exc  # Invalid: anything else is not a verdict on the object
+        # 422 Invalid, or 400 when the body cannot even be decoded (a backoffLimit over int32):
+        # anything else is not a verdict on the object
+        assert exc.status in (400, 422), exc
         return json.loads(exc.body)["message"]
 
 
