@@ -96,6 +96,8 @@ def _escaped(table: dict[str, str]) -> dict[str, str]:
     """The substitution table for command and env values: every substituted value escaped, so a
     parameter value ``$(OUTPUT_DIR)`` or ``a$$b`` reaches the trainer as written. The user's own
     text around the placeholders is left alone (Kubernetes' ``$(VAR)`` works there as usual)."""
+    if not any("$" in v for v in table.values()):
+        return table  # the common case: nothing to escape, nothing to copy
     return {k: kube_escape(v) for k, v in table.items()}
 
 

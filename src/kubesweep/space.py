@@ -105,8 +105,20 @@ def counted(lo: float, hi: float, count: int, log: bool, is_int: bool) -> list[V
     return list(dict.fromkeys(_tidy(x) for x in raw))
 
 
+def _small(d: Domain) -> Domain:
+    """``d`` with its points listed when there are few (as many as ``count`` may ask): a grid
+    then reads each point from a tuple instead of computing it for every trial."""
+    if d.values is None and d.size is not None and d.size <= MAX_COUNT:
+        return Domain(d.name, d.size, d.lo, d.hi, d.log, d.is_int, tuple(d.points()), d.step)
+    return d
+
+
 def domain(name: str, p: Parameter) -> Domain:
     """The domain of one (already checked) parameter."""
+    return _small(_domain(name, p))
+
+
+def _domain(name: str, p: Parameter) -> Domain:
     if p.values is not None:
         return Domain(name, len(p.values), values=tuple(p.values))
     assert p.min is not None and p.max is not None
