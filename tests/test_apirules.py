@@ -93,3 +93,12 @@ def test_the_rules_point_at_the_input(grid_file, extra, message):
         render.plan(path)
     (line,) = str(err.value).splitlines()[:-1]
     assert line.startswith(f"{path}:8:") and message in line
+
+
+@pytest.mark.parametrize("value, ok", [("1", True), ("500m", True), (1073741824, True), (0.5, True), ("9223372036854775807", True),
+                                       ("9223372036854775808", False), ("8Ei", False), ("1e99999", False), (-1, False),
+                                       ("1\n", False), (True, False), ("5GB", False)])
+def test_quantities_kubernetes_would_cap_or_refuse_are_not_valid(value, ok):
+    from kubesweep import quantity
+
+    assert quantity.valid(value) is ok

@@ -109,6 +109,17 @@ def _check_param(out: Collector, pos: Positions, name: str, p: Parameter, algori
         out.add(pos.value(here), f"parameter {name!r} is a continuous range: grid search needs 'step' (or 'count', or 'values'); random and tpe search sample it as is")
 
 
+def _larger_than_kubernetes(value: str | int | float) -> bool:
+    """A well-formed quantity that Kubernetes would cap (it caps at 2^63-1 without a word)."""
+    if isinstance(value, bool) or (isinstance(value, (int, float)) and value < 0) \
+            or not quantity.SYNTAX.fullmatch(quantity.text(value)):
+        return False
+    try:
+        return quantity.parse(value) > quantity.LARGEST
+    except ValueError:  # an exponent far out of range
+        return True
+
+
 def _check_resources(out: Collector, pos: Positions, exp: Experiment) -> None:
     r = exp.resources
     examples = {"cpu": "1, 500m, 2.5", "memory": "5Gi, 512Mi, 1G, or a number of bytes"}
@@ -119,13 +130,17 @@ def _check_resources(out: Collector, pos: Positions, exp: Experiment) -> None:
             path = tuple(scope.split(".")) + (key,)
             if not quantity.valid(value) or (key == "cpu" and quantity.parse(value) == 0):
                 adjective = "a positive" if key == "cpu" else "a"
-                out.add(pos.value(path), f"{scope}.{key} is not {adjective} Kubernetes quantity (e.g. {examples[key]})", value)
+                what = ("larger than Kubernetes holds (2^63-1)" if _larger_than_kubernetes(value)
+                        else f"not {adjective} Kubernetes quantity (e.g. {examples[key]})")
+                out.add(pos.value(path), f"{scope}.{key} is {what}", value)
             elif key in requests and key in limits and scope == "resources.limits" and quantity.valid(requests[key]) \
                     and quantity.parse(value) < quantity.parse(requests[key]):
                 out.add(pos.value(path), f"resources.limits.{key} must be at least the request resources.{key} "
                         f"({quantity.text(requests[key])})", value)
     if r.gpu < 0:
         out.add(pos.value(("resources", "nvidia.com/gpu")), "resources.nvidia.com/gpu must not be negative", r.gpu)
+    elif r.gpu > quantity.LARGEST:
+        out.add(pos.value(("resources", "nvidia.com/gpu")), "resources.nvidia.com/gpu is larger than Kubernetes holds (2^63-1)", r.gpu)
 
 
 def _numeric(p: Parameter) -> bool:
