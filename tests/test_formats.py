@@ -210,3 +210,16 @@ def kube_expand(text: str, env: dict[str, str]) -> str:
         out.append(text[i])
         i += 1
     return "".join(out)
+
+
+def test_wandb_text_reaches_the_container_as_written(tmp_path):
+    """The W&B agent runs the program itself, so nothing expands $ in a W&B config: program,
+    project and command words keep every $ through kubesweep's and Kubernetes' expansion."""
+    path = tmp_path / "sweep.yaml"
+    path.write_text((EXAMPLES / "wandb.yaml").read_text().replace("program: ", "program: $(HOME)/") +
+                    "project: $(OUTPUT_DIR)\n")
+    p = render.plan(path, image=IMAGE)
+    c = _container(p)
+    env = {e["name"]: kube_expand(e["value"], {}) for e in c["env"]}
+    assert env["WANDB_PROJECT"] == "$(OUTPUT_DIR)"
+    assert any(kube_expand(a, env).startswith("$(HOME)/") for a in c["command"]), c["command"]

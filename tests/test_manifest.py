@@ -9,7 +9,7 @@ import yaml
 from kubesweep import manifest, render
 from kubesweep.versions import KUBERNETES_VERSION
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, MINIMAL
 
 TRICKY = """\
 name: tricky
@@ -135,3 +135,12 @@ def test_rerendering_gives_byte_identical_files(tmp_path):
     plan_b = files_b.pop(Path("plan.json"))
     assert files_a == files_b and len(files_a) == 12
     assert plan_a == plan_b
+
+
+def test_characters_beyond_the_basic_plane_render_as_yaml_reads_them(grid_file):
+    """The fast renderer writes values as JSON strings; JSON spells U+1F600 as a surrogate pair,
+    which YAML refuses, so such characters are written \\UXXXXXXXX (found by the fuzzer)."""
+    p = render.plan(grid_file(MINIMAL.replace("[adam, sgd]", '["😀", "\\U000c7d3d x", "\\\\ud83d"]')))
+    template = manifest.JobTemplate(p.experiment)
+    for t in p.trials:
+        assert manifest.load(template.render(t)) == manifest.build_job(p.experiment, t)

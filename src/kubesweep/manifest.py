@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from json.encoder import encode_basestring_ascii as quote
+from json.encoder import encode_basestring_ascii as _json_quote
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -24,6 +24,20 @@ from .spec import Experiment
 from .trials import Trial, canonical_json, format_value
 
 Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_SURROGATES = re.compile(r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def _astral(m: re.Match[str]) -> str:
+    return "\\U%08x" % (0x10000 + ((int(m.group(1), 16) - 0xD800) << 10) + (int(m.group(2), 16) - 0xDC00))
+
+
+def quote(text: str) -> str:
+    """``text`` as a YAML double-quoted scalar: JSON's ASCII spelling (C speed), except that a
+    character beyond U+FFFF is written ``\\UXXXXXXXX``, since YAML refuses JSON's surrogate pairs."""
+    quoted = _json_quote(text)
+    return _SURROGATES.sub(_astral, quoted) if "\\ud" in quoted else quoted
+
+
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 LABEL_PREFIX = "kubesweep.io/"

@@ -104,14 +104,22 @@ def _parameter(t: Translator, name: str, method: str) -> None:
         t.error_key(p + ("q",), f"parameter {name!r}: q only applies to the q_uniform distribution")
 
 
+def _verbatim(text: str) -> str:
+    """W&B text (program, project, command words) as native text that reaches the container as
+    written. The W&B agent runs the program itself, so nothing expands ``$`` there; in a Job,
+    kubesweep reads ``$$`` as ``$`` and Kubernetes then expands ``$(VAR)`` and ``$$``, so each
+    ``$`` becomes ``$$$$``."""
+    return text.replace("$", "$$$$")
+
+
 def _escape_text(item: str) -> str:
-    """A command item with its W&B macros kept and every other ``$`` escaped (kept as written)."""
+    """A command item with its W&B macros kept and every other ``$`` kept as written."""
     out, last = [], 0
     for m in _MACRO.finditer(item):
-        out.append(item[last : m.start()].replace("$", "$$"))
+        out.append(_verbatim(item[last : m.start()]))
         out.append(m.group(0))
         last = m.end()
-    out.append(item[last:].replace("$", "$$"))
+    out.append(_verbatim(item[last:]))
     return "".join(out)
 
 
@@ -136,7 +144,7 @@ def _command(t: Translator, program: str | None, program_given: bool) -> None:
                 if not program_given:  # a program of the wrong type is reported where it is written
                     t.error(here if src else (), "the command uses ${program} but the config names no program")
                 continue
-            argv.append(program.replace("$", "$$"))
+            argv.append(_verbatim(program))
         elif item in ("${args}", "${args_no_hyphens}", "${args_json}"):
             argv.append(item)
         else:
@@ -197,7 +205,7 @@ def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
     env: dict[str, Any] = {}
     for key, var in (("project", "WANDB_PROJECT"), ("entity", "WANDB_ENTITY")):
         if key in data:
-            env[var] = str(data[key]).replace("$", "$$")
+            env[var] = _verbatim(str(data[key]))
             t.at(("env", var), (key,))
     if env:
         t.out["env"] = env
