@@ -66,12 +66,17 @@ def _number(t: Translator, path: tuple, text: Any, is_int: bool) -> Any:
         if isinstance(text, bool):
             raise ValueError
         if is_int:
+            if isinstance(text, int) or (isinstance(text, str) and re.fullmatch(r"[-+]?[0-9]{1,4000}", text.strip())):
+                return int(text)  # exactly: float("9007199254740993") would round it
             value = float(text)
-            if not value.is_integer():
+            if not value.is_integer() or not math.isfinite(value):
                 raise ValueError
             return int(value)
-        return float(text)
-    except (TypeError, ValueError):
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError
+        return value
+    except (TypeError, ValueError, OverflowError):
         t.error(path, f"{t.name(path)} must be {'an integer' if is_int else 'a number'}", text)
         return None
 
