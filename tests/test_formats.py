@@ -223,3 +223,24 @@ def test_wandb_text_reaches_the_container_as_written(tmp_path):
     env = {e["name"]: kube_expand(e["value"], {}) for e in c["env"]}
     assert env["WANDB_PROJECT"] == "$(OUTPUT_DIR)"
     assert any(kube_expand(a, env).startswith("$(HOME)/") for a in c["command"]), c["command"]
+
+
+def test_katib_args_without_command_is_refused_not_run_as_the_command(tmp_path):
+    """Only args: the image's ENTRYPOINT would run them, and kubesweep writes the argv as command."""
+    path = _katib(tmp_path, lambda t: t.replace("                command:\n", "                args:\n"))
+    with pytest.raises(SpecError) as err:
+        render.plan(path)
+    assert "a container with args but no command runs the image's ENTRYPOINT" in str(err.value)
+
+
+def test_tpe_takes_any_seed(tmp_path):
+    path = _katib(tmp_path, lambda t: t.replace("algorithmName: random", "algorithmName: tpe").replace(
+        'value: "7"', 'value: "4294967296"'))
+    p = render.plan(path)
+    assert p.experiment.search.seed == 2**32 and len(p.trials) == 3
+
+
+def test_katib_algorithm_name_of_the_wrong_type_is_a_message(tmp_path):
+    path = _katib(tmp_path, lambda t: t.replace("algorithmName: random", "algorithmName: [grid]"))
+    with pytest.raises(SpecError, match="algorithm must be random, grid or tpe"):
+        render.plan(path)

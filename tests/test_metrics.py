@@ -31,6 +31,8 @@ def test_missing_and_nan_are_none():
     (r"acc is (\d+\.\d+)", 0.93),
     (r"acc is (?P<value>\d+\.\d+)", 0.93),
     (r"(\w+) is (\d+\.\d+)", 0.93),
+    # Katib's default metricsFormat: four groups, the first two are the name and the value
+    (r"([\w|-]+)\s*is\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)", 0.93),
 ])
 def test_configured_regex(regex, expected):
     assert read_metric("acc is 0.91\nacc is 0.93\nloss is 0.2\n", "acc", regex) == expected

@@ -77,7 +77,8 @@ def _sampler(exp: Experiment, batch: int):  # noqa: ANN202
     startup = max(MIN_STARTUP, exp.batch_size)
     with warnings.catch_warnings():  # multivariate and constant_liar are "experimental" since 2.x/3.x
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=exp.search.seed + batch, n_startup_trials=startup,
+        # numpy takes seeds of 0..2^32-1: any search.seed, and any batch after it, is folded into that
+        return optuna.samplers.TPESampler(seed=(exp.search.seed + batch) % 2**32, n_startup_trials=startup,
                                           constant_liar=True, multivariate=True)
 
 

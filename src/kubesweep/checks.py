@@ -228,8 +228,9 @@ def check(exp: Experiment, pos: Positions) -> None:
         except re.error as exc:
             out.add(pos.value(("objective", "regex")), f"objective.regex does not compile: {exc}", o.regex)
         else:
-            if not ("value" in rx.groupindex or rx.groups in (1, 2)):
-                out.add(pos.value(("objective", "regex")), f"objective.regex needs one group (the value), a group named 'value', or two groups (name, value); it has {rx.groups}", o.regex)
+            if not ("value" in rx.groupindex or rx.groups >= 1):
+                out.add(pos.value(("objective", "regex")), "objective.regex needs a group: one (the value), a group named "
+                        "'value', or two or more (the first is the name, the second the value, as in Katib); it has none", o.regex)
 
     _check_resources(out, pos, exp)
 

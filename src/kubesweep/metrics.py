@@ -35,7 +35,7 @@ def _values(text: str, metric: str, regex: str | None) -> list[float]:
                 if "name" in rx.groupindex and m.group("name") != metric:
                     continue
                 found.append(float(m.group("value")))
-            elif rx.groups == 2:
+            elif rx.groups >= 2:  # Katib's rule: the first group is the name, the second the value
                 if m.group(1) == metric:
                     found.append(float(m.group(2)))
             else:

@@ -322,6 +322,9 @@ def _trial_template(t: Translator, params: dict[str, str]) -> None:
         t.at(("command", len(command) + i), c + ("args", i))
     if not container.get("command") and not container.get("args"):
         t.error(c, "the primary container needs a command (kubesweep passes parameters as arguments)")
+    elif not container.get("command"):
+        t.error(c + ("args",), "a container with args but no command runs the image's ENTRYPOINT, which kubesweep "
+                "does not carry (it writes the trial's whole argv as the command): write the entrypoint as command")
     env: dict[str, Any] = {}
     for i, item in enumerate(t.sequence(c + ("env",))):
         e = c + ("env", i)
@@ -382,7 +385,7 @@ def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
     name = algo.get("algorithmName")
     search: dict[str, Any] = {}
     t.put(("search",), search, ("spec", "algorithm"))
-    if name in _ALGORITHMS:
+    if isinstance(name, str) and name in _ALGORITHMS:
         search["algorithm"] = _ALGORITHMS[name]
         t.at(("search", "algorithm"), ("spec", "algorithm", "algorithmName"))
     elif algo:
