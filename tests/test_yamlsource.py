@@ -153,3 +153,8 @@ def test_files_that_are_not_utf8_or_too_large_are_refused_with_the_place(tmp_pat
     with pytest.raises(SpecError) as err:
         load(tmp_path)
     assert str(err.value).splitlines()[0] == f"{tmp_path}:1:1: is a directory, not a sweep file"
+
+
+def test_an_alias_as_a_key_is_spelled_as_yaml_spells_it():
+    data, _ = loads("a: &n null\nb: &t true\nc:\n  *n : 1\n  *t : 2\n", "f.yaml")
+    assert data["c"] == {"null": 1, "true": 2}

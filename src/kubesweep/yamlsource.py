@@ -289,7 +289,8 @@ class _Builder:
         if top is not None and isinstance(top.value, dict) and not top.has_key:
             if isinstance(value, (list, dict)):
                 raise _refuse(mark, "mapping keys must be plain scalars")
-            self.scalar_key(top, str(value) if not isinstance(value, bool) else str(value).lower(), mark)
+            key = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+            self.scalar_key(top, key, mark)  # spelled as YAML spells the value, never as Python does
             return
         self.count(size, mark, True)
         path = self._child_path()
