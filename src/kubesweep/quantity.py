@@ -9,16 +9,11 @@ a quantity above 2^63-1 without a word; kubesweep refuses one instead.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+
+from kubernetes.utils.quantity import parse_quantity
 
 SYNTAX = re.compile(r"\+?(\d+(?:\.\d*)?|\.\d+)(?:([eE][+-]?\d+)|([numkMGTPE]|[KMGTPE]i)?)")
-_SUFFIX = {
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
-}
 
 
 def text(value: str | int | float) -> str:
@@ -45,17 +40,12 @@ def valid(value: str | int | float) -> bool:
 
 
 def parse(value: str | int | float) -> Decimal:
-    """A quantity as a number (cores for cpu, bytes for memory); ValueError if it is not one."""
-    m = SYNTAX.fullmatch(text(value)) if not isinstance(value, bool) else None
-    if not m:
+    """A quantity as a number (cores for cpu, bytes for memory); ValueError if it is not one.
+    The syntax is checked here as the API server checks it (the client's parser also takes a
+    trailing space or a sign); the value is the kubernetes client's ``parse_quantity``."""
+    m = None if isinstance(value, bool) else SYNTAX.fullmatch(text(value))
+    if m is None:
         raise ValueError(f"not a quantity: {value!r}")
-    try:
-        number = Decimal(m.group(1))
-        if m.group(2):
-            exponent = int(m.group(2)[1:])
-            if abs(exponent) > 100:  # far beyond any resource; keeps the arithmetic bounded
-                raise ValueError(f"quantity exponent out of range: {value!r}")
-            return number * (Decimal(10) ** exponent)
-        return number * _SUFFIX[m.group(3) or ""]
-    except InvalidOperation:
-        raise ValueError(f"not a quantity: {value!r}") from None
+    if m.group(2) and abs(int(m.group(2)[1:])) > 100:  # far beyond any resource; keeps the arithmetic bounded
+        raise ValueError(f"quantity exponent out of range: {value!r}")
+    return parse_quantity(m.group(0))
