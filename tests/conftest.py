@@ -67,4 +67,5 @@ def api(local_cluster):
 
     api_client = config.new_client_from_config(str(local_cluster["kubeconfig"]))
     return {"core": client.CoreV1Api(api_client), "batch": client.BatchV1Api(api_client),
-            "coordination": client.CoordinationV1Api(api_client)}
+            "coordination": client.CoordinationV1Api(api_client), "apps": client.AppsV1Api(api_client),
+            "storage": client.StorageV1Api(api_client)}

@@ -1,5 +1,5 @@
 """Go binaries built from the Go module proxy: Kubernetes, etcd, crictl, CNI plugins, kwok, pause,
-minikube and the NVIDIA device plugin.
+CoreDNS, local-path-provisioner, minikube and the NVIDIA device plugin.
 
 Why a wrapper module: this machine reaches the Go module proxy but not GitHub or dl.k8s.io, so
 the sources come as Go modules. ``go build k8s.io/kubernetes/cmd/kubelet@v1.35.8`` does not work
@@ -438,6 +438,35 @@ def minikube(version: str) -> Wrapper:
     v = version.lstrip("v")
     return Wrapper("minikube", v, ((MINIKUBE_MODULE, f"v{v}"),), (Binary("minikube", f"{MINIKUBE_MODULE}/cmd/minikube"),),
                    lambda infos: _minikube_flags(v, infos), module_replaces=True)
+
+
+COREDNS_MODULE = "github.com/coredns/coredns"
+
+
+def coredns(version: str) -> Wrapper:
+    """CoreDNS, the cluster DNS kubeadm deploys (its image registry.k8s.io/coredns/coredns). Static,
+    with the plugins of its own release build (core/plugin/zplugin.go); the Makefile's one flag:
+    coremain.GitCommit, the short commit hash, when the proxy knows it."""
+    v = version.lstrip("v")
+
+    def flags(infos: Mapping[str, ModuleInfo]) -> str:
+        info = infos.get(COREDNS_MODULE)
+        commit = info.origin_hash[:8] if info and info.origin_hash else ""
+        return "-s -w" + (f" -X {COREDNS_MODULE}/coremain.GitCommit={commit}" if commit else "")
+
+    return Wrapper("coredns", v, ((COREDNS_MODULE, f"v{v}"),), (Binary("coredns", COREDNS_MODULE),), flags)
+
+
+LOCAL_PATH_PROVISIONER_MODULE = "github.com/rancher/local-path-provisioner"
+
+
+def local_path_provisioner(version: str) -> Wrapper:
+    """Rancher's local-path-provisioner: the default StorageClass's dynamic provisioner (a
+    directory on the node per volume). scripts/build's flags: main.VERSION, static."""
+    v = version.lstrip("v")
+    return Wrapper("local-path-provisioner", v, ((LOCAL_PATH_PROVISIONER_MODULE, f"v{v}"),),
+                   (Binary("local-path-provisioner", LOCAL_PATH_PROVISIONER_MODULE),),
+                   lambda infos: f"-s -w -X main.VERSION=v{v}")
 
 
 # ------------------------------------------------------------------------------------ building

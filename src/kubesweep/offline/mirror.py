@@ -79,11 +79,14 @@ class Versions:
     nvidia_device_plugin: str
     flannel: str
     minikube: str
+    coredns: str
+    local_path_provisioner: str
 
     KEYS: ClassVar[dict[str, str]] = {"kube": "kube_version", "etcd": "etcd_version", "pause": "pause_version", "cni": "cni_version",
             "crictl": "crictl_version", "kwok": "kwok_version",
             "nvidia_device_plugin": "nvidia_device_plugin_version", "flannel": "flannel_version",
-            "minikube": "minikube_offline_version"}
+            "minikube": "minikube_offline_version", "coredns": "coredns_version",
+            "local_path_provisioner": "local_path_provisioner_version"}
 
     @classmethod
     def load(cls, path: Path | None = None) -> Versions:
@@ -302,6 +305,18 @@ def image_specs(v: Versions, art: Mapping[str, gobuild.Built], node: images.Root
                                   ('ENTRYPOINT ["/usr/local/bin/flanneld"]', f"ENV {images.PATH_ENV}"),
                                   base=minbase.path, base_sha256=minbase.sha256,
                                   files=(file("flannel/flanneld", "usr/local/bin/flanneld"),)))
+    # kubeadm's CoreDNS Deployment runs `/coredns -conf /etc/coredns/Corefile` with NET_BIND_SERVICE;
+    # upstream's image is distroless (no shell) with the binary at /coredns, like this one.
+    specs.append(images.k8s_image("coredns/coredns", f"v{v.coredns}", [file("coredns/coredns", "coredns")],
+                                  changes=('ENTRYPOINT ["/coredns"]', f"ENV {images.PATH_ENV}")))
+    # upstream's image is Alpine plus the binary; on the bare Debian root here it keeps a shell, so
+    # the same image also serves as the helper pod that makes and removes volume directories.
+    specs.append(images.ImageSpec(
+        f"docker.io/rancher/local-path-provisioner:v{v.local_path_provisioner}",
+        f"rancher/local-path-provisioner:v{v.local_path_provisioner}",
+        f"kubesweep/local-path-provisioner:v{v.local_path_provisioner}",
+        ('CMD ["local-path-provisioner"]', f"ENV {images.PATH_ENV}"), base=minbase.path, base_sha256=minbase.sha256,
+        files=(file("local-path-provisioner/local-path-provisioner", "usr/bin/local-path-provisioner"),)))
     specs.append(images.own_image("node", "bookworm", node,
                                   ['CMD ["/sbin/init"]', "ENV container=docker"]))
     specs.append(images.own_image("python-base", "bookworm", pybase,
@@ -348,6 +363,7 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
         wrappers = [gobuild.kubernetes(v.kube), gobuild.etcd(v.etcd), gobuild.cri_tools(v.crictl),
                     gobuild.cni_plugins(v.cni), gobuild.kwok(v.kwok, v.kube),
                     gobuild.nvidia_device_plugin(v.nvidia_device_plugin), gobuild.flannel(v.flannel),
+                    gobuild.coredns(v.coredns), gobuild.local_path_provisioner(v.local_path_provisioner),
                     gobuild.minikube(v.minikube)]
         try:
             for w in wrappers:
