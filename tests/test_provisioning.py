@@ -187,6 +187,7 @@ def test_gcp_vm_module_arguments(tmp_path):
         tasks += dump_tasks(tmp_path / f"{name}.json", "{'instance': gcp_vm_instance, 'firewalls': gcp_vm_firewalls, "
                                                        "'network': gcp_vm_network_link}")
     proc = run_local(tmp_path, tasks, {"gcp_vm_project": "proj-1", "gcp_vm_zone": "us-west1-b",
+                                        "gcp_vm_firewall_source_ranges": ["203.0.113.0/24"],
                                         "gcp_vm_ssh_public_key_file": str(tmp_path / "none.pub")})
     assert proc.returncode == 0, output(proc)
     api = "https://www.googleapis.com/compute/v1/projects/proj-1"
@@ -203,6 +204,7 @@ def test_gcp_vm_module_arguments(tmp_path):
     assert gpu["network"] == {"selfLink": f"{api}/global/networks/default"}
     assert [f["name"] for f in gpu["firewalls"]] == ["kubesweep-ssh-api", "kubesweep-internal"]
     assert gpu["firewalls"][0]["allowed"] == [{"ip_protocol": "tcp", "ports": ["22", "6443"]}]
+    assert gpu["firewalls"][0]["source_ranges"] == ["203.0.113.0/24"]
 
     cpu = json.loads((tmp_path / "cpu.json").read_text())
     vm = cpu["instance"]
@@ -215,6 +217,119 @@ def test_gcp_vm_module_arguments(tmp_path):
 
     plain = json.loads((tmp_path / "plain.json").read_text())["instance"]
     assert plain["scheduling"]["on_host_maintenance"] == "MIGRATE" and plain["machine_type"] == "n1-standard-8"
+
+
+# ------------------------------------------------------------------ GCP firewall sources
+
+GCP_PLAYBOOK = ROOT / "playbooks" / "gcp_vm.yml"
+GCP_SETTINGS = ROOT / "inventory" / "gcp" / "group_vars" / "all" / "gcp.yml"
+EXAMPLE = 'gcp_vm_firewall_source_ranges: ["203.0.113.0/24"]'
+NOT_A_CIDR = "is not an IPv4 or IPv6 CIDR"
+WHOLE_INTERNET = "would open tcp 22, 6443 (SSH and the Kubernetes API server, firewall rule kubesweep-ssh-api) to the whole internet"
+
+
+def gcp_play(tmp_path: Path, extra_vars: dict, *settings: Path) -> subprocess.CompletedProcess[str]:
+    """playbooks/gcp_vm.yml itself (the whole role) on localhost, with a project set and no SSH key."""
+    base = {"gcp_vm_project": "proj-1", "gcp_vm_ssh_public_key_file": str(tmp_path / "none.pub")}
+    return ansible("ansible-playbook", "-i", "localhost,", GCP_PLAYBOOK, *[a for f in settings for a in ("-e", f"@{f}")],
+                   "-e", json.dumps({**base, **extra_vars}), cwd=tmp_path)
+
+
+def one_line(proc: subprocess.CompletedProcess[str]) -> str:
+    return " ".join(output(proc).split())
+
+
+GCP_TASKS = ("Create the VPC network", "Create the firewall rules", "Create the VM", "Delete the VM")
+
+
+def assert_refused_before_gcp(proc: subprocess.CompletedProcess[str], *phrases: str) -> None:
+    text = one_line(proc)
+    assert proc.returncode == 2, output(proc)
+    assert "TASK [gcp_vm : Check the firewall source ranges]" in text
+    assert "failed=1" in proc.stdout and "changed=0" in proc.stdout, proc.stdout
+    for phrase in phrases:
+        assert phrase in text, f"{phrase!r} not in:\n{output(proc)}"
+    started = [t for t in GCP_TASKS if f"TASK [gcp_vm : {t}]" in text]
+    assert started == [], f"GCP tasks ran after the refusal: {started}"
+
+
+def test_gcp_inventory_opens_nothing_by_default(tmp_path):
+    """The shipped settings, as a user runs them before editing: no ranges, so the play refuses by
+    the variable's name with an example of what to set, before any GCP module runs."""
+    assert yaml.safe_load(GCP_SETTINGS.read_text())["gcp_vm_firewall_source_ranges"] == []
+    defaults = yaml.safe_load((ROOT / "roles" / "gcp_vm" / "defaults" / "main.yml").read_text())
+    assert defaults["gcp_vm_firewall_source_ranges"] == [] and defaults["gcp_vm_firewall_allow_any_source"] is False
+    proc = gcp_play(tmp_path, {}, GCP_SETTINGS)
+    assert_refused_before_gcp(proc, "gcp_vm_firewall_source_ranges is empty and has no default",
+                              "no firewall rule is created until it is given", EXAMPLE)
+
+
+@pytest.mark.parametrize(("ranges", "phrases"), [
+    pytest.param(None, ["argument 'gcp_vm_firewall_source_ranges' is of type NoneType"], id="null"),
+    pytest.param([], ["gcp_vm_firewall_source_ranges is empty and has no default", EXAMPLE], id="empty"),
+    pytest.param(["0.0.0.0/0"], ["gcp_vm_firewall_source_ranges: 0.0.0.0/0 " + WHOLE_INTERNET,
+                                 "set gcp_vm_firewall_allow_any_source: true"], id="ipv4-any"),
+    pytest.param(["203.0.113.0/24", "::/0"], ["gcp_vm_firewall_source_ranges: ::/0 " + WHOLE_INTERNET], id="ipv6-any"),
+    pytest.param(["198.51.100.9/0"], ["gcp_vm_firewall_source_ranges: 198.51.100.9/0 " + WHOLE_INTERNET], id="any-prefix-0"),
+    pytest.param(["10.0.0.256/8"], [f'"10.0.0.256/8" {NOT_A_CIDR}'], id="octet-over-255"),
+    pytest.param(["10.0.0.0/33"], [f'"10.0.0.0/33" {NOT_A_CIDR}'], id="ipv4-prefix-over-32"),
+    pytest.param(["2001:db8::/129"], [f'"2001:db8::/129" {NOT_A_CIDR}'], id="ipv6-prefix-over-128"),
+    pytest.param(["2001:db8:::1/64"], [f'"2001:db8:::1/64" {NOT_A_CIDR}'], id="ipv6-triple-colon"),
+    pytest.param(["203.0.113.7"], [f'"203.0.113.7" {NOT_A_CIDR}'], id="no-prefix"),
+    pytest.param(["office.example.com/32"], [f'"office.example.com/32" {NOT_A_CIDR}'], id="a-name"),
+    pytest.param(["203.0.113.0/24", "any"], [f'"any" {NOT_A_CIDR}'], id="one-bad-among-good"),
+    pytest.param("203.0.113.0/24", ["gcp_vm_firewall_source_ranges must be a list of CIDRs", EXAMPLE], id="a-string"),
+])
+def test_gcp_firewall_sources_are_refused_before_any_gcp_call(tmp_path, ranges, phrases):
+    proc = gcp_play(tmp_path, {"gcp_vm_firewall_source_ranges": ranges})
+    if ranges is None:  # the argument spec refuses it, before the role's own check
+        assert proc.returncode == 2 and "failed=1" in proc.stdout, output(proc)
+        assert all(p in one_line(proc) for p in phrases), output(proc)
+        assert not any(f"TASK [gcp_vm : {t}]" in output(proc) for t in GCP_TASKS), output(proc)
+        return
+    assert_refused_before_gcp(proc, *phrases)
+
+
+def test_gcp_any_source_needs_the_explicit_switch(tmp_path):
+    """0.0.0.0/0 passes the check only with gcp_vm_firewall_allow_any_source, and only then reaches
+    the firewall rule's arguments; `false` given explicitly still refuses."""
+    tasks = [{"name": "Check and assemble", "ansible.builtin.include_role": {"name": "gcp_vm", "tasks_from": "vars"}},
+             *dump_tasks(tmp_path / "firewalls.json", "gcp_vm_firewalls")]
+    refused = run_local(tmp_path, tasks, {"gcp_vm_project": "p", "gcp_vm_firewall_source_ranges": ["0.0.0.0/0", "::/0"],
+                                          "gcp_vm_firewall_allow_any_source": False})
+    assert refused.returncode == 2 and "failed=1" in refused.stdout, output(refused)
+    assert "0.0.0.0/0 " + WHOLE_INTERNET in one_line(refused) and "::/0 " + WHOLE_INTERNET in one_line(refused)
+    assert not (tmp_path / "firewalls.json").exists()
+    allowed = run_local(tmp_path, tasks, {"gcp_vm_project": "p", "gcp_vm_firewall_source_ranges": ["0.0.0.0/0", "::/0"],
+                                          "gcp_vm_firewall_allow_any_source": True})
+    assert allowed.returncode == 0, output(allowed)
+    assert json.loads((tmp_path / "firewalls.json").read_text())[0]["source_ranges"] == ["0.0.0.0/0", "::/0"]
+
+
+GOOD_RANGES = ["203.0.113.0/24", "198.51.100.7/32", "10.0.0.0/8", "192.0.2.0/25", "2001:db8::/32", "2001:DB8:0:1::/64",
+               "fd00::1/128", "::1/128", "2001:db8:1:2:3:4:5:6/128", "fe80::/10"]
+
+
+def test_gcp_good_ranges_pass_the_check_and_reach_the_firewall_rule(tmp_path):
+    """The real check (the role's vars.yml) accepts IPv4 and IPv6 CIDRs and goes on to assemble
+    the rule with exactly those sources; it stops there, before the tasks that call GCP."""
+    tasks = [{"name": "Check and assemble", "ansible.builtin.include_role": {"name": "gcp_vm", "tasks_from": "vars"}},
+             *dump_tasks(tmp_path / "firewalls.json", "gcp_vm_firewalls")]
+    proc = run_local(tmp_path, tasks, {"gcp_vm_project": "p", "gcp_vm_firewall_source_ranges": GOOD_RANGES})
+    assert proc.returncode == 0, output(proc)
+    assert "TASK [gcp_vm : Check the firewall source ranges]" in proc.stdout
+    assert "failed=0" in proc.stdout
+    rules = json.loads((tmp_path / "firewalls.json").read_text())
+    assert rules[0]["name"] == "kubesweep-ssh-api" and rules[0]["source_ranges"] == GOOD_RANGES
+    assert "source_ranges" not in rules[1]  # the internal rule: by network tag only
+
+
+def test_gcp_delete_needs_no_ranges(tmp_path):
+    """gcp_vm_state=absent opens nothing, so the firewall check does not stand in its way."""
+    tasks = [{"name": "Check and assemble", "ansible.builtin.include_role": {"name": "gcp_vm", "tasks_from": "vars"}}]
+    proc = run_local(tmp_path, tasks, {"gcp_vm_project": "p", "gcp_vm_state": "absent"})
+    assert proc.returncode == 0, output(proc)
+    assert "skipping: [localhost]" in proc.stdout
 
 
 def test_minikube_start_is_one_argv_with_the_seed_settings(tmp_path):
@@ -320,3 +435,21 @@ def test_gpu_playbook_skips_a_host_without_a_gpu(tmp_path):
     assert "no NVIDIA GPU on localhost: skipping the driver" in proc.stdout
     assert "no NVIDIA GPU on localhost: skipping the container toolkit" in " ".join(proc.stdout.split())
     assert "failed=0" in proc.stdout and "changed=0" in proc.stdout
+
+
+def test_a_host_with_an_unsupported_os_stops_before_anything_is_changed(tmp_path):
+    """node_prereqs' first task: this machine (Debian 12) against a list that does not have it."""
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{"name": "OS check", "hosts": "localhost", "connection": "local",
+                                     "gather_facts": True, "gather_subset": ["min"],
+                                     "roles": [{"role": "node_prereqs"}]}]))
+    supported = [{"distribution": "Rocky", "min_major": 9}, {"distribution": "Debian", "min_major": 13}]
+    proc = ansible("ansible-playbook", "-i", "localhost,", play, "--check", "-e",
+                   json.dumps({"node_prereqs_supported_os": supported, "ansible_python_interpreter": sys.executable}),
+                   cwd=tmp_path)
+    assert proc.returncode == 2 and "failed=1" in proc.stdout and "changed=0" in proc.stdout, output(proc)
+    text = " ".join(output(proc).split())
+    assert "TASK [node_prereqs : Check the operating system]" in text
+    assert ("localhost runs Debian 12." in text and "these roles support Rocky >= 9, Debian >= 13 "
+            "(node_prereqs_supported_os)" in text), text
+    assert "Load the OS-specific variables" not in text  # stopped at the check
