@@ -285,13 +285,17 @@ def _create(fn: Any, *args: Any) -> bool:
         fn(*args)
         return True
     except ApiException as exc:
-        if exc.status == 409:
+        # 409: already there. 403: this identity may not create it, as with a kubeconfig scoped to
+        # one namespace (playbooks/kubeconfig-user.yml): the cluster admin prepared the namespace,
+        # and a namespace that is missing after all is reported by the first Job create (404).
+        if exc.status in (403, 409):
             return False
         raise
 
 
 def ensure_namespace(c: Clients, namespace: str, service_account: str | None) -> list[str]:
-    """Namespace, ServiceAccount and a namespace-scoped Role (+ binding) for sweeps, if absent."""
+    """Namespace, ServiceAccount and a namespace-scoped Role (+ binding) for sweeps, if absent and
+    this identity may create them."""
     made = []
     if _create(c.core.create_namespace, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}):
         made.append(f"namespace/{namespace}")
