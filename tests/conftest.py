@@ -49,12 +49,27 @@ INVENTORY = ROOT / "inventory" / "local"
 
 
 @pytest.fixture(scope="session")
-def local_cluster():
-    """The real two-node cluster, brought up once per session (torn down by test_zz_teardown.py)."""
+def local_cluster(request):
+    """The real three-node cluster, brought up once per session (torn down by test_zz_teardown.py).
+
+    Node containers of another local cluster (the one-node cluster `invoke setup` leaves up) hold
+    the registry's port 127.0.0.1:5000 and the node network: the suite replaces that cluster,
+    says so, and leaves it to `invoke cluster` to bring back (its registry's images are kept)."""
     import time
 
-    from kubesweep import cluster
+    from kubesweep import cluster, nodes, services
 
+    wanted = {h.name for h in nodes.inventory_hosts(INVENTORY)}
+    found = sorted(set(nodes.existing()) - wanted) if services.docker_running() else []
+    if found:
+        cluster.down()
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        message = (f"replaced the local cluster found running ({', '.join(found)}) with {INVENTORY.name}'s three "
+                   "nodes; `invoke cluster` brings the one-node cluster back after the tests")
+        if reporter is not None:
+            reporter.write_line(f"\n{message}")
+        else:
+            print(message)
     started = time.monotonic()
     run = cluster.up(INVENTORY, echo=False)
     print(f"\ncluster up in {time.monotonic() - started:.0f}s (site.yml {run.seconds:.0f}s)")

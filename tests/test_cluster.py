@@ -8,13 +8,15 @@ checking that nothing is left behind.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 import time
 import uuid
 
 import pytest
 
-from kubesweep import cluster, fake_nodes, image
+from kubesweep import cluster, fake_nodes, image, nodes
 from kubesweep.metrics import read_metric
 from kubesweep.versions import KUBERNETES_VERSION, pins
 
@@ -233,3 +235,31 @@ def test_hundred_fake_gpu_nodes_and_a_gpu_job_succeeds_on_them(api, local_cluste
         {n: (first[n].spec.renew_time, renewed[n].spec.renew_time) for n in first}
     api["batch"].delete_namespaced_job(name, "default", propagation_policy="Background")
     assert fake_nodes.ensure(local_cluster["kubeconfig"], 0, 8, version=pins()["kwok_version"])["deleted"] == 100
+
+
+def test_nodes_are_reached_over_ssh_as_a_non_root_user_with_sudo_on_loopback_ports(local_cluster):
+    """The local inventory has the baremetal inventory's shape; Ansible logs in over SSH."""
+    tool = os.path.join(os.path.dirname(sys.executable), "ansible")
+    base = [tool, "-i", str(INVENTORY), "k8s_cluster", "-o", "-m", "ansible.builtin.command", "-a", "id -un"]
+    env = {**os.environ, "ANSIBLE_CONFIG": str(cluster.REPO / "ansible.cfg")}
+    plain = subprocess.run(base, capture_output=True, text=True, cwd=cluster.REPO, env=env)
+    root = subprocess.run([*base, "--become"], capture_output=True, text=True, cwd=cluster.REPO, env=env)
+    assert plain.returncode == 0 and root.returncode == 0, plain.stdout + plain.stderr + root.stdout + root.stderr
+    for node in NODES:
+        assert re.search(rf"^{node} \| CHANGED \| rc=0 \| \(stdout\) kubesweep$", plain.stdout, re.M), plain.stdout
+        assert re.search(rf"^{node} \| CHANGED \| rc=0 \| \(stdout\) root$", root.stdout, re.M), root.stdout
+    hosts = {h.name: h for h in nodes.inventory_hosts(INVENTORY)}
+    key = nodes.ssh_key(INVENTORY)
+    fingerprints = set()
+    for node in NODES:
+        port = hosts[node].ssh_port
+        published = subprocess.run(["docker", "port", node, "22/tcp"], capture_output=True, text=True).stdout.split()
+        assert published == [f"127.0.0.1:{port}"]  # loopback only
+        ssh = ["ssh", "-p", str(port), "-i", str(key), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+        refused = subprocess.run([*ssh, "root@127.0.0.1", "true"], capture_output=True, text=True)
+        assert refused.returncode == 255 and "Permission denied" in refused.stderr  # no root login
+        scan = subprocess.run(["ssh-keyscan", "-p", str(port), "-t", "ed25519", "127.0.0.1"],
+                              capture_output=True, text=True)
+        fingerprints.add(scan.stdout.split()[-1])
+    assert len(fingerprints) == len(NODES)  # each node made its own host key

@@ -28,9 +28,11 @@ WORKER = "ks-ha-worker-1"
 def ha(tmp_path_factory):
     inv = tmp_path_factory.mktemp("inv") / "ha"
     inv.mkdir()
+    ssh = {name: {"ansible_host": "127.0.0.1", "ansible_port": 2231 + i}
+           for i, name in enumerate([*CONTROL_PLANES, WORKER])}  # reached over SSH like the other clusters
     hosts = {"all": {"children": {
-        "k8s_cluster": {"children": {"kube_control_plane": {"hosts": dict.fromkeys(CONTROL_PLANES)},
-                                     "kube_node": {"hosts": {WORKER: None}}}},
+        "k8s_cluster": {"children": {"kube_control_plane": {"hosts": {n: ssh[n] for n in CONTROL_PLANES}},
+                                     "kube_node": {"hosts": {WORKER: ssh[WORKER]}}}},
         "registry": {"hosts": {CONTROL_PLANES[0]: None}}}}}
     (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
     (inv / "group_vars").symlink_to(INVENTORY / "group_vars")

@@ -102,7 +102,8 @@ def up(inventory: Path = DEFAULT_INVENTORY, *, echo: bool = True) -> PlaybookRun
         raise ClusterError(f"the inventory {inventory} has no hosts")
     nodes.ensure_network()
     services.ensure_file_server(cache_root() / "mirror", nodes.GATEWAY, MIRROR_PORT)
-    nodes.up(hosts)
+    over_ssh = any(h.ssh_port is not None for h in hosts)
+    nodes.up(hosts, nodes.ssh_key(inventory) if over_ssh else None)
     run = playbook(inventory, echo=echo)
     log = cache_root() / "logs" / f"site-{inventory.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +124,8 @@ def down() -> list[str]:
     services.stop_file_server()
     if services.docker_running() and not nodes.existing():
         nodes.remove_network()
+    if not removed or not nodes.existing():
+        nodes.remove_ssh_keys()
     services.stop_docker()
     return removed
 

@@ -76,24 +76,56 @@ class RootfsSpec:
     disabled: tuple[str, ...] = ()
     dirs: tuple[str, ...] = ()
     empty_machine_id: bool = False
+    files: tuple[tuple[str, str], ...] = ()     # (path, text) written into the tree (0644)
+    links: tuple[tuple[str, str], ...] = ()     # (path, target) symlinks, e.g. enabling a unit
+    removed: tuple[str, ...] = ()               # glob patterns deleted (keys every node must not share)
 
     def key(self) -> str:
-        return sha256_json({"name": self.name, "suite": self.suite, "variant": "minbase",
-                            "packages": sorted(self.packages), "masked": sorted(self.masked),
-                            "disabled": sorted(self.disabled), "dirs": sorted(self.dirs),
-                            "empty_machine_id": self.empty_machine_id, "script": ROOTFS_SCRIPT_VERSION})
+        recipe = {"name": self.name, "suite": self.suite, "variant": "minbase",
+                  "packages": sorted(self.packages), "masked": sorted(self.masked),
+                  "disabled": sorted(self.disabled), "dirs": sorted(self.dirs),
+                  "empty_machine_id": self.empty_machine_id, "script": ROOTFS_SCRIPT_VERSION}
+        # only when set, so the recipes that use none keep the keys (and cached tarballs) they had
+        for name, value in (("files", self.files), ("links", self.links), ("removed", self.removed)):
+            if value:
+                recipe[name] = sorted(map(list, value)) if name != "removed" else sorted(value)
+        return sha256_json(recipe)
 
 
 NODE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "iproute2", "iptables", "containerd", "runc",
                  "ca-certificates", "python3", "kmod", "procps", "conntrack", "socat", "ethtool", "ebtables",
-                 "ipset", "curl", "docker-registry", "python3-apt")
+                 "ipset", "curl", "docker-registry", "python3-apt", "openssh-server", "sudo")
 NODE_MASKED = ("getty@tty1.service", "serial-getty@.service", "console-getty.service", "systemd-udevd.service",
                "systemd-udev-trigger.service", "systemd-modules-load.service", "sys-kernel-config.mount",
                "systemd-remount-fs.service")
 
+# A node is reached over SSH like a server: sshd with keys only (no passwords, no root login).
+# Host keys are not baked into the image (every node would share them): each node makes its
+# own at first boot, before sshd starts.
+NODE_HOST_KEYS_UNIT = """\
+[Unit]
+Description=Generate this host's SSH host keys
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+Before=ssh.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=ssh.service
+"""
+NODE_SSHD_CONFIG = "# kubesweep node: keys only\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n"
 NODE_ROOTFS = RootfsSpec("node-bookworm", "bookworm", NODE_PACKAGES, masked=NODE_MASKED,
                          disabled=("docker-registry.service",), dirs=("etc/kubernetes/manifests",),
-                         empty_machine_id=True)
+                         empty_machine_id=True,
+                         files=(("etc/systemd/system/ssh-host-keys.service", NODE_HOST_KEYS_UNIT),
+                                ("etc/ssh/sshd_config.d/kubesweep.conf", NODE_SSHD_CONFIG)),
+                         links=(("etc/systemd/system/ssh.service.wants/ssh-host-keys.service",
+                                 "/etc/systemd/system/ssh-host-keys.service"),
+                                ("etc/systemd/system/multi-user.target.wants/ssh.service",
+                                 "/lib/systemd/system/ssh.service")),
+                         removed=("etc/ssh/ssh_host_*",))
 PYTHON_BASE_ROOTFS = RootfsSpec("python-base-bookworm", "bookworm",
                                 ("python3", "python3-numpy", "python3-sklearn", "ca-certificates"))
 # Nothing beyond minbase: the base of images that hold one dynamically linked program.
@@ -225,6 +257,21 @@ def customize(root: Path, spec: RootfsSpec) -> None:
                 target.unlink()
     for d in spec.dirs:
         (root / d).mkdir(parents=True, exist_ok=True)
+    for rel, text in spec.files:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o644)
+    for rel, target in spec.links:
+        link = root / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target)
+    for pattern in spec.removed:
+        for path in root.glob(pattern):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
     if spec.empty_machine_id:
         (root / "etc" / "machine-id").write_text("")
     for pattern in ("var/lib/apt/lists/*_*", "var/cache/apt/*.bin", "var/cache/apt/archives/*.deb"):
@@ -285,16 +332,20 @@ class ImageSpec:
     base_sha256: str = ""
     files: tuple[FileEntry, ...] = ()  # ... and/or files added on top
     dirs: tuple[tuple[str, int], ...] = ()  # directories (path, mode) created in a files-only image
+    links: tuple[tuple[str, str], ...] = ()  # symlinks (path, target) added on top
 
     @property
     def registry_ref(self) -> str:
         return f"{REGISTRY}/{self.path}"
 
     def stamp(self) -> str:
-        return sha256_json({"script": IMAGE_SCRIPT_VERSION, "path": self.path, "local": self.local,
-                            "changes": list(self.changes), "base": self.base_sha256,
-                            "files": [[f.dest, f.sha256, f.mode] for f in self.files],
-                            "dirs": [list(d) for d in self.dirs]})
+        recipe = {"script": IMAGE_SCRIPT_VERSION, "path": self.path, "local": self.local,
+                  "changes": list(self.changes), "base": self.base_sha256,
+                  "files": [[f.dest, f.sha256, f.mode] for f in self.files],
+                  "dirs": [list(d) for d in self.dirs]}
+        if self.links:  # only when set: the images without links keep their stamps
+            recipe["links"] = [list(link) for link in self.links]
+        return sha256_json(recipe)
 
     def entry(self) -> dict[str, str]:
         return {"upstream": self.upstream, "local": self.local, "path": self.path}
@@ -456,6 +507,13 @@ def write_tar(stream: IO[bytes], spec: ImageSpec) -> None:
             info.mtime = 0
             with open(f.source, "rb") as src:
                 tar.addfile(info, src)
+        for path, target in spec.links:
+            info = tarfile.TarInfo(f"./{path}")
+            info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mtime = 0
+            tar.addfile(info)
 
 
 def _dir_info(name: str, mode: int) -> tarfile.TarInfo:
@@ -468,6 +526,18 @@ def _dir_info(name: str, mode: int) -> tarfile.TarInfo:
     return info
 
 
-def write_images_json(cache: Cache, specs: Sequence[ImageSpec]) -> Path:
-    atomic_write(cache.images_json, json.dumps([s.entry() for s in specs], indent=2) + "\n")
+def write_images_json(cache: Cache, specs: Sequence[ImageSpec], *, keep: bool = False) -> Path:
+    """The list the offline_images role pushes. With ``keep``, entries of an earlier run for
+    other repositories stay (a build of fewer parts must not drop the images of the others);
+    an entry for the same repository is replaced (a new tag)."""
+    entries = [s.entry() for s in specs]
+    if keep:
+        try:
+            earlier = json.loads(cache.images_json.read_text())
+        except (OSError, ValueError):
+            earlier = []
+        mine = {e["path"].rsplit(":", 1)[0] for e in entries}
+        entries += [e for e in earlier if isinstance(e, dict) and isinstance(e.get("path"), str)
+                    and e["path"].rsplit(":", 1)[0] not in mine and inspect(e.get("local", "")) is not None]
+    atomic_write(cache.images_json, json.dumps(entries, indent=2) + "\n")
     return cache.images_json
