@@ -114,16 +114,32 @@ def cluster(c, inventory="inventory/single", down=False, fake_nodes=None, gpus_p
               fake_nodes=cli.optional_int(fake_nodes, "--fake-nodes"), gpus_per_node=int(gpus_per_node))
 
 
-@task
-def artifacts(c):
-    """Build the offline mirror from source: Kubernetes, etcd, CNI, crictl, kwok, node and base images."""
-    cli.guard(cli.artifacts)
+@task(help={"only": "comma-separated parts: cluster, gpu, kwok, minikube (default: all)"})
+def artifacts(c, only=None):
+    """Build the offline mirror from source: Kubernetes, etcd, CNI, crictl, CoreDNS, kwok, node and base images."""
+    cli.guard(cli.artifacts, only)
 
 
 @task(help={"inventory": "the Ansible inventory of the local cluster (default inventory/single)"})
 def setup(c, inventory="inventory/single"):
-    """Everything from a fresh Debian machine: host packages, the offline mirror, the local cluster."""
+    """Everything from a fresh Debian machine: host packages, what the cluster needs of the offline mirror, the cluster."""
     cli.guard(cli.setup, ROOT / inventory)
+
+
+@task(help={"focus": "ginkgo focus regex (default: the [Conformance] tests of sig-apps, sig-network, sig-node, sig-scheduling)",
+            "skip": "ginkgo skip regex, added to the tests that cannot run offline",
+            "inventory": "the local cluster to test (default inventory/local)",
+            "kubeconfig": "another cluster instead (its nodes must reach localhost:5000's images)",
+            "report_dir": "where junit_01.xml, e2e.log and summary.json go (default under the cache)",
+            "procs": "parallel test processes under the ginkgo CLI (default 1: e2e.test alone)",
+            "timeout": "stop the whole run after this long, reporting what finished (default 4h)"})
+def conformance(c, focus=None, skip=None, inventory="inventory/local", kubeconfig=None, report_dir=None, procs=1,
+                timeout="4h"):
+    """Kubernetes' own conformance tests (e2e.test built here) against the local cluster."""
+    code = cli.guard(cli.conformance, ROOT / inventory, focus=focus, skip=skip, kubeconfig=kubeconfig,
+                     report_dir=report_dir, procs=cli.optional_int(procs, "--procs") or 1, timeout=timeout)
+    if code:
+        raise Exit(code=code)
 
 
 @task(help={"quick": "skip the tests that need the local cluster (and building its artifacts)",

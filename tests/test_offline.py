@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import dataclasses
 import json
 import os
 import re
@@ -43,7 +44,8 @@ replace k8s.io/kubectl => ./staging/src/k8s.io/kubectl
 """
 
 V = mirror.Versions(kube="1.35.8", etcd="3.6.16", pause="3.10.1", cni="1.9.1", crictl="1.36.0", kwok="0.8.0",
-                    nvidia_device_plugin="0.19.0", flannel="0.26.7", minikube="1.36.0")
+                    nvidia_device_plugin="0.19.0", flannel="0.26.7", minikube="1.36.0", coredns="1.13.1",
+                    local_path_provisioner="0.0.30")
 
 FAKE_MINIKUBE_GOMOD = """\
 module k8s.io/minikube
@@ -643,6 +645,10 @@ def test_versions_are_read_from_versions_yml_and_missing_pins_are_named(tmp_path
     with pytest.raises(KubesweepError, match="does not pin minikube_offline_version"):
         mirror.Versions.load(path)
     path.write_text(path.read_text() + 'minikube_offline_version: "v1.36.0"\n')
+    with pytest.raises(KubesweepError, match="does not pin coredns_version, local_path_provisioner_version"):
+        mirror.Versions.load(path)
+    path.write_text(path.read_text() + 'coredns_version: "v1.13.1"\nlocal_path_provisioner_version: "0.0.30"\n')
+    assert mirror.Versions.load(path).coredns == "1.13.1"
     assert mirror.Versions.load(path).etcd == "3.6.16"
     assert mirror.Versions.load(path).minikube == "1.36.0"
     assert mirror.Versions.load(path).nvidia_device_plugin == "0.19.0"
@@ -693,10 +699,8 @@ def test_debootstrap_gets_include_only_when_there_are_packages(tmp_path):
 
 def test_rootfs_key_changes_with_the_package_list_only_when_the_set_changes():
     base = images.NODE_ROOTFS
-    same = images.RootfsSpec(base.name, base.suite, tuple(reversed(base.packages)), base.masked, base.disabled,
-                             base.dirs, base.empty_machine_id)
-    more = images.RootfsSpec(base.name, base.suite, base.packages + ("vim",), base.masked, base.disabled,
-                             base.dirs, base.empty_machine_id)
+    same = dataclasses.replace(base, packages=tuple(reversed(base.packages)))
+    more = dataclasses.replace(base, packages=base.packages + ("vim",))
     assert same.key() == base.key()
     assert more.key() != base.key()
 
@@ -749,7 +753,8 @@ def test_image_list_entries_and_registry_tags():
     minbase = images.Rootfs(images.MINBASE_ROOTFS, Path("/c/images/minbase-bookworm.tar"), "d" * 64, True, 0)
     keys = ["pause/pause", "kubernetes/kube-apiserver", "kubernetes/kube-controller-manager",
             "kubernetes/kube-scheduler", "kubernetes/kube-proxy", "etcd/etcd", "etcd/etcdctl",
-            "nvidia-device-plugin/nvidia-device-plugin", "flannel/flanneld"]
+            "nvidia-device-plugin/nvidia-device-plugin", "flannel/flanneld", "coredns/coredns",
+            "local-path-provisioner/local-path-provisioner"]
     built = {k: gobuild.Built(k.split("/")[0], k.split("/")[1], "1", Path(f"/b/{k}"), "c" * 64, True, 0) for k in keys}
     specs = mirror.image_specs(V, built, node, pybase, minbase)
     entries = [s.entry() for s in specs]
@@ -767,6 +772,12 @@ def test_image_list_entries_and_registry_tags():
     assert entries[-2:] == [
         {"upstream": "", "local": "kubesweep/node:bookworm", "path": "kubesweep/node:bookworm"},
         {"upstream": "", "local": "kubesweep/python-base:bookworm", "path": "kubesweep/python-base:bookworm"}]
+    # kubeadm's CoreDNS (registry.k8s.io/coredns/coredns) and the default StorageClass's provisioner
+    # (docker.io, mirrored by the cluster registry like the others)
+    assert {"upstream": "registry.k8s.io/coredns/coredns:v1.13.1", "local": "kubesweep/coredns/coredns:v1.13.1",
+            "path": "coredns/coredns:v1.13.1"} in entries
+    assert {"upstream": "docker.io/rancher/local-path-provisioner:v0.0.30",
+            "local": "kubesweep/local-path-provisioner:v0.0.30", "path": "rancher/local-path-provisioner:v0.0.30"} in entries
     assert all(re.fullmatch(r"[^:]+:[^:]+", e["path"]) for e in entries)  # what the offline_images role checks
     by_path = {s.path: s for s in specs}
     assert by_path["kube-proxy:v1.35.8"].base == node.path  # iptables & co. come from the node filesystem
@@ -781,6 +792,11 @@ def test_image_list_entries_and_registry_tags():
         ("usr/bin/nvidia-device-plugin", Path("/b/nvidia-device-plugin/nvidia-device-plugin"))]
     assert plugin.changes[0] == 'ENTRYPOINT ["nvidia-device-plugin"]'
     assert "ENV NVIDIA_VISIBLE_DEVICES=all" in plugin.changes
+    coredns = by_path["coredns/coredns:v1.13.1"]
+    assert [f.dest for f in coredns.files] == ["coredns"] and coredns.changes[0] == 'ENTRYPOINT ["/coredns"]'
+    storage = by_path["rancher/local-path-provisioner:v0.0.30"]
+    assert storage.base == minbase.path  # a shell for the helper pod that makes and removes volume directories
+    assert [f.dest for f in storage.files] == ["usr/bin/local-path-provisioner"]
 
 
 def test_image_stamp_follows_content_not_time(tmp_path):
@@ -828,3 +844,70 @@ def test_kube_proxy_tar_is_the_base_filesystem_plus_the_binary(tmp_path):
         assert "./usr/sbin/iptables" in names and "./usr/local/bin/kube-proxy" in names
         assert tar.extractfile("./usr/sbin/iptables").read() == b"iptables"
 
+
+
+def test_the_node_image_runs_sshd_with_its_own_host_keys_and_no_passwords(tmp_path):
+    """customize() on a tree shaped like debootstrap's: keys baked by the package are removed, a
+    unit makes them at first boot before sshd, sshd is enabled, passwords and root are refused."""
+    root = tmp_path / "root"
+    (root / "etc" / "ssh").mkdir(parents=True)
+    for name in ("ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "ssh_host_rsa_key"):
+        (root / "etc" / "ssh" / name).write_text("baked")
+    (root / "etc" / "ssh" / "sshd_config").write_text("Include /etc/ssh/sshd_config.d/*.conf\n")
+    images.customize(root, images.NODE_ROOTFS)
+    assert sorted(p.name for p in (root / "etc" / "ssh").iterdir()) == ["sshd_config", "sshd_config.d"]
+    unit = (root / "etc/systemd/system/ssh-host-keys.service").read_text()
+    assert "ExecStart=/usr/bin/ssh-keygen -A" in unit and "Before=ssh.service" in unit
+    assert os.readlink(root / "etc/systemd/system/ssh.service.wants/ssh-host-keys.service") == \
+        "/etc/systemd/system/ssh-host-keys.service"
+    assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/ssh.service") == "/lib/systemd/system/ssh.service"
+    config = (root / "etc/ssh/sshd_config.d/kubesweep.conf").read_text()
+    assert "PasswordAuthentication no" in config and "PermitRootLogin no" in config
+    assert {"openssh-server", "sudo"} <= set(images.NODE_PACKAGES)
+    # the recipes without files keep their cache keys: adding the fields did not rebuild them
+    spec = images.MINBASE_ROOTFS
+    assert spec.key() == images.sha256_json({
+        "name": spec.name, "suite": spec.suite, "variant": "minbase", "packages": [], "masked": [], "disabled": [],
+        "dirs": [], "empty_machine_id": False, "script": images.ROOTFS_SCRIPT_VERSION})
+    assert images.NODE_ROOTFS.key() != dataclasses.replace(images.NODE_ROOTFS, files=()).key()
+
+
+def test_the_cluster_part_builds_no_minikube_kwok_or_device_plugin():
+    names = lambda parts: [w.name for w in mirror.wrappers_for(V, frozenset(parts))]  # noqa: E731
+    assert names([mirror.CLUSTER]) == ["kubernetes", "etcd", "cri-tools", "cni-plugins", "flannel", "coredns",
+                                       "local-path-provisioner"]
+    assert names([mirror.CLUSTER, mirror.GPU]) == names([mirror.CLUSTER]) + ["nvidia-device-plugin"]
+    assert set(names(mirror.COMPONENTS)) == set(names([mirror.CLUSTER])) | {"kwok", "nvidia-device-plugin", "minikube",
+                                                                          "kubernetes-e2e"}
+    assert mirror.parse_components(None) == frozenset(mirror.COMPONENTS)
+    assert mirror.parse_components(["kwok"]) == {"kwok"}
+    with pytest.raises(KubesweepError, match="unknown artifact component.s. e2e; known: cluster, gpu, kwok, minikube, conformance"):
+        mirror.parse_components(["e2e"])
+
+
+def test_a_smaller_build_keeps_the_images_json_entries_of_the_other_parts(tmp_path, monkeypatch):
+    cache = Cache(tmp_path)
+    cache.root.mkdir(exist_ok=True)
+    plugin = images.ImageSpec("nvcr.io/nvidia/k8s-device-plugin:v0.19.0", "nvidia/k8s-device-plugin:v0.19.0",
+                              "kubesweep/k8s-device-plugin:v0.19.0", ())
+    old_pause = images.ImageSpec("registry.k8s.io/pause:3.9", "pause:3.9", "kubesweep/pause:3.9", ())
+    gone = images.ImageSpec("", "kubesweep/gone:1", "kubesweep/gone:1", ())
+    images.write_images_json(cache, [plugin, old_pause, gone])
+    present = {"kubesweep/k8s-device-plugin:v0.19.0", "kubesweep/pause:3.9"}
+    monkeypatch.setattr(images, "inspect", lambda ref: {"Id": ref} if ref in present else None)
+    pause = images.ImageSpec("registry.k8s.io/pause:3.10.1", "pause:3.10.1", "kubesweep/pause:3.10.1", ())
+    images.write_images_json(cache, [pause], keep=True)
+    paths = [e["path"] for e in json.loads(cache.images_json.read_text())]
+    # the new pause replaces the old tag; the plugin stays; an image no longer in docker is dropped
+    assert paths == ["pause:3.10.1", "nvidia/k8s-device-plugin:v0.19.0"]
+    images.write_images_json(cache, [pause])
+    assert [e["path"] for e in json.loads(cache.images_json.read_text())] == ["pause:3.10.1"]
+
+
+def test_a_local_cluster_builds_the_device_plugin_only_for_gpu_workers_and_kwok_only_for_fake_nodes():
+    from kubesweep import cli
+
+    root = mirror.REPO
+    assert cli.needed_parts(root / "inventory" / "single") == ["cluster"]
+    assert cli.needed_parts(root / "inventory" / "local") == ["cluster", "gpu"]
+    assert cli.needed_parts(root / "inventory" / "single", fake_nodes=True) == ["cluster", "kwok"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -228,3 +229,17 @@ def test_kubeadm_accepts_the_configuration_the_role_renders(built, tmp_path):
         docs = {d["kind"]: d for d in yaml.safe_load_all(out.read_text()) if d}
         envs[gogc] = docs["ClusterConfiguration"]["apiServer"].get("extraEnvs")
     assert envs == {100: None, 400: [{"name": "GOGC", "value": "400"}]}
+
+
+def test_coredns_is_the_version_kubeadm_deploys_and_reports_it(built):
+    """kubeadm asks for registry.k8s.io/coredns/coredns:<its CoreDNSVersion>: the pin must match it,
+    read from the very Kubernetes module the binaries were built from."""
+    summary, v = built
+    modcache = _out(["go", "env", "GOMODCACHE"]).strip()
+    constants = Path(modcache) / f"k8s.io/kubernetes@v{v.kube}/cmd/kubeadm/app/constants/constants.go"
+    wanted = re.search(r'CoreDNSVersion = "v([0-9.]+)"', constants.read_text())
+    assert wanted and wanted.group(1) == v.coredns, f"kubeadm {v.kube} deploys CoreDNS {wanted and wanted.group(1)}"
+    binaries = {(a["group"], a["name"]): Path(a["path"]) for a in summary["artifacts"]}
+    assert _out([str(binaries[("coredns", "coredns")]), "-version"]).startswith(f"CoreDNS-{v.coredns}\n")
+    assert _out([str(binaries[("local-path-provisioner", "local-path-provisioner")]), "--version"]).strip() == \
+        f"local-path-provisioner version v{v.local_path_provisioner}"

@@ -233,6 +233,27 @@ def render_gomod(module: str, go: str, requires: Sequence[tuple[str, str]],
     return "\n".join(lines)
 
 
+_IMPORT_BLOCK = re.compile(r"^import\s*\((.*?)^\)", re.MULTILINE | re.DOTALL)
+_IMPORT_LINE = re.compile(r'^\s*import\s+(?:[A-Za-z_.]\w*\s+)?"([^"]+)"', re.MULTILINE)
+_QUOTED = re.compile(r'^\s*(?:[A-Za-z_.]\w*\s+)?"([^"]+)"', re.MULTILINE)
+
+
+def go_imports(source: str) -> list[str]:
+    """The import paths of one Go file (blocks and single lines), standard library included."""
+    found = [m for block in _IMPORT_BLOCK.findall(source) for m in _QUOTED.findall(block)]
+    return found + _IMPORT_LINE.findall(source)
+
+
+def test_imports(module_dir: Path, module: str, package: str) -> list[str]:
+    """Non-standard-library imports of ``package``'s *_test.go files (in-package tests)."""
+    folder = module_dir / package.removeprefix(module).lstrip("/")
+    files = sorted(folder.glob("*_test.go"))
+    if not files:
+        raise OfflineError(f"{package} has no *_test.go files in {folder}: nothing to build a test binary from")
+    paths = {imp for f in files for imp in go_imports(f.read_text()) if "." in imp.split("/")[0]}
+    return sorted(paths - {package})
+
+
 def render_tools_go(packages: Sequence[str]) -> str:
     imports = "".join(f'\t_ "{p}"\n' for p in sorted(set(packages)))
     return ("//go:build tools\n\n// Package tools pins the commands this wrapper module builds, so that `go mod tidy`\n"
@@ -352,6 +373,7 @@ def _minikube_flags(version: str, infos: Mapping[str, ModuleInfo]) -> str:
 class Binary:
     name: str
     package: str
+    test: bool = False  # the package's test binary (`go test -c`), like Kubernetes' e2e.test
 
 
 @dataclass(frozen=True)
@@ -366,6 +388,9 @@ class Wrapper:
     kubernetes_replaces: bool = False  # derive replaces from the first required module (k8s.io/kubernetes)
     module_replaces: bool = False      # copy the first required module's replaces (copied_replaces)
     cgo: bool = False                  # CGO_ENABLED=1 (the host's gcc, dynamically linked against its glibc)
+    # packages (of the first required module) whose *_test.go imports go into tools.go too, so that
+    # `go mod tidy` records what their test binaries need
+    test_imports_of: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -469,6 +494,24 @@ def local_path_provisioner(version: str) -> Wrapper:
                    lambda infos: f"-s -w -X main.VERSION=v{v}")
 
 
+E2E_PACKAGE = "k8s.io/kubernetes/test/e2e"
+GINKGO_PACKAGE = "github.com/onsi/ginkgo/v2/ginkgo"
+AGNHOST_PACKAGE = "k8s.io/kubernetes/test/images/agnhost"
+
+
+def kubernetes_e2e(version: str) -> Wrapper:
+    """Kubernetes' end-to-end tests for one version: e2e.test (`go test -c` of test/e2e, the
+    version flags of the release build), the ginkgo CLI at the version k8s.io/kubernetes pins, and
+    agnhost, the test image's program. A module of its own, so the cluster's binaries keep their
+    stamps; the Go build cache makes the shared packages free."""
+    v = version.lstrip("v")
+    return Wrapper("kubernetes-e2e", v, (("k8s.io/kubernetes", f"v{v}"),),
+                   (Binary("e2e.test", E2E_PACKAGE, test=True), Binary("ginkgo", GINKGO_PACKAGE),
+                    Binary("agnhost", AGNHOST_PACKAGE)),
+                   lambda infos: kube_ldflags(v, infos.get("k8s.io/kubernetes")), kubernetes_replaces=True,
+                   test_imports_of=(E2E_PACKAGE,))
+
+
 # ------------------------------------------------------------------------------------ building
 
 
@@ -546,7 +589,9 @@ def prepare(cache: Cache, tc: Toolchain, wrapper: Wrapper, progress: Callable[[s
     elif wrapper.module_replaces:
         replaces = copied_replaces(first, wrapper.requires[0][0])
     skeleton = render_gomod(wrapper.module, go, wrapper.requires, replaces, godebug)
-    tools = render_tools_go([b.package for b in wrapper.binaries])
+    extra = [imp for pkg in wrapper.test_imports_of
+             for imp in test_imports(infos[wrapper.requires[0][0]].dir, wrapper.requires[0][0], pkg)]
+    tools = render_tools_go([b.package for b in wrapper.binaries] + extra)
     tidy = Stamp(folder / "stamps" / "wrapper.json")
     tidy_inputs = {"go.mod": skeleton, "tools.go": tools, "go": tc.version}
     if not (tidy.is_fresh(tidy_inputs) and (folder / "go.mod").exists() and (folder / "go.sum").exists()):
@@ -582,9 +627,12 @@ def build_wrapper(cache: Cache, tc: Toolchain, wrapper: Wrapper, progress: Calla
                   "module_version": wrapper.version}
         if cc:
             inputs["cc"] = cc  # only for cgo builds, so the static binaries' stamps stay as they were
+        if binary.test:
+            inputs["test"] = True
         built.append(compile_binary(cache, tc, group=wrapper.name, version=wrapper.version, name=binary.name,
                                     target=binary.package, cwd=folder, out=folder / "bin" / binary.name,
-                                    ldflags=ldflags, inputs=inputs, progress=progress, cgo=wrapper.cgo))
+                                    ldflags=ldflags, inputs=inputs, progress=progress, cgo=wrapper.cgo,
+                                    test=binary.test))
     return built, infos
 
 
@@ -607,7 +655,7 @@ def build_local(cache: Cache, tc: Toolchain, *, name: str, version: str, source:
 
 def compile_binary(cache: Cache, tc: Toolchain, *, group: str, version: str, name: str, target: str, cwd: Path,
                    out: Path, ldflags: str, inputs: Mapping[str, object], progress: Callable[[str], None],
-                   cgo: bool = False) -> Built:
+                   cgo: bool = False, test: bool = False) -> Built:
     stamp = Stamp(out.parent.parent / "stamps" / f"{name}.json")
     if stamp.is_fresh(inputs, out):
         return Built(group, name, version, out, stamp.get("sha256"), True, 0.0)
@@ -618,8 +666,9 @@ def compile_binary(cache: Cache, tc: Toolchain, *, group: str, version: str, nam
     tmp = temp_sibling(out)
     started = time.monotonic()
     try:
-        run([tc.go, "build", *BUILD_FLAGS, "-ldflags", ldflags, "-o", str(tmp), target], cwd=cwd, env=tc.env(cgo=cgo),
-            log=cache.log(f"go-{group}"), what=f"build {name} {version} (go build {target})",
+        verb = ["test", "-c"] if test else ["build"]
+        run([tc.go, *verb, *BUILD_FLAGS, "-ldflags", ldflags, "-o", str(tmp), target], cwd=cwd, env=tc.env(cgo=cgo),
+            log=cache.log(f"go-{group}"), what=f"build {name} {version} (go {' '.join(verb)} {target})",
             hint=GO_INSTALL_HINT.format(need=GO_MIN))
         os.chmod(tmp, 0o755)
         digest = sha256_file(tmp)

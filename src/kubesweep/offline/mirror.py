@@ -54,7 +54,7 @@ import yaml
 
 from .. import services
 from ..paths import REPO
-from . import gobuild, images
+from . import e2e_images, gobuild, images
 from .cache import (
     GiB, Cache, DigestCache, OfflineError, Stamp, atomic_write, is_temp_name, raise_disk_error,
     remove_quietly, require_free_space, temp_sibling, write_if_changed, write_sha256sums,
@@ -100,6 +100,47 @@ class Versions:
         if missing:
             raise OfflineError(f"{path} does not pin {', '.join(missing)}: add e.g. `{missing[0]}: \"1.2.3\"`")
         return cls(**{field: str(data[key]).strip().lstrip("v") for field, key in cls.KEYS.items()})
+
+
+# -------------------------------------------------------------------------------- components
+
+# What each part of the offline build is for. `invoke setup` builds only CLUSTER (plus GPU when its
+# inventory has GPU workers); the rest is built when something asks for it (`invoke cluster
+# --fake-nodes` for kwok, `invoke artifacts` and `invoke test` for everything).
+CLUSTER = "cluster"          # a kubeadm cluster with DNS and storage, and the trainer's base image
+GPU = "gpu"                  # the NVIDIA device plugin image (GPU workers)
+KWOK = "kwok"                # fake nodes for scale work
+MINIKUBE = "minikube"        # the minikube path's binary
+CONFORMANCE = "conformance"  # Kubernetes' e2e.test, ginkgo and the images its conformance tests run
+COMPONENTS = (CLUSTER, GPU, KWOK, MINIKUBE, CONFORMANCE)
+
+
+def wrappers_for(v: Versions, components: frozenset[str]) -> list[gobuild.Wrapper]:
+    """The Go modules to build for these components, cheapest-to-need first."""
+    out: list[gobuild.Wrapper] = []
+    if CLUSTER in components:
+        out += [gobuild.kubernetes(v.kube), gobuild.etcd(v.etcd), gobuild.cri_tools(v.crictl),
+                gobuild.cni_plugins(v.cni), gobuild.flannel(v.flannel), gobuild.coredns(v.coredns),
+                gobuild.local_path_provisioner(v.local_path_provisioner)]
+    if KWOK in components:
+        out.append(gobuild.kwok(v.kwok, v.kube))
+    if GPU in components:
+        out.append(gobuild.nvidia_device_plugin(v.nvidia_device_plugin))
+    if MINIKUBE in components:
+        out.append(gobuild.minikube(v.minikube))
+    if CONFORMANCE in components:
+        out.append(gobuild.kubernetes_e2e(v.kube))
+    return out
+
+
+def parse_components(names: Sequence[str] | None) -> frozenset[str]:
+    """None or empty: all of them. Unknown names are refused with the known ones listed."""
+    if not names:
+        return frozenset(COMPONENTS)
+    unknown = sorted(set(names) - set(COMPONENTS))
+    if unknown:
+        raise OfflineError(f"unknown artifact component(s) {', '.join(unknown)}; known: {', '.join(COMPONENTS)}")
+    return frozenset(names)
 
 
 # ------------------------------------------------------------------------------------ layout
@@ -282,6 +323,7 @@ NVIDIA_DEVICE_PLUGIN_CHANGES = (  # upstream's deployments/container/Dockerfile
 
 def image_specs(v: Versions, art: Mapping[str, gobuild.Built], node: images.Rootfs,
                 pybase: images.Rootfs, minbase: images.Rootfs) -> list[images.ImageSpec]:
+    """The images of the binaries in ``art`` (the device plugin's only when it was built)."""
     def file(key: str, dest: str) -> images.FileEntry:
         return images.FileEntry(dest, art[key].path, art[key].sha256)
 
@@ -294,10 +336,11 @@ def image_specs(v: Versions, art: Mapping[str, gobuild.Built], node: images.Root
                                   base=node.path, base_sha256=node.sha256))
     specs.append(images.k8s_image("etcd", v.etcd, [file("etcd/etcd", "usr/local/bin/etcd"),
                                                     file("etcd/etcdctl", "usr/local/bin/etcdctl")]))
-    specs.append(images.nvidia_image(
-        "k8s-device-plugin", f"v{v.nvidia_device_plugin}", minbase,
-        [file("nvidia-device-plugin/nvidia-device-plugin", "usr/bin/nvidia-device-plugin")],
-        NVIDIA_DEVICE_PLUGIN_CHANGES))
+    if "nvidia-device-plugin/nvidia-device-plugin" in art:
+        specs.append(images.nvidia_image(
+            "k8s-device-plugin", f"v{v.nvidia_device_plugin}", minbase,
+            [file("nvidia-device-plugin/nvidia-device-plugin", "usr/bin/nvidia-device-plugin")],
+            NVIDIA_DEVICE_PLUGIN_CHANGES))
     # flanneld links glibc (cgo), so it sits on the bare Debian root; upstream's image is
     # ghcr.io/flannel-io/flannel, pulled offline as localhost:5000/flannel-io/flannel.
     specs.append(images.ImageSpec(f"ghcr.io/flannel-io/flannel:v{v.flannel}", f"flannel-io/flannel:v{v.flannel}",
@@ -325,8 +368,12 @@ def image_specs(v: Versions, art: Mapping[str, gobuild.Built], node: images.Root
 
 
 def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | None = None,
-          versions_file: Path | None = None, with_images: bool = True, parallel: bool = True) -> dict[str, Any]:
+          versions_file: Path | None = None, with_images: bool = True, parallel: bool = True,
+          components: Sequence[str] | None = None) -> dict[str, Any]:
     """Build the offline mirror (and, with_images, the container images); return a summary.
+
+    ``components`` (default: all of COMPONENTS) says which parts; what was built before for
+    others stays in the mirror and in images.json.
 
     The summary: ``artifacts`` (each binary: path, sha256, cached, seconds), ``images`` (each:
     upstream, local, path, id, cached, seconds), ``mirror`` (root, file count), ``timings``
@@ -343,7 +390,10 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
     cache = Cache(Path(cache_root).expanduser()) if cache_root else Cache.default()
     cache.root.mkdir(parents=True, exist_ok=True)
     v = Versions.load(versions_file)
-    say(f"artifacts: Kubernetes {v.kube}, etcd {v.etcd}, CNI plugins {v.cni}, crictl {v.crictl}, kwok {v.kwok}, "
+    wanted = parse_components(components)
+    if CLUSTER not in wanted:
+        wanted |= {CLUSTER}  # every other part runs on (or beside) the cluster
+    say(f"artifacts ({', '.join(c for c in COMPONENTS if c in wanted)}): Kubernetes {v.kube}, etcd {v.etcd}, CNI plugins {v.cni}, crictl {v.crictl}, kwok {v.kwok}, "
         f"pause {v.pause}, NVIDIA device plugin {v.nvidia_device_plugin}, flannel {v.flannel}, minikube {v.minikube} -> {cache.root}")
     tc = gobuild.find_go()
     docker_state = None
@@ -360,11 +410,7 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
 
     def go_lane() -> None:
         t = time.monotonic()
-        wrappers = [gobuild.kubernetes(v.kube), gobuild.etcd(v.etcd), gobuild.cri_tools(v.crictl),
-                    gobuild.cni_plugins(v.cni), gobuild.kwok(v.kwok, v.kube),
-                    gobuild.nvidia_device_plugin(v.nvidia_device_plugin), gobuild.flannel(v.flannel),
-                    gobuild.coredns(v.coredns), gobuild.local_path_provisioner(v.local_path_provisioner),
-                    gobuild.minikube(v.minikube)]
+        wrappers = wrappers_for(v, wanted)
         try:
             for w in wrappers:
                 if failed.is_set():
@@ -388,7 +434,10 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
         t = time.monotonic()
         try:
             apt_mirror = images.debian_mirror()
-            for spec in (images.NODE_ROOTFS, images.PYTHON_BASE_ROOTFS, images.MINBASE_ROOTFS):
+            specs = [images.NODE_ROOTFS, images.PYTHON_BASE_ROOTFS, images.MINBASE_ROOTFS]
+            if CONFORMANCE in wanted:
+                specs += e2e_images.ROOTFS
+            for spec in specs:
                 if failed.is_set():
                     return
                 rootfs[spec.name] = images.build_rootfs(cache, spec, apt_mirror, say)
@@ -413,8 +462,10 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
     t = time.monotonic()
     arts = {key: Artifact(b.path, b.sha256, _epoch(infos.get(_module_of(b.group), _NO_INFO).time))
             for key, b in built.items()}
-    mirror = lay_out(cache, layout(v), arts, say)
-    stages = kwok_stages(cache, infos["sigs.k8s.io/kwok"].dir)
+    # the mirror files of what was built (files of parts built by an earlier run stay where they are)
+    items = [item for item in layout(v) if all(key in arts for _, key in item.sources)]
+    mirror = lay_out(cache, items, arts, say)
+    stages = kwok_stages(cache, infos["sigs.k8s.io/kwok"].dir) if KWOK in wanted else []
     timings["mirror"] = round(time.monotonic() - t, 1)
 
     image_results: list[images.BuiltImage] = []
@@ -422,9 +473,14 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
         t = time.monotonic()
         specs = image_specs(v, built, rootfs[images.NODE_ROOTFS.name], rootfs[images.PYTHON_BASE_ROOTFS.name],
                             rootfs[images.MINBASE_ROOTFS.name])
+        if CONFORMANCE in wanted:
+            module = infos["k8s.io/kubernetes"].dir
+            agnhost = built["kubernetes-e2e/agnhost"]
+            specs += e2e_images.image_specs(e2e_images.test_images(module), module,
+                                            images.FileEntry("agnhost", agnhost.path, agnhost.sha256), rootfs)
         for spec in specs:
             image_results.append(images.ensure_image(cache, spec, say))
-        images.write_images_json(cache, specs)
+        images.write_images_json(cache, specs, keep=True)
         timings["images"] = round(time.monotonic() - t, 1)
     timings["total"] = round(time.monotonic() - started, 1)
 
@@ -434,6 +490,7 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
     summary = {
         "cache": str(cache.root),
         "versions": {key: getattr(v, field) for field, key in Versions.KEYS.items()},
+        "components": [c for c in COMPONENTS if c in wanted],
         "go": tc.version,
         "artifacts": [{"name": b.name, "group": b.group, "version": b.version, "path": str(b.path),
                        "sha256": b.sha256, "cached": b.cached, "seconds": round(b.seconds, 1)}

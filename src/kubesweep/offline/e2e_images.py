@@ -1,0 +1,103 @@
+"""The images Kubernetes' conformance tests run, built here: agnhost from its Go package, the rest
+from Debian packages (upstream builds them on Alpine or on old Debian releases; what the tests
+use of them is the same programs).
+
+Which tag each test expects comes from the pinned Kubernetes module itself
+(test/utils/image/manifest.go), so a new Kubernetes pin asks for the tags it needs. The images
+go into the cluster registry under the paths the tests ask for (e2e-test-images/<name>:<tag>),
+and the tests are pointed at that registry with KUBE_TEST_REPO_LIST (conformance.py).
+
+What differs from upstream, and why it does not matter to the selected tests:
+
+* agnhost: Debian instead of Alpine for the tools around it (dig, curl, nc, ip, iperf, bash); no
+  CoreDNS binary and no fake registry (used by tests outside the conformance set), no user 1000
+  made in the image;
+* busybox: Debian's busybox-static 1.35 behind the tag the tests ask for, on a Debian base: `sh`
+  is busybox's ash as upstream (the tests' scripts use `[[`), `sleep`, `cat` ... are Debian's,
+  busybox also provides `wget` and `nslookup`;
+* nginx: Debian's nginx 1.22 serving its default page on port 80, under both tags the tests use;
+* jessie-dnsutils: dig and nslookup from Debian 12, not Debian 8.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cache import OfflineError
+from .images import PATH_ENV, FileEntry, ImageSpec, Rootfs, RootfsSpec
+
+E2E_REGISTRY = "registry.k8s.io/e2e-test-images"
+E2E_PATH = "e2e-test-images"
+
+AGNHOST_ROOTFS = RootfsSpec("e2e-agnhost-bookworm", "bookworm",
+                            ("bash", "bind9-dnsutils", "ca-certificates", "curl", "iperf", "iproute2",
+                             "netcat-openbsd"), dirs=("uploads",))
+# sh is busybox's ash, as in upstream's image (the tests' scripts use `[[`, which dash lacks)
+BUSYBOX_ROOTFS = RootfsSpec("e2e-busybox-bookworm", "bookworm", ("busybox-static",),
+                            links=(("usr/bin/sh", "busybox"),
+                                   *((f"usr/local/bin/{applet}", "/bin/busybox")
+                                     for applet in ("wget", "nslookup", "nc", "httpd", "vi"))))
+NGINX_ROOTFS = RootfsSpec("e2e-nginx-bookworm", "bookworm", ("nginx",))
+DNSUTILS_ROOTFS = RootfsSpec("e2e-dnsutils-bookworm", "bookworm", ("bind9-dnsutils", "iproute2"))
+ROOTFS = (AGNHOST_ROOTFS, BUSYBOX_ROOTFS, NGINX_ROOTFS, DNSUTILS_ROOTFS)
+
+# manifest.go's entries: configs[Agnhost] = Config{list.PromoterE2eRegistry, "agnhost", "2.59"}
+_CONFIG = re.compile(r'configs\[(\w+)\]\s*=\s*Config\{list\.(\w+),\s*"([^"]+)",\s*"([^"]+)"\}')
+
+
+@dataclass(frozen=True)
+class TestImage:
+    key: str        # manifest.go's name: Agnhost, BusyBox, ...
+    registry: str   # the RegistryList field: PromoterE2eRegistry, GcRegistry, ...
+    name: str
+    tag: str
+
+
+def test_images(kubernetes_module: Path) -> dict[str, TestImage]:
+    """Every image of the pinned Kubernetes' e2e manifest, by manifest.go's key."""
+    path = kubernetes_module / "test" / "utils" / "image" / "manifest.go"
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise OfflineError(f"cannot read the e2e image list {path} ({exc.strerror}): `go clean -modcache` and rerun") from None
+    found = {m.group(1): TestImage(*m.groups()) for m in _CONFIG.finditer(text)}
+    missing = [k for k in ("Agnhost", "BusyBox", "Nginx", "NginxNew", "JessieDnsutils") if k not in found]
+    if missing:
+        raise OfflineError(f"{path} names no image for {', '.join(missing)}: has its format changed?")
+    return found
+
+
+def image_specs(images: Mapping[str, TestImage], kubernetes_module: Path, agnhost: FileEntry,
+                rootfs: Mapping[str, Rootfs]) -> list[ImageSpec]:
+    """The conformance images, each under registry.k8s.io/e2e-test-images/<name>:<tag>."""
+    def spec(key: str, root: Rootfs, changes: tuple[str, ...], files: tuple[FileEntry, ...] = (),
+             links: tuple[tuple[str, str], ...] = ()) -> ImageSpec:
+        image = images[key]
+        return ImageSpec(f"{E2E_REGISTRY}/{image.name}:{image.tag}", f"{E2E_PATH}/{image.name}:{image.tag}",
+                         f"kubesweep/e2e-{image.name}:{image.tag}", (f"ENV {PATH_ENV}", *changes),
+                         base=root.path, base_sha256=root.sha256, files=files, links=links)
+
+    porter = kubernetes_module / "test" / "images" / "agnhost" / "porter"
+    certs = tuple(FileEntry(name, porter / name, _sha256(porter / name), 0o644)
+                  for name in ("localhost.crt", "localhost.key"))  # porter serves TLS with them
+    nginx = ('CMD ["nginx", "-g", "daemon off;"]',)  # docker import takes no STOPSIGNAL: SIGTERM, a fast stop
+    return [
+        spec("Agnhost", rootfs[AGNHOST_ROOTFS.name], ('ENTRYPOINT ["/agnhost"]', 'CMD ["pause"]'),
+             files=(FileEntry("agnhost", agnhost.source, agnhost.sha256), *certs), links=(("agnhost-2", "agnhost"),)),
+        spec("BusyBox", rootfs[BUSYBOX_ROOTFS.name], ('CMD ["sh"]',)),
+        spec("Nginx", rootfs[NGINX_ROOTFS.name], nginx),
+        spec("NginxNew", rootfs[NGINX_ROOTFS.name], nginx),
+        spec("JessieDnsutils", rootfs[DNSUTILS_ROOTFS.name], ('CMD ["sh"]',)),
+    ]
+
+
+def _sha256(path: Path) -> str:
+    from .cache import sha256_file
+
+    try:
+        return sha256_file(path)
+    except OSError as exc:
+        raise OfflineError(f"cannot read {path} ({exc.strerror}): `go clean -modcache` and rerun") from None

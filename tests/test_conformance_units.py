@@ -1,0 +1,112 @@
+"""The conformance runner's parts that need no cluster: the command, the repo list, the junit counts."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from kubesweep import conformance
+from kubesweep.offline import e2e_images, gobuild
+
+
+def test_the_command_focuses_skips_and_tolerates_the_gpu_and_control_plane_taints(tmp_path):
+    argv = conformance.command(tmp_path / "e2e.test", tmp_path / "k.conf", r"\[Conformance\]", "Serial", tmp_path)
+    assert argv[0] == str(tmp_path / "e2e.test")
+    assert f"--kubeconfig={tmp_path / 'k.conf'}" in argv and r"--ginkgo.focus=\[Conformance\]" in argv
+    assert "--ginkgo.skip=Serial" in argv and "--provider=skeleton" in argv
+    assert "--non-blocking-taints=node-role.kubernetes.io/control-plane,nvidia.com/gpu" in argv
+    assert not any(a.startswith("--ginkgo.skip") for a in conformance.command(tmp_path, tmp_path, "x", "", tmp_path))
+
+
+def test_the_repo_list_points_the_e2e_images_and_pause_at_the_cluster_registry(tmp_path):
+    text = conformance.repo_list(tmp_path / "r.yaml").read_text()
+    assert text == "promoterE2eRegistry: localhost:5000/e2e-test-images\ngcRegistry: localhost:5000\n"
+
+
+def test_junit_counts_passed_failed_skipped_and_names_the_failures(tmp_path):
+    (tmp_path / "junit_01.xml").write_text(textwrap.dedent("""\
+        <testsuites><testsuite name="Kubernetes e2e suite" tests="5">
+          <testcase name="[SynchronizedBeforeSuite]" status="passed"></testcase>
+          <testcase name="[sig-network] DNS should provide DNS for the cluster [Conformance]" status="passed"></testcase>
+          <testcase name="[It] [sig-apps] Job should run [Conformance]" status="failed"><failure message="x">boom</failure></testcase>
+          <testcase name="[It] [sig-node] Pods not selected [Conformance]" status="skipped"><skipped message="skipped"/></testcase>
+          <testcase name="[It] [sig-node] Pods need two nodes [Conformance]" status="skipped"><skipped message="skipped - needs 2 nodes"/></testcase>
+          <testcase name="[SynchronizedAfterSuite]" status="failed"><failure message="y">cleanup</failure></testcase>
+        </testsuite></testsuites>"""))
+    assert conformance.parse_junit(tmp_path) == (
+        1, 2, 1, ["[sig-apps] Job should run [Conformance]", "[SynchronizedAfterSuite]"])
+
+
+def test_missing_binaries_name_the_command_that_builds_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBESWEEP_CACHE", str(tmp_path))
+    with pytest.raises(conformance.ConformanceError, match=r"invoke artifacts --only conformance"):
+        conformance.binaries("1.35.8")
+
+
+def test_go_imports_reads_blocks_single_lines_and_aliases():
+    src = textwrap.dedent('''\
+        package e2e
+        import "flag"
+        import (
+            "testing"
+            yaml "go.yaml.in/yaml/v2"
+            _ "k8s.io/kubernetes/test/e2e/apps"
+            // "commented.out/pkg"
+        )
+        ''')
+    assert sorted(gobuild.go_imports(src)) == ["flag", "go.yaml.in/yaml/v2", "k8s.io/kubernetes/test/e2e/apps", "testing"]
+
+
+def test_test_images_come_from_the_pinned_manifest(tmp_path):
+    manifest = tmp_path / "test" / "utils" / "image" / "manifest.go"
+    manifest.parent.mkdir(parents=True)
+    lines = ['configs[Agnhost] = Config{list.PromoterE2eRegistry, "agnhost", "2.59"}',
+             'configs[BusyBox] = Config{list.PromoterE2eRegistry, "busybox", "1.37.0-1"}',
+             'configs[Nginx] = Config{list.PromoterE2eRegistry, "nginx", "1.14-4"}',
+             'configs[NginxNew] = Config{list.PromoterE2eRegistry, "nginx", "1.15-4"}',
+             'configs[JessieDnsutils] = Config{list.PromoterE2eRegistry, "jessie-dnsutils", "1.7"}']
+    manifest.write_text("\n".join(lines))
+    found = e2e_images.test_images(tmp_path)
+    assert found["Agnhost"] == e2e_images.TestImage("Agnhost", "PromoterE2eRegistry", "agnhost", "2.59")
+    manifest.write_text("\n".join(lines[:2]))
+    with pytest.raises(Exception, match="names no image for Nginx, NginxNew, JessieDnsutils"):
+        e2e_images.test_images(tmp_path)
+
+
+def test_e2e_image_specs_use_the_tests_paths_and_carry_agnhost_and_porter_certificates(tmp_path):
+    from pathlib import Path
+
+    from kubesweep.offline import images
+
+    porter = tmp_path / "test" / "images" / "agnhost" / "porter"
+    porter.mkdir(parents=True)
+    for name in ("localhost.crt", "localhost.key"):
+        (porter / name).write_text(name)
+    found = {k: e2e_images.TestImage(k, "PromoterE2eRegistry", n, t) for k, n, t in [
+        ("Agnhost", "agnhost", "2.59"), ("BusyBox", "busybox", "1.37.0-1"), ("Nginx", "nginx", "1.14-4"),
+        ("NginxNew", "nginx", "1.15-4"), ("JessieDnsutils", "jessie-dnsutils", "1.7")]}
+    rootfs = {spec.name: images.Rootfs(spec, Path(f"/r/{spec.name}.tar"), spec.name[:8].ljust(64, "0"), True, 0)
+              for spec in e2e_images.ROOTFS}
+    specs = e2e_images.image_specs(found, tmp_path, images.FileEntry("agnhost", Path("/b/agnhost"), "a" * 64), rootfs)
+    assert [s.path for s in specs] == ["e2e-test-images/agnhost:2.59", "e2e-test-images/busybox:1.37.0-1",
+                                       "e2e-test-images/nginx:1.14-4", "e2e-test-images/nginx:1.15-4",
+                                       "e2e-test-images/jessie-dnsutils:1.7"]
+    agnhost = specs[0]
+    assert agnhost.upstream == "registry.k8s.io/e2e-test-images/agnhost:2.59"
+    assert [f.dest for f in agnhost.files] == ["agnhost", "localhost.crt", "localhost.key"]
+    assert agnhost.links == (("agnhost-2", "agnhost"),) and 'ENTRYPOINT ["/agnhost"]' in agnhost.changes
+    assert agnhost.base == Path("/r/e2e-agnhost-bookworm.tar")
+    assert specs[2].base == specs[3].base and 'CMD ["nginx", "-g", "daemon off;"]' in specs[2].changes
+    assert len({s.local for s in specs}) == len(specs)
+
+
+def test_in_parallel_the_ginkgo_cli_runs_the_binary_with_its_own_flags_after_the_separator(tmp_path):
+    argv = conformance.command(tmp_path / "e2e.test", tmp_path / "k", "F", "S", tmp_path, procs=3,
+                               ginkgo=tmp_path / "ginkgo", timeout="65m")
+    cut = argv.index("--")
+    assert argv[0] == str(tmp_path / "ginkgo") and "--procs=3" in argv[:cut] and "--focus=F" in argv[:cut]
+    assert "--skip=S" in argv[:cut] and "--timeout=65m" in argv[:cut] and argv[cut - 1] == str(tmp_path / "e2e.test")
+    assert f"--kubeconfig={tmp_path / 'k'}" in argv[cut:] and not any(a.startswith("--ginkgo.") for a in argv)
+    with pytest.raises(conformance.ConformanceError, match="ginkgo CLI"):
+        conformance.command(tmp_path, tmp_path, "F", "", tmp_path, procs=2)
