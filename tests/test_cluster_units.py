@@ -187,3 +187,13 @@ def test_inventory_hosts_carry_their_variables():
     ports = {name: h.ssh_port for name, h in hosts.items()}
     assert all(ports.values()) and len(set(ports.values())) == 3, ports
     assert {h.ssh_user for h in hosts.values()} == {"kubesweep"}
+
+
+def test_up_refuses_while_another_local_cluster_s_nodes_run(monkeypatch):
+    monkeypatch.setattr(services, "ensure_docker", lambda: "running")
+    monkeypatch.setattr(nodes, "inventory_hosts", lambda inv: [_host("ks-single")])
+    monkeypatch.setattr(nodes, "existing", lambda: ["ks-control-plane", "ks-single", "ks-worker-1"])
+    monkeypatch.setattr(nodes, "up", lambda *a, **k: pytest.fail("no container may be made"))
+    with pytest.raises(cluster.ClusterError, match=r"another local cluster are running \(ks-control-plane, ks-worker-1\)"
+                                                   r".*`invoke cluster --down` removes them first"):
+        cluster.up(cluster.REPO / "inventory" / "single")

@@ -100,6 +100,10 @@ def up(inventory: Path = DEFAULT_INVENTORY, *, echo: bool = True) -> PlaybookRun
     hosts = nodes.inventory_hosts(inventory)
     if not hosts:
         raise ClusterError(f"the inventory {inventory} has no hosts")
+    others = sorted(set(nodes.existing()) - {h.name for h in hosts})
+    if others:  # another local cluster: it holds the registry's port and the node network
+        raise ClusterError(f"node containers of another local cluster are running ({', '.join(others)}), not in "
+                           f"{inventory}: `invoke cluster --down` removes them first")
     nodes.ensure_network()
     services.ensure_file_server(cache_root() / "mirror", nodes.GATEWAY, MIRROR_PORT)
     over_ssh = any(h.ssh_port is not None for h in hosts)
