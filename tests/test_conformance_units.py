@@ -62,6 +62,7 @@ def test_test_images_come_from_the_pinned_manifest(tmp_path):
     manifest = tmp_path / "test" / "utils" / "image" / "manifest.go"
     manifest.parent.mkdir(parents=True)
     lines = ['configs[Agnhost] = Config{list.PromoterE2eRegistry, "agnhost", "2.59"}',
+             'configs[AgnhostPrev] = Config{list.PromoterE2eRegistry, "agnhost", "2.55"}',
              'configs[BusyBox] = Config{list.PromoterE2eRegistry, "busybox", "1.37.0-1"}',
              'configs[Nginx] = Config{list.PromoterE2eRegistry, "nginx", "1.14-4"}',
              'configs[NginxNew] = Config{list.PromoterE2eRegistry, "nginx", "1.15-4"}',
@@ -69,7 +70,7 @@ def test_test_images_come_from_the_pinned_manifest(tmp_path):
     manifest.write_text("\n".join(lines))
     found = e2e_images.test_images(tmp_path)
     assert found["Agnhost"] == e2e_images.TestImage("Agnhost", "PromoterE2eRegistry", "agnhost", "2.59")
-    manifest.write_text("\n".join(lines[:2]))
+    manifest.write_text("\n".join(lines[:3]))
     with pytest.raises(Exception, match="names no image for Nginx, NginxNew, JessieDnsutils"):
         e2e_images.test_images(tmp_path)
 
@@ -84,12 +85,13 @@ def test_e2e_image_specs_use_the_tests_paths_and_carry_agnhost_and_porter_certif
     for name in ("localhost.crt", "localhost.key"):
         (porter / name).write_text(name)
     found = {k: e2e_images.TestImage(k, "PromoterE2eRegistry", n, t) for k, n, t in [
-        ("Agnhost", "agnhost", "2.59"), ("BusyBox", "busybox", "1.37.0-1"), ("Nginx", "nginx", "1.14-4"),
+        ("Agnhost", "agnhost", "2.59"), ("AgnhostPrev", "agnhost", "2.55"), ("BusyBox", "busybox", "1.37.0-1"), ("Nginx", "nginx", "1.14-4"),
         ("NginxNew", "nginx", "1.15-4"), ("JessieDnsutils", "jessie-dnsutils", "1.7")]}
     rootfs = {spec.name: images.Rootfs(spec, Path(f"/r/{spec.name}.tar"), spec.name[:8].ljust(64, "0"), True, 0)
               for spec in e2e_images.ROOTFS}
     specs = e2e_images.image_specs(found, tmp_path, images.FileEntry("agnhost", Path("/b/agnhost"), "a" * 64), rootfs)
-    assert [s.path for s in specs] == ["e2e-test-images/agnhost:2.59", "e2e-test-images/busybox:1.37.0-1",
+    assert [s.path for s in specs] == ["e2e-test-images/agnhost:2.59", "e2e-test-images/agnhost:2.55",
+                                       "e2e-test-images/busybox:1.37.0-1",
                                        "e2e-test-images/nginx:1.14-4", "e2e-test-images/nginx:1.15-4",
                                        "e2e-test-images/jessie-dnsutils:1.7"]
     agnhost = specs[0]
@@ -97,7 +99,8 @@ def test_e2e_image_specs_use_the_tests_paths_and_carry_agnhost_and_porter_certif
     assert [f.dest for f in agnhost.files] == ["agnhost", "localhost.crt", "localhost.key"]
     assert agnhost.links == (("agnhost-2", "agnhost"),) and 'ENTRYPOINT ["/agnhost"]' in agnhost.changes
     assert agnhost.base == Path("/r/e2e-agnhost-bookworm.tar")
-    assert specs[2].base == specs[3].base and 'CMD ["nginx", "-g", "daemon off;"]' in specs[2].changes
+    assert specs[1].files == agnhost.files and specs[1].local != agnhost.local
+    assert specs[3].base == specs[4].base and 'CMD ["nginx", "-g", "daemon off;"]' in specs[3].changes
     assert len({s.local for s in specs}) == len(specs)
 
 

@@ -117,7 +117,7 @@ def test_images_are_in_docker_under_both_tags_and_listed(built):
         f"nvidia/k8s-device-plugin:v{v.nvidia_device_plugin}", f"flannel-io/flannel:v{v.flannel}",
         f"coredns/coredns:v{v.coredns}", f"rancher/local-path-provisioner:v{v.local_path_provisioner}",
         "kubesweep/node:bookworm", "kubesweep/python-base:bookworm",
-        "e2e-test-images/agnhost:2.59", "e2e-test-images/busybox:1.37.0-1", "e2e-test-images/nginx:1.14-4",
+        "e2e-test-images/agnhost:2.59", "e2e-test-images/agnhost:2.55", "e2e-test-images/busybox:1.37.0-1", "e2e-test-images/nginx:1.14-4",
         "e2e-test-images/nginx:1.15-4", "e2e-test-images/jessie-dnsutils:1.7"]
     for entry in listed:
         local = images.inspect(entry["local"])

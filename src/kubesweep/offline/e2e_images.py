@@ -9,7 +9,8 @@ and the tests are pointed at that registry with KUBE_TEST_REPO_LIST (conformance
 
 What differs from upstream, and why it does not matter to the selected tests:
 
-* agnhost: Debian instead of Alpine for the tools around it (dig, curl, nc, ip, iperf, bash); no
+* agnhost: the pinned Kubernetes' agnhost under both the current and the previous tag (the tests
+  only roll from one to the other); Debian instead of Alpine for the tools around it (dig, curl, nc, ip, iperf, bash); no
   CoreDNS binary and no fake registry (used by tests outside the conformance set), no user 1000
   made in the image;
 * busybox: Debian's busybox-static 1.35 behind the tag the tests ask for, on a Debian base: `sh`
@@ -64,7 +65,7 @@ def test_images(kubernetes_module: Path) -> dict[str, TestImage]:
     except OSError as exc:
         raise OfflineError(f"cannot read the e2e image list {path} ({exc.strerror}): `go clean -modcache` and rerun") from None
     found = {m.group(1): TestImage(*m.groups()) for m in _CONFIG.finditer(text)}
-    missing = [k for k in ("Agnhost", "BusyBox", "Nginx", "NginxNew", "JessieDnsutils") if k not in found]
+    missing = [k for k in ("Agnhost", "AgnhostPrev", "BusyBox", "Nginx", "NginxNew", "JessieDnsutils") if k not in found]
     if missing:
         raise OfflineError(f"{path} names no image for {', '.join(missing)}: has its format changed?")
     return found
@@ -84,9 +85,15 @@ def image_specs(images: Mapping[str, TestImage], kubernetes_module: Path, agnhos
     certs = tuple(FileEntry(name, porter / name, _sha256(porter / name), 0o644)
                   for name in ("localhost.crt", "localhost.key"))  # porter serves TLS with them
     nginx = ('CMD ["nginx", "-g", "daemon off;"]',)  # docker import takes no STOPSIGNAL: SIGTERM, a fast stop
+    agnhost_files = (FileEntry("agnhost", agnhost.source, agnhost.sha256), *certs)
+    agnhost_changes = ('ENTRYPOINT ["/agnhost"]', 'CMD ["pause"]')
     return [
-        spec("Agnhost", rootfs[AGNHOST_ROOTFS.name], ('ENTRYPOINT ["/agnhost"]', 'CMD ["pause"]'),
-             files=(FileEntry("agnhost", agnhost.source, agnhost.sha256), *certs), links=(("agnhost-2", "agnhost"),)),
+        spec("Agnhost", rootfs[AGNHOST_ROOTFS.name], agnhost_changes, files=agnhost_files,
+             links=(("agnhost-2", "agnhost"),)),
+        # the StatefulSet and Deployment tests roll pods from the previous agnhost to the current:
+        # the same program under the previous tag is enough for them
+        spec("AgnhostPrev", rootfs[AGNHOST_ROOTFS.name], agnhost_changes, files=agnhost_files,
+             links=(("agnhost-2", "agnhost"),)),
         spec("BusyBox", rootfs[BUSYBOX_ROOTFS.name], ('CMD ["sh"]',)),
         spec("Nginx", rootfs[NGINX_ROOTFS.name], nginx),
         spec("NginxNew", rootfs[NGINX_ROOTFS.name], nginx),
