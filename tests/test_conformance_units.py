@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import pytest
@@ -113,3 +114,20 @@ def test_in_parallel_the_ginkgo_cli_runs_the_binary_with_its_own_flags_after_the
     assert f"--kubeconfig={tmp_path / 'k'}" in argv[cut:] and not any(a.startswith("--ginkgo.") for a in argv)
     with pytest.raises(conformance.ConformanceError, match="ginkgo CLI"):
         conformance.command(tmp_path, tmp_path, "F", "", tmp_path, procs=2)
+
+
+def test_busybox_applets_are_linked_only_where_the_tree_has_no_program(tmp_path):
+    from kubesweep.offline import images
+
+    root = tmp_path / "root"
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "bin").symlink_to("usr/bin")  # Debian's merged /usr
+    (root / "usr" / "bin" / "env").write_text("debian's env")
+    fake = root / "usr" / "bin" / "busybox"
+    fake.write_text("#!/bin/sh\n[ \"$1\" = --list ] && printf 'env\\nsysctl\\nwget\\n../y\\n'\n")
+    fake.chmod(0o755)
+    assert images.link_busybox_applets(root) == ["sysctl", "wget"]
+    assert (root / "usr" / "bin" / "env").read_text() == "debian's env"
+    assert os.readlink(root / "usr" / "bin" / "sysctl") == "/bin/busybox"
+    assert not (tmp_path / "y").exists()
+    assert e2e_images.BUSYBOX_ROOTFS.busybox_applets and ("usr/bin/sh", "bash") in e2e_images.BUSYBOX_ROOTFS.links

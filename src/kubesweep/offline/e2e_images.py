@@ -13,9 +13,10 @@ What differs from upstream, and why it does not matter to the selected tests:
   only roll from one to the other); Debian instead of Alpine for the tools around it (dig, curl, nc, ip, iperf, bash); no
   CoreDNS binary and no fake registry (used by tests outside the conformance set), no user 1000
   made in the image;
-* busybox: Debian's busybox-static 1.35 behind the tag the tests ask for, on a Debian base: `sh`
-  is busybox's ash as upstream (the tests' scripts use `[[`), `sleep`, `cat` ... are Debian's,
-  busybox also provides `wget` and `nslookup`;
+* busybox: Debian's busybox-static 1.35 behind the tag the tests ask for, on a Debian base whose
+  programs (`sleep`, `cat`, `env` ...) come first, busybox's applets for the rest (`sysctl`,
+  `wget`, `nslookup` ...), and bash as `sh` (the tests' scripts use `[[`, and some pass
+  environment variables named like `data-1`, which busybox 1.35's ash and dash drop);
 * nginx: Debian's nginx 1.22 serving its default page on port 80, under both tags the tests use;
 * jessie-dnsutils: dig and nslookup from Debian 12, not Debian 8.
 """
@@ -36,11 +37,11 @@ E2E_PATH = "e2e-test-images"
 AGNHOST_ROOTFS = RootfsSpec("e2e-agnhost-bookworm", "bookworm",
                             ("bash", "bind9-dnsutils", "ca-certificates", "curl", "iperf", "iproute2",
                              "netcat-openbsd"), dirs=("uploads",))
-# sh is busybox's ash, as in upstream's image (the tests' scripts use `[[`, which dash lacks)
+# busybox's applets where Debian has no program of that name (sysctl, wget, nslookup, ...), as in
+# upstream's image; sh is bash: it has `[[` like busybox's ash and, like upstream's busybox 1.37,
+# passes environment variables with names no shell accepts (data-1=...) on to the commands it runs
 BUSYBOX_ROOTFS = RootfsSpec("e2e-busybox-bookworm", "bookworm", ("busybox-static",),
-                            links=(("usr/bin/sh", "busybox"),
-                                   *((f"usr/local/bin/{applet}", "/bin/busybox")
-                                     for applet in ("wget", "nslookup", "nc", "httpd", "vi"))))
+                            links=(("usr/bin/sh", "bash"),), busybox_applets=True)
 NGINX_ROOTFS = RootfsSpec("e2e-nginx-bookworm", "bookworm", ("nginx",))
 DNSUTILS_ROOTFS = RootfsSpec("e2e-dnsutils-bookworm", "bookworm", ("bind9-dnsutils", "iproute2"))
 ROOTFS = (AGNHOST_ROOTFS, BUSYBOX_ROOTFS, NGINX_ROOTFS, DNSUTILS_ROOTFS)

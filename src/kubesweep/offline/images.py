@@ -79,6 +79,7 @@ class RootfsSpec:
     files: tuple[tuple[str, str], ...] = ()     # (path, text) written into the tree (0644)
     links: tuple[tuple[str, str], ...] = ()     # (path, target) symlinks, e.g. enabling a unit
     removed: tuple[str, ...] = ()               # glob patterns deleted (keys every node must not share)
+    busybox_applets: bool = False               # link each busybox applet the tree lacks to /bin/busybox
 
     def key(self) -> str:
         recipe = {"name": self.name, "suite": self.suite, "variant": "minbase",
@@ -89,6 +90,8 @@ class RootfsSpec:
         for name, value in (("files", self.files), ("links", self.links), ("removed", self.removed)):
             if value:
                 recipe[name] = sorted(map(list, value)) if name != "removed" else sorted(value)
+        if self.busybox_applets:
+            recipe["busybox_applets"] = "bin"  # every applet in /bin
         return sha256_json(recipe)
 
 
@@ -268,6 +271,8 @@ def customize(root: Path, spec: RootfsSpec) -> None:
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(target)
+    if spec.busybox_applets:
+        link_busybox_applets(root)
     for pattern in spec.removed:
         for path in root.glob(pattern):
             if path.is_file() or path.is_symlink():
@@ -278,6 +283,26 @@ def customize(root: Path, spec: RootfsSpec) -> None:
         for p in root.glob(pattern):
             if p.is_file() and not p.is_symlink():
                 p.unlink()
+
+
+def link_busybox_applets(root: Path) -> list[str]:
+    """What busybox's own image has: every applet in /bin (`busybox --install /bin`; tests call
+    /bin/sysctl), here only where the Debian tree has no program of that name there. The static
+    binary runs on the build host."""
+    busybox = root / "bin" / "busybox"
+    proc = subprocess.run([str(busybox), "--list"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise OfflineError(f"{busybox} --list failed: {proc.stderr.strip()}")
+    made = []
+    for name in proc.stdout.split():
+        if "/" in name or name in (".", ".."):
+            continue
+        path = root / "bin" / name
+        if path.exists() or path.is_symlink():
+            continue
+        path.symlink_to("/bin/busybox")
+        made.append(name)
+    return made
 
 
 def mounts_under(path: Path, mountinfo: str | None = None) -> list[str]:
