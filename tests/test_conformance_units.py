@@ -17,6 +17,9 @@ def test_the_command_focuses_skips_and_tolerates_the_gpu_and_control_plane_taint
     assert f"--kubeconfig={tmp_path / 'k.conf'}" in argv and r"--ginkgo.focus=\[Conformance\]" in argv
     assert "--ginkgo.skip=Serial" in argv and "--provider=skeleton" in argv
     assert "--non-blocking-taints=node-role.kubernetes.io/control-plane,nvidia.com/gpu" in argv
+    assert not any(a.startswith("--kubectl-path") for a in argv)
+    assert f"--kubectl-path={tmp_path / 'kubectl'}" in conformance.command(tmp_path, tmp_path, "x", "", tmp_path,
+                                                                           kubectl=tmp_path / "kubectl")
     assert not any(a.startswith("--ginkgo.skip") for a in conformance.command(tmp_path, tmp_path, "x", "", tmp_path))
 
 
@@ -67,12 +70,14 @@ def test_test_images_come_from_the_pinned_manifest(tmp_path):
              'configs[BusyBox] = Config{list.PromoterE2eRegistry, "busybox", "1.37.0-1"}',
              'configs[Nginx] = Config{list.PromoterE2eRegistry, "nginx", "1.14-4"}',
              'configs[NginxNew] = Config{list.PromoterE2eRegistry, "nginx", "1.15-4"}',
-             'configs[JessieDnsutils] = Config{list.PromoterE2eRegistry, "jessie-dnsutils", "1.7"}']
+             'configs[JessieDnsutils] = Config{list.PromoterE2eRegistry, "jessie-dnsutils", "1.7"}',
+             'configs[NonRoot] = Config{list.PromoterE2eRegistry, "nonroot", "1.4"}',
+             'configs[Nonewprivs] = Config{list.PromoterE2eRegistry, "nonewprivs", "1.3"}']
     manifest.write_text("\n".join(lines))
     found = e2e_images.test_images(tmp_path)
     assert found["Agnhost"] == e2e_images.TestImage("Agnhost", "PromoterE2eRegistry", "agnhost", "2.59")
     manifest.write_text("\n".join(lines[:3]))
-    with pytest.raises(Exception, match="names no image for Nginx, NginxNew, JessieDnsutils"):
+    with pytest.raises(Exception, match="names no image for Nginx, NginxNew, JessieDnsutils, NonRoot, Nonewprivs"):
         e2e_images.test_images(tmp_path)
 
 
@@ -87,14 +92,18 @@ def test_e2e_image_specs_use_the_tests_paths_and_carry_agnhost_and_porter_certif
         (porter / name).write_text(name)
     found = {k: e2e_images.TestImage(k, "PromoterE2eRegistry", n, t) for k, n, t in [
         ("Agnhost", "agnhost", "2.59"), ("AgnhostPrev", "agnhost", "2.55"), ("BusyBox", "busybox", "1.37.0-1"), ("Nginx", "nginx", "1.14-4"),
-        ("NginxNew", "nginx", "1.15-4"), ("JessieDnsutils", "jessie-dnsutils", "1.7")]}
+        ("NginxNew", "nginx", "1.15-4"), ("JessieDnsutils", "jessie-dnsutils", "1.7"), ("NonRoot", "nonroot", "1.4"),
+        ("Nonewprivs", "nonewprivs", "1.3")]}
     rootfs = {spec.name: images.Rootfs(spec, Path(f"/r/{spec.name}.tar"), spec.name[:8].ljust(64, "0"), True, 0)
               for spec in e2e_images.ROOTFS}
-    specs = e2e_images.image_specs(found, tmp_path, images.FileEntry("agnhost", Path("/b/agnhost"), "a" * 64), rootfs)
+    minbase = images.Rootfs(images.MINBASE_ROOTFS, Path("/r/minbase.tar"), "m" * 64, True, 0)
+    specs = e2e_images.image_specs(found, tmp_path, images.FileEntry("agnhost", Path("/b/agnhost"), "a" * 64), rootfs,
+                                   nnp=images.FileEntry("nnp", Path("/b/nnp"), "n" * 64), minbase=minbase)
     assert [s.path for s in specs] == ["e2e-test-images/agnhost:2.59", "e2e-test-images/agnhost:2.55",
                                        "e2e-test-images/busybox:1.37.0-1",
                                        "e2e-test-images/nginx:1.14-4", "e2e-test-images/nginx:1.15-4",
-                                       "e2e-test-images/jessie-dnsutils:1.7"]
+                                       "e2e-test-images/jessie-dnsutils:1.7", "e2e-test-images/nonroot:1.4",
+                                       "e2e-test-images/nonewprivs:1.3"]
     agnhost = specs[0]
     assert agnhost.upstream == "registry.k8s.io/e2e-test-images/agnhost:2.59"
     assert [f.dest for f in agnhost.files] == ["agnhost", "localhost.crt", "localhost.key"]
@@ -103,6 +112,9 @@ def test_e2e_image_specs_use_the_tests_paths_and_carry_agnhost_and_porter_certif
     assert specs[1].files == agnhost.files and specs[1].local != agnhost.local
     assert specs[3].base == specs[4].base and 'CMD ["nginx", "-g", "daemon off;"]' in specs[3].changes
     assert len({s.local for s in specs}) == len(specs)
+    nonroot, nnp = specs[-2], specs[-1]
+    assert nonroot.base == minbase.path and "USER 1234" in nonroot.changes
+    assert [(f.dest, f.mode) for f in nnp.files] == [("usr/local/bin/nnp", 0o4755)]  # setuid, as upstream
 
 
 def test_in_parallel_the_ginkgo_cli_runs_the_binary_with_its_own_flags_after_the_separator(tmp_path):

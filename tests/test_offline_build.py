@@ -118,7 +118,8 @@ def test_images_are_in_docker_under_both_tags_and_listed(built):
         f"coredns/coredns:v{v.coredns}", f"rancher/local-path-provisioner:v{v.local_path_provisioner}",
         "kubesweep/node:bookworm", "kubesweep/python-base:bookworm",
         "e2e-test-images/agnhost:2.59", "e2e-test-images/agnhost:2.55", "e2e-test-images/busybox:1.37.0-1", "e2e-test-images/nginx:1.14-4",
-        "e2e-test-images/nginx:1.15-4", "e2e-test-images/jessie-dnsutils:1.7"]
+        "e2e-test-images/nginx:1.15-4", "e2e-test-images/jessie-dnsutils:1.7", "e2e-test-images/nonroot:1.4",
+        "e2e-test-images/nonewprivs:1.3"]
     for entry in listed:
         local = images.inspect(entry["local"])
         remote = images.inspect(f"127.0.0.1:5000/{entry['path']}")

@@ -52,9 +52,11 @@ class Result:
 
 
 def binaries(kube_version: str) -> dict[str, Path]:
-    """e2e.test and ginkgo as `invoke artifacts --only conformance` builds them."""
-    folder = cache_root() / "build" / f"kubernetes-e2e-{kube_version.lstrip('v')}" / "bin"
+    """e2e.test and ginkgo as `invoke artifacts --only conformance` builds them, and kubectl."""
+    v = kube_version.lstrip("v")
+    folder = cache_root() / "build" / f"kubernetes-e2e-{v}" / "bin"
     found = {name: folder / name for name in ("e2e.test", "ginkgo")}
+    found["kubectl"] = cache_root() / "build" / f"kubernetes-{v}" / "bin" / "kubectl"
     missing = [str(p) for p in found.values() if not p.is_file()]
     if missing:
         raise ConformanceError(f"{', '.join(missing)} missing: `invoke artifacts --only conformance` builds them")
@@ -73,11 +75,13 @@ def skip_regex(extra: str | None) -> str:
 
 
 def command(e2e: Path, kubeconfig: Path, focus: str, skip: str, report_dir: Path, *, procs: int = 1,
-            ginkgo: Path | None = None, timeout: str = "4h") -> list[str]:
+            ginkgo: Path | None = None, timeout: str = "4h", kubectl: Path | None = None) -> list[str]:
     """e2e.test alone (one process), or under the ginkgo CLI with ``procs`` parallel processes
     ([Serial] tests still run one at a time, at the end)."""
     own = [f"--kubeconfig={kubeconfig}", "--provider=skeleton", f"--report-dir={report_dir}",
            f"--non-blocking-taints={','.join(NON_BLOCKING_TAINTS)}"]
+    if kubectl is not None:  # the tests that exec into pods use it: ours, at the cluster's version
+        own.append(f"--kubectl-path={kubectl}")
     suite = [f"--focus={focus}", "--no-color", f"--timeout={timeout}", "-v"] + ([f"--skip={skip}"] if skip else [])
     if procs > 1:
         if ginkgo is None:
@@ -121,7 +125,7 @@ def run(kubeconfig: Path, kube_version: str, *, focus: str = DEFAULT_FOCUS, skip
     report_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "KUBE_TEST_REPO_LIST": str(repo_list(report_dir / "repo-list.yaml"))}
     argv = command(tools["e2e.test"], kubeconfig, focus, skip_regex(skip), report_dir, procs=procs,
-                   ginkgo=tools["ginkgo"], timeout=suite_timeout)
+                   ginkgo=tools["ginkgo"], timeout=suite_timeout, kubectl=tools["kubectl"])
     started = time.monotonic()
     with open(report_dir / "e2e.log", "w") as log:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,

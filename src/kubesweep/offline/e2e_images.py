@@ -18,7 +18,9 @@ What differs from upstream, and why it does not matter to the selected tests:
   `wget`, `nslookup` ...), and bash as `sh` (the tests' scripts use `[[`, and some pass
   environment variables named like `data-1`, which busybox 1.35's ash and dash drop);
 * nginx: Debian's nginx 1.22 serving its default page on port 80, under both tags the tests use;
-* jessie-dnsutils: dig and nslookup from Debian 12, not Debian 8.
+* jessie-dnsutils: dig and nslookup from Debian 12, not Debian 8;
+* nonroot and nonewprivs: Debian 12 minbase (upstream: Kubernetes' Debian base image), user 1234
+  / the setuid nnp built from its Go package.
 """
 
 from __future__ import annotations
@@ -66,14 +68,15 @@ def test_images(kubernetes_module: Path) -> dict[str, TestImage]:
     except OSError as exc:
         raise OfflineError(f"cannot read the e2e image list {path} ({exc.strerror}): `go clean -modcache` and rerun") from None
     found = {m.group(1): TestImage(*m.groups()) for m in _CONFIG.finditer(text)}
-    missing = [k for k in ("Agnhost", "AgnhostPrev", "BusyBox", "Nginx", "NginxNew", "JessieDnsutils") if k not in found]
+    missing = [k for k in ("Agnhost", "AgnhostPrev", "BusyBox", "Nginx", "NginxNew", "JessieDnsutils", "NonRoot",
+                           "Nonewprivs") if k not in found]
     if missing:
         raise OfflineError(f"{path} names no image for {', '.join(missing)}: has its format changed?")
     return found
 
 
 def image_specs(images: Mapping[str, TestImage], kubernetes_module: Path, agnhost: FileEntry,
-                rootfs: Mapping[str, Rootfs]) -> list[ImageSpec]:
+                rootfs: Mapping[str, Rootfs], *, nnp: FileEntry, minbase: Rootfs) -> list[ImageSpec]:
     """The conformance images, each under registry.k8s.io/e2e-test-images/<name>:<tag>."""
     def spec(key: str, root: Rootfs, changes: tuple[str, ...], files: tuple[FileEntry, ...] = (),
              links: tuple[tuple[str, str], ...] = ()) -> ImageSpec:
@@ -99,6 +102,9 @@ def image_specs(images: Mapping[str, TestImage], kubernetes_module: Path, agnhos
         spec("Nginx", rootfs[NGINX_ROOTFS.name], nginx),
         spec("NginxNew", rootfs[NGINX_ROOTFS.name], nginx),
         spec("JessieDnsutils", rootfs[DNSUTILS_ROOTFS.name], ('CMD ["sh"]',)),
+        # upstream: Debian's base image run as user 1234 / the setuid program nnp on it
+        spec("NonRoot", minbase, ("USER 1234", 'CMD ["sh"]')),
+        spec("Nonewprivs", minbase, ('CMD ["nnp"]',), files=(FileEntry("usr/local/bin/nnp", nnp.source, nnp.sha256, 0o4755),)),
     ]
 
 

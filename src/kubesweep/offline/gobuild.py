@@ -497,6 +497,7 @@ def local_path_provisioner(version: str) -> Wrapper:
 E2E_PACKAGE = "k8s.io/kubernetes/test/e2e"
 GINKGO_PACKAGE = "github.com/onsi/ginkgo/v2/ginkgo"
 AGNHOST_PACKAGE = "k8s.io/kubernetes/test/images/agnhost"
+NNP_PACKAGE = "k8s.io/kubernetes/test/images/nonewprivs"  # the no-new-privileges test's setuid program
 
 
 def kubernetes_e2e(version: str) -> Wrapper:
@@ -507,7 +508,7 @@ def kubernetes_e2e(version: str) -> Wrapper:
     v = version.lstrip("v")
     return Wrapper("kubernetes-e2e", v, (("k8s.io/kubernetes", f"v{v}"),),
                    (Binary("e2e.test", E2E_PACKAGE, test=True), Binary("ginkgo", GINKGO_PACKAGE),
-                    Binary("agnhost", AGNHOST_PACKAGE)),
+                    Binary("agnhost", AGNHOST_PACKAGE), Binary("nnp", NNP_PACKAGE)),
                    lambda infos: kube_ldflags(v, infos.get("k8s.io/kubernetes")), kubernetes_replaces=True,
                    test_imports_of=(E2E_PACKAGE,))
 

@@ -475,9 +475,11 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
                             rootfs[images.MINBASE_ROOTFS.name])
         if CONFORMANCE in wanted:
             module = infos["k8s.io/kubernetes"].dir
-            agnhost = built["kubernetes-e2e/agnhost"]
+            agnhost, nnp = built["kubernetes-e2e/agnhost"], built["kubernetes-e2e/nnp"]
             specs += e2e_images.image_specs(e2e_images.test_images(module), module,
-                                            images.FileEntry("agnhost", agnhost.path, agnhost.sha256), rootfs)
+                                            images.FileEntry("agnhost", agnhost.path, agnhost.sha256), rootfs,
+                                            nnp=images.FileEntry("nnp", nnp.path, nnp.sha256),
+                                            minbase=rootfs[images.MINBASE_ROOTFS.name])
         for spec in specs:
             image_results.append(images.ensure_image(cache, spec, say))
         images.write_images_json(cache, specs, keep=True)
