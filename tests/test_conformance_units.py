@@ -143,3 +143,16 @@ def test_busybox_applets_are_linked_only_where_the_tree_has_no_program(tmp_path)
     assert os.readlink(root / "usr" / "bin" / "sysctl") == "/bin/busybox"
     assert not (tmp_path / "y").exists()
     assert e2e_images.BUSYBOX_ROOTFS.busybox_applets and ("usr/bin/sh", "bash") in e2e_images.BUSYBOX_ROOTFS.links
+
+
+def test_conformance_without_a_cluster_says_which_command_brings_it_up_before_building(tmp_path, monkeypatch):
+    from kubesweep import cli
+
+    monkeypatch.setenv("KUBESWEEP_CACHE", str(tmp_path))
+    monkeypatch.setattr(cli, "build_parts", lambda parts: pytest.fail("nothing is built without a cluster"))
+    inventory = cli.Path(__file__).resolve().parents[1] / "inventory" / "local"
+    with pytest.raises(conformance.ConformanceError,
+                       match=r"no kubeconfig at .*local\.conf: `invoke cluster --inventory inventory/local` brings it up"):
+        cli.conformance(inventory, focus=None, skip=None, kubeconfig=None, report_dir=None)
+    with pytest.raises(conformance.ConformanceError, match=r"no kubeconfig at .*nope\.conf: give a running cluster's"):
+        cli.conformance(inventory, focus=None, skip=None, kubeconfig=str(tmp_path / "nope.conf"), report_dir=None)

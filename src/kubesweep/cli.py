@@ -344,10 +344,15 @@ def conformance(inventory: Path, *, focus: str | None, skip: str | None, kubecon
     """Build the e2e tests and their images, push the images, run the selection; 0 when all passed."""
     from . import cluster as local, conformance as e2e
     from .offline import mirror
+    from .paths import REPO
     from .versions import KUBERNETES_VERSION
 
-    build_parts([mirror.CONFORMANCE])
     config = Path(kubeconfig) if kubeconfig else local.kubeconfig_path(inventory)
+    if not config.is_file():
+        shown = inventory.relative_to(REPO) if inventory.is_relative_to(REPO) else inventory
+        hint = f"`invoke cluster --inventory {shown}` brings it up" if not kubeconfig else "give a running cluster's"
+        raise e2e.ConformanceError(f"no kubeconfig at {config}: {hint}")
+    build_parts([mirror.CONFORMANCE])
     if not kubeconfig:  # our cluster: its registry gets the test images
         push = local.playbook(inventory, "playbooks/offline_images.yml", echo=False)
         if not push.ok:
