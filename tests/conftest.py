@@ -48,6 +48,17 @@ class ProgressSeen:
 INVENTORY = ROOT / "inventory" / "local"
 
 
+def say(request, message: str) -> None:
+    """A line on the terminal now, past pytest's capture of the running fixture's output."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capman = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capman is None:
+        print(message)
+        return
+    with capman.global_and_fixture_disabled():
+        reporter.write_line(f"\n{message}")
+
+
 @pytest.fixture(scope="session")
 def local_cluster(request):
     """The real three-node cluster, brought up once per session (torn down by test_zz_teardown.py).
@@ -63,13 +74,9 @@ def local_cluster(request):
     found = sorted(set(nodes.existing()) - wanted) if services.docker_running() else []
     if found:
         cluster.down()
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
         message = (f"replaced the local cluster found running ({', '.join(found)}) with {INVENTORY.name}'s three "
                    "nodes; `invoke cluster` brings the one-node cluster back after the tests")
-        if reporter is not None:
-            reporter.write_line(f"\n{message}")
-        else:
-            print(message)
+        say(request, message)
     started = time.monotonic()
     run = cluster.up(INVENTORY, echo=False)
     print(f"\ncluster up in {time.monotonic() - started:.0f}s (site.yml {run.seconds:.0f}s)")
