@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -163,11 +164,7 @@ def ssh_key(inventory: Path) -> Path:
 
 def remove_ssh_keys() -> None:
     """Forget every local cluster's key: the next cluster gets a new one."""
-    root = cache_root() / "ssh"
-    if root.is_dir():
-        for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            path.rmdir() if path.is_dir() else path.unlink()
-        root.rmdir()
+    shutil.rmtree(cache_root() / "ssh", ignore_errors=True)
 
 
 def _exec(name: str, *argv: str, stdin: str | None = None) -> None:

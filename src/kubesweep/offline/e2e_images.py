@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import OfflineError
+from .cache import OfflineError, sha256_file
 from .images import PATH_ENV, FileEntry, ImageSpec, Rootfs, RootfsSpec
 
 E2E_REGISTRY = "registry.k8s.io/e2e-test-images"
@@ -109,8 +109,6 @@ def image_specs(images: Mapping[str, TestImage], kubernetes_module: Path, agnhos
 
 
 def _sha256(path: Path) -> str:
-    from .cache import sha256_file
-
     try:
         return sha256_file(path)
     except OSError as exc:
