@@ -248,11 +248,14 @@ def test_nodes_are_reached_over_ssh_as_a_non_root_user_with_sudo_on_loopback_por
     for node in NODES:
         assert re.search(rf"^{node} \| CHANGED \| rc=0 \| \(stdout\) kubesweep$", plain.stdout, re.M), plain.stdout
         assert re.search(rf"^{node} \| CHANGED \| rc=0 \| \(stdout\) root$", root.stdout, re.M), root.stdout
+    assert nodes.existing() == sorted(NODES)  # labelled as kubesweep's: `invoke cluster --down` finds them
     hosts = {h.name: h for h in nodes.inventory_hosts(INVENTORY)}
-    key = nodes.ssh_key(INVENTORY)
+    key = nodes.ssh_key(INVENTORY)  # made by the local_node role, for this cluster only
+    assert key.stat().st_mode & 0o777 == 0o600 and key.parent.stat().st_mode & 0o777 == 0o700
+    assert key.with_suffix(".pub").read_text().startswith("ssh-ed25519 ")
     fingerprints = set()
     for node in NODES:
-        port = hosts[node].ssh_port
+        port = hosts[node].vars["ansible_port"]
         published = subprocess.run(["docker", "port", node, "22/tcp"], capture_output=True, text=True).stdout.split()
         assert published == [f"127.0.0.1:{port}"]  # loopback only
         ssh = ["ssh", "-p", str(port), "-i", str(key), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
@@ -263,3 +266,19 @@ def test_nodes_are_reached_over_ssh_as_a_non_root_user_with_sudo_on_loopback_por
                               capture_output=True, text=True)
         fingerprints.add(scan.stdout.split()[-1])
     assert len(fingerprints) == len(NODES)  # each node made its own host key
+    authorized = subprocess.run(["docker", "exec", NODES[0], "cat", "/home/kubesweep/.ssh/authorized_keys"],
+                                capture_output=True, text=True).stdout
+    assert authorized.split()[:2] == key.with_suffix(".pub").read_text().split()[:2]  # the cluster's key, only it
+    assert len(authorized.strip().splitlines()) == 1
+
+
+def test_another_local_cluster_is_refused_in_one_line_before_anything_is_made(local_cluster):
+    """The one-node inventory's site.yml while the three-node cluster runs: both want the registry's
+    port and the node network. The play stops at once, says which containers and what to run."""
+    run = cluster.playbook(cluster.REPO / "inventory" / "single", echo=False)
+    assert not run.ok
+    said = " ".join(run.output.split())
+    assert ("node containers of another local cluster exist (ks-control-plane, ks-gpu-1, ks-worker-1)" in said
+            and "`invoke cluster --down` removes them" in said), run.output[-3000:]
+    assert "TASK [registry" not in run.output and "ks-single" not in nodes.existing()
+    assert not nodes.ssh_key(cluster.REPO / "inventory" / "single").exists()

@@ -1,11 +1,10 @@
-"""The local-cluster plumbing that needs no cluster: recap parsing, node flags, fake nodes, services."""
+"""The local-cluster plumbing that needs no cluster: recap parsing, fake nodes, services, inventories."""
 
 import os
 import sys
 import time
 
 import kubernetes_validate
-import pytest
 import yaml
 
 from kubesweep import cluster, fake_nodes, nodes, services
@@ -25,15 +24,6 @@ def test_parse_recap():
     assert recap["ks-worker-1"]["changed"] == 2
     run = cluster.PlaybookRun(0, 1.0, recap)
     assert run.changed == 2 and not run.ok  # localhost failed
-
-
-def test_node_container_flags_never_ask_for_privileged():
-    args = nodes._run_args(nodes.Host("ks-worker-1", ("kube_node",)))
-    assert "--privileged" not in args
-    assert "--cap-drop=SYS_RESOURCE" in args and "/dev/kmsg" in args and "/var/lib/containerd" in args
-    assert args[-1] == nodes.IMAGE and "-p" not in args
-    reg = nodes._run_args(nodes.Host("ks-control-plane", ("kube_control_plane", "registry")))
-    assert "127.0.0.1:5000:5000" in reg  # the registry host is reachable from this VM's docker
 
 
 def test_fake_node_objects_are_valid_nodes_advertising_gpus():
@@ -105,12 +95,6 @@ def test_port_check_sees_a_listener():
         assert not services.port_free("127.0.0.1", s.getsockname()[1])
 
 
-def test_file_server_refuses_an_empty_mirror(tmp_path, monkeypatch):
-    monkeypatch.setenv("KUBESWEEP_CACHE", str(tmp_path))
-    with pytest.raises(services.ServiceError, match="invoke artifacts"):
-        services.ensure_file_server(tmp_path / "mirror", "127.0.0.1", 18081)
-
-
 def test_pins_are_complete():
     p = pins()
     assert p["kube_version"] == KUBERNETES_VERSION
@@ -126,74 +110,10 @@ def test_failure_excerpt_names_the_failing_task():
     assert "msg: non-zero return code" in text and "containerd" not in text
 
 
-def _host(name="n1", **hostvars):
-    return nodes.Host(name, ("kube_node",), hostvars)
-
-
-def test_a_local_host_with_a_loopback_address_and_port_is_published_on_loopback_only():
-    host = _host(ansible_host="127.0.0.1", ansible_port=2231, ansible_user="ops")
-    args = nodes._run_args(host)
-    assert args[args.index(f"127.0.0.1:{2231}:22") - 1] == "-p"
-    assert not any(a.startswith(("0.0.0.0", ":")) or a == "2231:22" for a in args)
-    assert (host.ssh_port, host.ssh_user) == (2231, "ops")
-    # no loopback address: not a node reached through a published port (docker connection)
-    assert _host(ansible_host="192.0.2.5", ansible_port=22).ssh_port is None
-    assert _host().ssh_port is None and _host().ssh_user is None
-
-
-@pytest.mark.parametrize("hostvars, message", [
-    ({"ansible_port": "ssh"}, r"ansible_port 'ssh' is not a port number"),
-    ({"ansible_port": 22}, r"ansible_port 22 is outside 1024-65535"),
-    ({"ansible_port": 70000}, r"outside 1024-65535"),
-    ({"ansible_port": 2231, "ansible_user": "root"}, r"ansible_user 'root' must be a non-root user name"),
-    ({"ansible_port": 2231, "ansible_user": "ops; rm -rf /"}, r"must be a non-root user name"),
-    ({"ansible_port": 2231, "ansible_user": "Ops"}, r"must be a non-root user name"),
-    ({"ansible_port": 2231, "ansible_user": "a" * 33}, r"must be a non-root user name"),
-    ({"ansible_port": 5000}, r"ansible_port 5000 is the cluster registry's port"),
-])
-def test_bad_local_ssh_settings_are_refused_before_any_container_is_made(hostvars, message, monkeypatch):
-    calls = []
-    monkeypatch.setattr(nodes, "_docker", lambda *a, **k: calls.append(a))
-    host = _host(ansible_host="127.0.0.1", **hostvars)
-    with pytest.raises(nodes.NodeError, match=message):
-        nodes.up([host])
-    assert calls == []
-
-
-def test_two_hosts_on_one_port_are_refused(monkeypatch):
-    monkeypatch.setattr(nodes, "_docker", lambda *a, **k: pytest.fail("docker was called"))
-    hosts = [_host("a", ansible_host="127.0.0.1", ansible_port=2231), _host("b", ansible_host="127.0.0.1", ansible_port=2231)]
-    with pytest.raises(nodes.NodeError, match="hosts a and b both have ansible_port 2231"):
-        nodes.up(hosts)
-
-
-def test_each_cluster_gets_its_own_ed25519_key_and_down_forgets_them(tmp_path, monkeypatch):
-    monkeypatch.setenv("KUBESWEEP_CACHE", str(tmp_path))
-    key = nodes.ssh_key(tmp_path / "inventory" / "local")
-    assert key == tmp_path / "ssh" / "local" / "id_ed25519"
-    assert key.read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
-    assert key.with_suffix(".pub").read_text().startswith("ssh-ed25519 ")
-    assert key.stat().st_mode & 0o777 == 0o600 and key.parent.stat().st_mode & 0o777 == 0o700
-    assert nodes.ssh_key(tmp_path / "x" / "local") == key and key.read_text() == key.read_text()  # kept
-    other = nodes.ssh_key(tmp_path / "inventory" / "single")
-    assert other.with_suffix(".pub").read_text() != key.with_suffix(".pub").read_text()
-    nodes.remove_ssh_keys()
-    assert not (tmp_path / "ssh").exists()
-
-
 def test_inventory_hosts_carry_their_variables():
     hosts = {h.name: h for h in nodes.inventory_hosts(cluster.REPO / "inventory" / "local")}
     assert set(hosts) == {"ks-control-plane", "ks-worker-1", "ks-gpu-1"}
-    ports = {name: h.ssh_port for name, h in hosts.items()}
-    assert all(ports.values()) and len(set(ports.values())) == 3, ports
-    assert {h.ssh_user for h in hosts.values()} == {"kubesweep"}
-
-
-def test_up_refuses_while_another_local_cluster_s_nodes_run(monkeypatch):
-    monkeypatch.setattr(services, "ensure_docker", lambda: "running")
-    monkeypatch.setattr(nodes, "inventory_hosts", lambda inv: [_host("ks-single")])
-    monkeypatch.setattr(nodes, "existing", lambda: ["ks-control-plane", "ks-single", "ks-worker-1"])
-    monkeypatch.setattr(nodes, "up", lambda *a, **k: pytest.fail("no container may be made"))
-    with pytest.raises(cluster.ClusterError, match=r"another local cluster are running \(ks-control-plane, ks-worker-1\)"
-                                                   r".*`invoke cluster --down` removes them first"):
-        cluster.up(cluster.REPO / "inventory" / "single")
+    ports = {name: h.vars["ansible_port"] for name, h in hosts.items()}
+    assert len(set(ports.values())) == 3 and all(1024 <= p <= 65535 for p in ports.values()), ports
+    assert {h.vars["ansible_user"] for h in hosts.values()} == {"kubesweep"}
+    assert all(h.vars["local_node"] is True and h.vars["ansible_host"] == "127.0.0.1" for h in hosts.values())

@@ -70,42 +70,45 @@ def _said(run) -> str:
 
 def test_a_host_with_a_wrong_port_key_or_sudo_fails_alone_with_its_name_and_cause(bigger, api, tmp_path):
     """Bad input on one host: the play stops there, naming the host and the cause; the hosts that
-    were already right are not touched (scale.yml --limit), and the next test's run converges."""
-    new = [h for h in nodes.inventory_hosts(bigger) if h.name == NEW]
-    nodes.up(new, nodes.ssh_key(bigger))
+    were already right are not touched (scale.yml --limit), and the next test's run converges.
+    The new host is first made like a server (local_nodes.yml, limited to it), then treated as one
+    that exists already (local_node false): nothing puts its port, key or sudo right back."""
+    made = cluster.playbook(bigger, "playbooks/local_nodes.yml", ["--limit", NEW], echo=False)
+    assert made.ok and set(made.recap) == {NEW}, cluster.failure_excerpt(made.output)
+    assert NEW in nodes.existing()
 
-    wrong_port = cluster.playbook(_with_new_host_vars(bigger, tmp_path, ansible_port=2299), "playbooks/scale.yml",
-                                  ["--limit", NEW], echo=False)
+    wrong_port = cluster.playbook(_with_new_host_vars(bigger, tmp_path, local_node=False, ansible_port=2299),
+                                  "playbooks/scale.yml", ["--limit", NEW], echo=False)
     assert not wrong_port.ok and wrong_port.recap[NEW]["unreachable"] == 1, wrong_port.recap
     assert f"fatal: [{NEW}]: UNREACHABLE!" in _said(wrong_port) and "port 2299: Connection refused" in _said(wrong_port)
 
     other = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-    wrong_key = cluster.playbook(_with_new_host_vars(bigger, tmp_path, ansible_ssh_private_key_file=str(other)),
+    wrong_key = cluster.playbook(_with_new_host_vars(bigger, tmp_path, local_node=False,
+                                                     ansible_ssh_private_key_file=str(other)),
                                  "playbooks/scale.yml", ["--limit", NEW], echo=False)
     assert not wrong_key.ok and wrong_key.recap[NEW]["unreachable"] == 1, wrong_key.recap
     assert f"fatal: [{NEW}]: UNREACHABLE!" in _said(wrong_key) and "Permission denied (publickey)" in _said(wrong_key)
 
     in_node(NEW, "rm", "/etc/sudoers.d/kubesweep")
-    no_sudo = cluster.playbook(bigger, "playbooks/scale.yml", ["--limit", NEW], echo=False)
+    no_sudo = cluster.playbook(_with_new_host_vars(bigger, tmp_path, local_node=False),
+                               "playbooks/scale.yml", ["--limit", NEW], echo=False)
     assert not no_sudo.ok and no_sudo.recap[NEW]["failed"] == 1, no_sudo.recap
     assert f"fatal: [{NEW}]" in _said(no_sudo) and "Missing sudo password" in _said(no_sudo), no_sudo.output[-2000:]
     for run in (wrong_port, wrong_key, no_sudo):
         assert set(run.recap) <= {NEW, "localhost"}, run.recap  # no other host was touched
 
     # none of the three runs touched the cluster (no node joined); the fix, the user back in
-    # sudoers, is what `invoke cluster` does for a node, and the next test's scale.yml converges
+    # sudoers, is the node_login role's, which the next test's scale.yml runs first
     assert NEW not in [n.metadata.name for n in api["core"].list_node().items]
-    nodes.up(new, nodes.ssh_key(bigger))
 
 
 def test_a_new_node_joins_with_scale_and_a_full_rerun_changes_nothing(bigger, api):
-    new = [h for h in nodes.inventory_hosts(bigger) if h.name == NEW]
-    nodes.up(new, nodes.ssh_key(bigger))  # the cluster's key (same inventory name): made for the first nodes
     scale = cluster.playbook(bigger, "playbooks/scale.yml", ["--limit", NEW], echo=False)
     assert scale.ok, cluster.failure_excerpt(scale.output)
     assert set(scale.recap) <= {NEW, "localhost"}, scale.recap  # nothing ran on the other hosts
     assert ready(api, NEW)
+    assert in_node(NEW, "test", "-f", "/etc/sudoers.d/kubesweep").returncode == 0  # put back by node_login
     rerun = cluster.playbook(bigger, echo=False)
     assert rerun.ok, cluster.failure_excerpt(rerun.output)
     changed = {h: r["changed"] for h, r in rerun.recap.items() if r["changed"]}

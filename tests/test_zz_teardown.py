@@ -13,8 +13,11 @@ def test_down_leaves_nothing_behind():
     cluster.down()
     if services.docker_running():
         assert nodes.existing() == []
+        mirror = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={nodes.MIRROR_LABEL}=true"],
+                                capture_output=True, text=True)
+        assert mirror.returncode == 0 and mirror.stdout.strip() == ""
         assert subprocess.run(["docker", "network", "inspect", nodes.NETWORK], capture_output=True).returncode != 0
-    for name in ("mirror", "kwok", "dockerd"):
+    for name in ("kwok", "dockerd"):
         assert services._read_pid(name) is None, name
     mounts = open("/proc/mounts").read()
     assert "/var/lib/kubelet" not in mounts and "kubesweep" not in mounts

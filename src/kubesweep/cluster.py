@@ -1,9 +1,10 @@
-"""`invoke cluster`: host services + node containers + our playbooks = a real local cluster.
+"""`invoke cluster`: the Docker daemon, then our playbooks = a real local cluster.
 
-    up:   Docker daemon → node containers from the inventory → offline file mirror →
-          ansible-playbook -i <inventory> site.yml → kubeconfig under the cache
-    down: kwok, node containers (with their volumes), cgroups they left, mirror, network, and
-          the Docker daemon if kubesweep started it — nothing is left behind.
+    up:   Docker daemon (started when none answers) → ansible-playbook -i <inventory> site.yml,
+          whose first part (playbooks/local_nodes.yml) makes the node containers, their network,
+          the mirror's container and the SSH login → kubeconfig under the cache
+    down: kwok, node containers (with their volumes), cgroups they left, the mirror's container,
+          network, SSH keys, and the Docker daemon if kubesweep started it — nothing is left behind.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from . import nodes, services
 from .errors import KubesweepError
 from .paths import REPO, cache_root
 
-MIRROR_PORT = int(os.environ.get("KUBESWEEP_MIRROR_PORT", "8081"))
 DEFAULT_INVENTORY = REPO / "inventory" / "single"
 _RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)")
 
@@ -97,17 +97,6 @@ def playbook(inventory: Path, play: str = "site.yml", extra: list[str] | None = 
 def up(inventory: Path = DEFAULT_INVENTORY, *, echo: bool = True) -> PlaybookRun:
     inventory = Path(inventory)
     services.ensure_docker()
-    hosts = nodes.inventory_hosts(inventory)
-    if not hosts:
-        raise ClusterError(f"the inventory {inventory} has no hosts")
-    others = sorted(set(nodes.existing()) - {h.name for h in hosts})
-    if others:  # another local cluster: it holds the registry's port and the node network
-        raise ClusterError(f"node containers of another local cluster are running ({', '.join(others)}), not in "
-                           f"{inventory}: `invoke cluster --down` removes them first")
-    nodes.ensure_network()
-    services.ensure_file_server(cache_root() / "mirror", nodes.GATEWAY, MIRROR_PORT)
-    over_ssh = any(h.ssh_port is not None for h in hosts)
-    nodes.up(hosts, nodes.ssh_key(inventory) if over_ssh else None)
     run = playbook(inventory, echo=echo)
     log = cache_root() / "logs" / f"site-{inventory.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +114,6 @@ def down() -> list[str]:
     fake_nodes.stop()
     removed = nodes.down() if services.docker_running() else []
     _remove_cgroups()
-    services.stop_file_server()
     if services.docker_running() and not nodes.existing():
         nodes.remove_network()
     if not removed or not nodes.existing():

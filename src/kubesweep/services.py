@@ -1,4 +1,4 @@
-"""Host services a local cluster needs: the Docker daemon and the offline file mirror.
+"""Host services a local cluster needs: the Docker daemon and background helpers (kwok).
 
 Each is started only when it is not already running, as a background process whose pid and log
 live under ``CACHE/run/``; ``stop_*`` stops only what kubesweep itself started, so a Docker
@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -139,10 +138,11 @@ def stop_docker() -> bool:
     return stopped
 
 
-# ------------------------------------------------------------------------------- file mirror
+# ------------------------------------------------------------------------ background helpers
 
 
 def port_free(host: str, port: int) -> bool:
+    """Nothing listens on host:port (a helper about to bind it can)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -150,37 +150,6 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _answers(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - our own loopback/bridge URL
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def ensure_file_server(directory: Path, host: str, port: int) -> str:
-    """Serve ``directory`` over HTTP on host:port (the offline mirror the roles download from)."""
-    url = f"http://{host}:{port}/SHA256SUMS"
-    if _read_pid("mirror") is not None and _answers(url):
-        return "running"
-    if not (directory / "SHA256SUMS").exists():
-        raise ServiceError(f"the offline mirror {directory} is empty: run `invoke artifacts` first")
-    if not port_free(host, port):
-        raise ServiceError(f"port {host}:{port} is taken by another program; free it or set KUBESWEEP_MIRROR_PORT")
-    _start("mirror", [sys.executable, "-m", "http.server", str(port), "--bind", host, "--directory", str(directory)])
-    for _ in range(50):
-        if _answers(url):
-            return "started"
-        time.sleep(0.1)
-    raise ServiceError(f"the mirror file server did not answer on {url}:\n{_tail('mirror')}")
-
-
-def stop_file_server() -> bool:
-    return _stop("mirror")
 
 
 def start_background(name: str, argv: list[str], env: dict[str, str] | None = None) -> int:

@@ -118,13 +118,34 @@ ExecStart=/usr/bin/ssh-keygen -A
 [Install]
 WantedBy=ssh.service
 """
+# Docker mounts a container's /proc/sys read-only unless told `--security-opt systempaths=unconfined`,
+# which the Docker API (and so community.docker, which the local_node role creates nodes with)
+# does not take as an option. kubelet, kube-proxy and the CNI plugins write sysctls: the node
+# remounts it read-write (it has CAP_SYS_ADMIN) before anything else starts.
+NODE_PROC_SYS_UNIT = """\
+[Unit]
+Description=Make /proc/sys writable (a container's is mounted read-only)
+DefaultDependencies=no
+ConditionPathIsReadWrite=!/proc/sys
+Before=sysinit.target systemd-sysctl.service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/mount -o remount,rw /proc/sys
+
+[Install]
+WantedBy=sysinit.target
+"""
 NODE_SSHD_CONFIG = "# kubesweep node: keys only\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n"
 NODE_ROOTFS = RootfsSpec("node-bookworm", "bookworm", NODE_PACKAGES, masked=NODE_MASKED,
                          disabled=("docker-registry.service",), dirs=("etc/kubernetes/manifests",),
                          empty_machine_id=True,
                          files=(("etc/systemd/system/ssh-host-keys.service", NODE_HOST_KEYS_UNIT),
-                                ("etc/ssh/sshd_config.d/kubesweep.conf", NODE_SSHD_CONFIG)),
-                         links=(("etc/systemd/system/ssh.service.wants/ssh-host-keys.service",
+                                ("etc/ssh/sshd_config.d/kubesweep.conf", NODE_SSHD_CONFIG),
+                                ("etc/systemd/system/proc-sys-rw.service", NODE_PROC_SYS_UNIT)),
+                         links=(("etc/systemd/system/sysinit.target.wants/proc-sys-rw.service",
+                                 "/etc/systemd/system/proc-sys-rw.service"),
+                                ("etc/systemd/system/ssh.service.wants/ssh-host-keys.service",
                                  "/etc/systemd/system/ssh-host-keys.service"),
                                 ("etc/systemd/system/multi-user.target.wants/ssh.service",
                                  "/lib/systemd/system/ssh.service")),
