@@ -10,9 +10,7 @@ second local cluster, test_fleet.py a node added by scale.yml.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -49,12 +47,9 @@ def _inventory(tmp_path: Path, hosts: dict[str, dict]) -> Path:
     return inv
 
 
-def _play(inventory: Path, play: str, cache: Path) -> subprocess.CompletedProcess[str]:
-    tool = Path(sys.executable).parent / "ansible-playbook"
-    env = {**os.environ, "ANSIBLE_CONFIG": str(cluster.REPO / "ansible.cfg"), "KUBESWEEP_CACHE": str(cache),
-           "ANSIBLE_FORCE_COLOR": "0"}
-    return subprocess.run([str(tool), "-i", str(inventory), play], cwd=cluster.REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+def _play(inventory: Path, play: str, cache: Path, monkeypatch) -> cluster.PlaybookRun:
+    monkeypatch.setenv("KUBESWEEP_CACHE", str(cache))
+    return cluster.playbook(inventory, play, echo=False)
 
 
 def _containers(names) -> list[str]:
@@ -62,32 +57,32 @@ def _containers(names) -> list[str]:
     return sorted(set(proc.stdout.split()) & set(names)) if proc.returncode == 0 else []
 
 
-def test_bad_ssh_settings_stop_each_host_with_its_cause_before_anything_is_made(tmp_path):
+def test_bad_ssh_settings_stop_each_host_with_its_cause_before_anything_is_made(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     cache.mkdir()
     hosts = {name: hostvars for name, (hostvars, _) in BAD.items()}
     hosts["ks-t-name"] = {"ansible_port": "ssh"}  # Ansible itself refuses it, naming the file and line
-    run = _play(_inventory(tmp_path, hosts), "playbooks/local_nodes.yml", cache)
-    said = " ".join(run.stdout.split())
+    run = _play(_inventory(tmp_path, hosts), "playbooks/local_nodes.yml", cache, monkeypatch)
+    said = " ".join(run.output.split())
     assert run.returncode != 0
-    recap = cluster.parse_recap(run.stdout)
+    recap = run.recap
     assert set(recap) == set(hosts) and all(r["failed"] == 1 for r in recap.values()), recap
     assert "fatal: [ks-t-name]" in said and "The value 'ssh' could not be converted to 'int'" in said
     assert "hosts.yml:" in said
     for name, (_, cause) in BAD.items():
         assert f"host {name}: " in said and cause in said.split(f"host {name}: ", 1)[1].split("host ks-t-")[0], \
-            (name, cause, run.stdout[-4000:])
-    assert "TASK [local_node : Look for the offline mirror]" not in run.stdout  # stopped at the check
+            (name, cause, run.output[-4000:])
+    assert "TASK [local_node : Look for the offline mirror]" not in run.output  # stopped at the check
     assert _containers(BAD) == [] and list(cache.iterdir()) == []  # no container, no key
 
 
-def test_a_missing_mirror_stops_site_yml_at_once_with_one_line_naming_the_command(tmp_path):
+def test_a_missing_mirror_stops_site_yml_at_once_with_one_line_naming_the_command(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     cache.mkdir()
-    run = _play(_inventory(tmp_path, {"ks-t-fine": {"ansible_port": 2309}}), "site.yml", cache)
+    run = _play(_inventory(tmp_path, {"ks-t-fine": {"ansible_port": 2309}}), "site.yml", cache, monkeypatch)
     assert run.returncode != 0
     line = (f"the offline mirror is not built ({cache}/mirror has no SHA256SUMS): "
             "`invoke artifacts --only cluster` builds it")
-    assert f"[ERROR]: Task failed: Action failed: {line}" in run.stdout + run.stderr, run.stdout[-3000:]
-    assert "PLAY [Cluster image registry]" not in run.stdout and "TASK [registry" not in run.stdout
+    assert f"[ERROR]: Task failed: Action failed: {line}" in run.output, run.output[-3000:]
+    assert "PLAY [Cluster image registry]" not in run.output and "TASK [registry" not in run.output
     assert _containers(["ks-t-fine"]) == [] and list(cache.iterdir()) == []
