@@ -1,7 +1,9 @@
 """Kubernetes' own conformance tests (e2e.test built here) on the local cluster (marker: cluster).
 
-A short focused subset runs in the suite: cluster DNS, a Job, ConfigMap and Secret environment,
-a scheduler predicate. The whole selection is `invoke conformance` by hand (docs/cluster.md)."""
+A short focused subset runs in the suite (tests/conformance_names.py): cluster DNS, a Service's
+ports by protocol, a Job, ConfigMap and Secret environment, the busybox image's shell, the
+topology, a scheduler predicate. The whole selection is `invoke conformance` by hand
+(docs/cluster.md)."""
 
 from __future__ import annotations
 

@@ -68,6 +68,8 @@ def test_test_images_come_from_the_pinned_manifest(tmp_path):
     lines = ['configs[Agnhost] = Config{list.PromoterE2eRegistry, "agnhost", "2.59"}',
              'configs[AgnhostPrev] = Config{list.PromoterE2eRegistry, "agnhost", "2.55"}',
              'configs[BusyBox] = Config{list.PromoterE2eRegistry, "busybox", "1.37.0-1"}',
+             'configs[Kitten] = Config{list.PromoterE2eRegistry, "kitten", "1.7"}',
+             'configs[Nautilus] = Config{list.PromoterE2eRegistry, "nautilus", "1.7"}',
              'configs[Nginx] = Config{list.PromoterE2eRegistry, "nginx", "1.14-4"}',
              'configs[NginxNew] = Config{list.PromoterE2eRegistry, "nginx", "1.15-4"}',
              'configs[JessieDnsutils] = Config{list.PromoterE2eRegistry, "jessie-dnsutils", "1.7"}',
@@ -76,12 +78,12 @@ def test_test_images_come_from_the_pinned_manifest(tmp_path):
     manifest.write_text("\n".join(lines))
     found = e2e_images.test_images(tmp_path)
     assert found["Agnhost"] == e2e_images.TestImage("Agnhost", "PromoterE2eRegistry", "agnhost", "2.59")
-    manifest.write_text("\n".join(lines[:3]))
+    manifest.write_text("\n".join(lines[:5]))
     with pytest.raises(Exception, match="names no image for Nginx, NginxNew, JessieDnsutils, NonRoot, Nonewprivs"):
         e2e_images.test_images(tmp_path)
 
 
-def test_e2e_image_specs_use_the_tests_paths_and_carry_agnhost_and_porter_certificates(tmp_path):
+def test_e2e_image_specs_use_the_tests_paths_and_carry_agnhost_and_porter_certificates(tmp_path, monkeypatch):
     from pathlib import Path
 
     from kubesweep.offline import images
@@ -90,17 +92,27 @@ def test_e2e_image_specs_use_the_tests_paths_and_carry_agnhost_and_porter_certif
     porter.mkdir(parents=True)
     for name in ("localhost.crt", "localhost.key"):
         (porter / name).write_text(name)
+    for name in ("nautilus", "kitten"):
+        html = tmp_path / "test" / "images" / name / "html"
+        html.mkdir(parents=True)
+        (html / f"{name}.jpg").write_bytes(name.encode())
+        (html / "data.json").write_text(f'{{"image": "{name}"}}')
     found = {k: e2e_images.TestImage(k, "PromoterE2eRegistry", n, t) for k, n, t in [
-        ("Agnhost", "agnhost", "2.59"), ("AgnhostPrev", "agnhost", "2.55"), ("BusyBox", "busybox", "1.37.0-1"), ("Nginx", "nginx", "1.14-4"),
+        ("Agnhost", "agnhost", "2.59"), ("AgnhostPrev", "agnhost", "2.55"), ("BusyBox", "busybox", "1.37.0-1"),
+        ("Nautilus", "nautilus", "1.7"), ("Kitten", "kitten", "1.7"), ("Nginx", "nginx", "1.14-4"),
         ("NginxNew", "nginx", "1.15-4"), ("JessieDnsutils", "jessie-dnsutils", "1.7"), ("NonRoot", "nonroot", "1.4"),
         ("Nonewprivs", "nonewprivs", "1.3")]}
     rootfs = {spec.name: images.Rootfs(spec, Path(f"/r/{spec.name}.tar"), spec.name[:8].ljust(64, "0"), True, 0)
               for spec in e2e_images.ROOTFS}
     minbase = images.Rootfs(images.MINBASE_ROOTFS, Path("/r/minbase.tar"), "m" * 64, True, 0)
+    monkeypatch.setattr(e2e_images, "tar_names", lambda path: {"usr/bin/env"} if path == minbase.path else pytest.fail(path))
+    fake = _fake_busybox(tmp_path, ["env", "sysctl"])
     specs = e2e_images.image_specs(found, tmp_path, images.FileEntry("agnhost", Path("/b/agnhost"), "a" * 64), rootfs,
-                                   nnp=images.FileEntry("nnp", Path("/b/nnp"), "n" * 64), minbase=minbase)
+                                   nnp=images.FileEntry("nnp", Path("/b/nnp"), "n" * 64),
+                                   busybox=images.FileEntry("busybox", fake, "c" * 64), minbase=minbase)
     assert [s.path for s in specs] == ["e2e-test-images/agnhost:2.59", "e2e-test-images/agnhost:2.55",
                                        "e2e-test-images/busybox:1.37.0-1",
+                                       "e2e-test-images/nautilus:1.7", "e2e-test-images/kitten:1.7",
                                        "e2e-test-images/nginx:1.14-4", "e2e-test-images/nginx:1.15-4",
                                        "e2e-test-images/jessie-dnsutils:1.7", "e2e-test-images/nonroot:1.4",
                                        "e2e-test-images/nonewprivs:1.3"]
@@ -110,8 +122,15 @@ def test_e2e_image_specs_use_the_tests_paths_and_carry_agnhost_and_porter_certif
     assert agnhost.links == (("agnhost-2", "agnhost"),) and 'ENTRYPOINT ["/agnhost"]' in agnhost.changes
     assert agnhost.base == Path("/r/e2e-agnhost-bookworm.tar")
     assert specs[1].files == agnhost.files and specs[1].local != agnhost.local
-    assert specs[3].base == specs[4].base and 'CMD ["nginx", "-g", "daemon off;"]' in specs[3].changes
+    nautilus = specs[3]  # agnhost's file server over the module's pictures, at /
+    assert nautilus.base == agnhost.base and 'CMD ["test-webserver"]' in nautilus.changes
+    assert [(f.dest, f.mode) for f in nautilus.files] == [("agnhost", 0o755), ("nautilus.jpg", 0o644), ("data.json", 0o644)]
+    assert specs[4].files[1].source.read_bytes() == b"kitten"
+    assert specs[5].base == specs[6].base and 'CMD ["nginx", "-g", "daemon off;"]' in specs[5].changes
     assert len({s.local for s in specs}) == len(specs)
+    busybox = specs[2]  # upstream's busybox on minbase, as sh and the applets minbase lacks
+    assert busybox.base == minbase.path and [(f.dest, f.source) for f in busybox.files] == [("usr/bin/busybox", fake)]
+    assert busybox.links == (("usr/bin/sh", "busybox"), ("usr/bin/sysctl", "busybox"))
     nonroot, nnp = specs[-2], specs[-1]
     assert nonroot.base == minbase.path and "USER 1234" in nonroot.changes
     assert [(f.dest, f.mode) for f in nnp.files] == [("usr/local/bin/nnp", 0o4755)]  # setuid, as upstream
@@ -128,21 +147,57 @@ def test_in_parallel_the_ginkgo_cli_runs_the_binary_with_its_own_flags_after_the
         conformance.command(tmp_path, tmp_path, "F", "", tmp_path, procs=2)
 
 
-def test_busybox_applets_are_linked_only_where_the_tree_has_no_program(tmp_path):
+def _fake_busybox(tmp_path, applets):
+    fake = tmp_path / "busybox"
+    fake.write_text("#!/bin/sh\n[ \"$1\" = --list ] && printf '%s\\n' " + " ".join(applets) + "\n")
+    fake.chmod(0o755)
+    return fake
+
+
+def test_busybox_is_sh_and_its_applets_are_linked_only_where_minbase_has_no_program(tmp_path):
+    fake = _fake_busybox(tmp_path, ["env", "sh", "sysctl", "wget", "../y", "busybox"])
+    links = e2e_images.busybox_links(fake, {"usr/bin", "usr/bin/env", "usr/bin/sh", "usr/sbin/wget"})
+    # Debian's env stays; sh is busybox's ash (not dash); /bin/sysctl and /bin/wget are applets
+    assert links == (("usr/bin/sh", "busybox"), ("usr/bin/sysctl", "busybox"), ("usr/bin/wget", "busybox"))
+    broken = tmp_path / "broken"
+    broken.write_text("#!/bin/sh\necho no >&2; exit 3\n")
+    broken.chmod(0o755)
+    with pytest.raises(Exception, match="--list failed: no"):
+        e2e_images.busybox_links(broken, set())
+
+
+def test_a_file_or_link_added_on_top_replaces_the_base_entry_of_that_path(tmp_path):
+    import io
+    import tarfile
+    from pathlib import Path
+
     from kubesweep.offline import images
 
-    root = tmp_path / "root"
-    (root / "usr" / "bin").mkdir(parents=True)
-    (root / "bin").symlink_to("usr/bin")  # Debian's merged /usr
-    (root / "usr" / "bin" / "env").write_text("debian's env")
-    fake = root / "usr" / "bin" / "busybox"
-    fake.write_text("#!/bin/sh\n[ \"$1\" = --list ] && printf 'env\\nsysctl\\nwget\\n../y\\n'\n")
-    fake.chmod(0o755)
-    assert images.link_busybox_applets(root) == ["sysctl", "wget"]
-    assert (root / "usr" / "bin" / "env").read_text() == "debian's env"
-    assert os.readlink(root / "usr" / "bin" / "sysctl") == "/bin/busybox"
-    assert not (tmp_path / "y").exists()
-    assert e2e_images.BUSYBOX_ROOTFS.busybox_applets and ("usr/bin/sh", "bash") in e2e_images.BUSYBOX_ROOTFS.links
+    base = tmp_path / "base.tar"
+    with tarfile.open(base, "w") as tar:
+        for name in ("./usr", "./usr/bin"):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+        for name, target in (("./usr/bin/sh", "dash"), ("./usr/bin/env", "coreutils")):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    assert images.tar_names(base) == {"usr", "usr/bin", "usr/bin/sh", "usr/bin/env"}
+    binary = tmp_path / "busybox"
+    binary.write_bytes(b"upstream")
+    spec = images.ImageSpec("", "p:1", "l:1", (), base=base, base_sha256="b" * 64,
+                            files=(images.FileEntry("usr/bin/busybox", binary, images.sha256_file(binary)),),
+                            links=(("usr/bin/sh", "busybox"),))
+    out = io.BytesIO()
+    images.write_tar(out, spec)
+    out.seek(0)
+    with tarfile.open(fileobj=out) as tar:
+        members = [(m.name, m.linkname) for m in tar.getmembers()]
+    assert [m for m in members if m[0] == "./usr/bin/sh"] == [("./usr/bin/sh", "busybox")]
+    assert ("./usr/bin/env", "coreutils") in members and ("./usr/bin/busybox", "") in members
+    with pytest.raises(Exception, match="cannot read"):
+        images.tar_names(Path(tmp_path / "missing.tar"))
 
 
 def test_conformance_without_a_cluster_says_which_command_brings_it_up_before_building(tmp_path, monkeypatch):

@@ -150,7 +150,9 @@ def test_pods_on_different_nodes_reach_each_other_over_flannels_routes(bigger, a
 
 def test_remove_node_drains_deletes_and_resets_it(bigger, api):
     podcidr = api["core"].read_node(NEW).spec.pod_cidr
-    run = cluster.playbook(bigger, "playbooks/remove-node.yml", ["-e", f"node={NEW}"], echo=False)
+    assert "table ip kube-proxy" in in_node(NEW, "nft", "list", "tables").stdout  # kube-proxy's nftables mode
+    run = cluster.playbook(bigger, "playbooks/remove-node.yml", ["-e", f"node={NEW}", "-e", "node_reset_flush_iptables=true"],
+                           echo=False)
     assert run.ok, cluster.failure_excerpt(run.output)
     names = [n.metadata.name for n in api["core"].list_node().items]
     assert NEW not in names and set(OLD) <= set(names)
@@ -160,6 +162,7 @@ def test_remove_node_drains_deletes_and_resets_it(bigger, api):
     for path in ("/etc/kubernetes", "/var/lib/kubelet", "/usr/local/bin/kubelet", "/etc/cni/net.d"):
         assert in_node(NEW, "test", "-e", path).returncode != 0, f"{path} is still on {NEW}"
     assert in_node(NEW, "ip", "link", "show", "cni0").returncode != 0
+    assert "kube-proxy" not in in_node(NEW, "nft", "list", "tables").stdout  # its rules went with the flush
     # flannel on the remaining nodes forgets the deleted node's route
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -117,7 +117,8 @@ def test_images_are_in_docker_under_both_tags_and_listed(built):
         f"nvidia/k8s-device-plugin:v{v.nvidia_device_plugin}", f"flannel-io/flannel:v{v.flannel}",
         f"coredns/coredns:v{v.coredns}", f"rancher/local-path-provisioner:v{v.local_path_provisioner}",
         "kubesweep/node:bookworm", "kubesweep/python-base:bookworm",
-        "e2e-test-images/agnhost:2.59", "e2e-test-images/agnhost:2.55", "e2e-test-images/busybox:1.37.0-1", "e2e-test-images/nginx:1.14-4",
+        "e2e-test-images/agnhost:2.59", "e2e-test-images/agnhost:2.55", "e2e-test-images/busybox:1.37.0-1",
+        "e2e-test-images/nautilus:1.7", "e2e-test-images/kitten:1.7", "e2e-test-images/nginx:1.14-4",
         "e2e-test-images/nginx:1.15-4", "e2e-test-images/jessie-dnsutils:1.7", "e2e-test-images/nonroot:1.4",
         "e2e-test-images/nonewprivs:1.3"]
     for entry in listed:
@@ -138,6 +139,15 @@ def test_images_run_their_binaries(built):
     assert f"etcd Version: {v.etcd}" in run(f"kubesweep/etcd:{v.etcd}", "etcd", "--version")  # found on PATH
     assert f"Kubernetes v{v.kube}" in run(f"kubesweep/kube-proxy:v{v.kube}", "kube-proxy", "--version")
     assert "iptables v" in run(f"kubesweep/kube-proxy:v{v.kube}", "iptables", "--version")
+    assert "nftables v" in run(f"kubesweep/kube-proxy:v{v.kube}", "nft", "--version")  # its nftables mode
+    # the conformance busybox: upstream's ash as sh, which passes on variables no shell could name
+    # and says what upstream's image says about a read-only file system
+    busybox = "kubesweep/e2e-busybox:1.37.0-1"
+    assert "BusyBox v1.37.0" in run(busybox, "busybox")
+    assert "p-data-1=x" in run(busybox, "env", "p-data-1=x", "sh", "-c", "env")
+    readonly = subprocess.run(["docker", "run", "--rm", "--network", "none", "--read-only", busybox, "/bin/sh", "-c",
+                               "echo test > /file"], check=False, capture_output=True, text=True, timeout=120)
+    assert readonly.stderr == "/bin/sh: can't create /file: Read-only file system\n", readonly
     assert "sklearn 1." in run("kubesweep/python-base:bookworm", "python3", "-c",
                                 "import numpy, sklearn; print('sklearn', sklearn.__version__)")
     assert f"pause {v.pause}" in run(f"kubesweep/pause:{v.pause}", "/pause", "-v")

@@ -13,10 +13,12 @@ What differs from upstream, and why it does not matter to the selected tests:
   only roll from one to the other); Debian instead of Alpine for the tools around it (dig, curl, nc, ip, iperf, bash); no
   CoreDNS binary and no fake registry (used by tests outside the conformance set), no user 1000
   made in the image;
-* busybox: Debian's busybox-static 1.35 behind the tag the tests ask for, on a Debian base whose
-  programs (`sleep`, `cat`, `env` ...) come first, busybox's applets for the rest (`sysctl`,
-  `wget`, `nslookup` ...), and bash as `sh` (the tests' scripts use `[[`, and some pass
-  environment variables named like `data-1`, which busybox 1.35's ash and dash drop);
+* busybox: upstream's busybox (the version of the tag, built from its source by busybox.py:
+  Debian's package drops environment variables named like `data-1`, which some tests pass
+  through `sh -c env`) as `sh`, on Debian's minbase, whose programs (`sleep`, `cat`, `env` ...)
+  come first, busybox's applets for the rest (`sysctl`, `wget`, `nslookup` ...);
+* nautilus and kitten: agnhost's test-webserver and the pictures of the pinned module on the
+  agnhost root (upstream: the previous agnhost image);
 * nginx: Debian's nginx 1.22 serving its default page on port 80, under both tags the tests use;
 * jessie-dnsutils: dig and nslookup from Debian 12, not Debian 8;
 * nonroot and nonewprivs: Debian 12 minbase (upstream: Kubernetes' Debian base image), user 1234
@@ -26,27 +28,24 @@ What differs from upstream, and why it does not matter to the selected tests:
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .cache import OfflineError, sha256_file
-from .images import PATH_ENV, FileEntry, ImageSpec, Rootfs, RootfsSpec
+from .images import PATH_ENV, FileEntry, ImageSpec, Rootfs, RootfsSpec, tar_names
 
 E2E_REGISTRY = "registry.k8s.io/e2e-test-images"
 E2E_PATH = "e2e-test-images"
+BUSYBOX = "usr/bin/busybox"  # where the busybox image has it (/bin is a link to usr/bin)
 
 AGNHOST_ROOTFS = RootfsSpec("e2e-agnhost-bookworm", "bookworm",
                             ("bash", "bind9-dnsutils", "ca-certificates", "curl", "iperf", "iproute2",
                              "netcat-openbsd"), dirs=("uploads",))
-# busybox's applets where Debian has no program of that name (sysctl, wget, nslookup, ...), as in
-# upstream's image; sh is bash: it has `[[` like busybox's ash and, like upstream's busybox 1.37,
-# passes environment variables with names no shell accepts (data-1=...) on to the commands it runs
-BUSYBOX_ROOTFS = RootfsSpec("e2e-busybox-bookworm", "bookworm", ("busybox-static",),
-                            links=(("usr/bin/sh", "bash"),), busybox_applets=True)
 NGINX_ROOTFS = RootfsSpec("e2e-nginx-bookworm", "bookworm", ("nginx",))
 DNSUTILS_ROOTFS = RootfsSpec("e2e-dnsutils-bookworm", "bookworm", ("bind9-dnsutils", "iproute2"))
-ROOTFS = (AGNHOST_ROOTFS, BUSYBOX_ROOTFS, NGINX_ROOTFS, DNSUTILS_ROOTFS)
+ROOTFS = (AGNHOST_ROOTFS, NGINX_ROOTFS, DNSUTILS_ROOTFS)
 
 # manifest.go's entries: configs[Agnhost] = Config{list.PromoterE2eRegistry, "agnhost", "2.59"}
 _CONFIG = re.compile(r'configs\[(\w+)\]\s*=\s*Config\{list\.(\w+),\s*"([^"]+)",\s*"([^"]+)"\}')
@@ -68,15 +67,15 @@ def test_images(kubernetes_module: Path) -> dict[str, TestImage]:
     except OSError as exc:
         raise OfflineError(f"cannot read the e2e image list {path} ({exc.strerror}): `go clean -modcache` and rerun") from None
     found = {m.group(1): TestImage(*m.groups()) for m in _CONFIG.finditer(text)}
-    missing = [k for k in ("Agnhost", "AgnhostPrev", "BusyBox", "Nginx", "NginxNew", "JessieDnsutils", "NonRoot",
-                           "Nonewprivs") if k not in found]
+    missing = [k for k in ("Agnhost", "AgnhostPrev", "BusyBox", "Nautilus", "Kitten", "Nginx", "NginxNew",
+                           "JessieDnsutils", "NonRoot", "Nonewprivs") if k not in found]
     if missing:
         raise OfflineError(f"{path} names no image for {', '.join(missing)}: has its format changed?")
     return found
 
 
 def image_specs(images: Mapping[str, TestImage], kubernetes_module: Path, agnhost: FileEntry,
-                rootfs: Mapping[str, Rootfs], *, nnp: FileEntry, minbase: Rootfs) -> list[ImageSpec]:
+                rootfs: Mapping[str, Rootfs], *, nnp: FileEntry, busybox: FileEntry, minbase: Rootfs) -> list[ImageSpec]:
     """The conformance images, each under registry.k8s.io/e2e-test-images/<name>:<tag>."""
     def spec(key: str, root: Rootfs, changes: tuple[str, ...], files: tuple[FileEntry, ...] = (),
              links: tuple[tuple[str, str], ...] = ()) -> ImageSpec:
@@ -98,7 +97,12 @@ def image_specs(images: Mapping[str, TestImage], kubernetes_module: Path, agnhos
         # the same program under the previous tag is enough for them
         spec("AgnhostPrev", rootfs[AGNHOST_ROOTFS.name], agnhost_changes, files=agnhost_files,
              links=(("agnhost-2", "agnhost"),)),
-        spec("BusyBox", rootfs[BUSYBOX_ROOTFS.name], ('CMD ["sh"]',)),
+        spec("BusyBox", minbase, ('CMD ["sh"]',), files=(FileEntry(BUSYBOX, busybox.source, busybox.sha256),),
+             links=busybox_links(busybox.source, tar_names(minbase.path))),
+        # kubectl's Update Demo: agnhost's file server over the pictures of the pinned module
+        *(spec(key, rootfs[AGNHOST_ROOTFS.name], ('ENTRYPOINT ["/agnhost"]', 'CMD ["test-webserver"]'),
+               files=(FileEntry("agnhost", agnhost.source, agnhost.sha256), *_pictures(kubernetes_module, name)))
+          for key, name in (("Nautilus", "nautilus"), ("Kitten", "kitten"))),
         spec("Nginx", rootfs[NGINX_ROOTFS.name], nginx),
         spec("NginxNew", rootfs[NGINX_ROOTFS.name], nginx),
         spec("JessieDnsutils", rootfs[DNSUTILS_ROOTFS.name], ('CMD ["sh"]',)),
@@ -106,6 +110,29 @@ def image_specs(images: Mapping[str, TestImage], kubernetes_module: Path, agnhos
         spec("NonRoot", minbase, ("USER 1234", 'CMD ["sh"]')),
         spec("Nonewprivs", minbase, ('CMD ["nnp"]',), files=(FileEntry("usr/local/bin/nnp", nnp.source, nnp.sha256, 0o4755),)),
     ]
+
+
+def _pictures(kubernetes_module: Path, name: str) -> tuple[FileEntry, ...]:
+    """test/images/<name>/html/{<name>.jpg,data.json}, at / (where upstream's Dockerfile copies them)."""
+    html = kubernetes_module / "test" / "images" / name / "html"
+    return tuple(FileEntry(file, html / file, _sha256(html / file), 0o644) for file in (f"{name}.jpg", "data.json"))
+
+
+def busybox_links(busybox: Path, base: set[str]) -> tuple[tuple[str, str], ...]:
+    """`sh`, and each applet of ``busybox`` that the base tree has no program for in /usr/bin (=
+    /bin: upstream's image has every applet there, and tests call /bin/sysctl), linked to it."""
+    try:
+        proc = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise OfflineError(f"cannot run {busybox} --list ({exc.strerror}): rerun `invoke artifacts`") from None
+    if proc.returncode != 0:
+        raise OfflineError(f"{busybox} --list failed: {proc.stderr.strip()}")
+    links = [("usr/bin/sh", "busybox")]
+    for name in sorted(set(proc.stdout.split())):
+        if "/" in name or name in (".", "..", "busybox", "sh") or f"usr/bin/{name}" in base:
+            continue
+        links.append((f"usr/bin/{name}", "busybox"))
+    return tuple(links)
 
 
 def _sha256(path: Path) -> str:

@@ -18,7 +18,7 @@ module proxy (see gobuild.py). So:
 * registry.k8s.io images kubeadm uses — kube-apiserver, kube-controller-manager, kube-scheduler,
   etcd: just the static binary in /usr/local/bin plus a 1777 /tmp (distroless upstream images
   are about the same); kube-proxy: the node root filesystem plus the binary, because it execs
-  iptables, ip6tables and conntrack; pause: our own program (images/pause).
+  iptables, ip6tables, nft and conntrack; pause: our own program (images/pause).
 * ``nvcr.io/nvidia/k8s-device-plugin`` — a bare ``debootstrap --variant=minbase`` root filesystem
   (glibc, which the cgo-built plugin links against, and ldconfig, which the NVIDIA container
   runtime's hooks run) plus the plugin as /usr/bin/nvidia-device-plugin, with upstream's
@@ -79,7 +79,6 @@ class RootfsSpec:
     files: tuple[tuple[str, str], ...] = ()     # (path, text) written into the tree (0644)
     links: tuple[tuple[str, str], ...] = ()     # (path, target) symlinks, e.g. enabling a unit
     removed: tuple[str, ...] = ()               # glob patterns deleted (keys every node must not share)
-    busybox_applets: bool = False               # link each busybox applet the tree lacks to /bin/busybox
 
     def key(self) -> str:
         recipe = {"name": self.name, "suite": self.suite, "variant": "minbase",
@@ -90,14 +89,12 @@ class RootfsSpec:
         for name, value in (("files", self.files), ("links", self.links), ("removed", self.removed)):
             if value:
                 recipe[name] = sorted(map(list, value)) if name != "removed" else sorted(value)
-        if self.busybox_applets:
-            recipe["busybox_applets"] = "bin"  # every applet in /bin
         return sha256_json(recipe)
 
 
 NODE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "iproute2", "iptables", "containerd", "runc",
                  "ca-certificates", "python3", "kmod", "procps", "conntrack", "socat", "ethtool", "ebtables",
-                 "ipset", "curl", "docker-registry", "python3-apt", "openssh-server", "sudo")
+                 "ipset", "nftables", "curl", "docker-registry", "python3-apt", "openssh-server", "sudo")
 NODE_MASKED = ("getty@tty1.service", "serial-getty@.service", "console-getty.service", "systemd-udevd.service",
                "systemd-udev-trigger.service", "systemd-modules-load.service", "sys-kernel-config.mount",
                "systemd-remount-fs.service")
@@ -292,8 +289,6 @@ def customize(root: Path, spec: RootfsSpec) -> None:
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(target)
-    if spec.busybox_applets:
-        link_busybox_applets(root)
     for pattern in spec.removed:
         for path in root.glob(pattern):
             if path.is_file() or path.is_symlink():
@@ -304,26 +299,6 @@ def customize(root: Path, spec: RootfsSpec) -> None:
         for p in root.glob(pattern):
             if p.is_file() and not p.is_symlink():
                 p.unlink()
-
-
-def link_busybox_applets(root: Path) -> list[str]:
-    """What busybox's own image has: every applet in /bin (`busybox --install /bin`; tests call
-    /bin/sysctl), here only where the Debian tree has no program of that name there. The static
-    binary runs on the build host."""
-    busybox = root / "bin" / "busybox"
-    proc = subprocess.run([str(busybox), "--list"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise OfflineError(f"{busybox} --list failed: {proc.stderr.strip()}")
-    made = []
-    for name in proc.stdout.split():
-        if "/" in name or name in (".", ".."):
-            continue
-        path = root / "bin" / name
-        if path.exists() or path.is_symlink():
-            continue
-        path.symlink_to("/bin/busybox")
-        made.append(name)
-    return made
 
 
 def mounts_under(path: Path, mountinfo: str | None = None) -> list[str]:
@@ -525,13 +500,31 @@ def stream_import(args: Sequence[str], spec: ImageSpec, log: Path) -> None:
         raise command_failed(f"import {spec.local} into docker", ["docker", *args], code or 1, log)
 
 
+def tar_names(path: Path) -> set[str]:
+    """The paths in a root filesystem tarball, as ``usr/bin/env`` (no ``./``, no trailing ``/``)."""
+    try:
+        with tarfile.open(path, mode="r|") as tar:
+            return {_tar_path(member.name) for member in tar}
+    except (OSError, tarfile.TarError) as exc:
+        raise OfflineError(f"cannot read {path} ({exc}): rerun `invoke artifacts`") from None
+
+
+def _tar_path(name: str) -> str:
+    return name.removeprefix("./").rstrip("/")
+
+
 def write_tar(stream: IO[bytes], spec: ImageSpec) -> None:
+    # a file or link added on top replaces the base's entry of that path (not a second entry)
+    replaced = {f.dest for f in spec.files} | {path for path, _ in spec.links}
     with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         have: set[str] = set()
         if spec.base is not None:
             with tarfile.open(spec.base, mode="r|") as base:
                 for member in base:
-                    have.add(member.name.removeprefix("./").rstrip("/"))
+                    name = _tar_path(member.name)
+                    if name in replaced and not member.isdir():
+                        continue
+                    have.add(name)
                     tar.addfile(member, base.extractfile(member) if member.isreg() else None)
         else:
             tar.addfile(_dir_info(".", 0o755))

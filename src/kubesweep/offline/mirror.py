@@ -54,7 +54,7 @@ import yaml
 
 from .. import services
 from ..paths import REPO
-from . import e2e_images, gobuild, images
+from . import busybox, e2e_images, gobuild, images
 from .cache import (
     GiB, Cache, DigestCache, OfflineError, Stamp, atomic_write, is_temp_name, raise_disk_error,
     remove_quietly, require_free_space, temp_sibling, write_if_changed, write_sha256sums,
@@ -441,6 +441,8 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
                 if failed.is_set():
                     return
                 rootfs[spec.name] = images.build_rootfs(cache, spec, apt_mirror, say)
+            if CONFORMANCE in wanted and not failed.is_set():
+                built["busybox/busybox"] = busybox.build(cache, apt_mirror, say)
         except BaseException:
             failed.set()
             raise
@@ -475,10 +477,11 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
                             rootfs[images.MINBASE_ROOTFS.name])
         if CONFORMANCE in wanted:
             module = infos["k8s.io/kubernetes"].dir
-            agnhost, nnp = built["kubernetes-e2e/agnhost"], built["kubernetes-e2e/nnp"]
+            agnhost, nnp, bb = built["kubernetes-e2e/agnhost"], built["kubernetes-e2e/nnp"], built["busybox/busybox"]
             specs += e2e_images.image_specs(e2e_images.test_images(module), module,
                                             images.FileEntry("agnhost", agnhost.path, agnhost.sha256), rootfs,
                                             nnp=images.FileEntry("nnp", nnp.path, nnp.sha256),
+                                            busybox=images.FileEntry("busybox", bb.path, bb.sha256),
                                             minbase=rootfs[images.MINBASE_ROOTFS.name])
         for spec in specs:
             image_results.append(images.ensure_image(cache, spec, say))
