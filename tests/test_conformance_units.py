@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import textwrap
 
 import pytest
@@ -23,9 +23,10 @@ def test_the_command_focuses_skips_and_tolerates_the_gpu_and_control_plane_taint
     assert not any(a.startswith("--ginkgo.skip") for a in conformance.command(tmp_path, tmp_path, "x", "", tmp_path))
 
 
-def test_the_repo_list_points_the_e2e_images_and_pause_at_the_cluster_registry(tmp_path):
+def test_the_repo_list_points_the_e2e_images_pause_and_etcd_at_the_cluster_registry(tmp_path):
     text = conformance.repo_list(tmp_path / "r.yaml").read_text()
-    assert text == "promoterE2eRegistry: localhost:5000/e2e-test-images\ngcRegistry: localhost:5000\n"
+    assert text == ("promoterE2eRegistry: localhost:5000/e2e-test-images\ngcRegistry: localhost:5000\n"
+                    "gcEtcdRegistry: localhost:5000\n")
 
 
 def test_junit_counts_passed_failed_skipped_and_names_the_failures(tmp_path):
@@ -74,10 +75,20 @@ def test_test_images_come_from_the_pinned_manifest(tmp_path):
              'configs[NginxNew] = Config{list.PromoterE2eRegistry, "nginx", "1.15-4"}',
              'configs[JessieDnsutils] = Config{list.PromoterE2eRegistry, "jessie-dnsutils", "1.7"}',
              'configs[NonRoot] = Config{list.PromoterE2eRegistry, "nonroot", "1.4"}',
-             'configs[Nonewprivs] = Config{list.PromoterE2eRegistry, "nonewprivs", "1.3"}']
+             'configs[Nonewprivs] = Config{list.PromoterE2eRegistry, "nonewprivs", "1.3"}',
+             'configs[APIServer] = Config{list.PromoterE2eRegistry, "sample-apiserver", "1.29.2"}',
+             'configs[Etcd] = Config{list.GcEtcdRegistry, "etcd", "3.6.6-0"}']
     manifest.write_text("\n".join(lines))
     found = e2e_images.test_images(tmp_path)
     assert found["Agnhost"] == e2e_images.TestImage("Agnhost", "PromoterE2eRegistry", "agnhost", "2.59")
+    # the Aggregator test's programs: the module versions the tags name, etcd beside the cluster's
+    apiserver, etcd = e2e_images.go_wrappers(found)
+    assert (apiserver.name, apiserver.version, apiserver.requires) == ("sample-apiserver", "0.29.2",
+                                                                       (("k8s.io/sample-apiserver", "v0.29.2"),))
+    assert (etcd.name, etcd.version) == ("etcd-e2e", "3.6.6") and etcd.module != gobuild.etcd("3.6.6").module
+    for key, tag, said in (("APIServer", "2.0.1", "is not 1.<minor>.<patch>"), ("Etcd", "3.6.6", "is not <version>-<n>")):
+        with pytest.raises(Exception, match=said):
+            e2e_images.go_wrappers({**found, key: dataclasses.replace(found[key], tag=tag)})
     manifest.write_text("\n".join(lines[:5]))
     with pytest.raises(Exception, match="names no image for Nginx, NginxNew, JessieDnsutils, NonRoot, Nonewprivs"):
         e2e_images.test_images(tmp_path)
@@ -101,21 +112,23 @@ def test_e2e_image_specs_use_the_tests_paths_and_carry_agnhost_and_porter_certif
         ("Agnhost", "agnhost", "2.59"), ("AgnhostPrev", "agnhost", "2.55"), ("BusyBox", "busybox", "1.37.0-1"),
         ("Nautilus", "nautilus", "1.7"), ("Kitten", "kitten", "1.7"), ("Nginx", "nginx", "1.14-4"),
         ("NginxNew", "nginx", "1.15-4"), ("JessieDnsutils", "jessie-dnsutils", "1.7"), ("NonRoot", "nonroot", "1.4"),
-        ("Nonewprivs", "nonewprivs", "1.3")]}
+        ("Nonewprivs", "nonewprivs", "1.3"), ("APIServer", "sample-apiserver", "1.29.2"), ("Etcd", "etcd", "3.6.6-0")]}
+    built = {key: gobuild.Built(key.split("/")[0], key.split("/")[1], "1", Path(f"/b/{key}"), "d" * 64, True, 0)
+             for key in ("sample-apiserver/sample-apiserver", "etcd-e2e/etcd", "etcd-e2e/etcdctl")}
     rootfs = {spec.name: images.Rootfs(spec, Path(f"/r/{spec.name}.tar"), spec.name[:8].ljust(64, "0"), True, 0)
               for spec in e2e_images.ROOTFS}
     minbase = images.Rootfs(images.MINBASE_ROOTFS, Path("/r/minbase.tar"), "m" * 64, True, 0)
     monkeypatch.setattr(e2e_images, "tar_names", lambda path: {"usr/bin/env"} if path == minbase.path else pytest.fail(path))
     fake = _fake_busybox(tmp_path, ["env", "sysctl"])
     specs = e2e_images.image_specs(found, tmp_path, images.FileEntry("agnhost", Path("/b/agnhost"), "a" * 64), rootfs,
-                                   nnp=images.FileEntry("nnp", Path("/b/nnp"), "n" * 64),
-                                   busybox=images.FileEntry("busybox", fake, "c" * 64), minbase=minbase)
+                                   nnp=(nnp_entry := images.FileEntry("nnp", Path("/b/nnp"), "n" * 64)),
+                                   busybox=images.FileEntry("busybox", fake, "c" * 64), minbase=minbase, built=built)
     assert [s.path for s in specs] == ["e2e-test-images/agnhost:2.59", "e2e-test-images/agnhost:2.55",
                                        "e2e-test-images/busybox:1.37.0-1",
                                        "e2e-test-images/nautilus:1.7", "e2e-test-images/kitten:1.7",
                                        "e2e-test-images/nginx:1.14-4", "e2e-test-images/nginx:1.15-4",
-                                       "e2e-test-images/jessie-dnsutils:1.7", "e2e-test-images/nonroot:1.4",
-                                       "e2e-test-images/nonewprivs:1.3"]
+                                       "e2e-test-images/jessie-dnsutils:1.7", "e2e-test-images/sample-apiserver:1.29.2",
+                                       "etcd:3.6.6-0", "e2e-test-images/nonroot:1.4", "e2e-test-images/nonewprivs:1.3"]
     agnhost = specs[0]
     assert agnhost.upstream == "registry.k8s.io/e2e-test-images/agnhost:2.59"
     assert [f.dest for f in agnhost.files] == ["agnhost", "localhost.crt", "localhost.key"]
@@ -131,6 +144,13 @@ def test_e2e_image_specs_use_the_tests_paths_and_carry_agnhost_and_porter_certif
     busybox = specs[2]  # upstream's busybox on minbase, as sh and the applets minbase lacks
     assert busybox.base == minbase.path and [(f.dest, f.source) for f in busybox.files] == [("usr/bin/busybox", fake)]
     assert busybox.links == (("usr/bin/sh", "busybox"), ("usr/bin/sysctl", "busybox"))
+    apiserver, etcd = specs[-4], specs[-3]
+    assert apiserver.base == minbase.path and [f.source for f in apiserver.files] == [Path("/b/sample-apiserver/sample-apiserver")]
+    assert etcd.upstream == "registry.k8s.io/etcd:3.6.6-0" and [f.dest for f in etcd.files] == [
+        "usr/local/bin/etcd", "usr/local/bin/etcdctl"]
+    with pytest.raises(Exception, match="etcd-e2e/etcd was not built"):
+        e2e_images.image_specs(found, tmp_path, agnhost.files[0], rootfs, nnp=nnp_entry, busybox=busybox.files[0],
+                               minbase=minbase, built={k: b for k, b in built.items() if not k.startswith("etcd")})
     nonroot, nnp = specs[-2], specs[-1]
     assert nonroot.base == minbase.path and "USER 1234" in nonroot.changes
     assert [(f.dest, f.mode) for f in nnp.files] == [("usr/local/bin/nnp", 0o4755)]  # setuid, as upstream

@@ -30,6 +30,8 @@ BAD = {  # host: (its variables, what the message must say)
                     "ansible_user ops; rm -rf / must be a non-root user name"),
     "ks-t-upper": ({"ansible_port": 2303, "ansible_user": "Ops"}, "ansible_user Ops must be a non-root user name"),
     "ks-t-long": ({"ansible_port": 2304, "ansible_user": "a" * 33}, "must be a non-root user name"),
+    "ks-t-newline": ({"ansible_port": 2307, "ansible_user": "ops\n"}, "must be a non-root user name"),
+    "ks-t-portline": ({"ansible_port": "2308\n"}, "must be a port number in 1024-65535"),
     "ks-t-dup-a": ({"ansible_port": 2305}, "ansible_port 2305 is also ks-t-dup-b's"),
     "ks-t-dup-b": ({"ansible_port": 2305}, "ansible_port 2305 is also ks-t-dup-a's"),
     "ks-t-remote": ({"ansible_host": "192.0.2.5", "ansible_port": 2306}, "ansible_host must be 127.0.0.1"),

@@ -119,8 +119,8 @@ def test_images_are_in_docker_under_both_tags_and_listed(built):
         "kubesweep/node:bookworm", "kubesweep/python-base:bookworm",
         "e2e-test-images/agnhost:2.59", "e2e-test-images/agnhost:2.55", "e2e-test-images/busybox:1.37.0-1",
         "e2e-test-images/nautilus:1.7", "e2e-test-images/kitten:1.7", "e2e-test-images/nginx:1.14-4",
-        "e2e-test-images/nginx:1.15-4", "e2e-test-images/jessie-dnsutils:1.7", "e2e-test-images/nonroot:1.4",
-        "e2e-test-images/nonewprivs:1.3"]
+        "e2e-test-images/nginx:1.15-4", "e2e-test-images/jessie-dnsutils:1.7", "e2e-test-images/sample-apiserver:1.29.2",
+        "etcd:3.6.6-0", "e2e-test-images/nonroot:1.4", "e2e-test-images/nonewprivs:1.3"]
     for entry in listed:
         local = images.inspect(entry["local"])
         remote = images.inspect(f"127.0.0.1:5000/{entry['path']}")
@@ -145,6 +145,9 @@ def test_images_run_their_binaries(built):
     busybox = "kubesweep/e2e-busybox:1.37.0-1"
     assert "BusyBox v1.37.0" in run(busybox, "busybox")
     assert "p-data-1=x" in run(busybox, "env", "p-data-1=x", "sh", "-c", "env")
+    # the Aggregator test's: the sample API server, and etcd at the tag's version beside the cluster's
+    assert "--etcd-servers" in run("kubesweep/e2e-sample-apiserver:1.29.2", "/sample-apiserver", "--help")
+    assert "etcd Version: 3.6.6\n" in run("kubesweep/etcd:3.6.6-0", "etcd", "--version")
     readonly = subprocess.run(["docker", "run", "--rm", "--network", "none", "--read-only", busybox, "/bin/sh", "-c",
                                "echo test > /file"], check=False, capture_output=True, text=True, timeout=120)
     assert readonly.stderr == "/bin/sh: can't create /file: Read-only file system\n", readonly

@@ -64,8 +64,9 @@ def binaries(kube_version: str) -> dict[str, Path]:
 
 
 def repo_list(path: Path) -> Path:
-    """KUBE_TEST_REPO_LIST: the e2e images and pause from the cluster registry."""
-    path.write_text(f"promoterE2eRegistry: {REGISTRY}/e2e-test-images\ngcRegistry: {REGISTRY}\n")
+    """KUBE_TEST_REPO_LIST: the e2e images, pause and the tests' etcd from the cluster registry."""
+    path.write_text(f"promoterE2eRegistry: {REGISTRY}/e2e-test-images\ngcRegistry: {REGISTRY}\n"
+                    f"gcEtcdRegistry: {REGISTRY}\n")
     return path
 
 

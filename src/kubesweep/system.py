@@ -9,8 +9,9 @@ import subprocess
 from .errors import KubesweepError
 
 #: Debian packages the host needs: dockerd and iptables (docker.io), debootstrap for images,
-#: gcc and libc6-dev for the one cgo program built (the NVIDIA device plugin).
-PACKAGES = ("docker.io", "debootstrap", "iptables", "gcc", "libc6-dev")
+#: gcc and libc6-dev for the cgo programs (flannel, the NVIDIA device plugin), make too for the
+#: conformance tests' busybox (C, built from its source).
+PACKAGES = ("docker.io", "debootstrap", "iptables", "gcc", "libc6-dev", "make")
 
 
 class HostError(KubesweepError):

@@ -19,6 +19,8 @@ What differs from upstream, and why it does not matter to the selected tests:
   come first, busybox's applets for the rest (`sysctl`, `wget`, `nslookup` ...);
 * nautilus and kitten: agnhost's test-webserver and the pictures of the pinned module on the
   agnhost root (upstream: the previous agnhost image);
+* sample-apiserver and etcd (the Aggregator test): the module at the version of the tag, built
+  here, on Debian's minbase / as the cluster's etcd image is made (upstream: Alpine / distroless);
 * nginx: Debian's nginx 1.22 serving its default page on port 80, under both tags the tests use;
 * jessie-dnsutils: dig and nslookup from Debian 12, not Debian 8;
 * nonroot and nonewprivs: Debian 12 minbase (upstream: Kubernetes' Debian base image), user 1234
@@ -33,8 +35,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import gobuild
 from .cache import OfflineError, sha256_file
-from .images import PATH_ENV, FileEntry, ImageSpec, Rootfs, RootfsSpec, tar_names
+from .images import PATH_ENV, FileEntry, ImageSpec, Rootfs, RootfsSpec, k8s_image, tar_names
 
 E2E_REGISTRY = "registry.k8s.io/e2e-test-images"
 E2E_PATH = "e2e-test-images"
@@ -68,15 +71,32 @@ def test_images(kubernetes_module: Path) -> dict[str, TestImage]:
         raise OfflineError(f"cannot read the e2e image list {path} ({exc.strerror}): `go clean -modcache` and rerun") from None
     found = {m.group(1): TestImage(*m.groups()) for m in _CONFIG.finditer(text)}
     missing = [k for k in ("Agnhost", "AgnhostPrev", "BusyBox", "Nautilus", "Kitten", "Nginx", "NginxNew",
-                           "JessieDnsutils", "NonRoot", "Nonewprivs") if k not in found]
+                           "JessieDnsutils", "NonRoot", "Nonewprivs", "APIServer", "Etcd") if k not in found]
     if missing:
         raise OfflineError(f"{path} names no image for {', '.join(missing)}: has its format changed?")
     return found
 
 
+E2E_ETCD = "etcd-e2e"  # the wrapper of the tests' etcd (its own pin, beside the cluster's)
+
+
+def go_wrappers(images: Mapping[str, TestImage]) -> list[gobuild.Wrapper]:
+    """The Go modules of the images whose version the manifest gives: the sample API server
+    (image 1.29.2 is module v0.29.2) and the etcd the Aggregator test runs beside it (3.6.6-0)."""
+    apiserver, etcd = images["APIServer"].tag, images["Etcd"].tag
+    major, _, rest = apiserver.partition(".")
+    if major != "1" or not re.fullmatch(r"\d+\.\d+", rest):
+        raise OfflineError(f"sample-apiserver's tag {apiserver} is not 1.<minor>.<patch>: has manifest.go changed?")
+    if not re.fullmatch(r"\d+\.\d+\.\d+-\d+", etcd):
+        raise OfflineError(f"etcd's tag {etcd} is not <version>-<n>: has manifest.go changed?")
+    return [gobuild.sample_apiserver(f"0.{rest}"), gobuild.etcd(etcd.rsplit("-", 1)[0], name=E2E_ETCD)]
+
+
 def image_specs(images: Mapping[str, TestImage], kubernetes_module: Path, agnhost: FileEntry,
-                rootfs: Mapping[str, Rootfs], *, nnp: FileEntry, busybox: FileEntry, minbase: Rootfs) -> list[ImageSpec]:
-    """The conformance images, each under registry.k8s.io/e2e-test-images/<name>:<tag>."""
+                rootfs: Mapping[str, Rootfs], *, nnp: FileEntry, busybox: FileEntry, minbase: Rootfs,
+                built: Mapping[str, gobuild.Built]) -> list[ImageSpec]:
+    """The conformance images, each under the registry path the tests ask for. ``built``: the
+    binaries of go_wrappers (sample-apiserver, the tests' etcd)."""
     def spec(key: str, root: Rootfs, changes: tuple[str, ...], files: tuple[FileEntry, ...] = (),
              links: tuple[tuple[str, str], ...] = ()) -> ImageSpec:
         image = images[key]
@@ -106,10 +126,23 @@ def image_specs(images: Mapping[str, TestImage], kubernetes_module: Path, agnhos
         spec("Nginx", rootfs[NGINX_ROOTFS.name], nginx),
         spec("NginxNew", rootfs[NGINX_ROOTFS.name], nginx),
         spec("JessieDnsutils", rootfs[DNSUTILS_ROOTFS.name], ('CMD ["sh"]',)),
+        # the Aggregator test: the sample API server (upstream: on Alpine) and, beside it, etcd
+        spec("APIServer", minbase, ('ENTRYPOINT ["/sample-apiserver"]',),
+             files=(_built(built, "sample-apiserver/sample-apiserver", "sample-apiserver"),)),
+        k8s_image("etcd", images["Etcd"].tag, [_built(built, f"{E2E_ETCD}/etcd", "usr/local/bin/etcd"),
+                                               _built(built, f"{E2E_ETCD}/etcdctl", "usr/local/bin/etcdctl")]),
         # upstream: Debian's base image run as user 1234 / the setuid program nnp on it
         spec("NonRoot", minbase, ("USER 1234", 'CMD ["sh"]')),
         spec("Nonewprivs", minbase, ('CMD ["nnp"]',), files=(FileEntry("usr/local/bin/nnp", nnp.source, nnp.sha256, 0o4755),)),
     ]
+
+
+def _built(built: Mapping[str, gobuild.Built], key: str, dest: str) -> FileEntry:
+    try:
+        b = built[key]
+    except KeyError:
+        raise OfflineError(f"{key} was not built: rerun `invoke artifacts --only conformance`") from None
+    return FileEntry(dest, b.path, b.sha256)
 
 
 def _pictures(kubernetes_module: Path, name: str) -> tuple[FileEntry, ...]:

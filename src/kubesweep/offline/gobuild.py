@@ -410,9 +410,10 @@ def kubernetes(version: str) -> Wrapper:
                    lambda infos: kube_ldflags(v, infos.get("k8s.io/kubernetes")), kubernetes_replaces=True)
 
 
-def etcd(version: str) -> Wrapper:
+def etcd(version: str, name: str = "etcd") -> Wrapper:
+    """etcd and etcdctl. ``name``: another wrapper for another pin (the conformance tests' etcd)."""
     v = version.lstrip("v")
-    return Wrapper("etcd", v, (("go.etcd.io/etcd/server/v3", f"v{v}"), ("go.etcd.io/etcd/etcdctl/v3", f"v{v}")),
+    return Wrapper(name, v, (("go.etcd.io/etcd/server/v3", f"v{v}"), ("go.etcd.io/etcd/etcdctl/v3", f"v{v}")),
                    (Binary("etcd", "go.etcd.io/etcd/server/v3"), Binary("etcdctl", "go.etcd.io/etcd/etcdctl/v3")),
                    lambda infos: etcd_ldflags(v))
 
@@ -492,6 +493,17 @@ def local_path_provisioner(version: str) -> Wrapper:
     return Wrapper("local-path-provisioner", v, ((LOCAL_PATH_PROVISIONER_MODULE, f"v{v}"),),
                    (Binary("local-path-provisioner", LOCAL_PATH_PROVISIONER_MODULE),),
                    lambda infos: f"-s -w -X main.VERSION=v{v}")
+
+
+SAMPLE_APISERVER_MODULE = "k8s.io/sample-apiserver"
+
+
+def sample_apiserver(version: str) -> Wrapper:
+    """Kubernetes' sample aggregated API server, the program of the Aggregator conformance test's
+    image (upstream's Makefile: `go install` of the module at the image's version, static)."""
+    v = version.lstrip("v")
+    return Wrapper("sample-apiserver", v, ((SAMPLE_APISERVER_MODULE, f"v{v}"),),
+                   (Binary("sample-apiserver", SAMPLE_APISERVER_MODULE),), lambda infos: "-s -w")
 
 
 E2E_PACKAGE = "k8s.io/kubernetes/test/e2e"

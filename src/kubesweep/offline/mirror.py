@@ -419,6 +419,14 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
                 infos.update(mods)
                 for b in results:
                     built[f"{b.group}/{b.name}"] = b
+            if CONFORMANCE in wanted:  # the modules whose versions the pinned tests' manifest gives
+                module = infos["k8s.io/kubernetes"].dir
+                for w in e2e_images.go_wrappers(e2e_images.test_images(module)):
+                    if failed.is_set():
+                        return
+                    results, _ = gobuild.build_wrapper(cache, tc, w, say)
+                    for b in results:
+                        built[f"{b.group}/{b.name}"] = b
             b = gobuild.build_local(cache, tc, name="pause", version=v.pause, source=PAUSE_SOURCE,
                                     ldflags=gobuild.pause_ldflags(v.pause), progress=say)
             built[f"pause/{b.name}"] = b
@@ -482,7 +490,7 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
                                             images.FileEntry("agnhost", agnhost.path, agnhost.sha256), rootfs,
                                             nnp=images.FileEntry("nnp", nnp.path, nnp.sha256),
                                             busybox=images.FileEntry("busybox", bb.path, bb.sha256),
-                                            minbase=rootfs[images.MINBASE_ROOTFS.name])
+                                            minbase=rootfs[images.MINBASE_ROOTFS.name], built=built)
         for spec in specs:
             image_results.append(images.ensure_image(cache, spec, say))
         images.write_images_json(cache, specs, keep=True)
