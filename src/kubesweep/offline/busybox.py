@@ -64,8 +64,10 @@ def build(cache: Cache, debian_mirror: str, progress: Callable[[str], None], *,
     progress(f"  building busybox {version} (make defconfig, static) ...")
     work = folder / "src"
     log = cache.log("busybox")
-    remove_quietly(folder.glob(".busybox.tmp-*"))  # left by a build that was killed
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_quietly(out.parent.glob(f".{out.name}.tmp-*"))  # left by a build that was killed
     shutil.rmtree(work, ignore_errors=True)
+    tmp = temp_sibling(out)
     try:
         work.mkdir(parents=True)
         with tarfile.open(tarball, mode="r:bz2") as tar:
@@ -75,8 +77,6 @@ def build(cache: Cache, debian_mirror: str, progress: Callable[[str], None], *,
         _set_config(tree / ".config", CONFIG)  # the build's own silent oldconfig settles the rest
         run(["make", f"-j{os.cpu_count() or 1}", "busybox"], cwd=tree, log=log, what=f"build busybox {version}",
             hint=TOOLS_HINT)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_sibling(out)
         shutil.copyfile(tree / "busybox", tmp)
         os.chmod(tmp, 0o755)
         digest = sha256_file(tmp)
@@ -85,6 +85,7 @@ def build(cache: Cache, debian_mirror: str, progress: Callable[[str], None], *,
         raise_disk_error(exc, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        remove_quietly([tmp])
     seconds = time.monotonic() - started
     stamp.record(inputs, out, sha256=digest)
     progress(f"  busybox {version}: {out.stat().st_size // 1024} KiB in {seconds:.0f}s")
