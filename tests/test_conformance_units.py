@@ -148,6 +148,10 @@ def test_e2e_image_specs_use_the_tests_paths_and_carry_agnhost_and_porter_certif
     assert apiserver.base == minbase.path and [f.source for f in apiserver.files] == [Path("/b/sample-apiserver/sample-apiserver")]
     assert etcd.upstream == "registry.k8s.io/etcd:3.6.6-0" and [f.dest for f in etcd.files] == [
         "usr/local/bin/etcd", "usr/local/bin/etcdctl"]
+    newer = {**found, "BusyBox": e2e_images.TestImage("BusyBox", "PromoterE2eRegistry", "busybox", "1.38.0-1")}
+    with pytest.raises(Exception, match="ask for busybox 1.38.0; offline/busybox.py builds 1.37.0"):
+        e2e_images.image_specs(newer, tmp_path, agnhost.files[0], rootfs, nnp=nnp_entry, busybox=busybox.files[0],
+                               minbase=minbase, built=built)
     with pytest.raises(Exception, match="etcd-e2e/etcd was not built"):
         e2e_images.image_specs(found, tmp_path, agnhost.files[0], rootfs, nnp=nnp_entry, busybox=busybox.files[0],
                                minbase=minbase, built={k: b for k, b in built.items() if not k.startswith("etcd")})

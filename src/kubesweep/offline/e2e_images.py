@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import busybox as busybox_build
 from . import gobuild
 from .cache import OfflineError, sha256_file
 from .images import PATH_ENV, FileEntry, ImageSpec, Rootfs, RootfsSpec, k8s_image, tar_names
@@ -97,6 +98,11 @@ def image_specs(images: Mapping[str, TestImage], kubernetes_module: Path, agnhos
                 built: Mapping[str, gobuild.Built]) -> list[ImageSpec]:
     """The conformance images, each under the registry path the tests ask for. ``built``: the
     binaries of go_wrappers (sample-apiserver, the tests' etcd)."""
+    wanted = images["BusyBox"].tag.split("-")[0]
+    if wanted != busybox_build.VERSION:
+        raise OfflineError(f"the pinned Kubernetes' tests ask for busybox {wanted}; offline/busybox.py builds "
+                           f"{busybox_build.VERSION}: pin that version and its source's sha256 there")
+
     def spec(key: str, root: Rootfs, changes: tuple[str, ...], files: tuple[FileEntry, ...] = (),
              links: tuple[tuple[str, str], ...] = ()) -> ImageSpec:
         image = images[key]
