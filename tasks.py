@@ -16,7 +16,7 @@ from invoke import Exit, task
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))  # usable from a fresh clone before `pip install -e .`
 
-from kubesweep import cli  # noqa: E402
+from kubesweep.cli import commands as cli  # noqa: E402
 
 
 @task(help={

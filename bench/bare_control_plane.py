@@ -43,9 +43,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from kubesweep import fake_nodes, nodes, services  # noqa: E402
-from kubesweep.cluster import DEFAULT_INVENTORY  # noqa: E402
-from kubesweep.versions import pins  # noqa: E402
+from kubesweep.local import fake_nodes
+from kubesweep.local import nodes
+from kubesweep.local import services  # noqa: E402
+from kubesweep.local.cluster import DEFAULT_INVENTORY  # noqa: E402
+from kubesweep.k8s.versions import pins  # noqa: E402
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 KUBECONFIGS = ("admin.conf", "super-admin.conf", "controller-manager.conf", "scheduler.conf")

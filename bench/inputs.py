@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from kubesweep import render  # noqa: E402
+from kubesweep.plan import planner as render  # noqa: E402
 from kubesweep.errors import SpecError  # noqa: E402
 
 MB = 1024 * 1024

@@ -172,7 +172,7 @@ def api_counters(c: Any) -> Counter[str]:
     more are runnable than it gets cores, they queue here, out of the kernel's sight."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from kubesweep import kube
+    from kubesweep.k8s import client as kube
 
     resp = kube.request(c, "GET", "/metrics", stream=True)
     try:

@@ -60,10 +60,15 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from rich.console import Console  # noqa: E402
 
-from kubesweep import fake_nodes, kube, lifecycle, live, render, runner  # noqa: E402
-from kubesweep.cluster import DEFAULT_INVENTORY, kubeconfig_path  # noqa: E402
-from kubesweep.trialstate import FINAL, RUNNING, SUBMITTED  # noqa: E402
-from kubesweep.versions import pins  # noqa: E402
+from kubesweep.local import fake_nodes
+from kubesweep.k8s import client as kube
+from kubesweep.run import lifecycle
+from kubesweep.cli import live
+from kubesweep.plan import planner as render
+from kubesweep.run import runner  # noqa: E402
+from kubesweep.local.cluster import DEFAULT_INVENTORY, kubeconfig_path  # noqa: E402
+from kubesweep.run.trialstate import FINAL, RUNNING, SUBMITTED  # noqa: E402
+from kubesweep.k8s.versions import pins  # noqa: E402
 from load import Sampler, Timed, api_counters, per_trial, sched_latency  # noqa: E402 - bench/load.py
 
 DURATIONS = [30, 45, 60, 75, 90]

@@ -53,7 +53,9 @@ def _grid(workdir: Path, trials: int) -> Path:
 
 
 def _phase(name: str, grid: Path, out: Path, sample: int) -> dict[str, float]:
-    from kubesweep import manifest, render, validation
+    from kubesweep.plan import job as manifest
+    from kubesweep.plan import planner as render
+    from kubesweep.k8s import jobschema as validation
 
     started = time.perf_counter()
     if name == "reference":

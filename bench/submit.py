@@ -52,10 +52,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from kubesweep import cluster, kube, render, submit, submit_ansible  # noqa: E402
-from kubesweep.cluster import DEFAULT_INVENTORY, kubeconfig_path  # noqa: E402
-from kubesweep.paths import cache_root  # noqa: E402
-from kubesweep.versions import pins  # noqa: E402
+from kubesweep.local import cluster
+from kubesweep.k8s import client as kube
+from kubesweep.plan import planner as render
+from kubesweep.run import submit
+from kubesweep.run import submit_ansible  # noqa: E402
+from kubesweep.local.cluster import DEFAULT_INVENTORY, kubeconfig_path  # noqa: E402
+from kubesweep.local.paths import cache_root  # noqa: E402
+from kubesweep.k8s.versions import pins  # noqa: E402
 from load import Timed  # noqa: E402 - bench/load.py
 
 PROCS = ("apiserver", "etcd", "controller-manager")

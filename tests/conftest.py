@@ -68,7 +68,9 @@ def local_cluster(request):
     says so, and leaves it to `invoke cluster` to bring back (its registry's images are kept)."""
     import time
 
-    from kubesweep import cluster, nodes, services
+    from kubesweep.local import cluster
+    from kubesweep.local import nodes
+    from kubesweep.local import services
 
     wanted = {h.name for h in nodes.inventory_hosts(INVENTORY)}
     found = sorted(set(nodes.existing()) - wanted) if services.docker_running() else []

@@ -8,9 +8,10 @@ import statistics
 
 import pytest
 
-from kubesweep import adaptive, render
+from kubesweep.plan import tpe as adaptive
+from kubesweep.plan import planner as render
 from kubesweep.errors import SpecError
-from kubesweep.formats import load_experiment
+from kubesweep.spec.formats import load_experiment
 
 TPE = """\
 name: tpe-demo

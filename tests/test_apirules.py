@@ -6,7 +6,10 @@ import copy
 
 import pytest
 
-from kubesweep import apirules, manifest, render, validation
+from kubesweep.k8s import apirules
+from kubesweep.plan import job as manifest
+from kubesweep.plan import planner as render
+from kubesweep.k8s import jobschema as validation
 from kubesweep.errors import SpecError
 
 from .conftest import MINIMAL
@@ -99,6 +102,6 @@ def test_the_rules_point_at_the_input(grid_file, extra, message):
                                        ("9223372036854775808", False), ("8Ei", False), ("1e99999", False), (-1, False),
                                        ("1\n", False), (True, False), ("5GB", False)])
 def test_quantities_kubernetes_would_cap_or_refuse_are_not_valid(value, ok):
-    from kubesweep import quantity
+    from kubesweep.k8s import quantity
 
     assert quantity.valid(value) is ok

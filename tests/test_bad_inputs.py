@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from kubesweep import render
+from kubesweep.plan import planner as render
 from kubesweep.errors import SpecError
 
 #: Cases whose expected message or position is what it SHOULD be, not what the code gives today.

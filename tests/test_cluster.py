@@ -16,9 +16,12 @@ import uuid
 
 import pytest
 
-from kubesweep import cluster, fake_nodes, image, nodes
-from kubesweep.metrics import read_metric
-from kubesweep.versions import KUBERNETES_VERSION, pins
+from kubesweep.local import cluster
+from kubesweep.local import fake_nodes
+from kubesweep.local import image
+from kubesweep.local import nodes
+from kubesweep.run.metrics import read_metric
+from kubesweep.k8s.versions import KUBERNETES_VERSION, pins
 
 from .conftest import EXAMPLES, INVENTORY
 

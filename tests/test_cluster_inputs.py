@@ -10,7 +10,14 @@ import textwrap
 import pytest
 from kubernetes.client.rest import ApiException
 
-from kubesweep import apirules, image, kube, lifecycle, manifest, render, runner, validation
+from kubesweep.k8s import apirules
+from kubesweep.local import image
+from kubesweep.k8s import client as kube
+from kubesweep.run import lifecycle
+from kubesweep.plan import job as manifest
+from kubesweep.plan import planner as render
+from kubesweep.run import runner
+from kubesweep.k8s import jobschema as validation
 from kubesweep.errors import SpecError
 
 from .conftest import EXAMPLES, MINIMAL

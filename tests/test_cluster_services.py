@@ -14,8 +14,8 @@ import pytest
 import yaml
 from kubernetes.client.rest import ApiException
 
-from kubesweep import image
-from kubesweep.versions import pins
+from kubesweep.local import image
+from kubesweep.k8s.versions import pins
 
 from .conftest import EXAMPLES, ROOT
 

@@ -7,8 +7,11 @@ import time
 import kubernetes_validate
 import yaml
 
-from kubesweep import cluster, fake_nodes, nodes, services
-from kubesweep.versions import KUBERNETES_VERSION, pins
+from kubesweep.local import cluster
+from kubesweep.local import fake_nodes
+from kubesweep.local import nodes
+from kubesweep.local import services
+from kubesweep.k8s.versions import KUBERNETES_VERSION, pins
 
 RECAP = """
 PLAY RECAP *********************************************************************

@@ -12,7 +12,8 @@ import re
 
 import pytest
 
-from kubesweep import cli, conformance
+from kubesweep.cli import commands as cli
+from kubesweep.local import conformance
 
 from .conformance_names import SUBSET
 from .conftest import INVENTORY

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from kubesweep.offline import images
-from kubesweep.versions import KUBERNETES_VERSION, pins
+from kubesweep.k8s.versions import KUBERNETES_VERSION, pins
 
 from .conftest import ROOT
 

@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from kubesweep import cluster, image, nodes
+from kubesweep.local import cluster
+from kubesweep.local import image
+from kubesweep.local import nodes
 
 from .conftest import EXAMPLES, INVENTORY
 

@@ -2,9 +2,10 @@
 
 import pytest
 
-from kubesweep import manifest, render
+from kubesweep.plan import job as manifest
+from kubesweep.plan import planner as render
 from kubesweep.errors import SpecError
-from kubesweep.formats import KATIB, NATIVE, WANDB, detect, load_experiment
+from kubesweep.spec.formats import KATIB, NATIVE, WANDB, detect, load_experiment
 
 from .conftest import EXAMPLES
 

@@ -31,7 +31,8 @@ import yaml
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from kubesweep import manifest, render
+from kubesweep.plan import job as manifest
+from kubesweep.plan import planner as render
 
 from .fuzzing import apiserver, expansion, katib, limits, mutate, native, wandb
 from .fuzzing.hostile import BILLION_LAUGHS, HOSTILE

@@ -13,7 +13,8 @@ import time
 import pytest
 import yaml
 
-from kubesweep import cluster, nodes
+from kubesweep.local import cluster
+from kubesweep.local import nodes
 
 from .conftest import INVENTORY
 

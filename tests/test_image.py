@@ -2,7 +2,7 @@
 
 import shutil
 
-from kubesweep.image import content_tag
+from kubesweep.local.image import content_tag
 
 from .conftest import EXAMPLES
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubesweep import cluster, kube
+from kubesweep.local import cluster
+from kubesweep.k8s import client as kube
 
 from .conftest import INVENTORY, ROOT
 from .fakeapi import serve

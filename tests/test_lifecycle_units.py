@@ -7,7 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from kubesweep import kube, lifecycle
+from kubesweep.k8s import client as kube
+from kubesweep.run import lifecycle
 from kubesweep.errors import KubesweepError
 
 from .fakeapi import serve, write_kubeconfig
@@ -170,7 +171,7 @@ def test_status_counts_pending_and_running_and_says_where_and_why(tmp_path):
 
 
 def test_invoke_status_lists_the_trials_in_flight(tmp_path, capsys):
-    from kubesweep import cli
+    from kubesweep.cli import commands as cli
 
     with serve(_status_server(), tmp_path / "config"):
         cli.status(None, str(tmp_path / "config"))
@@ -225,7 +226,7 @@ def test_one_namespace_for_users_without_a_cluster_wide_list(tmp_path):
 
 
 def test_status_ages_read_at_a_glance():
-    from kubesweep.cli import _age
+    from kubesweep.cli.commands import _age
 
     assert [_age(s) for s in (None, 0, 119.9, 125, 7199, 7260, 90061)] == ["-", "0s", "119s", "2m05s", "119m59s",
                                                                            "2h01m", "25h01m"]
@@ -252,7 +253,7 @@ def test_commands_without_an_api_server_say_so_and_exit_2_without_a_traceback(tm
     it names the server and the way out, in one line on stderr, instead of urllib3's traceback."""
     from invoke import Exit
 
-    from kubesweep import cli
+    from kubesweep.cli import commands as cli
 
     port = _closed_port()
     config = str(write_kubeconfig(tmp_path / "config", f"http://127.0.0.1:{port}"))
@@ -276,7 +277,7 @@ def test_a_tls_failure_is_named_as_such(tmp_path, capsys):
     plain HTTP): the handshake fails, and the message says TLS, not "refused"."""
     from invoke import Exit
 
-    from kubesweep import cli
+    from kubesweep.cli import commands as cli
 
     with serve(lambda method, path, body: (200, {}), tmp_path / "plain") as server:
         config = write_kubeconfig(tmp_path / "config", f"https://127.0.0.1:{server.port}")
@@ -287,7 +288,7 @@ def test_a_tls_failure_is_named_as_such(tmp_path, capsys):
 
 
 def test_other_errors_are_not_dressed_up_as_an_unreachable_server():
-    from kubesweep import cli
+    from kubesweep.cli import commands as cli
 
     def broken():
         raise RuntimeError("a bug, with its traceback")
@@ -300,7 +301,7 @@ def test_results_of_an_experiment_never_swept_say_so_and_write_nothing(tmp_path,
     """A mistyped --name used to get a report of nothing but pending trials, written to disk."""
     from invoke import Exit
 
-    from kubesweep import cli
+    from kubesweep.cli import commands as cli
 
     grid = _two_trials(tmp_path, "never")
     with pytest.raises(Exit):
@@ -322,7 +323,9 @@ def test_ctrl_c_leaves_the_trials_in_flight_running_and_says_how_to_resume(tmp_p
 
     from invoke import Exit
 
-    from kubesweep import cli, journal, render
+    from kubesweep.cli import commands as cli
+    from kubesweep.run import journal
+    from kubesweep.plan import planner as render
 
     grid = tmp_path / "grid.yaml"
     grid.write_text("name: ctrlc\nimage: localhost:5000/t:1\ncommand: [train, \"${i}\"]\n"
@@ -370,7 +373,7 @@ def test_ctrl_c_leaves_the_trials_in_flight_running_and_says_how_to_resume(tmp_p
 def test_ctrl_c_in_any_other_command_exits_130_without_a_traceback(capsys):
     from invoke import Exit
 
-    from kubesweep import cli
+    from kubesweep.cli import commands as cli
 
     def waiting():
         raise KeyboardInterrupt
@@ -382,7 +385,7 @@ def test_ctrl_c_in_any_other_command_exits_130_without_a_traceback(capsys):
 
 def test_cancelling_an_experiment_with_nothing_unfinished_says_so(tmp_path, capsys):
     """A mistyped name (or an experiment already done) is not reported as cancelled."""
-    from kubesweep import cli
+    from kubesweep.cli import commands as cli
 
     finished = {"metadata": {"name": "done-1", "namespace": "a"},
                 "status": {"conditions": [{"type": "Complete", "status": "True"}]}}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from kubesweep import cluster
+from kubesweep.local import cluster
 
 from .conftest import INVENTORY
 

@@ -6,8 +6,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kubesweep import manifest, render
-from kubesweep.versions import KUBERNETES_VERSION
+from kubesweep.plan import job as manifest
+from kubesweep.plan import planner as render
+from kubesweep.k8s.versions import KUBERNETES_VERSION
 
 from .conftest import EXAMPLES, MINIMAL
 

@@ -1,7 +1,7 @@
 import pytest
 
-from kubesweep.metrics import read_metric, read_objective
-from kubesweep.spec import Objective
+from kubesweep.run.metrics import read_metric, read_objective
+from kubesweep.spec.model import Objective
 
 SEED_OUTPUT = """\
 Epoch 1/5

@@ -905,7 +905,7 @@ def test_a_smaller_build_keeps_the_images_json_entries_of_the_other_parts(tmp_pa
 
 
 def test_a_local_cluster_builds_the_device_plugin_only_for_gpu_workers_and_kwok_only_for_fake_nodes():
-    from kubesweep import cli
+    from kubesweep.cli import commands as cli
 
     root = mirror.REPO
     assert cli.needed_parts(root / "inventory" / "single") == ["cluster"]

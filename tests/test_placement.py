@@ -3,7 +3,7 @@ cluster's nodes, with and without kwok GPU nodes, in tests/test_sweep_cluster.py
 
 from __future__ import annotations
 
-from kubesweep import placement
+from kubesweep.run import placement
 
 from .fakeapi import serve
 
@@ -72,7 +72,8 @@ def test_many_nodes_are_counted_not_listed_and_no_nodes_judge_nothing():
 
 def test_a_user_who_may_not_list_nodes_is_not_stopped(tmp_path):
     """A Role for one namespace cannot list nodes: the question stays open, the sweep goes on."""
-    from kubesweep import kube, render
+    from kubesweep.k8s import client as kube
+    from kubesweep.plan import planner as render
 
     grid = tmp_path / "grid.yaml"
     grid.write_text("name: e\nimage: localhost:5000/t:1\ncommand: [train, \"${i}\"]\nparameters: {i: [1]}\n"

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from kubesweep import journal, manifest, provenance, render, runner
+from kubesweep.run import journal
+from kubesweep.plan import job as manifest
+from kubesweep.plan import provenance
+from kubesweep.plan import planner as render
+from kubesweep.run import runner
 
 from .fakeapi import serve
 
@@ -182,7 +186,7 @@ def test_changes_lists_each_field_and_counts_the_rest():
 def test_invoke_sweep_refuses_before_it_builds_renders_or_reaches_the_cluster(tmp_path):
     """The kept template is checked first: no image build, no jobs/ written, no API server asked
     (the kubeconfig here points nowhere)."""
-    from kubesweep import cli
+    from kubesweep.cli import commands as cli
 
     old = _plan(tmp_path)
     results = tmp_path / "results" / "same"
@@ -202,7 +206,7 @@ def test_invoke_sweep_refuses_before_it_builds_renders_or_reaches_the_cluster(tm
 
 
 def test_a_dry_run_says_that_the_sweep_would_stop(tmp_path, capsys):
-    from kubesweep import cli
+    from kubesweep.cli import commands as cli
 
     old = _plan(tmp_path)
     results = tmp_path / "results" / "same"
@@ -224,7 +228,7 @@ def test_a_dry_run_says_that_the_sweep_would_stop(tmp_path, capsys):
 def test_invoke_results_shows_results_of_another_template_with_a_note(tmp_path, capsys):
     """`invoke results` only reads: it still prints the table, and says on stderr that those
     results ran with another template than the grid now gives (train.py edited since, say)."""
-    from kubesweep import cli
+    from kubesweep.cli import commands as cli
 
     old = _plan(tmp_path)
     results = tmp_path / "results" / "same"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from kubesweep.versions import KUBERNETES_VERSION
+from kubesweep.k8s.versions import KUBERNETES_VERSION
 
 from .conftest import ROOT
 

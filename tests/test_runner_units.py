@@ -5,8 +5,10 @@ from __future__ import annotations
 import textwrap
 import time
 
-from kubesweep import manifest, render, runner
-from kubesweep.trialstate import FAILED, SUCCEEDED
+from kubesweep.plan import job as manifest
+from kubesweep.plan import planner as render
+from kubesweep.run import runner
+from kubesweep.run.trialstate import FAILED, SUCCEEDED
 
 from .conftest import ProgressSeen
 
@@ -141,7 +143,7 @@ def _two_trials(tmp_path) -> runner.Sweep:
 
 
 def test_a_job_deleted_by_invoke_cancel_is_recorded_as_cancelled_and_others_as_deleted(tmp_path):
-    from kubesweep.trialstate import CANCELLED, SUBMITTED
+    from kubesweep.run.trialstate import CANCELLED, SUBMITTED
 
     sweep = _two_trials(tmp_path)
     by_cancel, by_hand = sweep.records.values()
@@ -175,8 +177,8 @@ def test_a_relist_after_410_reports_the_jobs_deleted_while_the_watch_was_away(tm
 
     from .fakeapi import serve
 
-    from kubesweep import kube
-    from kubesweep.trialstate import CANCELLED, SUBMITTED
+    from kubesweep.k8s import client as kube
+    from kubesweep.run.trialstate import CANCELLED, SUBMITTED
 
     sweep = _two_trials(tmp_path)
     gone, remade = sweep.order
@@ -226,8 +228,8 @@ def test_a_log_read_that_fails_is_tried_again_and_a_lasting_failure_is_not_a_mis
     printed is unknown); a 404 (the pod is gone) is an empty log at once."""
     from .fakeapi import serve
 
-    from kubesweep import kube
-    from kubesweep.trialstate import FAILED, SUCCEEDED
+    from kubesweep.k8s import client as kube
+    from kubesweep.run.trialstate import FAILED, SUCCEEDED
 
     monkeypatch.setattr(kube, "FIRST_WAIT_S", 0.01)
     monkeypatch.setattr(kube, "MAX_WAIT_S", 0.05)
@@ -275,7 +277,7 @@ def test_a_running_trial_s_metric_so_far_is_read_from_its_log_tail(tmp_path, mon
     """A sweep re-attached to a running trial reads the tail of its log every PROGRESS_EVERY_S
     (only for trials the listener wants) and passes the metric's latest value on; nothing is
     journaled from it, and a sweep without a listener reads no log at all."""
-    from kubesweep import journal
+    from kubesweep.run import journal
 
     from .fakeapi import serve
 
@@ -325,8 +327,8 @@ def test_the_live_view_shows_a_running_trial_s_metric_so_far_and_wants_only_what
 
     from rich.console import Console
 
-    from kubesweep.live import IN_FLIGHT_ROWS, View
-    from kubesweep.trialstate import TrialRecord
+    from kubesweep.cli.live import IN_FLIGHT_ROWS, View
+    from kubesweep.run.trialstate import TrialRecord
 
     console = Console(file=io.StringIO(), width=200, force_terminal=True)
     view = View("exp", "acc", 100, console=console)
@@ -367,9 +369,9 @@ def test_a_resumed_sweep_reports_what_earlier_runs_finished_once_and_its_view_co
     the live view's totals start from them, and a tpe batch's second report counts nothing twice."""
     import io
 
-    from kubesweep import journal
-    from kubesweep.live import View
-    from kubesweep.trialstate import SUBMITTED, TrialRecord
+    from kubesweep.run import journal
+    from kubesweep.cli.live import View
+    from kubesweep.run.trialstate import SUBMITTED, TrialRecord
 
     from .fakeapi import serve
 

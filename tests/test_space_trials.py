@@ -6,10 +6,10 @@ import re
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kubesweep import render
+from kubesweep.plan import planner as render
 from kubesweep.errors import SpecError
-from kubesweep.space import Domain, counted, grid_point, stepped, stepped_size
-from kubesweep.trials import canonical_json, trial_name
+from kubesweep.spec.space import Domain, counted, grid_point, stepped, stepped_size
+from kubesweep.plan.trials import canonical_json, trial_name
 
 from .conftest import MINIMAL
 

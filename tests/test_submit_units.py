@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from kubesweep import submit_ansible
+from kubesweep.run import submit_ansible
 
 
 @pytest.mark.parametrize(("n", "k"), [(7, 3), (1000, 4), (5, 5), (3, 8), (0, 2)])
@@ -36,7 +36,8 @@ def test_creates_reuse_the_pooled_connections(tmp_path):
     """Every concurrent create goes over a kept-open connection: the client's pool holds as many as
     there are creates in flight. (The pool is sized when the client is made; sized afterwards it
     stayed at 5 per CPU and each extra create paid for a new connection.)"""
-    from kubesweep import kube, submit
+    from kubesweep.k8s import client as kube
+    from kubesweep.run import submit
 
     from .fakeapi import serve
 
@@ -79,7 +80,8 @@ def test_a_create_whose_connection_closed_unanswered_is_sent_again(tmp_path):
     """The API server closes a connection that sat idle 90 s; a create sent on it just then gets no
     answer. It is sent again: created once whether or not the first one had reached the server (a
     sweep of ~90 s trials died of this before: RemoteDisconnected from urllib3)."""
-    from kubesweep import kube, submit
+    from kubesweep.k8s import client as kube
+    from kubesweep.run import submit
 
     from .fakeapi import serve
 
@@ -96,7 +98,8 @@ def test_a_create_whose_connection_closed_unanswered_is_sent_again(tmp_path):
 
 def test_a_create_never_answered_is_an_error_naming_the_job(tmp_path, monkeypatch):
     """Sent again for kube.OUTAGE_S (an API server restarting), then an error naming the Job."""
-    from kubesweep import kube, submit
+    from kubesweep.k8s import client as kube
+    from kubesweep.run import submit
 
     from .fakeapi import serve
 
@@ -118,7 +121,8 @@ def test_a_create_answered_busy_is_sent_again_and_a_refusal_is_not(tmp_path, mon
     """429 and 5xx mean "not now" (throttled, an etcd timeout, the server restarting): sent again;
     so is a 401 or 403 while /readyz says the API server is not ready. Any other refusal is
     reported at once, with what the API server said."""
-    from kubesweep import kube, submit
+    from kubesweep.k8s import client as kube
+    from kubesweep.run import submit
 
     from .fakeapi import serve
 
@@ -156,7 +160,7 @@ def test_job_bodies_encode_as_json_dumps_would():
     a non-string key (YAML loads `1:` as an int) included."""
     import json
 
-    from kubesweep import submit
+    from kubesweep.run import submit
 
     body = {"metadata": {"name": "t-1", "labels": {"a": "b"}, "annotations": {1: "one", "x": "ü"}},
             "spec": {"backoffLimit": 0, "template": {"spec": {"containers": [{"args": ["--lr", "0.1"]}]}}},

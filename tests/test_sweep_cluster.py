@@ -16,8 +16,15 @@ import time
 import pytest
 import yaml
 
-from kubesweep import fake_nodes, image, journal, kube, manifest, placement, render, runner
-from kubesweep.versions import pins
+from kubesweep.local import fake_nodes
+from kubesweep.local import image
+from kubesweep.run import journal
+from kubesweep.k8s import client as kube
+from kubesweep.plan import job as manifest
+from kubesweep.run import placement
+from kubesweep.plan import planner as render
+from kubesweep.run import runner
+from kubesweep.k8s.versions import pins
 
 from .conftest import EXAMPLES, ROOT, ProgressSeen
 
@@ -283,8 +290,8 @@ def _wait(predicate, timeout, what):
 
 def test_tpe_asks_each_batch_from_the_results_and_resumes_the_same_study_after_kill(tmp_path, local_cluster, api,
                                                                                    trainer):
-    from kubesweep import adaptive
-    from kubesweep.formats import load_experiment
+    from kubesweep.plan import tpe as adaptive
+    from kubesweep.spec.formats import load_experiment
 
     grid = _grid(tmp_path, "tpe", f"""\
     name: tpe
@@ -590,7 +597,7 @@ def test_a_log_read_while_the_kubelet_restarts_is_tried_again(tmp_path, local_cl
 def _suspended_jobs(grid, tmp_path):
     """Render the grid's first batch with every Job suspended (the API path is under test, not
     pods); return the files."""
-    from kubesweep import render
+    from kubesweep.plan import planner as render
 
     target = render.write(render.plan(grid), tmp_path / "jobs")
     files = sorted((target / "batch-000").glob("*.yaml"))
@@ -604,7 +611,8 @@ def _suspended_jobs(grid, tmp_path):
 def test_create_jobs_tells_created_from_existing_and_names_what_the_api_server_refused(tmp_path, local_cluster):
     from kubernetes.client.exceptions import ApiException
 
-    from kubesweep import kube, submit
+    from kubesweep.k8s import client as kube
+    from kubesweep.run import submit
 
     grid = _grid(tmp_path, "submit-paths", """\
         name: submit-paths
@@ -640,7 +648,9 @@ def test_kubernetes_core_path_creates_every_chunk_verbatim_and_reports_a_refused
     a Job the API server refuses fails the apply with the server's reason."""
     from kubernetes.client.exceptions import ApiException
 
-    from kubesweep import kube, submit, submit_ansible
+    from kubesweep.k8s import client as kube
+    from kubesweep.run import submit
+    from kubesweep.run import submit_ansible
 
     grid = _grid(tmp_path, "ansible-chunks", """\
         name: ansible-chunks

@@ -37,7 +37,7 @@ def test_sweep_without_a_cluster_says_what_is_missing(tmp_path):
 
 
 def test_invoke_test_fails_when_no_tests_are_collected(tmp_path):
-    from kubesweep.cli import run_pytest
+    from kubesweep.cli.commands import run_pytest
 
     (tmp_path / "empty").mkdir()
     assert run_pytest([sys.executable, "-m", "pytest", "-q", str(tmp_path / "empty")], cwd=tmp_path) == 1

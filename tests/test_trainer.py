@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from kubesweep.metrics import read_metric
+from kubesweep.run.metrics import read_metric
 
 from .conftest import EXAMPLES
 

@@ -2,8 +2,9 @@
 
 import json
 
-from kubesweep import journal, report
-from kubesweep.trialstate import FAILED, SUCCEEDED, TrialRecord, job_outcome, pod_controller_uid, pod_lost, pod_problem
+from kubesweep.run import journal
+from kubesweep.run import report
+from kubesweep.run.trialstate import FAILED, SUCCEEDED, TrialRecord, job_outcome, pod_controller_uid, pod_lost, pod_problem
 
 
 def pod(container_state=None, conditions=None, **status):
@@ -104,8 +105,9 @@ def test_report_ranks_best_first_and_writes_every_file(tmp_path):
 
 
 def test_a_lost_trial_is_resubmitted_once_and_its_old_pod_is_ignored(tmp_path):
-    from kubesweep import render, runner
-    from kubesweep.trialstate import PENDING, RUNNING
+    from kubesweep.plan import planner as render
+    from kubesweep.run import runner
+    from kubesweep.run.trialstate import PENDING, RUNNING
 
     grid = tmp_path / "g.yaml"
     grid.write_text("name: lost\nimage: localhost:5000/t:1\ncommand: [run, \"${i}\"]\nparameters: {i: [1]}\n"
@@ -133,7 +135,8 @@ def test_a_lost_trial_is_resubmitted_once_and_its_old_pod_is_ignored(tmp_path):
 
 
 def _one_trial_sweep(tmp_path, params="{i: [1, 2, 3]}", batch=3, objective="{metric: acc}"):
-    from kubesweep import render, runner
+    from kubesweep.plan import planner as render
+    from kubesweep.run import runner
 
     grid = tmp_path / "g.yaml"
     grid.write_text(f"name: fast\nimage: localhost:5000/t:1\ncommand: [run, \"${{i}}\"]\nparameters: {params}\n"
@@ -146,8 +149,8 @@ def test_a_succeeded_pod_frees_its_slot_before_the_job_is_marked_complete(tmp_pa
     once, and the Job's later Complete event does not record the trial a second time."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from kubesweep import journal
-    from kubesweep.trialstate import SUBMITTED, SUCCEEDED
+    from kubesweep.run import journal
+    from kubesweep.run.trialstate import SUBMITTED, SUCCEEDED
 
     sweep = _one_trial_sweep(tmp_path)
     name = sweep.order[0]
@@ -175,7 +178,7 @@ def test_a_succeeded_pod_frees_its_slot_before_the_job_is_marked_complete(tmp_pa
 
 
 def test_pending_trials_are_taken_in_plan_order_and_a_requeued_one_goes_first(tmp_path):
-    from kubesweep.trialstate import PENDING, RUNNING, SUBMITTED
+    from kubesweep.run.trialstate import PENDING, RUNNING, SUBMITTED
 
     sweep = _one_trial_sweep(tmp_path, params="{i: [1, 2, 3, 4, 5]}", batch=2)
     first = sweep._take_pending(2, one_batch=False)
@@ -199,7 +202,7 @@ def test_batch_refill_takes_one_batch_directory_at_a_time(tmp_path):
 
 
 def test_failures_and_a_reached_goal_are_counted_as_trials_finish(tmp_path):
-    from kubesweep.trialstate import FAILED, SUBMITTED, SUCCEEDED
+    from kubesweep.run.trialstate import FAILED, SUBMITTED, SUCCEEDED
 
     sweep = _one_trial_sweep(tmp_path, objective="{metric: acc, goal: 0.9}")
     a, b, c = (sweep.records[n] for n in sweep.order)
@@ -220,7 +223,7 @@ def test_the_live_view_shows_trials_in_flight_first_and_keeps_counts(tmp_path):
 
     from rich.console import Console
 
-    from kubesweep.live import ROWS, View
+    from kubesweep.cli.live import ROWS, View
 
     view = View("exp", "acc", 100, console=Console(file=io.StringIO(), width=200), live=False)
     view.stream = io.StringIO()

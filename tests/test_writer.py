@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from kubesweep import render
-from kubesweep.writer import replace_tree
+from kubesweep.plan import planner as render
+from kubesweep.plan.writer import replace_tree
 
 from .conftest import EXAMPLES
 
@@ -96,7 +96,7 @@ def test_a_link_to_a_directory_is_written_through_and_kept(tmp_path):
     (lambda t: t.symlink_to(t.parent / "nowhere"), "is a link to"),
 ])
 def test_something_else_in_the_way_is_refused_before_anything_is_written(tmp_path, make, message):
-    from kubesweep.writer import NotADirectory
+    from kubesweep.plan.writer import NotADirectory
 
     p = _plan(tmp_path)
     jobs = tmp_path / "jobs"
@@ -110,7 +110,7 @@ def test_something_else_in_the_way_is_refused_before_anything_is_written(tmp_pat
 
 
 def test_a_jobs_dir_under_a_file_is_refused(tmp_path):
-    from kubesweep.writer import NotADirectory
+    from kubesweep.plan.writer import NotADirectory
 
     (tmp_path / "jobs").write_text("x")
     with pytest.raises(NotADirectory, match="is not a directory"):

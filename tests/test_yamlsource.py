@@ -1,7 +1,7 @@
 import pytest
 
 from kubesweep.errors import SpecError
-from kubesweep.yamlsource import loads
+from kubesweep.spec.yamlsource import loads
 
 
 def test_positions_are_one_based_for_keys_and_values():
@@ -138,7 +138,7 @@ def test_a_long_integer_is_refused_not_a_traceback():
 
 
 def test_files_that_are_not_utf8_or_too_large_are_refused_with_the_place(tmp_path):
-    from kubesweep.yamlsource import MAX_BYTES, load
+    from kubesweep.spec.yamlsource import MAX_BYTES, load
 
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(b"a: 1\nb: caf\xe9\n")

@@ -4,7 +4,9 @@ import subprocess
 
 import pytest
 
-from kubesweep import cluster, nodes, services
+from kubesweep.local import cluster
+from kubesweep.local import nodes
+from kubesweep.local import services
 
 pytestmark = pytest.mark.cluster
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from .errors import printable
+from kubesweep.errors import printable
 
 __all__ = ["cell", "printable"]
 

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import jsonschema
 
-from kubesweep import validation
+from kubesweep.k8s import jobschema as validation
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")

@@ -22,7 +22,7 @@ import json
 import re
 from typing import Mapping
 
-from kubesweep.trials import format_value
+from kubesweep.plan.trials import format_value
 
 _OPERATOR, _OPEN, _CLOSE = ord("$"), ord("("), ord(")")
 

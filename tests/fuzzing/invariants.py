@@ -42,14 +42,15 @@ from typing import Any
 
 import yaml
 
-from kubesweep import render, validation
-from kubesweep.trials import format_value
+from kubesweep.plan import planner as render
+from kubesweep.k8s import jobschema as validation
+from kubesweep.plan.trials import format_value
 
 from . import apiserver, expansion
 from .limits import CPU_SECONDS, OK, SPEC_ERROR, Outcome, run_limited
 
 try:  # the lead's API-server rules; the fuzzer works without them
-    from kubesweep import apirules  # type: ignore[attr-defined]
+    from kubesweep.k8s import apirules  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - depends on the checkout
     apirules = None
 
@@ -117,7 +118,7 @@ def pipeline(path: str, jobs: str, overrides: dict[str, Any]) -> dict[str, Any]:
 
     from rich.console import Console
 
-    from kubesweep import planview
+    from kubesweep.cli import planview
 
     p = render.plan(path, **overrides)
     n = len(p.trials)
@@ -127,7 +128,7 @@ def pipeline(path: str, jobs: str, overrides: dict[str, Any]) -> dict[str, Any]:
     exp = p.experiment
     source = None
     if p.source.format != "grid":  # the foreign document as read, for the W&B and Katib checks
-        from kubesweep.yamlsource import load
+        from kubesweep.spec.yamlsource import load
 
         source = load(path)[0]
     return {"experiment": exp.name, "format": p.source.format, "trials": n, "command": list(exp.command),

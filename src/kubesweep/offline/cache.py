@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..errors import KubesweepError
-from ..paths import cache_root
+from kubesweep.errors import KubesweepError
+from kubesweep.local.paths import cache_root
 
 STAMP_FORMAT = 1
 GiB = 1 << 30

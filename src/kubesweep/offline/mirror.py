@@ -52,8 +52,8 @@ from typing import Any, ClassVar
 
 import yaml
 
-from .. import services
-from ..paths import REPO
+from kubesweep.local import services
+from kubesweep.local.paths import REPO
 from . import busybox, e2e_images, gobuild, images
 from .cache import (
     GiB, Cache, DigestCache, OfflineError, Stamp, atomic_write, is_temp_name, raise_disk_error,

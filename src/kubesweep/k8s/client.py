@@ -1,0 +1,319 @@
+"""The Kubernetes API, through the official Python client: clients, and what a sweep needs to exist."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import orjson
+
+from kubesweep.errors import KubesweepError
+
+
+# Job creates in flight at once (submit.create_jobs); measured in bench/submit.py --workers.
+SUBMIT_WORKERS = 64
+# Connections kept open to the API server: the creates, the two watches of a running sweep and
+# its log reads.
+POOL_CONNECTIONS = SUBMIT_WORKERS + 8
+
+
+class ClusterUnreachable(KubesweepError):
+    pass
+
+
+@dataclass
+class Clients:
+    core: Any
+    batch: Any
+    rbac: Any
+    api: Any  # ApiClient (serialisation)
+
+    def plain(self, obj: Any) -> dict[str, Any]:
+        """An API object as the camelCase dict the server sent."""
+        return obj if isinstance(obj, dict) else self.api.sanitize_for_serialization(obj)
+
+
+def default_kubeconfig() -> Path | None:
+    from kubesweep.local.cluster import DEFAULT_INVENTORY, kubeconfig_path
+
+    if os.environ.get("KUBECONFIG"):
+        return Path(os.environ["KUBECONFIG"].split(os.pathsep)[0])
+    local = kubeconfig_path(DEFAULT_INVENTORY)
+    if local.exists():
+        return local
+    # `ansible-playbook site.yml` run by hand writes ~/.kube/kubesweep-<inventory>.conf
+    for home in (Path(f"~/.kube/kubesweep-{DEFAULT_INVENTORY.name}.conf").expanduser(), Path("~/.kube/config").expanduser()):
+        if home.exists():
+            return home
+    return None
+
+
+def clients(kubeconfig: Path | None = None) -> Clients:
+    from kubernetes import client, config
+
+    path = kubeconfig or default_kubeconfig()
+    if path is None or not Path(path).exists():
+        where = f" at {path}" if path else ""
+        raise ClusterUnreachable(f"no kubeconfig{where}: bring the local cluster up with `invoke cluster`, "
+                                 "or set KUBECONFIG / pass --kubeconfig")
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(path), client_configuration=cfg)
+    # Set before the ApiClient exists: its urllib3 pool is sized once, when it is made (a size set
+    # afterwards is ignored, and the default is 5 per CPU). A connection beyond the pool is closed
+    # after its request, so each create beyond it paid for a new connection and TLS handshake.
+    cfg.connection_pool_maxsize = POOL_CONNECTIONS
+    api = client.ApiClient(cfg)
+    return Clients(client.CoreV1Api(api), client.BatchV1Api(api), client.RbacAuthorizationV1Api(api), api)
+
+
+def request(c: Clients, method: str, path: str, *, query: dict[str, Any] | None = None, body: Any = None,
+            stream: bool = False, timeout: float | tuple[float, float] | None = None) -> Any:
+    """One API call as plain JSON, skipping the generated models.
+
+    The hot paths of a sweep (creating Jobs, watching pods and Jobs, listing them on resume) go
+    through here: the generated client validates every request body into pydantic models and
+    turns every response into model objects, which costs far more CPU than the HTTP itself.
+    Authentication, TLS and connection pooling are still the client's. Non-2xx answers raise
+    the client's ApiException, so callers handle errors exactly as with the generated API.
+    With ``stream`` the open urllib3 response is returned (for watches); close it when done.
+    Answers are parsed with orjson: a watch event is a whole pod or Job, and parsing them was the
+    largest part of a sweep client's CPU (bench/makespan.py); orjson takes under half the time
+    of the standard library's json on these objects.
+    """
+    resp = _call(c, method, path, query=query, body=body, timeout=timeout, accept="application/json")
+    if stream:
+        return resp.response
+    data = resp.read()
+    return orjson.loads(data) if data else {}
+
+
+def pod_log(c: Clients, namespace: str, pod: str, container: str, *, tail: int | None = None,
+            timeout: float | tuple[float, float] | None = None) -> str:
+    """A container's log as text (the last ``tail`` lines, or all of it)."""
+    resp = _call(c, "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
+                 query={"container": container, "tailLines": tail}, timeout=timeout, accept="*/*")
+    return _text(resp.read())
+
+
+def _text(data: bytes | None) -> str:
+    return data.decode("utf-8", "replace") if data else ""
+
+
+def _call(c: Clients, method: str, path: str, *, query: dict[str, Any] | None, body: Any = None,
+          timeout: float | tuple[float, float] | None, accept: str) -> Any:
+    from kubernetes.client.exceptions import ApiException
+
+    headers = {"Accept": accept}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    params = [(k, str(v).lower() if isinstance(v, bool) else v) for k, v in (query or {}).items() if v is not None]
+    req = c.api.param_serialize(method=method, resource_path=path, query_params=params, header_params=headers,
+                                body=body, auth_settings=["BearerToken"])
+    resp = c.api.call_api(*req, _request_timeout=timeout)
+    if not 200 <= resp.status <= 299:
+        data = resp.read()
+        ApiException.from_response(http_resp=resp, body=_text(data) or None, data=None)
+    return resp
+
+
+# How many times ``sender`` sends a request whose connection closed before any answer came.
+SEND_ATTEMPTS = 3
+
+# How long a running sweep keeps trying a request that fails for a reason that passes: the API
+# server restarting (site.yml changing one of its flags does that, and so does a certificate
+# renewal) or overloaded, a node's kubelet restarting under a log read. Waits between tries
+# double from FIRST_WAIT_S up to MAX_WAIT_S.
+OUTAGE_S = 120.0
+FIRST_WAIT_S, MAX_WAIT_S = 1.0, 10.0
+# Answers that say "not now" rather than "no": throttled, and the server or what it proxies to
+# failing (an etcd timeout is a 500, an unreachable kubelet under a log read too).
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+T = TypeVar("T")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a failed request may succeed if sent again later."""
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(exc, ApiException):
+        return exc.status in TRANSIENT_STATUSES
+    return isinstance(exc, (urllib3.exceptions.HTTPError, OSError))  # no connection, closed, timed out
+
+
+def no_answer(exc: BaseException) -> str | None:
+    """A plain sentence for a request that got no answer from the API server (refused, timed out,
+    cut off, TLS failed): the usual first error on a machine where the cluster is not up yet, and
+    no reason for a traceback. None for any other error."""
+    import urllib3
+
+    if not isinstance(exc, urllib3.exceptions.HTTPError):
+        return None
+    pool = getattr(exc, "pool", None)
+    where = f" at {pool.scheme}://{pool.host}:{pool.port}" if pool is not None else ""
+    reason = getattr(exc, "reason", None) or exc  # MaxRetryError: what the last try ran into
+    cause = reason.__cause__ or reason.__context__
+    if isinstance(reason, urllib3.exceptions.NameResolutionError):  # a NewConnectionError too: first
+        why = f"its name {pool.host if pool is not None else ''} does not resolve"
+    elif isinstance(reason, urllib3.exceptions.NewConnectionError) and isinstance(cause, OSError) and cause.strerror:
+        why = cause.strerror.lower()  # "connection refused", "no route to host"
+    elif isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
+        why = "connecting timed out"
+    elif isinstance(reason, urllib3.exceptions.ReadTimeoutError):
+        why = "it did not answer in time"
+    elif isinstance(reason, urllib3.exceptions.SSLError):
+        why = (f"TLS failed: {reason.args[0] if reason.args else reason} (a kubeconfig for another cluster, or one "
+               "made before its certificates changed)")
+    else:
+        why = str(reason.args[0] if reason.args else reason)
+    return (f"no answer from the Kubernetes API server{where}: {why}. Is the cluster up? `invoke cluster` brings up "
+            "the local one; for another, check KUBECONFIG or --kubeconfig. Nothing was lost: run the command again "
+            "once the server answers (a sweep resumes where it stopped).")
+
+
+def ready(c: Clients) -> bool:
+    """Whether the API server says it is ready (``/readyz``, which waits among others for the
+    informers its authorizer reads). One that has just restarted answers requests before that,
+    and refuses some it will allow a few seconds later: 403 Forbidden for the admin itself."""
+    try:
+        return _call(c, "GET", "/readyz", query=None, timeout=5, accept="*/*").status == 200
+    except Exception:  # noqa: BLE001 - no answer, or not ready: either way not ready
+        return False
+
+
+def patiently(fn: Callable[[], T], *, c: Clients | None = None, stop: threading.Event | None = None,
+              budget_s: float | None = None) -> T:
+    """``fn()``, called again while it fails with a ``transient`` error, for up to ``budget_s``
+    (``OUTAGE_S``) seconds; then, or on any other error, or once ``stop`` is set, its error is
+    raised. Given the clients ``c``, a 401 or 403 is tried again too while the API server is not
+    ``ready``. Only for requests that may be sent twice: reads, deletes, and creates by name (a
+    create that did land is answered 409 the second time)."""
+    from kubernetes.client.exceptions import ApiException
+
+    budget = OUTAGE_S if budget_s is None else budget_s
+    started, wait = time.monotonic(), FIRST_WAIT_S
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            starting = c is not None and isinstance(exc, ApiException) and exc.status in (401, 403) and not ready(c)
+            if not (transient(exc) or starting) or time.monotonic() + wait - started > budget:
+                raise
+            if stop is None:
+                time.sleep(wait)
+            elif stop.wait(wait):  # set while waiting
+                raise
+        wait = min(wait * 2, MAX_WAIT_S)
+
+
+def sender(c: Clients, method: str, path: str, timeout_s: float = 60) -> Callable[[bytes], None]:
+    """A function sending many requests that differ only in their JSON-encoded body, for creating
+    thousands of named objects: URL, headers and credentials are prepared once (per call of this,
+    so a refreshed token is picked up by the next batch), each send is one request on the client's
+    connection pool. Non-2xx raises ApiException like ``request``. The answer is drained unread:
+    the object created comes back through the watch anyway.
+
+    The API server closes a kept-open connection after 90 s without a request (its http.Server's
+    IdleTimeout). A create sent on one just as it closes gets no answer (``RemoteDisconnected``),
+    and urllib3 does not resend a POST; a sweep whose trials run about 90 s lost that race. Such a
+    request is sent again, on a fresh connection, up to SEND_ATTEMPTS times in all. That is safe
+    for creates by name: if the first one did reach the server after all, the second is answered
+    409 AlreadyExists, which the callers already read as "the object is there". Past the last
+    attempt the urllib3 error is raised."""
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    _, url, headers, _, _ = c.api.param_serialize(method=method, resource_path=path, auth_settings=["BearerToken"],
+                                                  header_params={"Accept": "application/json", "Content-Type": "application/json"})
+    pool = c.api.rest_client.pool_manager
+    timeout = urllib3.Timeout(connect=10, read=timeout_s)
+
+    def send(body: bytes) -> None:
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                resp = pool.request(method, url, body=body, headers=headers, preload_content=False, timeout=timeout)
+                break
+            except urllib3.exceptions.ProtocolError:  # closed before an answer; a timeout is not resent
+                if attempt == SEND_ATTEMPTS:
+                    raise
+        try:
+            if not 200 <= resp.status <= 299:
+                raise ApiException(status=resp.status, reason=resp.reason, body=resp.read().decode("utf-8", "replace"))
+            resp.drain_conn()
+        finally:
+            resp.release_conn()
+
+    return send
+
+
+def watch(c: Clients, path: str, query: dict[str, Any], timeout: int = 30) -> Iterator[dict[str, Any]]:
+    """The events of one watch request, as plain dicts ({"type": ..., "object": {...}}).
+
+    Ends when the server closes the watch (after ``timeout`` seconds); an ERROR event (410 Gone
+    among them) is yielded like any other, for the caller to relist.
+    """
+    resp = request(c, "GET", path, query={**query, "watch": True, "timeoutSeconds": timeout,
+                                          "allowWatchBookmarks": True},
+                   stream=True, timeout=(10, timeout + 15))
+    buf = b""
+    ended = False
+    try:
+        for chunk in resp.stream(amt=None, decode_content=False):
+            *lines, buf = (buf + chunk).split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield orjson.loads(line)
+        ended = True
+        if buf.strip():
+            yield orjson.loads(buf)
+    finally:
+        if ended:  # the server closed the watch: the connection can be reused
+            resp.release_conn()
+        else:  # left early: unread data on it, so it must not go back to the pool
+            resp.close()
+
+
+def _create(fn: Any, *args: Any) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        fn(*args)
+        return True
+    except ApiException as exc:
+        # 409: already there. 403: this identity may not create it, as with a kubeconfig scoped to
+        # one namespace (playbooks/kubeconfig-user.yml): the cluster admin prepared the namespace,
+        # and a namespace that is missing after all is reported by the first Job create (404).
+        if exc.status in (403, 409):
+            return False
+        raise
+
+
+def ensure_namespace(c: Clients, namespace: str, service_account: str | None) -> list[str]:
+    """Namespace, ServiceAccount and a namespace-scoped Role (+ binding) for sweeps, if absent and
+    this identity may create them."""
+    made = []
+    if _create(c.core.create_namespace, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}):
+        made.append(f"namespace/{namespace}")
+    sa = service_account or "kubesweep"
+    if _create(c.core.create_namespaced_service_account, namespace,
+               {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": namespace}}):
+        made.append(f"serviceaccount/{sa}")
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "kubesweep", "namespace": namespace},
+            "rules": [{"apiGroups": ["batch"], "resources": ["jobs"],
+                       "verbs": ["create", "get", "list", "watch", "delete", "deletecollection"]},
+                      {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": ["get", "list", "watch"]}]}
+    if _create(c.rbac.create_namespaced_role, namespace, role):
+        made.append("role/kubesweep")
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "kubesweep", "namespace": namespace},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "kubesweep"},
+               "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]}
+    if _create(c.rbac.create_namespaced_role_binding, namespace, binding):
+        made.append("rolebinding/kubesweep")
+    return made

@@ -1,0 +1,217 @@
+"""Experiments on the cluster, from any shell: status, logs, cancel, clean — all by label."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kubesweep.k8s import client as kube
+from kubesweep.plan import job as manifest
+from kubesweep.spec.rules import DNS_LABEL
+from kubesweep.errors import KubesweepError
+from kubesweep.run.trialstate import PENDING, RUNNING, job_outcome, pod_lost, pod_phase, pod_problem
+
+
+@dataclass
+class InFlight:
+    """An unfinished trial as the cluster shows it: where it runs, since when, what it waits on."""
+
+    trial: str
+    state: str  # pending | running
+    node: str | None = None
+    since: str | None = None  # when it entered that state (RFC 3339)
+    waiting: str | None = None  # why a pending trial is not running yet (Unschedulable, ImagePullBackOff, ...)
+
+
+@dataclass
+class ExperimentStatus:
+    counts: Counter = field(default_factory=Counter)  # pending, running, succeeded, failed
+    in_flight: list[InFlight] = field(default_factory=list)
+
+
+def status(c: kube.Clients, experiment: str | None = None, namespace: str | None = None) -> dict[str, ExperimentStatus]:
+    """Per namespace/experiment (in every namespace, or in one): trials pending, running, succeeded
+    and failed, and each unfinished trial's node, start and what it waits on. Two list requests
+    (the Jobs and their pods, by label), read as plain JSON: an experiment may have thousands."""
+    if experiment:
+        _check_name("experiment", experiment)
+    selector = f"{manifest.L_EXPERIMENT}={experiment}" if experiment else manifest.L_EXPERIMENT
+    newest: dict[tuple[str, str], dict] = {}  # (namespace, trial) -> the trial's latest pod
+    for pod in _list(c, "pods", selector, namespace):
+        meta = pod["metadata"]
+        key = (meta["namespace"], (meta.get("labels") or {}).get(manifest.L_TRIAL, ""))
+        if key not in newest or meta.get("creationTimestamp", "") > newest[key]["metadata"].get("creationTimestamp", ""):
+            newest[key] = pod
+    out: dict[str, ExperimentStatus] = defaultdict(ExperimentStatus)
+    for job in _list(c, "jobs", selector, namespace):
+        meta = job["metadata"]
+        exp = out[f"{meta['namespace']}/{meta['labels'][manifest.L_EXPERIMENT]}"]
+        state, _, _ = job_outcome(job)
+        if state is None:
+            flight = _in_flight(job, newest.get((meta["namespace"], meta["name"])))
+            exp.in_flight.append(flight)
+            state = flight.state
+        exp.counts[state] += 1
+    for exp in out.values():
+        exp.in_flight.sort(key=lambda f: (f.state != RUNNING, f.since or "", f.trial))
+    return dict(out)
+
+
+def _in_flight(job: dict, pod: dict | None) -> InFlight:
+    name = job["metadata"]["name"]
+    if pod is None:  # the Job controller has not made its pod yet (or is about to retry)
+        return InFlight(name, PENDING, since=job["metadata"].get("creationTimestamp"), waiting="no pod yet")
+    node = (pod.get("spec") or {}).get("nodeName")
+    status = pod.get("status") or {}
+    phase = pod_phase(pod)
+    if phase == "Running":  # an evicted pod on a node that stopped answering stays Running until it returns
+        return InFlight(name, RUNNING, node, status.get("startTime"),
+                        waiting="its node stopped answering (evicted)" if pod_lost(pod) else None)
+    if phase == "Succeeded":  # the Job's Complete condition follows within seconds
+        return InFlight(name, RUNNING, node, status.get("startTime"), waiting="finishing")
+    reason, message, _ = pod_problem(pod)
+    if phase == "Failed":  # the Job controller retries it (within backoffLimit)
+        reason = f"retrying after {reason or 'a failure'}"
+    elif reason == "Unschedulable" and message:
+        reason = f"Unschedulable: {message}"
+    elif reason is None:
+        waiting = [cs["state"]["waiting"].get("reason") for cs in status.get("containerStatuses") or []
+                   if (cs.get("state") or {}).get("waiting")]
+        reason = next(filter(None, waiting), None) or ("starting" if node else "waiting for the scheduler")
+    return InFlight(name, PENDING, node, pod["metadata"].get("creationTimestamp"), waiting=reason)
+
+
+def logs(c: kube.Clients, trial: str, tail: int | None = None, namespace: str | None = None) -> str:
+    _check_name("trial", trial)
+    pods = _list(c, "pods", f"{manifest.L_TRIAL}={trial}", namespace)
+    if not pods:
+        raise KubesweepError(f"no pod for trial {trial}" + (f" in namespace {namespace}" if namespace else "")
+                             + " (finished Jobs may have been cleaned; see results/)")
+    pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")["metadata"]
+    return kube.pod_log(c, pod["namespace"], pod["name"], manifest.CONTAINER, tail=tail)
+
+
+# Where each kind is listed: in every namespace (a cluster-wide list: needs a ClusterRole) or in one.
+RESOURCES = {"pods": "/api/v1", "jobs": "/apis/batch/v1"}
+
+
+def _check_name(what: str, value: str) -> None:
+    """Names go into label selectors and paths: refuse anything but a Kubernetes name, before any request."""
+    if not (DNS_LABEL.fullmatch(value) and len(value) <= 63):
+        raise KubesweepError(f"{what} {value!r} is not a Kubernetes name (lowercase letters, digits and '-', "
+                             "starting and ending with a letter or digit, at most 63)")
+
+
+def _list(c: kube.Clients, resource: str, selector: str, namespace: str | None) -> list[dict]:
+    """The objects of ``resource`` with the label selector, as plain JSON."""
+    from kubernetes.client.exceptions import ApiException
+
+    if namespace is not None:
+        _check_name("namespace", namespace)
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    try:
+        found = kube.request(c, "GET", f"{RESOURCES[resource]}{scope}/{resource}", query={"labelSelector": selector})
+    except ApiException as exc:
+        where = f"in namespace {namespace}" if namespace else "in all namespaces"
+        hint = ("; with access to one namespace only, pass --namespace NAME" if exc.status == 403 and not namespace else "")
+        raise KubesweepError(f"listing {resource} labelled {selector} {where}: {exc.status} {exc.reason}: "
+                             f"{_message(exc)}{hint}") from None
+    return found.get("items") or []
+
+
+def cancel(c: kube.Clients, experiment: str, namespace: str | None = None) -> int:
+    """Stop the experiment: mark its unfinished Jobs cancelled, then delete them (finished ones and
+    their results stay). A sweep running it, in any shell, sees the mark through its Job watch and
+    stops: it records its trials in flight as cancelled and creates no more. Rerunning the sweep
+    later runs the trials that never started; with --retry-failed, the cancelled ones too."""
+    from kubernetes.client.exceptions import ApiException
+
+    _check_name("experiment", experiment)
+    unfinished = [job["metadata"] for job in _list(c, "jobs", f"{manifest.L_EXPERIMENT}={experiment}", namespace)
+                  if job_outcome(job)[0] is None]
+    mark = {"metadata": {"annotations": {manifest.A_CANCELLED: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}}}
+    gone: set[str] = set()
+    for step in ("mark", "delete"):  # all marked first: a running sweep stops at the first mark it sees
+        for meta in unfinished:
+            name, ns = meta["name"], meta["namespace"]
+            if (ns, name) in gone:
+                continue
+            try:
+                if step == "mark":
+                    c.batch.patch_namespaced_job(name, ns, mark)
+                else:
+                    c.batch.delete_namespaced_job(name, ns, propagation_policy="Background")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise KubesweepError(f"cancelling Job {ns}/{name}: {exc.status} {exc.reason}: {_message(exc)}") from None
+                gone.add((ns, name))  # deleted meanwhile (by the sweep itself, or a clean)
+    return len(unfinished)
+
+
+def clean(c: kube.Clients, experiment: str, *, results_dir: Path | None = None, jobs_dir: Path | None = None,
+          namespace: str | None = None) -> int:
+    """Delete every Job and pod of the experiment; with dirs, also its results/ and jobs/ output.
+
+    One delete-collection request per namespace (foreground: pods go before their Jobs), not one
+    request per Job: an experiment of thousands of trials is cleaned in one call.
+    """
+    _check_name("experiment", experiment)  # also a folder name below: nothing outside results/ and jobs/
+    selector = f"{manifest.L_EXPERIMENT}={experiment}"
+    jobs = _list(c, "jobs", selector, namespace)
+    for ns in sorted({job["metadata"]["namespace"] for job in jobs}):
+        _delete_jobs(c, ns, selector)
+    for folder in (results_dir, jobs_dir):
+        if folder is not None and (folder / experiment).is_dir():
+            shutil.rmtree(folder / experiment)
+    return len(jobs)
+
+
+# The API server gives a request 60 s. Deleting thousands of Jobs in the foreground on a busy
+# control plane can take longer (2,000 Jobs on two shared cores did): the server then answers
+# 504 and stops where it was. What it marked for deletion stays marked, and marking a Job again
+# writes nothing, so the same request continues from there.
+DELETE_ATTEMPTS = 10
+RETRIED = {429, 503, 504}  # too many requests, unavailable, timed out
+
+
+def _delete_jobs(c: kube.Clients, namespace: str, selector: str) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    for attempt in range(1, DELETE_ATTEMPTS + 1):
+        try:
+            kube.request(c, "DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs",
+                         query={"labelSelector": selector, "propagationPolicy": "Foreground"})
+            return
+        except ApiException as exc:
+            if exc.status not in RETRIED:
+                raise KubesweepError(f"deleting the Jobs labelled {selector} in {namespace}: "
+                                     f"{exc.status} {exc.reason}: {_message(exc)}") from None
+            if attempt == DELETE_ATTEMPTS:
+                raise KubesweepError(f"deleting the Jobs labelled {selector} in {namespace}: the API server answered "
+                                     f"{exc.status} {exc.reason} {attempt} times in a row ({_message(exc)}); "
+                                     "what it deleted stays deleted: run the same clean again") from None
+            if exc.status != 504:  # a timeout has waited long enough already
+                time.sleep(attempt)
+
+
+def _message(exc: Exception) -> str:
+    import orjson
+
+    body = getattr(exc, "body", None)
+    try:
+        return str(orjson.loads(body).get("message") or body)
+    except (orjson.JSONDecodeError, TypeError, AttributeError):
+        return str(body)
+
+
+def remaining(c: kube.Clients, experiment: str) -> int:
+    """How many Jobs and pods of the experiment still exist (deletion is asynchronous)."""
+    selector = f"{manifest.L_EXPERIMENT}={experiment}"
+    jobs = kube.request(c, "GET", "/apis/batch/v1/jobs", query={"labelSelector": selector, "limit": 1})
+    pods = kube.request(c, "GET", "/api/v1/pods", query={"labelSelector": selector, "limit": 1})
+    return sum(len(x.get("items") or []) + int((x.get("metadata") or {}).get("remainingItemCount") or 0)
+               for x in (jobs, pods))

@@ -1,0 +1,75 @@
+"""Creating Jobs through the Python client: concurrent creates, AlreadyExists means already there.
+
+A Job create is one POST of JSON through a ``kube.sender`` (URL, headers and credentials prepared
+once per batch). The generated ``create_namespaced_job`` is not used: it validates the body into
+pydantic models and parses the answer back into them, which costs the client more CPU than the
+API server spends on the create. The answer is not needed (the watch reports what happens
+next), so it is not parsed. JSON, not the rendered YAML as it is: the API server spends more CPU
+parsing YAML, and its CPU is what limits the rate.
+
+The API server, not the client, is then the bottleneck, so a pool of connections keeps it busy;
+bench/submit.py measures this path against `kubectl apply -f dir` and kubernetes.core. A 409 is
+not an error: the trial was created by an earlier run that died before it could record it, and
+it is simply re-attached.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+
+from kubesweep.k8s import client as kube
+from kubesweep.errors import KubesweepError
+
+WORKERS = kube.SUBMIT_WORKERS
+
+
+class SubmitError(KubesweepError):
+    pass
+
+
+def jobs_path(namespace: str) -> str:
+    return f"/apis/batch/v1/namespaces/{namespace}/jobs"
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    """A Job as the JSON the API server gets: orjson, several times faster than json.dumps, with
+    json.dumps's leniency for a non-string key (written as a string, as YAML may load one)."""
+    return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+
+
+def create_jobs(c: kube.Clients, namespace: str, bodies: list[tuple[str, dict[str, Any]]],
+                workers: int = WORKERS, pool: ThreadPoolExecutor | None = None,
+                stop: threading.Event | None = None) -> dict[str, bool]:
+    """Create every Job from (name, manifest); return name -> True (created) / False (already
+    existed). A create that fails for a reason that passes (the API server restarting or
+    throttling) is sent again for up to kube.OUTAGE_S, or until ``stop`` is set: safe by name,
+    since one that had landed is answered 409."""
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    send = kube.sender(c, "POST", jobs_path(namespace))
+
+    def one(item: tuple[str, dict[str, Any]]) -> tuple[str, bool]:
+        name, body = item
+        data = encode(body)
+        try:
+            kube.patiently(lambda: send(data), c=c, stop=stop)
+            return name, True
+        except ApiException as exc:
+            if exc.status == 409:
+                return name, False
+            raise SubmitError(f"creating Job {name}: {exc.status} {exc.reason}: {(exc.body or '')[:500]}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise SubmitError(f"creating Job {name}: no answer from the API server ({exc}); "
+                              "rerun the sweep to resume") from None
+
+    if len(bodies) <= 1:
+        return dict(one(b) for b in bodies)
+    if pool is not None:
+        return dict(pool.map(one, bodies))
+    with ThreadPoolExecutor(max_workers=min(workers, len(bodies))) as own:
+        return dict(own.map(one, bodies))

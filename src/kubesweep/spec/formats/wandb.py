@@ -1,0 +1,215 @@
+"""Weights & Biases sweep configs read as they are, into the native spec.
+
+Supported: method grid/random, metric (name, goal, target), parameters with values / value /
+min+max and the distributions constant, categorical, int_uniform, uniform, q_uniform,
+log_uniform_values and log_uniform, run_cap, program, command with the macros ${env},
+${interpreter}, ${program}, ${args}, ${args_no_hyphens}, ${args_json}; project and entity become
+WANDB_PROJECT / WANDB_ENTITY in each trial. A sweep config names no container image, so the
+image comes from ``--image``. Everything else is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kubesweep.errors import Mark
+from .base import Translator
+
+DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
+_MACRO = re.compile(r"\$\{([^}]*)\}")
+_UNSUPPORTED_DIST = ("q_log_uniform_values", "inv_log_uniform_values", "inv_log_uniform", "q_log_uniform",
+                     "normal", "q_normal", "log_normal", "q_log_normal", "beta", "q_beta")
+
+
+def _parameter(t: Translator, name: str, method: str) -> None:
+    p = ("parameters", name)
+    spec = t.get(p)
+    dst = ("parameters", name)
+    if not isinstance(spec, dict):
+        t.error(p, f"parameter {name!r} must be a mapping (values, value, or min/max)", spec)
+        return
+    t.known_keys(p, ["values", "value", "min", "max", "distribution", "q", "probabilities"],
+                 {"parameters": "nested parameters are not supported; flatten them (e.g. model.lr)",
+                  "mu": "normal distributions are not supported", "sigma": "normal distributions are not supported",
+                  "a": "beta distributions are not supported", "b": "beta distributions are not supported"})
+    if "parameters" in spec:
+        return  # nested parameters: reported by known_keys above
+    dist = spec.get("distribution")
+    if "probabilities" in spec:
+        t.error_key(p + ("probabilities",), f"parameter {name!r}: weighted categorical sampling is not supported")
+    if dist in _UNSUPPORTED_DIST:
+        t.error(p + ("distribution",), f"parameter {name!r}: distribution {dist!r} is not supported "
+                "(constant, categorical, int_uniform, uniform, q_uniform, log_uniform_values, log_uniform)", dist)
+        return
+    if dist == "constant" and "value" not in spec:
+        t.error(p + ("distribution",), f"parameter {name!r}: distribution constant needs 'value' (the one value)", dist)
+        return
+    if dist == "categorical" and "values" not in spec:
+        t.error(p + ("distribution",), f"parameter {name!r}: distribution categorical needs 'values' (the list)", dist)
+        return
+    given = [k for k in ("value", "values") if k in spec]
+    if given and dist not in (None, "constant", "categorical"):
+        t.error_key(p + (given[0],), f"parameter {name!r}: distribution {dist!r} takes min and max, not {given[0]}")
+        return
+    if given and ("min" in spec or "max" in spec):
+        t.error_key(p + ("min" if "min" in spec else "max",), f"parameter {name!r}: give {given[0]} or min/max, not both")
+        return
+    if "value" in spec:
+        if isinstance(spec["value"], (list, dict)):
+            t.error(p + ("value",), f"parameter {name!r}: value takes one value; for several write values", spec["value"])
+            return
+        t.put(dst, {"values": [spec["value"]]}, p)
+        t.at(dst + ("values", 0), p + ("value",))
+        return
+    if "values" in spec:
+        t.put(dst, {}, p)
+        t.copy(p + ("values",), dst + ("values",))
+        return
+    if "min" not in spec or "max" not in spec:
+        t.error(p, f"parameter {name!r} needs values, value, or both min and max")
+        return
+    lo, hi = spec["min"], spec["max"]
+    if dist is None:  # W&B infers the distribution from the bounds' types
+        dist = "int_uniform" if isinstance(lo, int) and isinstance(hi, int) else "uniform"
+    out: dict[str, Any] = {}
+    t.put(dst, out, p)
+    t.copy(p + ("min",), dst + ("min",))
+    t.copy(p + ("max",), dst + ("max",))
+    if dist == "int_uniform":
+        out["type"] = "int"
+    elif dist == "uniform":
+        out["type"] = "float"
+    elif dist == "q_uniform":
+        out["step"] = spec.get("q", 1.0)
+        t.at(dst + ("step",), p + ("q",) if "q" in spec else p)
+    elif dist == "log_uniform_values":
+        out["scale"] = "log"
+        out["type"] = "float"
+    elif dist == "log_uniform":  # bounds are natural-log exponents
+        import math
+
+        try:
+            out["min"], out["max"] = math.exp(float(lo)), math.exp(float(hi))
+        except (TypeError, ValueError, OverflowError):
+            t.error(p, f"parameter {name!r}: log_uniform bounds must be numbers (natural-log exponents)")
+        out["scale"] = "log"
+        out["type"] = "float"
+    else:
+        t.error(p + ("distribution",), f"parameter {name!r}: unknown distribution {dist!r}", dist)
+    if method == "grid" and dist in ("uniform", "log_uniform_values", "log_uniform"):
+        t.error(p, f"parameter {name!r}: grid search cannot walk the continuous {dist} range; give values, "
+                "or use q_uniform with q (random search samples it as is)")
+    if "q" in spec and dist != "q_uniform":
+        t.error_key(p + ("q",), f"parameter {name!r}: q only applies to the q_uniform distribution")
+
+
+def _verbatim(text: str) -> str:
+    """W&B text (program, project, command words) as native text that reaches the container as
+    written. The W&B agent runs the program itself, so nothing expands ``$`` there; in a Job,
+    kubesweep reads ``$$`` as ``$`` and Kubernetes then expands ``$(VAR)`` and ``$$``, so each
+    ``$`` becomes ``$$$$``."""
+    return text.replace("$", "$$$$")
+
+
+def _escape_text(item: str) -> str:
+    """A command item with its W&B macros kept and every other ``$`` kept as written."""
+    out, last = [], 0
+    for m in _MACRO.finditer(item):
+        out.append(_verbatim(item[last : m.start()]))
+        out.append(m.group(0))
+        last = m.end()
+    out.append(_verbatim(item[last:]))
+    return "".join(out)
+
+
+def _command(t: Translator, program: str | None, program_given: bool) -> None:
+    raw = t.get(("command",))
+    if raw is None:
+        items, src = list(DEFAULT_COMMAND), None
+    elif isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+        items, src = raw, ("command",)
+    else:
+        t.error(("command",), "command must be a list of strings", raw)
+        return
+    argv: list[str] = []
+    for i, item in enumerate(items):
+        here = ("command", i) if src else ("program",)
+        if item == "${env}":
+            argv.append("/usr/bin/env")
+        elif item == "${interpreter}":
+            argv.append("python")
+        elif item == "${program}":
+            if program is None:
+                if not program_given:  # a program of the wrong type is reported where it is written
+                    t.error(here if src else (), "the command uses ${program} but the config names no program")
+                continue
+            argv.append(_verbatim(program))
+        elif item in ("${args}", "${args_no_hyphens}", "${args_json}"):
+            argv.append(item)
+        else:
+            for m in _MACRO.finditer(item):
+                if m.group(1) == "args_json_file":
+                    t.error(here, "${args_json_file} is not supported: use ${args_json}", item)
+                elif f"${{{m.group(1)}}}" not in DEFAULT_COMMAND + ["${args_no_hyphens}", "${args_json}"]:
+                    t.error(here, f"unknown W&B command macro ${{{m.group(1)}}}", item)
+            argv.append(_escape_text(item))
+        t.at(("command", len(argv) - 1), here)
+    t.out["command"] = argv
+    t.at(("command",), src or ())
+
+
+def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
+    t.names.update({"search.trials": "run_cap", "objective.direction": "metric.goal",
+                    "objective.metric": "metric.name", "objective.goal": "metric.target"})
+    t.known_keys((), ["program", "method", "metric", "parameters", "command", "name", "description",
+                      "project", "entity", "run_cap"],
+                 {"early_terminate": "hyperband early termination needs the W&B controller; use metric.target to stop early",
+                  "controller": "kubesweep is the controller", "image": "give the image with --image"})
+    method = data.get("method")
+    if method not in ("grid", "random"):
+        t.error(("method",), "method must be grid or random (bayes needs the W&B server)", method)
+    t.put(("search",), {"algorithm": method if method in ("grid", "random") else "grid"}, ("method",))
+    if "run_cap" in data:
+        t.put(("search", "trials"), data["run_cap"], ("run_cap",))
+
+    name = data.get("name")
+    if name is None:
+        stem = re.sub(r"\.ya?ml$", "", t.pos.file.rsplit("/", 1)[-1])
+        t.put(("name",), stem, mark=Mark(t.pos.file, 1, 1))
+    else:
+        t.copy(("name",), ("name",))
+
+    t.known_keys(("metric",), ["name", "goal", "target"])
+    metric = t.mapping(("metric",), required=True)
+    t.put(("objective",), {}, ("metric",))
+    if metric and "name" not in metric:
+        t.error(("metric",), "metric needs name (the metric to optimise)")
+    t.copy(("metric", "name"), ("objective", "metric"))
+    # W&B's default goal is minimize; the native default is maximize, so always write it.
+    goal = metric.get("goal", "minimize")
+    t.put(("objective", "direction"), goal, ("metric", "goal") if "goal" in metric else ("metric",))
+    t.copy(("metric", "target"), ("objective", "goal"))
+
+    params = t.mapping(("parameters",), required=True)
+    t.put(("parameters",), {}, ("parameters",))
+    for pname in params:
+        _parameter(t, pname, method)
+
+    program = data.get("program")
+    if program is not None and not isinstance(program, str):
+        t.error(("program",), "program must be a path string", program)
+        program = None
+    _command(t, program, "program" in data)
+
+    env: dict[str, Any] = {}
+    for key, var in (("project", "WANDB_PROJECT"), ("entity", "WANDB_ENTITY")):
+        if key in data:
+            env[var] = _verbatim(str(data[key]))
+            t.at(("env", var), (key,))
+    if env:
+        t.out["env"] = env
+    if image is None:
+        t.error((), "a W&B sweep config names no container image: pass --image REPOSITORY:TAG")
+    else:
+        t.out["image"] = image

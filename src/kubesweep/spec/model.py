@@ -1,0 +1,311 @@
+"""The experiment spec: one typed model that grid.yaml, Katib Experiments and W&B sweeps become.
+
+Structure and types are checked by pydantic; meaning (DNS names, quantities, placeholders,
+ranges) by :func:`check`, which knows where each value was written. Both report through
+:class:`~kubesweep.errors.SpecError` with file:line:column.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from kubesweep.errors import Collector
+from kubesweep.spec.yamlsource import Positions
+
+Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
+Number = Union[StrictInt, StrictFloat]
+
+#: The longest experiment name; trial names add "-" and a 12-hex-digit hash and must stay <= 63.
+MAX_EXPERIMENT_NAME = 40
+DEFAULT_TRIAL_LIMIT = 10_000
+#: The most trials one experiment may plan (search.trialLimit and --trial-limit stop here): the
+#: plan, its manifests and the sweep's bookkeeping are held per trial.
+MAX_TRIAL_LIMIT = 100_000
+#: Placeholders substituted into command and env values besides the parameters themselves.
+BUILTINS = ("trial", "experiment", "namespace", "output", "args", "args_no_hyphens", "args_json")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=False
+    )
+
+
+class Parameter(Model):
+    """One hyperparameter: explicit values, or a numeric range (linear or log)."""
+
+    values: list[Scalar] | None = None
+    min: Number | None = None
+    max: Number | None = None
+    step: Number | None = Field(default=None, description="grid spacing for linear ranges")
+    count: StrictInt | None = Field(default=None, description="number of points in the range")
+    scale: Literal["linear", "log"] = "linear"
+    type: Literal["int", "float"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        # `optimizer: [adam, sgd]` and `epochs: 5` are the common short forms.
+        if isinstance(data, list):
+            return {"values": data}
+        if isinstance(data, (str, int, float, bool)):
+            return {"values": [data]}
+        return data
+
+    @property
+    def is_values(self) -> bool:
+        return self.values is not None
+
+    @property
+    def is_int(self) -> bool:
+        if self.type is not None:
+            return self.type == "int"
+        nums = [v for v in (self.min, self.max, self.step) if v is not None]
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in nums)
+
+
+class Search(Model):
+    algorithm: Literal["grid", "random", "tpe"] = "grid"
+    seed: StrictInt = 0
+    trials: StrictInt | None = Field(default=None, description="random, tpe: how many; grid: a cap")
+    trial_limit: StrictInt = DEFAULT_TRIAL_LIMIT
+    longest_first: list[StrictStr] = Field(
+        default=[], description="numeric parameters whose product grows with a trial's run time (epochs, "
+        "layers): the plan starts the longest trials first, so the sweep does not end waiting on a few long ones")
+
+
+class Objective(Model):
+    metric: StrictStr
+    direction: Literal["maximize", "minimize"] = "maximize"
+    goal: Number | None = None
+    regex: StrictStr | None = None
+    additional_metrics: list[StrictStr] = []
+
+
+Quantity = Union[StrictStr, StrictInt, StrictFloat]
+
+
+class Limits(Model):
+    """Limits that differ from the requests; a resource left out here has no limit."""
+
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+
+
+class Resources(Model):
+    """What each trial requests. The requests are also the limits unless ``limits`` says otherwise."""
+
+    cpu: Quantity = "1"
+    memory: Quantity = "5Gi"
+    gpu: StrictInt = Field(default=0, alias="nvidia.com/gpu")
+    limits: Limits | None = None
+
+    @field_validator("gpu", mode="before")
+    @classmethod
+    def _gpu_quantity(cls, value: Any) -> Any:
+        # Kubernetes writes quantities as strings ("1"); a GPU count is a whole number.
+        if isinstance(value, str) and re.fullmatch(r"\+?[0-9]+", value):
+            return int(value)
+        return value
+
+
+class Output(Model):
+    host_path: StrictStr | None = None
+    pvc: StrictStr | None = None
+    mount_path: StrictStr = "/output"
+
+
+class SecurityContext(Model):
+    run_as_user: StrictInt = 1000
+    run_as_group: StrictInt = 1000
+    fs_group: StrictInt | None = 1000
+
+
+class Build(Model):
+    """Build the trainer image from a Dockerfile; ``image`` is then a repository without a tag."""
+
+    context: StrictStr = "."
+    dockerfile: StrictStr | None = None
+    args: dict[str, StrictStr] = {}
+
+
+class Experiment(Model):
+    """A whole sweep: what to run, over which parameters, how to judge and where."""
+
+    name: StrictStr
+    namespace: StrictStr = "default"
+    image: StrictStr
+    build: Build | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    command: Annotated[list[StrictStr], Field(min_length=1)]
+    parameters: dict[str, Parameter]
+    search: Search = Search()
+    batch_size: StrictInt = 3
+    max_failed_trials: StrictInt | None = None
+    objective: Objective
+    resources: Resources = Resources()
+    node_selector: dict[str, StrictStr] = {}
+    tolerations: list[dict[str, Any]] = []
+    env: dict[str, Scalar] = {}
+    output: Output | None = None
+    backoff_limit: StrictInt = 0
+    active_deadline_seconds: StrictInt | None = None
+    ttl_seconds_after_finished: StrictInt | None = None
+    node_loss_grace_seconds: StrictInt = 60
+    unschedulable_seconds: StrictInt = 600
+    service_account: StrictStr | None = None
+    security_context: SecurityContext = SecurityContext()
+    labels: dict[str, StrictStr] = {}
+    annotations: dict[str, StrictStr] = {}
+
+
+# ---------------------------------------------------------------------------- pydantic → Issues
+
+_MESSAGES = {
+    "missing": "is required",
+    "too_short": "must not be empty",
+}
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The model classes an annotation can hold (through Optional, list, dict, Annotated)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _unwrap(arg)]
+    if origin in (list, dict):
+        return _unwrap(typing.get_args(annotation)[-1])
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class whose fields live at ``loc`` (for did-you-mean on unknown keys)."""
+    model: type[BaseModel] = Experiment
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        fields = {f.alias or name: f for name, f in model.model_fields.items()}
+        if part in fields:
+            inner = _unwrap(fields[part].annotation)
+            model = inner[0] if inner else None
+        elif model is Experiment and loc[0] == "parameters":
+            model = Parameter
+    return model
+
+
+def field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """A hint for a key that is not one of ``choices``: the same letters swapped (``stpe``), the
+    last part of a prefixed name (``gpu`` for ``nvidia.com/gpu``), else the closest spelling."""
+    folded = word.lower().rstrip("s")
+    close = [c for c in choices if sorted(c) == sorted(word)]
+    close = close or [c for c in choices if "/" in c and c.rsplit("/", 1)[1].lower() == folded]
+    close = close or difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (known keys: {', '.join(choices)})"
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # pydantic puts union member names ("str", "int", "function-before[...]") into loc
+    return tuple(
+        p for p in loc if isinstance(p, int) or not re.match(r"^[a-z-]+\[|^(str|int|float|bool)$", p)
+    )
+
+
+#: What each pydantic type error expects, as a noun phrase ("must be " + these, joined by "or").
+_EXPECTED = {
+    "string": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+    "list": "a list", "dict": "a mapping", "model": "a mapping",
+}
+
+
+def _expected(kinds: list[str]) -> str | None:
+    """"must be a string, a number or true or false" for the type errors of one place (a union
+    gives one error per member; naming only the first, say "true or false" for a list, misleads)."""
+    nouns: list[str] = []
+    for kind in kinds:
+        head = kind.split("_")[0]
+        if head in _EXPECTED and (kind.endswith(("_type", "_parsing")) or kind in ("int_from_float",)):
+            noun = _EXPECTED[head]
+            if noun not in nouns:
+                nouns.append(noun)
+    if not nouns:
+        return None
+    if "a number" in nouns and "an integer" in nouns:
+        nouns.remove("an integer")
+    return nouns[0] if len(nouns) == 1 else ", ".join(nouns[:-1]) + " or " + nouns[-1]
+
+
+def issues_from_validation(exc: ValidationError, pos: Positions, out: Collector) -> None:
+    by_place: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for err in exc.errors():
+        loc = _clean_loc(tuple(err["loc"]))
+        if err["type"] == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            hint = did_you_mean(str(loc[-1]), field_names(model)) if model else ""
+            out.add(pos.key(loc), f"unknown key {str(loc[-1])!r} in {'.'.join(map(str, loc[:-1])) or 'the top level'}{hint}")
+            continue
+        by_place.setdefault(loc, []).append(err)
+    for loc, errors in by_place.items():
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        err = errors[0]
+        kind = err["type"]
+        if kind == "missing":
+            parent = ".".join(str(p) for p in loc[:-1]) or "the top level"
+            out.add(pos.value(loc[:-1]), f"{parent} needs {str(loc[-1])!r}")
+            continue
+        if kind == "literal_error":
+            expected = err.get("ctx", {}).get("expected", "")
+            out.add(pos.value(loc), f"{where} must be one of {expected}", err.get("input"))
+            continue
+        expected = _expected([e["type"] for e in errors])
+        if expected is not None:
+            out.add(pos.value(loc), f"{where} must be {expected}", err.get("input"))
+            continue
+        message = _MESSAGES.get(kind) or err["msg"].lower()
+        out.add(pos.value(loc), f"{where} {message}", err.get("input"))
+
+
+def parse(data: Any, pos: Positions) -> Experiment:
+    """Validate structure and types; raise SpecError with positions."""
+    problems = Collector()
+    if not isinstance(data, dict):
+        problems.add(pos.value(()), "the top level must be a mapping of keys", data)
+        problems.raise_if_any()
+    params = data.get("parameters")
+    if isinstance(params, dict):
+        # Expand the short forms here, where positions can follow the values.
+        data = dict(data)
+        data["parameters"] = params = dict(params)
+        for name, value in params.items():
+            if isinstance(value, (list, str, int, float, bool)):
+                here = ("parameters", name)
+                if isinstance(value, list):
+                    pos.rebase(here, here + ("values",), pos)
+                    params[name] = {"values": value}
+                else:
+                    pos.values[here + ("values", 0)] = pos.value(here)
+                    params[name] = {"values": [value]}
+                pos.values[here + ("values",)] = pos.value(here)
+    try:
+        exp = Experiment.model_validate(data)
+    except ValidationError as exc:
+        issues_from_validation(exc, pos, problems)
+        problems.raise_if_any()
+        raise  # pragma: no cover - every error above adds an issue
+    return exp
