@@ -16,7 +16,25 @@ from invoke import Exit, task
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))  # usable from a fresh clone before `pip install -e .`
 
-from kubesweep.cli import commands as cli  # noqa: E402
+from kubesweep.cli import commands as cli, develop  # noqa: E402
+from kubesweep.sweep import Target, Workspace  # noqa: E402
+
+
+def call(fn, *args, **kwargs) -> None:
+    """Run a command of the library's front end; its exit code ends the task (0 goes on)."""
+    code = cli.guard(fn, *args, **kwargs)
+    if code:
+        raise Exit(code=code)
+
+
+def number(text: str | None, flag: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        print(f"{flag} must be a whole number (got {text!r})", file=sys.stderr)
+        raise Exit(code=2) from None
 
 
 @task(help={
@@ -30,8 +48,8 @@ from kubesweep.cli import commands as cli  # noqa: E402
 })
 def render(c, grid, jobs_dir="jobs", image=None, name=None, namespace=None, trial_limit=None, validate="fast"):
     """Validate a sweep file and write one Job manifest per trial into jobs/<experiment>/batch-NNN/."""
-    cli.guard(cli.render, grid, jobs_dir, image=image, name=name, namespace=namespace,
-              trial_limit=cli.optional_int(trial_limit, "--trial-limit"), validate=validate)
+    call(cli.render, grid, Workspace(Path(jobs_dir)), image=image, name=name, namespace=namespace,
+         trial_limit=number(trial_limit, "--trial-limit"), validate=validate)
 
 
 SWEEP_HELP = {
@@ -54,16 +72,17 @@ SWEEP_HELP = {
 def sweep(c, grid, dry_run=False, jobs_dir="jobs", results_dir="results", image=None, name=None, namespace=None,
           trial_limit=None, kubeconfig=None, apply="direct", refill="trial", retry_failed=False):
     """Run a sweep: build the image, render its Jobs, submit, watch, collect, report the best. Rerun to resume."""
-    cli.guard(cli.sweep, grid, jobs_dir, dry_run=dry_run, results_dir=results_dir, image=image, name=name,
-              namespace=namespace, trial_limit=cli.optional_int(trial_limit, "--trial-limit"),
-              kubeconfig=kubeconfig, apply=apply, refill=refill, retry_failed=retry_failed)
+    call(cli.sweep, grid, Target(kubeconfig), Workspace(Path(jobs_dir), Path(results_dir)), dry_run=dry_run,
+         image=image, name=name, namespace=namespace, trial_limit=number(trial_limit, "--trial-limit"),
+         apply=apply, refill=refill, retry_failed=retry_failed)
 
 
 @task(help={"grid": "the sweep file", "results_dir": "default: results/", "rows": "how many rows (default 20)",
             "name": "experiment name (as given to sweep --name)", "image": "as given to sweep --image"})
 def results(c, grid, results_dir="results", rows=20, name=None, image=None):
     """The experiment's trials, best first, with where the CSV, plot and report are."""
-    cli.guard(cli.results, grid, results_dir, rows=int(rows), name=name, image=image)
+    call(cli.results, grid, Workspace(results_dir=Path(results_dir)), rows=number(str(rows), "--rows"), name=name,
+         image=image)
 
 
 # the lifecycle commands list across all namespaces unless given one (a Role may cover one only)
@@ -74,34 +93,34 @@ NAMESPACE_HELP = "only this namespace (default: all; needs a cluster-wide list)"
             "namespace": NAMESPACE_HELP})
 def status(c, experiment=None, kubeconfig=None, namespace=None):
     """Every experiment on the cluster (or one): trials pending, running, succeeded, failed."""
-    cli.guard(cli.status, experiment, kubeconfig, namespace)
+    call(cli.status, Target(kubeconfig), experiment, namespace)
 
 
 @task(help={"trial": "the trial (Job) name", "tail": "only the last N lines", "kubeconfig": "default: the local cluster's",
             "namespace": NAMESPACE_HELP})
 def logs(c, trial, tail=None, kubeconfig=None, namespace=None):
     """A trial's output."""
-    cli.guard(cli.logs, trial, cli.optional_int(tail, "--tail"), kubeconfig, namespace)
+    call(cli.logs, Target(kubeconfig), trial, number(tail, "--tail"), namespace)
 
 
 @task(help={"experiment": "the experiment name", "kubeconfig": "default: the local cluster's",
             "namespace": NAMESPACE_HELP})
 def cancel(c, experiment, kubeconfig=None, namespace=None):
     """Stop an experiment, from any shell: a sweep running it stops; its unfinished Jobs are deleted."""
-    cli.guard(cli.cancel, experiment, kubeconfig, namespace)
+    call(cli.cancel, Target(kubeconfig), experiment, namespace)
 
 
 @task(help={"experiment": "the experiment name", "outputs": "also delete results/<experiment> and jobs/<experiment>",
             "kubeconfig": "default: the local cluster's", "namespace": NAMESPACE_HELP})
 def clean(c, experiment, outputs=False, kubeconfig=None, namespace=None):
     """Delete an experiment's Jobs and pods (and, with --outputs, its local results and manifests)."""
-    cli.guard(cli.clean, experiment, outputs, kubeconfig, namespace)
+    call(cli.clean, Target(kubeconfig), experiment, outputs=outputs, namespace=namespace)
 
 
 @task(help={"grid": "the sweep file whose build: section says what to build"})
 def image(c, grid):
     """Build and push the trainer image, tagged by content (nothing happens when it is already pushed)."""
-    cli.guard(cli.image, grid)
+    call(cli.image, grid)
 
 
 @task(help={"inventory": "the Ansible inventory of the local cluster (default inventory/single)",
@@ -110,20 +129,20 @@ def image(c, grid):
             "gpus_per_node": "nvidia.com/gpu each fake node advertises (default 8)"})
 def cluster(c, inventory="inventory/single", down=False, fake_nodes=None, gpus_per_node=8):
     """Bring the local cluster up from our own playbooks (idempotent), or --down to remove it."""
-    cli.guard(cli.cluster, ROOT / inventory, down=down,
-              fake_nodes=cli.optional_int(fake_nodes, "--fake-nodes"), gpus_per_node=int(gpus_per_node))
+    call(develop.cluster, ROOT / inventory, down=down, fake_nodes=number(fake_nodes, "--fake-nodes"),
+         gpus_per_node=number(str(gpus_per_node), "--gpus-per-node"))
 
 
 @task(help={"only": "comma-separated parts: cluster, gpu, kwok, minikube (default: all)"})
 def artifacts(c, only=None):
     """Build the offline mirror from source: Kubernetes, etcd, CNI, crictl, CoreDNS, kwok, node and base images."""
-    cli.guard(cli.artifacts, only)
+    call(develop.artifacts, only)
 
 
 @task(help={"inventory": "the Ansible inventory of the local cluster (default inventory/single)"})
 def setup(c, inventory="inventory/single"):
     """Everything from a fresh Debian machine: host packages, what the cluster needs of the offline mirror, the cluster."""
-    cli.guard(cli.setup, ROOT / inventory)
+    call(develop.setup, ROOT / inventory)
 
 
 @task(help={"focus": "ginkgo focus regex (default: the [Conformance] tests of sig-apps, sig-network, sig-node, sig-scheduling)",
@@ -136,10 +155,8 @@ def setup(c, inventory="inventory/single"):
 def conformance(c, focus=None, skip=None, inventory="inventory/local", kubeconfig=None, report_dir=None, procs=1,
                 timeout="4h"):
     """Kubernetes' own conformance tests (e2e.test built here) against the local cluster."""
-    code = cli.guard(cli.conformance, ROOT / inventory, focus=focus, skip=skip, kubeconfig=kubeconfig,
-                     report_dir=report_dir, procs=cli.optional_int(procs, "--procs") or 1, timeout=timeout)
-    if code:
-        raise Exit(code=code)
+    call(develop.conformance, ROOT / inventory, focus=focus, skip=skip, kubeconfig=kubeconfig,
+         report_dir=report_dir, procs=number(str(procs), "--procs") or 1, timeout=timeout)
 
 
 @task(help={"quick": "skip the tests that need the local cluster (and building its artifacts)",
@@ -151,10 +168,10 @@ def test(c, quick=False, k=None):
     if quick:
         args += ["-m", "not cluster"]
     else:
-        cli.guard(cli.artifacts)
+        call(develop.artifacts)
     if k:
         args += ["-k", k]
-    code = cli.run_pytest(args, cwd=ROOT)
+    code = develop.run_pytest(args, cwd=ROOT)
     if code:
         raise Exit(code=code)
 
@@ -162,7 +179,7 @@ def test(c, quick=False, k=None):
 @task
 def lint(c):
     """ansible-lint (production profile, no skip list) over roles and playbooks."""
-    code = cli.run_checked([sys.executable, "-m", "ansiblelint", "--offline", "--profile", "production"], cwd=ROOT)
+    code = develop.run_checked([sys.executable, "-m", "ansiblelint", "--offline", "--profile", "production"], cwd=ROOT)
     if code:
         raise Exit(code=code)
 
@@ -173,6 +190,6 @@ def bench(c, trials=100_000, out=None):
     args = [sys.executable, str(ROOT / "bench" / "render.py"), "--trials", str(trials)]
     if out:
         args += ["--out", out]
-    code = cli.run_checked(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    code = develop.run_checked(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     if code:
         raise Exit(code=code)

@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from kubesweep.local import fake_nodes
 from kubesweep.local import nodes
 from kubesweep.local import services  # noqa: E402
-from kubesweep.local.cluster import DEFAULT_INVENTORY  # noqa: E402
+from kubesweep.local.cluster import default_inventory  # noqa: E402
 from kubesweep.k8s.versions import pins  # noqa: E402
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -217,14 +217,16 @@ def main() -> int:
     sub = ap.add_subparsers(dest="verb", required=True)
     ex = sub.add_parser("export", help="copy the local cluster's /etc/kubernetes")
     ex.add_argument("dir", type=Path)
-    ex.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
-                    help="the inventory `invoke cluster` brought up (default: %(default)s)")
+    ex.add_argument("-i", "--inventory", type=Path, default=None,
+                    help="the inventory `invoke cluster` brought up (default: the checkout's inventory/single)")
     rn = sub.add_parser("run", help="start the control plane, run a command, stop it")
     rn.add_argument("dir", type=Path)
     rn.add_argument("--bin", type=Path, required=True)
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
     args, command = ap.parse_args(argv[:cut]), argv[cut + 1:]
+    if getattr(args, "inventory", "unset") is None:
+        args.inventory = default_inventory()
     try:
         if args.verb == "export":
             export(args.dir, control_plane_node(args.inventory))

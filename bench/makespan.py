@@ -66,7 +66,7 @@ from kubesweep.run import lifecycle
 from kubesweep.cli import live
 from kubesweep.plan import planner as render
 from kubesweep.run import runner  # noqa: E402
-from kubesweep.local.cluster import DEFAULT_INVENTORY, kubeconfig_path  # noqa: E402
+from kubesweep.local.cluster import default_inventory, kubeconfig_path  # noqa: E402
 from kubesweep.run.trialstate import FINAL, RUNNING, SUBMITTED  # noqa: E402
 from kubesweep.k8s.versions import pins  # noqa: E402
 from load import Sampler, Timed, api_counters, per_trial, sched_latency  # noqa: E402 - bench/load.py
@@ -297,7 +297,7 @@ def main() -> int:
                     help="each trial's duration differs from its level by up to this fraction (0: exact levels, equal waves)")
     ap.add_argument("--kubeconfig", default=None)
     args = ap.parse_args()
-    kc = Path(args.kubeconfig) if args.kubeconfig else kubeconfig_path(DEFAULT_INVENTORY)
+    kc = Path(args.kubeconfig) if args.kubeconfig else kubeconfig_path(default_inventory())
     if not kc.exists():
         kc = kubeconfig_path(ROOT / "inventory" / "local")
     slots = args.nodes * args.gpus

@@ -57,7 +57,7 @@ from kubesweep.k8s import client as kube
 from kubesweep.plan import planner as render
 from kubesweep.run import submit
 from kubesweep.run import submit_ansible  # noqa: E402
-from kubesweep.local.cluster import DEFAULT_INVENTORY, kubeconfig_path  # noqa: E402
+from kubesweep.local.cluster import default_inventory, kubeconfig_path  # noqa: E402
 from kubesweep.local.paths import cache_root  # noqa: E402
 from kubesweep.k8s.versions import pins  # noqa: E402
 from load import Timed  # noqa: E402 - bench/load.py
@@ -123,8 +123,8 @@ def main() -> int:
     ap.add_argument("--setting", default="", metavar="VAR=A,B",
                     help="a control_plane role variable and the values of it to compare, side by side per round")
     args = ap.parse_args()
-    inventory = DEFAULT_INVENTORY
-    kc = Path(args.kubeconfig) if args.kubeconfig else kubeconfig_path(DEFAULT_INVENTORY)
+    inventory = default_inventory()
+    kc = Path(args.kubeconfig) if args.kubeconfig else kubeconfig_path(default_inventory())
     if not kc.exists():
         inventory = ROOT / "inventory" / "local"
         local = kubeconfig_path(inventory)

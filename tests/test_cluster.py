@@ -17,6 +17,7 @@ import uuid
 import pytest
 
 from kubesweep.local import cluster
+from kubesweep.local.paths import checkout
 from kubesweep.local import fake_nodes
 from kubesweep.local import image
 from kubesweep.local import nodes
@@ -244,9 +245,9 @@ def test_nodes_are_reached_over_ssh_as_a_non_root_user_with_sudo_on_loopback_por
     """The local inventory has the baremetal inventory's shape; Ansible logs in over SSH."""
     tool = os.path.join(os.path.dirname(sys.executable), "ansible")
     base = [tool, "-i", str(INVENTORY), "k8s_cluster", "-o", "-m", "ansible.builtin.command", "-a", "id -un"]
-    env = {**os.environ, "ANSIBLE_CONFIG": str(cluster.REPO / "ansible.cfg")}
-    plain = subprocess.run(base, capture_output=True, text=True, cwd=cluster.REPO, env=env)
-    root = subprocess.run([*base, "--become"], capture_output=True, text=True, cwd=cluster.REPO, env=env)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(checkout() / "ansible.cfg")}
+    plain = subprocess.run(base, capture_output=True, text=True, cwd=checkout(), env=env)
+    root = subprocess.run([*base, "--become"], capture_output=True, text=True, cwd=checkout(), env=env)
     assert plain.returncode == 0 and root.returncode == 0, plain.stdout + plain.stderr + root.stdout + root.stderr
     for node in NODES:
         assert re.search(rf"^{node} \| CHANGED \| rc=0 \| \(stdout\) kubesweep$", plain.stdout, re.M), plain.stdout
@@ -278,10 +279,10 @@ def test_nodes_are_reached_over_ssh_as_a_non_root_user_with_sudo_on_loopback_por
 def test_another_local_cluster_is_refused_in_one_line_before_anything_is_made(local_cluster):
     """The one-node inventory's site.yml while the three-node cluster runs: both want the registry's
     port and the node network. The play stops at once, says which containers and what to run."""
-    run = cluster.playbook(cluster.REPO / "inventory" / "single", echo=False)
+    run = cluster.playbook(checkout() / "inventory" / "single", echo=False)
     assert not run.ok
     said = " ".join(run.output.split())
     assert ("node containers of another local cluster exist (ks-control-plane, ks-gpu-1, ks-worker-1)" in said
             and "`invoke cluster --down` removes them" in said), run.output[-3000:]
     assert "TASK [registry" not in run.output and "ks-single" not in nodes.existing()
-    assert not nodes.ssh_key(cluster.REPO / "inventory" / "single").exists()
+    assert not nodes.ssh_key(checkout() / "inventory" / "single").exists()

@@ -8,6 +8,7 @@ import kubernetes_validate
 import yaml
 
 from kubesweep.local import cluster
+from kubesweep.local.paths import checkout
 from kubesweep.local import fake_nodes
 from kubesweep.local import nodes
 from kubesweep.local import services
@@ -114,7 +115,7 @@ def test_failure_excerpt_names_the_failing_task():
 
 
 def test_inventory_hosts_carry_their_variables():
-    hosts = {h.name: h for h in nodes.inventory_hosts(cluster.REPO / "inventory" / "local")}
+    hosts = {h.name: h for h in nodes.inventory_hosts(checkout() / "inventory" / "local")}
     assert set(hosts) == {"ks-control-plane", "ks-worker-1", "ks-gpu-1"}
     ports = {name: h.vars["ansible_port"] for name, h in hosts.items()}
     assert len(set(ports.values())) == 3 and all(1024 <= p <= 65535 for p in ports.values()), ports

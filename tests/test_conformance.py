@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from kubesweep.cli import commands as cli
+from kubesweep.cli import develop as cli
 from kubesweep.local import conformance
 
 from .conformance_names import SUBSET

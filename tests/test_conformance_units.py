@@ -225,7 +225,7 @@ def test_a_file_or_link_added_on_top_replaces_the_base_entry_of_that_path(tmp_pa
 
 
 def test_conformance_without_a_cluster_says_which_command_brings_it_up_before_building(tmp_path, monkeypatch):
-    from kubesweep.cli import commands as cli
+    from kubesweep.cli import develop as cli
 
     monkeypatch.setenv("KUBESWEEP_CACHE", str(tmp_path))
     monkeypatch.setattr(cli, "build_parts", lambda parts: pytest.fail("nothing is built without a cluster"))

@@ -7,6 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from kubesweep.sweep import Target, Workspace
+
 from kubesweep.k8s import client as kube
 from kubesweep.run import lifecycle
 from kubesweep.errors import KubesweepError
@@ -174,9 +176,9 @@ def test_invoke_status_lists_the_trials_in_flight(tmp_path, capsys):
     from kubesweep.cli import commands as cli
 
     with serve(_status_server(), tmp_path / "config"):
-        cli.status(None, str(tmp_path / "config"))
+        cli.status(Target(str(tmp_path / "config")))
         overview = capsys.readouterr().out
-        cli.status("exp", str(tmp_path / "config"))
+        cli.status(Target(str(tmp_path / "config")), "exp")
         detail = capsys.readouterr().out
     assert "a/exp2" in overview and "b/exp" in overview and "trials in flight" not in overview
     assert "a/exp2" not in detail  # only the experiment asked for
@@ -226,9 +228,9 @@ def test_one_namespace_for_users_without_a_cluster_wide_list(tmp_path):
 
 
 def test_status_ages_read_at_a_glance():
-    from kubesweep.cli.commands import _age
+    from kubesweep.cli.commands import age
 
-    assert [_age(s) for s in (None, 0, 119.9, 125, 7199, 7260, 90061)] == ["-", "0s", "119s", "2m05s", "119m59s",
+    assert [age(s) for s in (None, 0, 119.9, 125, 7199, 7260, 90061)] == ["-", "0s", "119s", "2m05s", "119m59s",
                                                                            "2h01m", "25h01m"]
 
 
@@ -251,21 +253,17 @@ def _closed_port() -> int:
 def test_commands_without_an_api_server_say_so_and_exit_2_without_a_traceback(tmp_path, capsys):
     """The usual first error on a new machine: the cluster is not up. Every command that talks to
     it names the server and the way out, in one line on stderr, instead of urllib3's traceback."""
-    from invoke import Exit
-
     from kubesweep.cli import commands as cli
 
     port = _closed_port()
     config = str(write_kubeconfig(tmp_path / "config", f"http://127.0.0.1:{port}"))
     grid = _two_trials(tmp_path, "nocluster")
-    commands = [(cli.status, (None, config)), (cli.logs, ("t-1", None, config)), (cli.cancel, ("exp", config)),
-                (cli.clean, ("exp", False, config)),
-                (cli.sweep, (str(grid), str(tmp_path / "jobs")), {"dry_run": False, "results_dir": str(tmp_path / "results"),
-                                                                 "kubeconfig": config})]
-    for fn, args, *kwargs in commands:
-        with pytest.raises(Exit) as exit_:
-            cli.guard(fn, *args, **(kwargs[0] if kwargs else {}))
-        assert exit_.value.code == 2
+    target = Target(config)
+    commands = [(cli.status, (target,)), (cli.logs, (target, "t-1")), (cli.cancel, (target, "exp")),
+                (cli.clean, (target, "exp")),
+                (cli.sweep, (str(grid), target, Workspace(tmp_path / "jobs", tmp_path / "results")))]
+    for fn, args in commands:
+        assert cli.guard(fn, *args) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"no answer from the Kubernetes API server at http://127.0.0.1:{port}: connection refused. "
                               "Is the cluster up? `invoke cluster` brings up the local one"), (fn.__name__, err)
@@ -275,14 +273,11 @@ def test_commands_without_an_api_server_say_so_and_exit_2_without_a_traceback(tm
 def test_a_tls_failure_is_named_as_such(tmp_path, capsys):
     """An https:// kubeconfig for a server that does not speak TLS there (a stand-in answering
     plain HTTP): the handshake fails, and the message says TLS, not "refused"."""
-    from invoke import Exit
-
     from kubesweep.cli import commands as cli
 
     with serve(lambda method, path, body: (200, {}), tmp_path / "plain") as server:
         config = write_kubeconfig(tmp_path / "config", f"https://127.0.0.1:{server.port}")
-        with pytest.raises(Exit):
-            cli.guard(cli.status, None, str(config))
+        assert cli.guard(cli.status, Target(str(config))) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"no answer from the Kubernetes API server at https://127.0.0.1:{server.port}: TLS failed: "), err
 
@@ -299,13 +294,10 @@ def test_other_errors_are_not_dressed_up_as_an_unreachable_server():
 
 def test_results_of_an_experiment_never_swept_say_so_and_write_nothing(tmp_path, capsys):
     """A mistyped --name used to get a report of nothing but pending trials, written to disk."""
-    from invoke import Exit
-
     from kubesweep.cli import commands as cli
 
     grid = _two_trials(tmp_path, "never")
-    with pytest.raises(Exit):
-        cli.guard(cli.results, str(grid), str(tmp_path / "results"))
+    assert cli.guard(cli.results, str(grid), Workspace(results_dir=tmp_path / "results")) == 2
     assert capsys.readouterr().err.startswith(
         f"no trial of experiment never has finished yet ({tmp_path / 'results' / 'never' / 'trials.jsonl'} does not exist)")
     assert not (tmp_path / "results").exists()
@@ -320,8 +312,6 @@ def test_ctrl_c_leaves_the_trials_in_flight_running_and_says_how_to_resume(tmp_p
     import signal
     import threading
     import time
-
-    from invoke import Exit
 
     from kubesweep.cli import commands as cli
     from kubesweep.run import journal
@@ -354,33 +344,28 @@ def test_ctrl_c_leaves_the_trials_in_flight_running_and_says_how_to_resume(tmp_p
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             threading.Thread(target=interrupt, daemon=True).start()
-            with pytest.raises(Exit) as exit_:
-                cli.guard(cli.sweep, str(grid), str(tmp_path / "jobs"), dry_run=False,
-                          results_dir=str(tmp_path / "results"), kubeconfig=str(tmp_path / "config"))
+            code = cli.guard(cli.sweep, str(grid), Target(str(tmp_path / "config")),
+                             Workspace(tmp_path / "jobs", tmp_path / "results"))
         finally:
             signal.signal(signal.SIGINT, previous)
-    assert exit_.value.code == 130
+    assert code == 130
     err = capsys.readouterr().err
     assert err.strip() == (
         f"ctrlc: interrupted. 0 running and 2 waiting trials stay on the cluster and go on; 1 finished is kept in "
-        f"{tmp_path / 'results' / 'ctrlc' / 'trials.jsonl'}. Run the same `invoke sweep` command again to resume: it "
-        "collects the trials in flight and runs the rest, creating none twice. `invoke cancel ctrlc` stops the ones in "
-        "flight instead.")
+        f"{tmp_path / 'results' / 'ctrlc' / 'trials.jsonl'}. Run the same sweep command again to resume: it "
+        "collects the trials in flight and runs the rest, creating none twice. `kubesweep cancel -e ctrlc` stops the "
+        "ones in flight instead.")
     assert not any(m == "DELETE" for m, _ in server.requests)
     assert list(journal.load(tmp_path / "results" / "ctrlc")) == [done]
 
 
 def test_ctrl_c_in_any_other_command_exits_130_without_a_traceback(capsys):
-    from invoke import Exit
-
     from kubesweep.cli import commands as cli
 
     def waiting():
         raise KeyboardInterrupt
 
-    with pytest.raises(Exit) as exit_:
-        cli.guard(waiting)
-    assert exit_.value.code == 130 and capsys.readouterr().err == "interrupted\n"
+    assert cli.guard(waiting) == 130 and capsys.readouterr().err == "interrupted\n"
 
 
 def test_cancelling_an_experiment_with_nothing_unfinished_says_so(tmp_path, capsys):
@@ -390,8 +375,8 @@ def test_cancelling_an_experiment_with_nothing_unfinished_says_so(tmp_path, caps
     finished = {"metadata": {"name": "done-1", "namespace": "a"},
                 "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
     with serve(lambda method, path, body: (200, {"items": [finished] if "done" in path else []}), tmp_path / "config") as server:
-        cli.cancel("nope", str(tmp_path / "config"))
-        cli.cancel("done", str(tmp_path / "config"), namespace="a")
+        cli.cancel(Target(str(tmp_path / "config")), "nope")
+        cli.cancel(Target(str(tmp_path / "config")), "done", namespace="a")
     assert capsys.readouterr().out.splitlines() == [
         "nope: no unfinished Job of this experiment on the cluster; nothing was cancelled",
         "done: no unfinished Job of this experiment on the cluster in namespace a; nothing was cancelled"]

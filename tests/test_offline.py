@@ -19,6 +19,7 @@ from kubesweep.errors import KubesweepError
 from kubesweep.offline import cache as cachemod
 from kubesweep.offline import gobuild, images, mirror
 from kubesweep.offline.cache import Cache, DigestCache, Stamp
+from kubesweep.local.paths import checkout
 
 FAKE_KUBE_GOMOD = """\
 // This is a generated file. Do not edit directly.
@@ -905,9 +906,9 @@ def test_a_smaller_build_keeps_the_images_json_entries_of_the_other_parts(tmp_pa
 
 
 def test_a_local_cluster_builds_the_device_plugin_only_for_gpu_workers_and_kwok_only_for_fake_nodes():
-    from kubesweep.cli import commands as cli
+    from kubesweep.cli import develop as cli
 
-    root = mirror.REPO
+    root = checkout()
     assert cli.needed_parts(root / "inventory" / "single") == ["cluster"]
     assert cli.needed_parts(root / "inventory" / "local") == ["cluster", "gpu"]
     assert cli.needed_parts(root / "inventory" / "single", fake_nodes=True) == ["cluster", "kwok"]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from kubesweep.sweep import Target, Workspace
+
 from kubesweep.run import journal
 from kubesweep.plan import job as manifest
 from kubesweep.plan import provenance
@@ -200,8 +202,7 @@ def test_invoke_sweep_refuses_before_it_builds_renders_or_reaches_the_cluster(tm
     (tmp_path / "ctx" / "Dockerfile").write_text("FROM scratch\n")
     with pytest.raises(provenance.TemplateChanged, match=r"spec\.containers\[0\]\.image: \"localhost:5000/t:1\" -> "
                                                          r"\"localhost:5000/t:[0-9a-f]+\""):
-        cli.sweep(str(grid), str(tmp_path / "jobs"), dry_run=False, results_dir=str(tmp_path / "results"),
-                  kubeconfig=str(tmp_path / "nowhere.conf"))
+        cli.sweep(str(grid), Target(str(tmp_path / "nowhere.conf")), Workspace(tmp_path / "jobs", tmp_path / "results"))
     assert not (tmp_path / "jobs").exists()
 
 
@@ -214,14 +215,14 @@ def test_a_dry_run_says_that_the_sweep_would_stop(tmp_path, capsys):
     journal.append(results, {"name": old.trials[0].name, "batch": "batch-000", "params": dict(old.trials[0].params),
                              "state": "succeeded", "metrics": {"acc": 0.5}})
     _plan(tmp_path, cpu="200m")  # the grid file now asks for another cpu
-    cli.sweep(str(tmp_path / "grid.yaml"), str(tmp_path / "jobs"), dry_run=True, results_dir=str(tmp_path / "results"))
+    cli.sweep(str(tmp_path / "grid.yaml"), where=Workspace(tmp_path / "jobs", tmp_path / "results"), dry_run=True)
     err = capsys.readouterr().err
     assert err.startswith("without --dry-run the sweep would stop: same: 1 finished trial (1 succeeded)"), err
     assert 'resources.limits.cpu: "100m" -> "200m"' in err
     assert (tmp_path / "jobs" / "same" / "plan.json").exists()  # the dry run itself did its job
 
     _plan(tmp_path)  # back as it was: nothing to say
-    cli.sweep(str(tmp_path / "grid.yaml"), str(tmp_path / "jobs"), dry_run=True, results_dir=str(tmp_path / "results"))
+    cli.sweep(str(tmp_path / "grid.yaml"), where=Workspace(tmp_path / "jobs", tmp_path / "results"), dry_run=True)
     assert capsys.readouterr().err == ""
 
 
@@ -235,11 +236,11 @@ def test_invoke_results_shows_results_of_another_template_with_a_note(tmp_path, 
     provenance.keep(results, manifest.trial_template(old.experiment, old.image), 0)
     journal.append(results, {"name": old.trials[0].name, "batch": "batch-000", "params": dict(old.trials[0].params),
                              "state": "succeeded", "metrics": {"acc": 0.5}})
-    cli.results(str(tmp_path / "grid.yaml"), str(tmp_path / "results"))
+    cli.results(str(tmp_path / "grid.yaml"), Workspace(results_dir=tmp_path / "results"))
     assert capsys.readouterr().err == ""  # the same template: nothing to say
 
     _plan(tmp_path, extra=', "--fast"')  # the grid now runs another command
-    cli.results(str(tmp_path / "grid.yaml"), str(tmp_path / "results"))
+    cli.results(str(tmp_path / "grid.yaml"), Workspace(results_dir=tmp_path / "results"))
     out, err = capsys.readouterr()
     assert old.trials[0].name[:20] in out and "0.5" in out  # the table as before
     assert err.startswith("note: same: these results (1 finished trial (1 succeeded) in "), err
@@ -247,7 +248,7 @@ def test_invoke_results_shows_results_of_another_template_with_a_note(tmp_path, 
     assert "`invoke sweep` with this grid stops" in err
 
     provenance.path(results).write_text("{not json")  # damaged: the report is still printed, with why
-    cli.results(str(tmp_path / "grid.yaml"), str(tmp_path / "results"))
+    cli.results(str(tmp_path / "grid.yaml"), Workspace(results_dir=tmp_path / "results"))
     out, err = capsys.readouterr()
     assert "0.5" in out
     assert err.startswith(f"note: {provenance.path(results)}: cannot be read"), err

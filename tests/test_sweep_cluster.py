@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+from pathlib import Path
 import textwrap
 import time
 
@@ -265,9 +266,14 @@ def test_gpu_trials_land_on_gpu_nodes_and_the_ansible_path_applies_batches(tmp_p
     fake_nodes.ensure(local_cluster["kubeconfig"], 4, 8, version=pins()["kwok_version"])
     try:
         assert placement.check(c, render.plan(grid)) is None
-        r = invoke(*sweep_args(grid, tmp_path, local_cluster["kubeconfig"], "--apply", "ansible", "--refill", "batch"))
-        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-        assert "warning: no node" not in r.stderr
+        # the `kubesweep` command, from a directory outside the checkout (jobs/ and results/ under
+        # --project-dir); no trial can succeed (below), which it says with exit code 1
+        r = subprocess.run([str(Path(sys.executable).parent / "kubesweep"), "--kubeconfig", str(local_cluster["kubeconfig"]),
+                            "--project-dir", str(tmp_path), "sweep", str(grid), "--apply", "ansible", "--refill", "batch"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+        assert "0 succeeded, 6 failed" in r.stdout and "warning: no node" not in r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
+        assert len(list((tmp_path / "jobs" / "gpu").glob("batch-*/*.yaml"))) == 6
         done = journal.load(tmp_path / "results" / "gpu")
         assert len(done) == 6
         assert all(rec["node"] and rec["node"].startswith(fake_nodes.PREFIX) for rec in done.values())
@@ -419,7 +425,7 @@ def test_cancel_from_another_shell_stops_the_running_sweep(tmp_path, local_clust
         cancelled = invoke("cancel", "cancel", "--kubeconfig", str(local_cluster["kubeconfig"]))
         assert cancelled.returncode == 0 and "2 unfinished Job(s)" in cancelled.stdout, cancelled.stdout + cancelled.stderr
         out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out[-3000:]
+    assert proc.returncode == 1, out[-3000:]  # cancelled: the sweep did not finish
     assert "0 succeeded, 0 failed, 2 cancelled" in out and "(stopped: cancelled)" in out, out[-2000:]
     done = journal.load(tmp_path / "results" / "cancel")
     assert set(done) == names and all(r["state"] == "cancelled" and r["reason"] == "Cancelled" for r in done.values())

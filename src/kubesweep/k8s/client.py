@@ -37,31 +37,42 @@ class Clients:
         return obj if isinstance(obj, dict) else self.api.sanitize_for_serialization(obj)
 
 
-def default_kubeconfig() -> Path | None:
-    from kubesweep.local.cluster import DEFAULT_INVENTORY, kubeconfig_path
+def default_kubeconfig() -> str | None:
+    """The kubeconfig used when none is given, as kubectl chooses it, with the local cluster's
+    before the home directory's: $KUBECONFIG (a list of files, merged, as kubectl merges it), the
+    cluster `invoke cluster` brought up, ~/.kube/kubesweep-single.conf (written by
+    `ansible-playbook site.yml` run by hand), ~/.kube/config. None when there is none."""
+    from kubesweep.local.cluster import DEFAULT_INVENTORY_NAME, kubeconfig_path
 
     if os.environ.get("KUBECONFIG"):
-        return Path(os.environ["KUBECONFIG"].split(os.pathsep)[0])
-    local = kubeconfig_path(DEFAULT_INVENTORY)
-    if local.exists():
-        return local
-    # `ansible-playbook site.yml` run by hand writes ~/.kube/kubesweep-<inventory>.conf
-    for home in (Path(f"~/.kube/kubesweep-{DEFAULT_INVENTORY.name}.conf").expanduser(), Path("~/.kube/config").expanduser()):
-        if home.exists():
-            return home
+        return os.environ["KUBECONFIG"]
+    local = kubeconfig_path(Path(DEFAULT_INVENTORY_NAME))
+    for path in (local, Path(f"~/.kube/kubesweep-{DEFAULT_INVENTORY_NAME}.conf").expanduser(),
+                 Path("~/.kube/config").expanduser()):
+        if path.exists():
+            return str(path)
     return None
 
 
-def clients(kubeconfig: Path | None = None) -> Clients:
+def clients(kubeconfig: str | Path | None = None, context: str | None = None) -> Clients:
+    """Clients of the cluster that ``kubeconfig`` (a file, or a list of files joined by
+    os.pathsep and merged; default: ``default_kubeconfig()``) names, in its ``context``
+    (default: its current context)."""
     from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
 
-    path = kubeconfig or default_kubeconfig()
-    if path is None or not Path(path).exists():
-        where = f" at {path}" if path else ""
+    chosen = str(kubeconfig) if kubeconfig else default_kubeconfig()
+    files = [Path(f).expanduser() for f in (chosen or "").split(os.pathsep) if f]
+    if not any(f.exists() for f in files):
+        where = f" at {chosen}" if chosen else ""
         raise ClusterUnreachable(f"no kubeconfig{where}: bring the local cluster up with `invoke cluster`, "
                                  "or set KUBECONFIG / pass --kubeconfig")
     cfg = client.Configuration()
-    config.load_kube_config(config_file=str(path), client_configuration=cfg)
+    try:
+        config.load_kube_config(config_file=os.pathsep.join(str(f) for f in files if f.exists()), context=context,
+                                client_configuration=cfg)
+    except ConfigException as exc:  # no such context, no current context, a user without credentials
+        raise ClusterUnreachable(f"kubeconfig {chosen}: {exc}") from None
     # Set before the ApiClient exists: its urllib3 pool is sized once, when it is made (a size set
     # afterwards is ignored, and the default is 5 per CPU). A connection beyond the pool is closed
     # after its request, so each create beyond it paid for a new connection and TLS handshake.

@@ -11,7 +11,7 @@ def pins() -> dict[str, str]:
     """Every pinned version from the inventory's group_vars (the one place they are written)."""
     import yaml
 
-    from kubesweep.local.paths import REPO
+    from kubesweep.local.paths import checkout
 
-    path = REPO / "inventory" / "local" / "group_vars" / "all" / "versions.yml"
+    path = checkout() / "inventory" / "local" / "group_vars" / "all" / "versions.yml"
     return {k: str(v) for k, v in (yaml.safe_load(path.read_text()) or {}).items()}

@@ -20,9 +20,13 @@ from pathlib import Path
 from kubesweep.local import nodes
 from kubesweep.local import services
 from kubesweep.errors import KubesweepError
-from kubesweep.local.paths import REPO, cache_root
+from kubesweep.local.paths import cache_root, checkout
 
-DEFAULT_INVENTORY = REPO / "inventory" / "single"
+DEFAULT_INVENTORY_NAME = "single"  # inventory/single: the one-node cluster `invoke cluster` brings up
+
+
+def default_inventory() -> Path:
+    return checkout() / "inventory" / DEFAULT_INVENTORY_NAME
 _RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)")
 
 
@@ -78,12 +82,13 @@ def playbook(inventory: Path, play: str = "site.yml", extra: list[str] | None = 
              echo: bool = True) -> PlaybookRun:
     """Run one of our playbooks (argument list, no shell); stream its output when ``echo``."""
     tool = Path(sys.executable).parent / "ansible-playbook"
-    argv = [str(tool), "-i", str(inventory), str(REPO / play),
+    repo = checkout()
+    argv = [str(tool), "-i", str(inventory), str(repo / play),
             "-e", f"kubeconfig_local_path={kubeconfig_path(inventory)}", *(extra or [])]
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
+    env = {**os.environ, "ANSIBLE_CONFIG": str(repo / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
            "PYTHONUNBUFFERED": "1"}
     started = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(argv, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -95,8 +100,8 @@ def playbook(inventory: Path, play: str = "site.yml", extra: list[str] | None = 
     return PlaybookRun(code, time.monotonic() - started, parse_recap(output), output)
 
 
-def up(inventory: Path = DEFAULT_INVENTORY, *, echo: bool = True) -> PlaybookRun:
-    inventory = Path(inventory)
+def up(inventory: Path | None = None, *, echo: bool = True) -> PlaybookRun:
+    inventory = Path(inventory or default_inventory())
     services.ensure_docker()
     run = playbook(inventory, echo=echo)
     log = cache_root() / "logs" / f"site-{inventory.name}.log"

@@ -53,15 +53,15 @@ from typing import Any, ClassVar
 import yaml
 
 from kubesweep.local import services
-from kubesweep.local.paths import REPO
+from kubesweep.local.paths import checkout
 from . import busybox, e2e_images, gobuild, images
 from .cache import (
     GiB, Cache, DigestCache, OfflineError, Stamp, atomic_write, is_temp_name, raise_disk_error,
     remove_quietly, require_free_space, temp_sibling, write_if_changed, write_sha256sums,
 )
 
-VERSIONS_FILE = REPO / "inventory" / "local" / "group_vars" / "all" / "versions.yml"
-PAUSE_SOURCE = REPO / "images" / "pause"
+VERSIONS_FILE = Path("inventory") / "local" / "group_vars" / "all" / "versions.yml"  # in the checkout
+PAUSE_SOURCE = Path("images") / "pause"  # in the checkout
 ARCHIVE_SCRIPT_VERSION = 1
 
 
@@ -90,7 +90,7 @@ class Versions:
 
     @classmethod
     def load(cls, path: Path | None = None) -> Versions:
-        path = Path(path or VERSIONS_FILE)
+        path = Path(path or checkout() / VERSIONS_FILE)
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except OSError as exc:
@@ -427,7 +427,7 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
                     results, _ = gobuild.build_wrapper(cache, tc, w, say)
                     for b in results:
                         built[f"{b.group}/{b.name}"] = b
-            b = gobuild.build_local(cache, tc, name="pause", version=v.pause, source=PAUSE_SOURCE,
+            b = gobuild.build_local(cache, tc, name="pause", version=v.pause, source=checkout() / PAUSE_SOURCE,
                                     ldflags=gobuild.pause_ldflags(v.pause), progress=say)
             built[f"pause/{b.name}"] = b
         except BaseException:

@@ -184,8 +184,8 @@ class Watcher:
 
 
 class Sweep:
-    def __init__(self, plan: Plan, jobs_dir: Path, results_dir: Path, *, kubeconfig: Path | None = None,
-                 apply: str = "direct", refill: str = "trial",
+    def __init__(self, plan: Plan, jobs_dir: Path, results_dir: Path, *, kubeconfig: str | Path | None = None,
+                 context: str | None = None, apply: str = "direct", refill: str = "trial",
                  retry_failed: bool = False, on_change: Callable[[TrialRecord], None] | None = None,
                  on_resume: Callable[[list[TrialRecord]], None] | None = None,
                  progress: Progress | None = None, stop_after: Callable[[], bool] | None = None):
@@ -194,6 +194,7 @@ class Sweep:
         self.jobs_dir = Path(jobs_dir) / self.exp.name
         self.results_dir = Path(results_dir) / self.exp.name
         self.kubeconfig = kubeconfig
+        self.context = context
         self.apply = apply
         self.refill = refill
         self.pending_timeout = float(self.exp.unschedulable_seconds)
@@ -332,7 +333,8 @@ class Sweep:
         if self.apply == "ansible":
             from kubesweep.run import submit_ansible
 
-            submit_ansible.apply([self.jobs_dir / r.batch / f"{r.name}.yaml" for r in recs], self.kubeconfig)
+            submit_ansible.apply([self.jobs_dir / r.batch / f"{r.name}.yaml" for r in recs], self.kubeconfig,
+                                 context=self.context)
             result = dict.fromkeys((r.name for r in recs), True)
         else:
             result = submit.create_jobs(c, self.exp.namespace, [(r.name, self._manifest(r)) for r in recs],
@@ -576,7 +578,7 @@ class Sweep:
     # ------------------------------------------------------------------ main loop
     def run(self) -> Outcome:
         started = time.monotonic()
-        c = self.c = kube.clients(self.kubeconfig)
+        c = self.c = kube.clients(self.kubeconfig, self.context)
         self._delete: list[str] = []
         done = journal.load(self.results_dir)
         kept = provenance.kept(done, self.retry_failed)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from kubesweep.plan import job as manifest
 from kubesweep.errors import KubesweepError
-from kubesweep.local.paths import REPO
+from kubesweep.local.paths import checkout
 
 MAX_CHUNKS = 8
 MIN_PER_CHUNK = 50  # below this, another module process costs more than it saves
@@ -49,7 +49,8 @@ def chunks(items: list, k: int) -> list[list]:
     return [c for c in out if c]
 
 
-def apply(files: list[Path], kubeconfig: Path | None, n_chunks: int | None = None) -> float:
+def apply(files: list[Path], kubeconfig: str | Path | None, n_chunks: int | None = None, *,
+          context: str | None = None) -> float:
     """Create the Jobs in ``files`` through playbooks/sweep.yml; return the seconds it took."""
     from kubesweep.k8s.client import default_kubeconfig
 
@@ -64,12 +65,14 @@ def apply(files: list[Path], kubeconfig: Path | None, n_chunks: int | None = Non
             path.write_text(json.dumps(part, separators=(",", ":")), encoding="utf-8")
             batch_files.append(str(path))
         extra = Path(tmp) / "vars.json"
-        extra.write_text(json.dumps({"batch_files": batch_files, "kubeconfig": str(kubeconfig)}))
+        extra.write_text(json.dumps({"batch_files": batch_files, "kubeconfig": str(kubeconfig),
+                                     **({"kube_context": context} if context else {})}))
         tool = Path(sys.executable).parent / "ansible-playbook"
-        env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
+        repo = checkout()  # playbooks/sweep.yml
+        env = {**os.environ, "ANSIBLE_CONFIG": str(repo / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
         started = time.monotonic()
-        proc = subprocess.run([str(tool), str(REPO / "playbooks" / "sweep.yml"), "-e", f"@{extra}"],
-                              cwd=REPO, env=env, capture_output=True, text=True)
+        proc = subprocess.run([str(tool), str(repo / "playbooks" / "sweep.yml"), "-e", f"@{extra}"],
+                              cwd=repo, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = "\n".join(proc.stdout.splitlines()[-20:])
             raise AnsibleApplyError(f"playbooks/sweep.yml failed (exit {proc.returncode}):\n{tail}\n{proc.stderr[-2000:]}")

@@ -1,0 +1,197 @@
+"""A sweep as one library call: what the `kubesweep` command, the invoke tasks and the benches share.
+
+    from kubesweep import sweep
+    plan = sweep.plan("grid.yaml", namespace="team-a")
+    outcome = sweep.run(plan, sweep.Target(context="prod"))
+    print(outcome.best, outcome.exit_code)
+
+``plan`` validates and expands (nothing is written on error); ``render`` writes the batch
+directories; ``run`` checks the results already kept, builds the image, renders, submits, watches,
+collects and reports, asking a tpe study for each next batch; it resumes whatever an earlier run
+left. Nothing here prints: what a person should see comes through ``Hooks``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from kubesweep.errors import Interrupted, KubesweepError
+from kubesweep.plan import job, provenance
+from kubesweep.plan.planner import PLAN_FILE, Plan, build_context, write
+from kubesweep.plan.planner import plan as _plan
+from kubesweep.run import journal
+from kubesweep.run.trialstate import FINAL, TrialRecord
+
+plan = _plan
+render = write
+
+__all__ = ["PLAN_FILE", "Hooks", "Outcome", "Plan", "Target", "Workspace", "build_image", "dry_run", "plan",
+           "render", "report", "run"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which cluster: a kubeconfig (a file, or files joined by os.pathsep and merged; None: as
+    kubectl chooses, the local cluster's before ~/.kube/config) and a context in it (None: its
+    current one)."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a sweep's files go: jobs/<experiment>/ (manifests) and results/<experiment>/ (journal,
+    report), relative to the directory the command runs in unless given absolute."""
+
+    jobs_dir: Path = Path("jobs")
+    results_dir: Path = Path("results")
+
+    @classmethod
+    def under(cls, project_dir: str | Path) -> Workspace:
+        root = Path(project_dir)
+        return cls(root / "jobs", root / "results")
+
+
+@dataclass
+class Hooks:
+    """What a front end wants to hear while a sweep runs (every one optional)."""
+
+    notice: Callable[[str], None] = lambda text: None        # a warning worth showing (placement)
+    built: Callable[[Any], None] = lambda image: None         # the trainer image was built or found
+    change: Callable[[TrialRecord], None] | None = None      # a trial's state changed
+    resumed: Callable[[list[TrialRecord]], None] | None = None  # trials earlier runs finished
+    progress: Any = None                                      # runner.Progress: running trials' metric so far
+
+
+@dataclass
+class Outcome:
+    """How a sweep ended: counts by state, why it stopped early (None, "goal", "max-failed",
+    "cancelled"), the best trial (None: none succeeded), and the report's files."""
+
+    experiment: str
+    counts: dict[str, int]
+    stopped: str | None
+    seconds: float
+    best: dict[str, Any] | None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0: finished within its limits (its goal reached counts); 1: stopped on maxFailedTrials,
+        cancelled, or no trial succeeded."""
+        if self.stopped in ("max-failed", "cancelled") or not self.counts.get("succeeded"):
+            return 1
+        return 0
+
+
+def _check_kept(plan_: Plan, results_dir: Path, retry_failed: bool) -> None:
+    """Results of another trial template are not this grid's: refuse before anything is done."""
+    exp = plan_.experiment
+    kept = results_dir / exp.name
+    provenance.check_results(kept, exp.name, job.trial_template(exp, plan_.image),
+                             provenance.kept(journal.load(kept), retry_failed))
+
+
+def dry_run(plan_: Plan, where: Workspace = Workspace(), *, retry_failed: bool = False) -> tuple[Path, str | None]:
+    """Write the manifests and plan.json; return where, and why a real run would stop (or None)."""
+    target = write(plan_, where.jobs_dir)
+    try:
+        _check_kept(plan_, where.results_dir, retry_failed)
+    except provenance.TemplateChanged as exc:
+        return target, str(exc)
+    return target, None
+
+
+def build_image(plan_: Plan) -> Any:
+    """Build and push the experiment's image unless the registry has its content tag already."""
+    from kubesweep.local import image as images
+
+    exp = plan_.experiment
+    if exp.build is None:
+        raise KubesweepError(f"{plan_.source.path} has no build: section; its image {exp.image} is used as it is")
+    context, dockerfile, args = build_context(plan_.source)
+    registry, _, repository = exp.image.partition("/")
+    built = images.ensure(context, repository, registry=registry, dockerfile=dockerfile, build_args=args)
+    if built.reference != plan_.image:
+        raise KubesweepError(f"the built image {built.reference} differs from the planned {plan_.image}")
+    return built
+
+
+def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), *, apply: Literal["direct", "ansible"] = "direct",
+        refill: Literal["trial", "batch"] = "trial", retry_failed: bool = False, hooks: Hooks | None = None) -> Outcome:
+    """Run the sweep to its end (or its goal, or maxFailedTrials) and write its report.
+
+    Ctrl-C raises ``Interrupted`` saying what was left running; the same call resumes."""
+    from kubesweep.k8s import client as kube
+    from kubesweep.plan import tpe
+    from kubesweep.run import placement, runner
+
+    hooks = hooks or Hooks()
+    exp = plan_.experiment
+    _check_kept(plan_, where.results_dir, retry_failed)  # before the image is built or anything written
+    if exp.build is not None:
+        hooks.built(build_image(plan_))
+    adaptive = exp.search.algorithm == "tpe"
+    if adaptive:  # continue the study earlier runs asked (jobs/<exp>/plan.json), if any
+        plan_.trials = tpe.asked(exp, where.jobs_dir, PLAN_FILE) or plan_.trials
+    unplaceable = placement.check(kube.clients(target.kubeconfig, target.context), plan_)
+    if unplaceable:
+        hooks.notice(unplaceable)
+    seconds, stopped = 0.0, None
+    sweep_: runner.Sweep | None = None
+    try:
+        while True:
+            write(plan_, where.jobs_dir)
+            sweep_ = runner.Sweep(plan_, where.jobs_dir, where.results_dir, kubeconfig=target.kubeconfig,
+                                  context=target.context, apply=apply, refill=refill, retry_failed=retry_failed,
+                                  on_change=hooks.change, on_resume=hooks.resumed, progress=hooks.progress)
+            result = sweep_.run()
+            seconds += result.seconds
+            stopped = result.stopped
+            retry_failed = False
+            if not adaptive or stopped:
+                break
+            # tpe: the batch is done; ask the study for the next one, given every result so far
+            following = tpe.next_batch(exp, plan_.trials, journal.load(where.results_dir / exp.name))
+            if not following:
+                break
+            plan_.trials = plan_.trials + following
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted(exp.name, sweep_, where.results_dir)) from None
+    files = report(plan_, where.results_dir)
+    best = json.loads(files["best"].read_text())["best"]
+    return Outcome(exp.name, sweep_.counts(), stopped, seconds, best, files)
+
+
+def interrupted(name: str, sweep_: Any, results_dir: Path) -> str:
+    """What Ctrl-C left: the trials in flight run on (their GPU time is not thrown away), every
+    result seen so far is journaled, and the same command resumes (as after a kill -9)."""
+    text = f"{name}: interrupted."
+    if sweep_ is not None:  # None: stopped before the first trial was submitted (building the image, say)
+        running, waiting = sweep_.holding()
+        done = sum(r.state in FINAL for r in sweep_.records.values())
+        text += (f" {running} running and {waiting} waiting {'trial stays' if running + waiting == 1 else 'trials stay'}"
+                 f" on the cluster and go on; {done} finished {'is' if done == 1 else 'are'} kept in"
+                 f" {results_dir / name / journal.FILE}.")
+    return (text + " Run the same sweep command again to resume: it collects the trials in flight and runs"
+            f" the rest, creating none twice. `kubesweep cancel -e {name}` stops the ones in flight instead.")
+
+
+def report(plan_: Plan, results_dir: Path, done: dict[str, dict[str, Any]] | None = None) -> dict[str, Path]:
+    """Write the experiment's report (trials.csv, best.json, plot, report.html) from its journal
+    (``done``, read here unless given); return the files by kind."""
+    from kubesweep.run import report as reports
+
+    exp = plan_.experiment
+    done = journal.load(results_dir / exp.name) if done is None else done
+    records = [done.get(t.name) or {"name": t.name, "batch": job.batch_name(t.batch),
+                                    "params": t.params, "state": "pending", "metrics": {}} for t in plan_.trials]
+    planned = {t.name for t in plan_.trials}
+    records += [r for n, r in done.items() if n not in planned]  # tpe: batches asked after the first
+    return reports.write(results_dir / exp.name, records, experiment=exp.name, metric=exp.objective.metric,
+                         direction=exp.objective.direction, params=list(exp.parameters),
+                         extra_metrics=list(exp.objective.additional_metrics))
