@@ -25,6 +25,7 @@ ROLES = sorted(p for p in (ROOT / "roles").iterdir() if p.is_dir())
 PLAYBOOKS = [ROOT / "site.yml", *sorted((ROOT / "playbooks").glob("*.yml"))]
 SSH_INVENTORIES = ["baremetal", "gcp"]
 VERSIONS = ROOT / "inventory" / "local" / "group_vars" / "all" / "versions.yml"
+DOWNLOAD = ROOT / "inventory" / "local" / "group_vars" / "all" / "download.yml"
 
 
 def ansible(tool: str, *args: str | Path, cwd: Path = ROOT, timeout: int = 180) -> subprocess.CompletedProcess[str]:
@@ -38,7 +39,7 @@ def ansible(tool: str, *args: str | Path, cwd: Path = ROOT, timeout: int = 180) 
 
 def local_play(tmp_path: Path, tasks: list[dict], name: str = "play.yml") -> Path:
     """A playbook of `tasks` for localhost over a local connection, without facts (run_local adds
-    the pinned versions as extra vars, then `extra_vars`)."""
+    the pinned versions and the download hosts as extra vars, then `extra_vars`)."""
     path = tmp_path / name
     path.write_text(yaml.safe_dump([{"name": "Test", "hosts": "localhost", "connection": "local",
                                      "gather_facts": False, "tasks": tasks}], sort_keys=False))
@@ -48,8 +49,8 @@ def local_play(tmp_path: Path, tasks: list[dict], name: str = "play.yml") -> Pat
 def run_local(tmp_path: Path, tasks: list[dict], extra_vars: dict | None = None,
               *args: str) -> subprocess.CompletedProcess[str]:
     play = local_play(tmp_path, tasks)
-    return ansible("ansible-playbook", "-i", "localhost,", play, "-e", f"@{VERSIONS}", "-e", json.dumps(extra_vars or {}),
-                   *args, cwd=tmp_path)
+    return ansible("ansible-playbook", "-i", "localhost,", play, "-e", f"@{VERSIONS}", "-e", f"@{DOWNLOAD}",
+                   "-e", json.dumps(extra_vars or {}), *args, cwd=tmp_path)
 
 
 def output(proc: subprocess.CompletedProcess[str]) -> str:
@@ -99,7 +100,9 @@ def test_baremetal_inventory_groups_and_shared_version_pins():
     assert inv["registry"]["hosts"] == ["cp-1"]
     hostvars = inv["_meta"]["hostvars"]
     pins = yaml.safe_load(VERSIONS.read_text())
-    assert (ROOT / "inventory" / "baremetal" / "group_vars" / "all" / "versions.yml").is_symlink()
+    for shared in ("versions.yml", "download.yml"):
+        for inventory in SSH_INVENTORIES:
+            assert (ROOT / "inventory" / inventory / "group_vars" / "all" / shared).is_symlink()
     assert hostvars["worker-1"]["kube_version"] == pins["kube_version"]
     assert hostvars["gpu-1"]["offline_mirror"] is False
     assert hostvars["gpu-1"]["node_labels"] == {"nvidia.com/gpu.present": "true"}
@@ -369,6 +372,50 @@ def test_minikube_downloads_follow_the_offline_switch(tmp_path):
     assert "minikube_offline_version if (offline_mirror" in pins["minikube_version"]
     rels = {item.rel for item in mirror.layout(mirror.Versions.load(VERSIONS))}
     assert {u.removeprefix("http://10.0.0.1:8081/").replace("1.35.8", pins["kube_version"]) for u in urls[:2]} <= rels
+
+
+DOWNLOAD_PLAY = """\
+- name: Resolve the roles' download locations
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  roles: [kube_binaries, cni_plugins, nvidia_container_toolkit, pod_network]
+  post_tasks:
+    - name: Write them
+      tags: [dump]
+      ansible.builtin.copy:
+        dest: "{{ out }}"
+        mode: "0644"
+        content: >-
+          {{ [kube_binaries_url, kube_binaries_crictl_url, cni_plugins_url,
+              nvidia_container_toolkit_repo_url, pod_network_flannel_image] | to_json }}
+"""
+
+
+@pytest.mark.parametrize(("inventory", "prefix", "registry"), [
+    ("local", "http://172.29.0.1:8081/", "localhost:5000"),  # offline_mirror: true
+    ("baremetal", "https://", "ghcr.io"),                     # offline_mirror: false
+    (None, "https://", "ghcr.io")])                           # no download.yml: the switch alone changes nothing
+def test_download_hosts_follow_the_offline_switch_of_download_yml(tmp_path, inventory, prefix, registry):
+    """group_vars/all/download.yml applies the offline switch once; the roles' defaults take its hosts
+    and fall back to the official ones without it (the role tasks are skipped: only the dump runs)."""
+    play = tmp_path / "urls.yml"
+    play.write_text(DOWNLOAD_PLAY)
+    where = ["-i", ROOT / "inventory" / inventory] if inventory else [
+        "-i", "localhost,", "-e", f"@{VERSIONS}", "-e", "offline_mirror=true", "-e", "files_repo=http://10.0.0.1:8081"]
+    proc = ansible("ansible-playbook", *where, play, "--tags", "dump", "--skip-tags", "always",
+                   "-e", f"out={tmp_path / 'urls.json'}", cwd=tmp_path)
+    assert proc.returncode == 0, output(proc)
+    pins = yaml.safe_load(VERSIONS.read_text())
+    kube, crictl, cni = pins["kube_version"], pins["crictl_version"], pins["cni_version"]
+    assert json.loads((tmp_path / "urls.json").read_text()) == [
+        f"{prefix}dl.k8s.io/release/v{kube}/bin/linux/amd64",
+        f"{prefix}github.com/kubernetes-sigs/cri-tools/releases/download/v{crictl}/crictl-v{crictl}-linux-amd64.tar.gz",
+        f"{prefix}github.com/containernetworking/plugins/releases/download/v{cni}/cni-plugins-linux-amd64-v{cni}.tgz",
+        f"{prefix}nvidia.github.io/libnvidia-container/stable/deb/amd64",
+        f"{registry}/flannel-io/flannel:v{pins['flannel_version']}"]
 
 
 def test_containerd_config_gets_runtimes_from_local_facts(tmp_path):
