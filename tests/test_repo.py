@@ -27,3 +27,33 @@ def test_installed_collections_match_requirements_yml():
 def test_kubernetes_version_is_pinned_once_for_cluster_and_schema():
     versions = yaml.safe_load((ROOT / "inventory" / "local" / "group_vars" / "all" / "versions.yml").read_text())
     assert versions["kube_version"] == KUBERNETES_VERSION
+
+
+def test_the_lock_file_pins_every_dependency_within_pyproject_s_bounds():
+    """CI installs requirements.lock: it must hold a version of each dependency that pyproject.toml
+    allows (a bound changed without regenerating the lock fails here, not on a user's machine)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pinned = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            req = Requirement(line)
+            pinned[req.name.lower().replace("_", "-")] = next(iter(req.specifier)).version
+    wanted = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]
+              + project["optional-dependencies"]["cluster"]]
+    for req in wanted:
+        if req.name == "kubesweep":
+            continue
+        name = req.name.lower().replace("_", "-")
+        assert name in pinned, f"{req.name} is not in requirements.lock"
+        assert req.specifier.contains(pinned[name]), f"requirements.lock pins {name}=={pinned[name]}, pyproject wants {req}"
+
+
+def test_sweeping_needs_no_ansible():
+    """The sweep-only install (no [cluster] extra) must not import Ansible on any sweep path."""
+    code = ("import sys, kubesweep.sweep, kubesweep.cli.app, kubesweep.cli.commands, kubesweep.run.runner, "
+            "kubesweep.plan.tpe; assert not [m for m in sys.modules if m.startswith('ansible')], 'ansible imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
