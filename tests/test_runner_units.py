@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import textwrap
+import threading
 import time
 
+from kubesweep.k8s import client as kube
 from kubesweep.plan import job as manifest
 from kubesweep.plan import planner as render
-from kubesweep.run import runner
+from kubesweep.run import policy, runner
+from kubesweep.run.collector import Collector
+from kubesweep.run.events import JobChanged, LogRead, PodChanged
 from kubesweep.run.trialstate import FAILED, SUCCEEDED
+from kubesweep.run.watcher import Watcher
 
 from .conftest import ProgressSeen
 
@@ -34,23 +39,26 @@ def test_a_trial_queued_behind_the_sweep_waits_while_placed_trials_finish(tmp_pa
         """))
     plan = render.plan(grid)
     sweep = runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results")
-    assert sweep.pending_timeout == 30
+    assert sweep.clocks.pending_timeout_s == 30
     placed, queued, refused = (t.name for t in plan.trials)
-    sweep._on_pod("ADDED", _pod(placed, node="gpu-1"))
-    sweep._on_pod("ADDED", _pod(queued, unschedulable=True))
-    sweep._on_pod("ADDED", _pod(refused, unschedulable=True))
+    sweep.handle(PodChanged("ADDED", _pod(placed, node="gpu-1")))
+    sweep.handle(PodChanged("ADDED", _pod(queued, unschedulable=True)))
+    sweep.handle(PodChanged("ADDED", _pod(refused, unschedulable=True)))
     assert sweep.records[queued].reason == "Unschedulable" and "Insufficient nvidia.com/gpu" in sweep.records[queued].message
     waited = time.monotonic() - 25
-    sweep.pending_since.update({queued: waited, refused: waited})
+    sweep.clocks.pending_since.update({queued: waited, refused: waited})
+    assert sweep.clocks.overdue(time.monotonic()) == ([], [])  # 25 s of the 30 allowed
 
     # one that never had a node gives up nothing the others wait for: no clock restarts
-    sweep._finish(sweep.records[refused], FAILED, "Unschedulable", "too big")
-    assert sweep.pending_since[queued] == waited
+    sweep.handle(LogRead(refused, FAILED, "Unschedulable", "too big", ""))
+    assert sweep.records[refused].state == FAILED and sweep.clocks.pending_since[queued] == waited
 
     # a trial that ran frees its slot: the queued one waits afresh
-    sweep._finish(sweep.records[placed], SUCCEEDED, None, None)
-    assert time.monotonic() - sweep.pending_since[queued] < 5
-    assert refused not in sweep.pending_since and placed not in sweep.pending_since
+    sweep.handle(LogRead(placed, SUCCEEDED, None, None, "acc=0.9\n"))
+    assert sweep.records[placed].metrics == {"acc": 0.9}
+    assert time.monotonic() - sweep.clocks.pending_since[queued] < 5
+    assert refused not in sweep.clocks.pending_since and placed not in sweep.clocks.pending_since
+    assert sweep.clocks.overdue(time.monotonic() + 31) == ([queued], [])  # then it has waited too long
 
 
 def test_the_job_sent_is_the_file_as_it_is_on_disk(tmp_path, monkeypatch):
@@ -78,9 +86,9 @@ def test_the_job_sent_is_the_file_as_it_is_on_disk(tmp_path, monkeypatch):
     parsed = []
     real_load = manifest.load
     monkeypatch.setattr(manifest, "load", lambda data: parsed.append(data) or real_load(data))
-    assert sweep._manifest(untouched) == as_written[untouched.name]
+    assert sweep.manifest(untouched) == as_written[untouched.name]
     assert parsed == []  # not parsed: built, equal to the parsed file
-    sent = sweep._manifest(edited)
+    sent = sweep.manifest(edited)
     assert len(parsed) == 1
     env = sent["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "SEED", "value": "8"} in env and sent != as_written[edited.name]
@@ -109,9 +117,9 @@ def test_the_watcher_passes_a_burst_on_without_pausing_and_gathers_a_trickle(mon
             yield event(kind, i)
         served[kind].set()
 
-    monkeypatch.setattr(runner.kube, "watch", watch)
+    monkeypatch.setattr(kube, "watch", watch)
     out: queue.Queue = queue.Queue()
-    watcher = runner.Watcher(None, "ns", "a=b", out)
+    watcher = Watcher(None, "ns", "a=b", out)
     # wide margins (a slow CI machine pauses anyway), and a different window per kind
     watcher.WAITED_S, watcher.GATHER_S = 0.05, {"pod": 0.01, "job": 0.02}
     pauses: dict[str, list[float]] = {"pod": [], "job": []}
@@ -121,7 +129,8 @@ def test_the_watcher_passes_a_burst_on_without_pausing_and_gathers_a_trickle(mon
     watcher.start({"metadata": {"resourceVersion": "1"}}, {"metadata": {"resourceVersion": "1"}})
     got: dict[str, list[str]] = {"pod": [], "job": []}
     for _ in range(208):
-        kind, _type, obj = out.get(timeout=10)
+        ev = out.get(timeout=10)
+        kind, obj = ("pod", ev.pod) if isinstance(ev, PodChanged) else ("job", ev.job)
         got[kind].append(obj["metadata"]["name"])
     watcher.close()
     for kind in ("pod", "job"):
@@ -148,25 +157,25 @@ def test_a_job_deleted_by_invoke_cancel_is_recorded_as_cancelled_and_others_as_d
     sweep = _two_trials(tmp_path)
     by_cancel, by_hand = sweep.records.values()
     for rec in (by_cancel, by_hand):
-        sweep._set(rec, state=SUBMITTED)
-    sweep._on_job(None, "DELETED", {"metadata": {"name": by_cancel.name, "uid": "u1",
-                                                 "annotations": {manifest.A_CANCELLED: "2026-12-02T10:00:00Z"}}})
-    sweep._on_job(None, "DELETED", {"metadata": {"name": by_hand.name, "uid": "u2"}})
-    assert (by_cancel.state, by_cancel.reason) == (CANCELLED, "Cancelled") and "invoke cancel" in by_cancel.message
+        sweep.book.set(rec, state=SUBMITTED)
+    sweep.handle(JobChanged("DELETED", {"metadata": {"name": by_cancel.name, "uid": "u1",
+                                                     "annotations": {manifest.A_CANCELLED: "2026-12-02T10:00:00Z"}}}))
+    assert sweep.cancels.seen  # the sweep stops at its next turn
+    sweep.handle(JobChanged("DELETED", {"metadata": {"name": by_hand.name, "uid": "u2"}}))
+    assert (by_cancel.state, by_cancel.reason) == (CANCELLED, "Cancelled") and "kubesweep cancel" in by_cancel.message
     assert (by_hand.state, by_hand.reason) == (CANCELLED, "Deleted")
 
 
-def test_only_a_cancel_mark_made_while_the_sweep_runs_stops_it(tmp_path):
-    sweep = _two_trials(tmp_path)
-
+def test_only_a_cancel_mark_made_while_the_sweep_runs_stops_it():
     def job(name, mark=None):
         return {"metadata": {"name": name, "annotations": {manifest.A_CANCELLED: mark} if mark else {}}}
 
-    sweep._old_marks = {"old": "2026-12-02T10:00:00Z"}  # marked before the sweep started
-    assert not sweep._cancelled_now(job("old", "2026-12-02T10:00:00Z"))
-    assert not sweep._cancelled_now(job("new"))
-    assert sweep._cancelled_now(job("old", "2026-12-02T10:05:00Z"))  # cancelled again
-    assert sweep._cancelled_now(job("new", "2026-12-02T10:05:00Z"))
+    watch = policy.CancelWatch([job("old", "2026-12-02T10:00:00Z"), job("new")])  # as listed when it started
+    assert not watch.check(job("old", "2026-12-02T10:00:00Z"))  # marked before: a rerun resumes
+    assert not watch.check(job("new"))
+    assert watch.check(job("old", "2026-12-02T10:05:00Z"))  # cancelled again
+    assert watch.check(job("new")) and watch.seen  # and it stays seen
+    assert policy.CancelWatch([job("new")]).check(job("new", "2026-12-02T10:05:00Z"))
 
 
 def test_a_relist_after_410_reports_the_jobs_deleted_while_the_watch_was_away(tmp_path):
@@ -201,22 +210,23 @@ def test_a_relist_after_410_reports_the_jobs_deleted_while_the_watch_was_away(tm
 
     out: queue.Queue = queue.Queue()
     with serve(answer, tmp_path / "config"):
-        watcher = runner.Watcher(kube.clients(tmp_path / "config"), "ns", "a=b", out)
+        watcher = Watcher(kube.clients(tmp_path / "config"), "ns", "a=b", out)
         watcher.start({"metadata": {"resourceVersion": "5"}, "items": []},
                       {"metadata": {"resourceVersion": "5"},
                        "items": [{"metadata": meta(gone, "old1")}, {"metadata": meta(remade, "old2")}]})
         events = [out.get(timeout=10) for _ in range(3)]
         watcher.close()
-    assert [(k, t, o["metadata"]["name"], o["metadata"]["uid"]) for k, t, o in events] == [
-        ("job", "DELETED", gone, "old1"), ("job", "DELETED", remade, "old2"), ("job", "MODIFIED", remade, "new")]
+    assert [(type(e), e.change, e.job["metadata"]["name"], e.job["metadata"]["uid"]) for e in events] == [
+        (JobChanged, "DELETED", gone, "old1"), (JobChanged, "DELETED", remade, "old2"),
+        (JobChanged, "MODIFIED", remade, "new")]
     # what is kept of each object is what a DELETED event needs, not its whole metadata
     assert watcher.known["job"] == {remade: {"name": remade, "uid": "new", "labels": {manifest.L_TRIAL: remade}}}
 
     for rec in sweep.records.values():
-        sweep._set(rec, state=SUBMITTED)
+        sweep.book.set(rec, state=SUBMITTED)
     sweep.job_uid = {gone: "old1", remade: "new"}
-    for _kind, etype, obj in events:
-        sweep._on_job(None, etype, obj)
+    for ev in events:
+        sweep.handle(ev)
     assert (sweep.records[gone].state, sweep.records[gone].reason) == (CANCELLED, "Deleted")
     assert sweep.records[remade].state == SUBMITTED  # the old Job's delete is not this one's
     assert {r.name for r in sweep.in_flight()} == {remade}
@@ -248,29 +258,31 @@ def test_a_log_read_that_fails_is_tried_again_and_a_lasting_failure_is_not_a_mis
         return status, {"kind": "Status", "code": status, "message": f"kubelet of {pod}: connection refused"}
 
     sweep = _two_trials(tmp_path)
+    closing = threading.Event()
     with serve(answer, tmp_path / "config"):
-        c = kube.clients(tmp_path / "config")
+        collector = Collector(kube.clients(tmp_path / "config"), "ns", sweep.events, sweep.pods.get, closing)
         got = {}
         for pod in script:
             sweep.pods[pod] = {"metadata": {"name": pod}}
-            got[pod] = sweep._log(c, pod)
+            got[pod] = collector.read_log(pod)
     assert got["flaky"] == ("epoch 1\nacc=0.93\n", None) and asked["flaky"] == 3
     assert got["down"][0] == "" and got["down"][1].startswith("500") and asked["down"] >= 4  # tried for OUTAGE_S
     assert got["gone"] == ("", None) and asked["gone"] == 1
     assert got["denied"][1].startswith("403") and asked["denied"] == 1  # a Role without pods/log: said so, once
 
     down, gone = sweep.records.values()
-    sweep._collected(down.name, SUCCEEDED, None, None, *got["down"])
-    sweep._collected(gone.name, SUCCEEDED, None, None, *got["gone"])
+    sweep.handle(LogRead(down.name, SUCCEEDED, None, None, *got["down"]))
+    sweep.handle(LogRead(gone.name, SUCCEEDED, None, None, *got["gone"]))
     assert (down.state, down.reason) == (FAILED, "LogUnavailable") and "connection refused" in down.message
-    assert f"invoke logs {down.name}" in down.message
+    assert f"kubesweep logs {down.name}" in down.message
     assert (gone.state, gone.reason) == (FAILED, "MetricMissing")
 
     script["ending"], asked["ending"] = [500] * 100, 0  # the sweep is ending: no waiting on retries
-    sweep._closing.set()
+    closing.set()
     with serve(answer, tmp_path / "config"):
         sweep.pods["ending"] = {"metadata": {"name": "ending"}}
-        assert sweep._log(kube.clients(tmp_path / "config"), "ending")[1] and asked["ending"] == 1
+        collector.c = kube.clients(tmp_path / "config")
+        assert collector.read_log("ending")[1] and asked["ending"] == 1
 
 
 def test_a_running_trial_s_metric_so_far_is_read_from_its_log_tail(tmp_path, monkeypatch):
@@ -342,14 +354,14 @@ def test_the_live_view_shows_a_running_trial_s_metric_so_far_and_wants_only_what
         view.seen("exp-run-00", 0.8125)
         view.seen("exp-run-01", None)
         out = Console(file=io.StringIO(), width=200)
-        out.print(view._table())
+        out.print(view.table())
         rows = {line.split()[0]: line for line in out.file.getvalue().splitlines()[2:] if line.startswith("exp-")}
         assert "  0.8125…  n1" in rows["exp-run-00"]  # marked as a value so far
         assert len(rows["exp-run-01"].split()) == 4  # name, state, node, duration so far: no value yet
         view.change(TrialRecord("exp-run-00", "batch-000", {}, state="succeeded", node="n1", metrics={"acc": 0.9},
                                 start="2026-01-01T00:00:00Z", end="2026-01-01T00:01:00Z"))
         out = Console(file=io.StringIO(), width=200)
-        out.print(view._table())
+        out.print(view.table())
         done = [line for line in out.file.getvalue().splitlines() if line.startswith("exp-run-00 ")]
         assert done and "0.9" in done[0] and "…" not in done[0].split("0.9")[1]  # the final value replaces it
 
@@ -359,7 +371,7 @@ def test_the_live_view_shows_a_running_trial_s_metric_so_far_and_wants_only_what
         narrow.change(TrialRecord("mnist-8-rmsprop-0p5-cd937dfcc1f0", "batch-000", {}, state="running", node="ks-single",
                                   start="2026-01-01T00:00:00Z"))
         narrow.seen("mnist-8-rmsprop-0p5-cd937dfcc1f0", 0.9489)
-        lines = ["".join(seg.text for seg in line) for line in narrow.console.render_lines(narrow._table(), pad=False)]
+        lines = ["".join(seg.text for seg in line) for line in narrow.console.render_lines(narrow.table(), pad=False)]
     row = next(line for line in lines if line.startswith("mnist-8-"))
     assert len(row) <= 80 and "0.9489…" in row, row
 

@@ -635,7 +635,7 @@ def test_create_jobs_tells_created_from_existing_and_names_what_the_api_server_r
     try:
         assert submit.create_jobs(c, ns, doc_ns) == {n: True for n, _ in doc_ns}
         assert submit.create_jobs(c, ns, doc_ns) == {n: False for n, _ in doc_ns}  # 409: re-attached, not an error
-        listed = kube.request(c, "GET", submit.jobs_path(ns))["items"]
+        listed = kube.request(c, "GET", kube.path("jobs", ns))["items"]
         assert sorted(j["metadata"]["name"] for j in listed) == sorted(n for n, _ in doc_ns)
         good = doc_ns[0][1]
         bad = {**good, "metadata": {**good["metadata"], "name": "Not_A_DNS_Name"}}
@@ -655,7 +655,6 @@ def test_kubernetes_core_path_creates_every_chunk_verbatim_and_reports_a_refused
     from kubernetes.client.exceptions import ApiException
 
     from kubesweep.k8s import client as kube
-    from kubesweep.run import submit
     from kubesweep.run import submit_ansible
 
     grid = _grid(tmp_path, "ansible-chunks", """\
@@ -674,11 +673,11 @@ def test_kubernetes_core_path_creates_every_chunk_verbatim_and_reports_a_refused
     kube.ensure_namespace(c, ns, None)
     try:
         submit_ansible.apply(files, local_cluster["kubeconfig"], n_chunks=3)
-        listed = kube.request(c, "GET", submit.jobs_path(ns))["items"]
+        listed = kube.request(c, "GET", kube.path("jobs", ns))["items"]
         assert sorted(j["metadata"]["name"] for j in listed) == sorted(f.stem for f in files)
         assert {j["spec"]["template"]["spec"]["containers"][0]["command"][2] for j in listed} == {"{{ 6 * 7 }}"}
         submit_ansible.apply(files, local_cluster["kubeconfig"], n_chunks=3)  # already there: unchanged
-        assert len(kube.request(c, "GET", submit.jobs_path(ns))["items"]) == 7
+        assert len(kube.request(c, "GET", kube.path("jobs", ns))["items"]) == 7
         bad = tmp_path / "Not_A_DNS_Name.yaml"
         doc = yaml.safe_load(files[0].read_text())
         doc["metadata"]["name"] = "Not_A_DNS_Name"

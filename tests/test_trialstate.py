@@ -107,6 +107,7 @@ def test_report_ranks_best_first_and_writes_every_file(tmp_path):
 def test_a_lost_trial_is_resubmitted_once_and_its_old_pod_is_ignored(tmp_path):
     from kubesweep.plan import planner as render
     from kubesweep.run import runner
+    from kubesweep.run.events import JobChanged, PodChanged
     from kubesweep.run.trialstate import PENDING, RUNNING
 
     grid = tmp_path / "g.yaml"
@@ -116,106 +117,120 @@ def test_a_lost_trial_is_resubmitted_once_and_its_old_pod_is_ignored(tmp_path):
     name = next(iter(sweep.records))
     rec = sweep.records[name]
     labels = {"kubesweep.io/trial": name, "batch.kubernetes.io/controller-uid": "old"}
-    sweep._on_job(None, "ADDED", {"metadata": {"name": name, "uid": "old"}, "status": {}})
+    sweep.handle(JobChanged("ADDED", {"metadata": {"name": name, "uid": "old"}, "status": {}}))
     running = {"metadata": {"name": "p1", "labels": labels}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}}
-    sweep.records[name].state = RUNNING
-    sweep._on_pod("MODIFIED", running)
+    sweep.book.set(rec, state=RUNNING)
+    sweep.handle(PodChanged("MODIFIED", running))
     lost = {**running, "metadata": {**running["metadata"], "deletionTimestamp": "t"},
             "status": {"phase": "Running", "conditions": [{"type": "DisruptionTarget", "status": "True"}]}}
-    sweep._on_pod("MODIFIED", lost)
-    assert name in sweep.lost_since and rec.reason == "NodeLost"
+    sweep.handle(PodChanged("MODIFIED", lost))
+    assert name in sweep.clocks.lost_since and rec.reason == "NodeLost"
     # the runner deleted the Job for a retry; its DELETED event puts the trial back in line
-    sweep.lost_since.clear()
+    sweep.clocks.found(name)
     sweep.retrying.add(name)
-    sweep._on_job(None, "DELETED", {"metadata": {"name": name, "uid": "old"}})
+    sweep.handle(JobChanged("DELETED", {"metadata": {"name": name, "uid": "old"}}))
     assert rec.state == PENDING and name not in sweep.retrying
     # the old pod, still stuck on the lost node, no longer counts for the trial
-    sweep._on_pod("MODIFIED", lost)
-    assert name not in sweep.lost_since and name not in sweep.pods
+    sweep.handle(PodChanged("MODIFIED", lost))
+    assert name not in sweep.clocks.lost_since and name not in sweep.pods
 
 
-def _one_trial_sweep(tmp_path, params="{i: [1, 2, 3]}", batch=3, objective="{metric: acc}"):
+def _plan(tmp_path, params="{i: [1, 2, 3]}", batch=3, objective="{metric: acc}"):
     from kubesweep.plan import planner as render
-    from kubesweep.run import runner
 
     grid = tmp_path / "g.yaml"
     grid.write_text(f"name: fast\nimage: localhost:5000/t:1\ncommand: [run, \"${{i}}\"]\nparameters: {params}\n"
                     f"batchSize: {batch}\nobjective: {objective}\n")
-    return runner.Sweep(render.plan(grid), tmp_path / "jobs", tmp_path / "results")
+    return render.plan(grid)
+
+
+def _book(tmp_path, **kwargs):
+    from kubesweep.run.book import TrialBook
+
+    plan = _plan(tmp_path, **kwargs)
+    return TrialBook(plan.trials, plan.experiment.objective)
 
 
 def test_a_succeeded_pod_frees_its_slot_before_the_job_is_marked_complete(tmp_path):
     """The pod's success is the trial's: its log is read off the event loop, the slot is free at
     once, and the Job's later Complete event does not record the trial a second time."""
-    from concurrent.futures import ThreadPoolExecutor
+    import threading
 
-    from kubesweep.run import journal
+    from kubesweep.run import journal, runner
+    from kubesweep.run.collector import Collector
+    from kubesweep.run.events import JobChanged, LogRead, PodChanged
     from kubesweep.run.trialstate import SUBMITTED, SUCCEEDED
 
-    sweep = _one_trial_sweep(tmp_path)
+    sweep = runner.Sweep(_plan(tmp_path), tmp_path / "jobs", tmp_path / "results")
     name = sweep.order[0]
     rec = sweep.records[name]
-    sweep._set(rec, state=SUBMITTED)
-    assert sweep._inflight == {name}
-    sweep.c = object()  # the boundary: _log, the one API read, is replaced below
-    sweep._log = lambda c, trial: ("epoch 1\nacc=0.93\n", None)
-    sweep._log_pool = ThreadPoolExecutor(1)
+    sweep.book.set(rec, state=SUBMITTED)
+    assert [r.name for r in sweep.in_flight()] == [name]
+    collector = Collector(None, "default", sweep.events, sweep.pods.get, threading.Event())
+    collector.read_log = lambda trial: ("epoch 1\nacc=0.93\n", None)  # the boundary: the one API read
+    sweep.collector = collector
     labels = {"kubesweep.io/trial": name, "batch.kubernetes.io/controller-uid": "u1"}
     pod = {"metadata": {"name": "p1", "labels": labels}, "spec": {"nodeName": "n1"},
            "status": {"phase": "Succeeded", "startTime": "2026-01-01T00:00:00Z",
                       "containerStatuses": [{"state": {"terminated": {"exitCode": 0, "finishedAt": "2026-01-01T00:01:00Z"}}}]}}
-    sweep._on_pod("MODIFIED", pod)
-    assert name in sweep.collecting and not sweep._inflight  # the slot is free before the log is even read
-    sweep._log_pool.shutdown(wait=True)
-    kind, trial, payload = sweep.events.get(timeout=5)
-    assert (kind, trial) == ("collected", name)
-    sweep._collected(trial, *payload)
+    sweep.handle(PodChanged("MODIFIED", pod))
+    assert name in sweep.book.collecting and not sweep.in_flight()  # the slot is free before the log is even read
+    collector.logs.shutdown(wait=True)
+    read = sweep.events.get(timeout=5)
+    assert read == LogRead(name, SUCCEEDED, None, None, "epoch 1\nacc=0.93\n", None)
+    sweep.handle(read)
     assert rec.state == SUCCEEDED and rec.metrics == {"acc": 0.93} and rec.end == "2026-01-01T00:01:00Z"
-    sweep._on_job(None, "MODIFIED", {"metadata": {"name": name, "uid": "u1"},
-                                     "status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+    sweep.handle(JobChanged("MODIFIED", {"metadata": {"name": name, "uid": "u1"},
+                                         "status": {"conditions": [{"type": "Complete", "status": "True"}]}}))
     assert list(journal.load(tmp_path / "results" / "fast")) == [name]
     assert journal.path(tmp_path / "results" / "fast").read_text().count("\n") == 1
+    assert sweep.events.empty()  # the Complete event asked for no second log read
 
 
 def test_pending_trials_are_taken_in_plan_order_and_a_requeued_one_goes_first(tmp_path):
     from kubesweep.run.trialstate import PENDING, RUNNING, SUBMITTED
 
-    sweep = _one_trial_sweep(tmp_path, params="{i: [1, 2, 3, 4, 5]}", batch=2)
-    first = sweep._take_pending(2, one_batch=False)
-    assert [r.name for r in first] == sweep.order[:2]
+    book = _book(tmp_path, params="{i: [1, 2, 3, 4, 5]}", batch=2)
+    first = book.take_pending(2, one_batch=False)
+    assert [r.name for r in first] == book.order[:2]
     for r in first:
-        sweep._set(r, state=SUBMITTED)
-    sweep._set(first[0], state=RUNNING)
-    sweep._set(first[0], state=PENDING)  # its node was lost: back in line, ahead of the rest
-    assert [r.name for r in sweep._take_pending(2, one_batch=False)] == [sweep.order[0], sweep.order[2]]
-    assert sweep._has_pending()
-    assert [r.name for r in sweep._take_pending(5, one_batch=False)] == sweep.order[3:]
-    assert not sweep._take_pending(5, one_batch=False)
+        book.set(r, state=SUBMITTED)
+    book.set(first[0], state=RUNNING)
+    book.set(first[0], state=PENDING)  # its node was lost: back in line, ahead of the rest
+    assert [r.name for r in book.take_pending(2, one_batch=False)] == [book.order[0], book.order[2]]
+    assert book.has_pending()
+    assert [r.name for r in book.take_pending(5, one_batch=False)] == book.order[3:]
+    assert not book.take_pending(5, one_batch=False) and not book.has_pending()
 
 
 def test_batch_refill_takes_one_batch_directory_at_a_time(tmp_path):
-    sweep = _one_trial_sweep(tmp_path, params="{i: [1, 2, 3, 4, 5]}", batch=2)
-    batches = [sweep.records[n].batch for n in sweep.order]
+    book = _book(tmp_path, params="{i: [1, 2, 3, 4, 5]}", batch=2)
+    batches = [book.records[n].batch for n in book.order]
     assert batches == ["batch-000", "batch-000", "batch-001", "batch-001", "batch-002"]
-    assert [r.batch for r in sweep._take_pending(10, one_batch=True)] == ["batch-000", "batch-000"]
-    assert [r.batch for r in sweep._take_pending(10, one_batch=True)] == ["batch-001", "batch-001"]
+    assert [r.batch for r in book.take_pending(10, one_batch=True)] == ["batch-000", "batch-000"]
+    assert [r.batch for r in book.take_pending(10, one_batch=True)] == ["batch-001", "batch-001"]
 
 
 def test_failures_and_a_reached_goal_are_counted_as_trials_finish(tmp_path):
+    from kubesweep.run import policy
     from kubesweep.run.trialstate import FAILED, SUBMITTED, SUCCEEDED
 
-    sweep = _one_trial_sweep(tmp_path, objective="{metric: acc, goal: 0.9}")
-    a, b, c = (sweep.records[n] for n in sweep.order)
+    book = _book(tmp_path, objective="{metric: acc, goal: 0.9}")
+    a, b, c = (book.records[n] for n in book.order)
     for r in (a, b, c):
-        sweep._set(r, state=SUBMITTED)
-    sweep._finish(a, FAILED, "Error", "exit code 1")
-    assert sweep._failed == 1 and not sweep._goal_reached()
-    sweep._finish(b, SUCCEEDED, None, None, metrics={"acc": 0.5})
-    assert not sweep._goal_reached()
-    sweep._finish(c, SUCCEEDED, None, None, metrics={"acc": 0.95})
-    assert sweep._goal_reached() and not sweep._inflight
-    sweep._reindex()  # a resume recounts from the records: the same answers
-    assert sweep._failed == 1 and sweep._goal_reached()
+        book.set(r, state=SUBMITTED)
+    book.set(a, state=FAILED, reason="Error")
+    assert book.failed == 1 and not book.goal_reached
+    assert policy.stop_reason(book, 0, 0, False) == "max-failed"  # more than maxFailedTrials: 0
+    assert policy.stop_reason(book, 1, 0, False) is None
+    assert policy.stop_reason(book, 1, 1, False) == "max-failed"  # node-loss retries count too
+    book.set(b, state=SUCCEEDED, metrics={"acc": 0.5})
+    assert not book.goal_reached and policy.stop_reason(book, None, 0, True) == "cancelled"
+    book.set(c, state=SUCCEEDED, metrics={"acc": 0.95})
+    assert book.goal_reached and not book.in_flight() and policy.stop_reason(book, 0, 0, True) == "goal"
+    book.recount()  # a resume recounts from the records: the same answers
+    assert book.failed == 1 and book.goal_reached
+    assert book.counts() == {"pending": 0, "submitted": 0, "running": 0, "succeeded": 2, "failed": 1, "cancelled": 0}
 
 
 def test_the_live_view_shows_trials_in_flight_first_and_keeps_counts(tmp_path):
@@ -234,7 +249,7 @@ def test_the_live_view_shows_trials_in_flight_first_and_keeps_counts(tmp_path):
         view.change(TrialRecord(f"exp-run-{i:02d}", "batch-000", {}, state="running", node=f"n{i}", start="2026-01-01T00:00:00Z"))
     assert view.counts()["succeeded"] == 60 and view.counts()["running"] == 30
     out = Console(file=io.StringIO(), width=200)
-    out.print(view._table())
+    out.print(view.table())
     lines = out.file.getvalue().splitlines()
     assert lines[0].startswith("exp: 60 succeeded, 0 failed, 30 running")
     rows = [line for line in lines[2:] if line.startswith("exp-")]
@@ -248,7 +263,7 @@ def test_the_live_view_shows_trials_in_flight_first_and_keeps_counts(tmp_path):
     view.change(TrialRecord("exp-run-00", "batch-000", {}, state="succeeded", metrics={"acc": 0.99}, node="n0",
                             start="2026-01-01T00:00:00Z", end="2026-01-01T00:02:00Z"))
     narrow = Console(file=io.StringIO(), width=60)  # rendered as rich's Live renders it
-    cropped = ["".join(seg.text for seg in line) for line in narrow.render_lines(view._table(), pad=False)]
+    cropped = ["".join(seg.text for seg in line) for line in narrow.render_lines(view.table(), pad=False)]
     assert len(cropped) == len(lines) and all(len(line) <= 60 for line in cropped)  # cropped, never wrapped
     running = [line for line in cropped[2:] if " running " in line]
     assert len(running) == ROWS * 3 // 4 and not any(line.startswith("exp-run-00 ") for line in running)

@@ -46,13 +46,13 @@ class View:
     def __enter__(self) -> View:
         if self.live_mode:
             self._live = Live(console=self.console or Console(file=self.stream), refresh_per_second=1, transient=False,
-                              get_renderable=self._table)
+                              get_renderable=self.table)
             self._live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._live is not None:
-            self._live.update(self._table())
+            self._live.update(self.table())
             self._live.__exit__(*exc)
 
     def change(self, rec: TrialRecord) -> None:
@@ -121,7 +121,7 @@ class View:
     def counts(self) -> dict[str, int]:
         return dict(self._counts)
 
-    def _table(self) -> Text:
+    def table(self) -> Text:
         """The live view: a title line with the totals, then one fixed-width line per trial.
 
         Lines, not a rich Table: a Table measures every cell on every refresh, ten times the

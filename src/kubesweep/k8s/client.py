@@ -37,6 +37,18 @@ class Clients:
         return obj if isinstance(obj, dict) else self.api.sanitize_for_serialization(obj)
 
 
+# The API group of each resource kubesweep reads or writes: every path is spelled here only.
+GROUPS = {"pods": "/api/v1", "nodes": "/api/v1", "jobs": "/apis/batch/v1"}
+
+
+def path(resource: str, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
+    """The API path of a resource: all of them (every namespace, or a cluster-scoped kind), those
+    of one namespace, one object, or one of its subresources (``pods/NAME/log``)."""
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    return (f"{GROUPS[resource]}{scope}/{resource}" + (f"/{name}" if name else "")
+            + (f"/{sub}" if sub else ""))
+
+
 def default_kubeconfig() -> str | None:
     """The kubeconfig used when none is given, as kubectl chooses it, with the local cluster's
     before the home directory's: $KUBECONFIG (a list of files, merged, as kubectl merges it), the
@@ -105,7 +117,7 @@ def request(c: Clients, method: str, path: str, *, query: dict[str, Any] | None 
 def pod_log(c: Clients, namespace: str, pod: str, container: str, *, tail: int | None = None,
             timeout: float | tuple[float, float] | None = None) -> str:
     """A container's log as text (the last ``tail`` lines, or all of it)."""
-    resp = _call(c, "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
+    resp = _call(c, "GET", path("pods", namespace, pod, "log"),
                  query={"container": container, "tailLines": tail}, timeout=timeout, accept="*/*")
     return _text(resp.read())
 

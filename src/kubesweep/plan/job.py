@@ -1,10 +1,10 @@
-"""Job manifests: one batch/v1 Job per trial, built once as a template and filled per trial.
+"""Job manifests: one batch/v1 Job per trial, from one definition (``_assemble``).
 
-``build_job`` makes the whole object for one trial (the reference, used to validate and in tests).
-``JobTemplate`` dumps the same object once through libyaml with sentinels where the per-trial
-values go, then renders each trial by joining text pieces with the values spelled as JSON
-strings (which are valid YAML double-quoted scalars). The result loads to exactly what
-``build_job`` returns — the tests assert it — at a small fraction of the cost of a YAML dump.
+A trial's per-trial strings (name, batch, parameters, output directory, argv, env values,
+annotations) are computed once (``TrialValues``); ``_assemble`` puts them into the experiment's
+Job. ``build_job`` returns that Job as a dict; ``JobTemplate`` is its cached text form: the same
+Job dumped once through libyaml with a sentinel where each per-trial value goes, filled per
+trial at a small fraction of the cost of a YAML dump. Both load to the same object (tested).
 """
 
 from __future__ import annotations
@@ -125,46 +125,70 @@ def _table(exp: Experiment, trial: Trial) -> dict[str, str]:
     return table
 
 
-def _argv(exp: Experiment) -> list[Callable[[Trial, dict[str, str]], list[str]]]:
-    """Per command item, a function of the trial and its escaped table giving the argv items it
-    becomes for a trial."""
-    parts: list[Callable[[Trial, dict[str, str]], list[str]]] = []
-    for item in exp.command:
-        if item == "${args}":
-            parts.append(lambda t, _: [f"--{k}={kube_escape(format_value(v))}" for k, v in t.params.items()])
-        elif item == "${args_no_hyphens}":
-            parts.append(lambda t, _: [f"{k}={kube_escape(format_value(v))}" for k, v in t.params.items()])
-        else:
-            fill = _compile(item)
-            if isinstance(fill, str):
-                parts.append(lambda t, _, s=fill: [s])
+class _Compiled:
+    """The experiment's texts with placeholders, compiled once: per command item the argv items it
+    becomes for a trial, per env value and annotation a fill (or the text itself)."""
+
+    def __init__(self, exp: Experiment):
+        self.argv: list[Callable[[Trial, dict[str, str]], list[str]]] = []
+        for item in exp.command:
+            if item == "${args}":
+                self.argv.append(lambda t, _: [f"--{k}={kube_escape(format_value(v))}" for k, v in t.params.items()])
+            elif item == "${args_no_hyphens}":
+                self.argv.append(lambda t, _: [f"{k}={kube_escape(format_value(v))}" for k, v in t.params.items()])
             else:
-                parts.append(lambda t, table, f=fill: [f(table)])
-    return parts
+                fill = _compile(item)
+                self.argv.append((lambda t, _, s=fill: [s]) if isinstance(fill, str)
+                                 else (lambda t, table, f=fill: [f(table)]))
+        self.env = [_compile(v if isinstance(v, str) else format_value(v)) for v in exp.env.values()]
+        self.annotations = [_compile(v) for v in exp.annotations.values()]
 
 
-# ----------------------------------------------------------------------------- the Job object
+@dataclass(slots=True)
+class TrialValues:
+    """Every per-trial string of a trial's Job, computed once; ``_assemble`` puts them in place."""
+
+    name: str
+    batch: str
+    params: str
+    output: str
+    argv: list[str]
+    env: list[str]
+    annotations: list[str]
+
+    @classmethod
+    def of(cls, exp: Experiment, trial: Trial, compiled: _Compiled) -> TrialValues:
+        table = _table(exp, trial)
+        escaped = _escaped(table)  # command and env values; annotations are not expanded by Kubernetes
+        return cls(trial.name, batch_name(trial.batch), table["args_json"], escaped["output"],
+                   [a for part in compiled.argv for a in part(trial, escaped)],
+                   [f if isinstance(f, str) else f(escaped) for f in compiled.env],
+                   [f if isinstance(f, str) else f(table) for f in compiled.annotations])
 
 
-def _labels(exp: Experiment, trial_name: str, batch: str) -> dict[str, str]:
+def _labels(exp: Experiment, v: TrialValues) -> dict[str, str]:
     labels = dict(MANAGED_BY)
     labels.update(exp.labels)
     labels[L_EXPERIMENT] = exp.name
-    labels[L_BATCH] = batch
-    labels[L_TRIAL] = trial_name
+    labels[L_BATCH] = v.batch
+    labels[L_TRIAL] = v.name
     return labels
-
-
-def build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> dict[str, Any]:
-    """The complete Job for one trial, as a plain dict."""
-    job = _build_job(exp, trial, image=image)
-    job["metadata"]["annotations"][A_TEMPLATE] = template_digest(exp, image)
-    return job
 
 
 def _stand_in(exp: Experiment) -> Trial:
     """A trial whose every parameter value is "x": what a template is built from."""
     return Trial(f"{exp.name}-x", 0, 0, {k: "x" for k in exp.parameters})
+
+
+def _values(exp: Experiment, trial: Trial) -> TrialValues:
+    return TrialValues.of(exp, trial, _Compiled(exp))
+
+
+def build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> dict[str, Any]:
+    """The complete Job for one trial, as a plain dict."""
+    job = _assemble(exp, _values(exp, trial), image)
+    job["metadata"]["annotations"][A_TEMPLATE] = template_digest(exp, image)
+    return job
 
 
 def trial_template(exp: Experiment, image: str | None = None) -> dict[str, Any]:
@@ -173,7 +197,7 @@ def trial_template(exp: Experiment, image: str | None = None) -> dict[str, Any]:
     pod's annotations), without its labels (bookkeeping, not behaviour) and the parameter
     annotation. Job-level settings (backoffLimit, activeDeadlineSeconds, the TTL) decide how
     long and how often a trial may run, not what it computes, and are left out."""
-    pod = _build_job(exp, _stand_in(exp), image=image)["spec"]["template"]
+    pod = _assemble(exp, _values(exp, _stand_in(exp)), image)["spec"]["template"]
     annotations = {k: v for k, v in pod["metadata"]["annotations"].items() if k != A_PARAMS}
     return {"metadata": {"annotations": annotations}, "spec": pod["spec"]}
 
@@ -194,34 +218,25 @@ def template_digest(exp: Experiment, image: str | None = None) -> str:
     return digest
 
 
-def _build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> dict[str, Any]:
-    table = _table(exp, trial)
-    escaped = _escaped(table)
-    argv = [a for part in _argv(exp) for a in part(trial, escaped)]
-    batch = batch_name(trial.batch)
-    labels = _labels(exp, trial.name, batch)
-    annotations = {}
-    for key, value in exp.annotations.items():  # values may use ${placeholders} (e.g. kwok's delays)
-        fill = _compile(value)
-        annotations[key] = fill if isinstance(fill, str) else fill(table)
-    annotations[A_PARAMS] = table["args_json"]
+def _assemble(exp: Experiment, v: TrialValues, image: str | None) -> dict[str, Any]:
+    """The one definition of a trial's Job: the experiment's settings with the trial's values."""
+    labels = _labels(exp, v)
+    annotations = dict(zip(exp.annotations, v.annotations))  # values may use ${placeholders} (e.g. kwok's delays)
+    annotations[A_PARAMS] = v.params
 
     env = [
-        {"name": "OUTPUT_DIR", "value": escaped["output"]},
+        {"name": "OUTPUT_DIR", "value": v.output},
         {"name": "KUBESWEEP_EXPERIMENT", "value": exp.name},
-        {"name": "KUBESWEEP_TRIAL", "value": trial.name},
+        {"name": "KUBESWEEP_TRIAL", "value": v.name},
     ]
-    for key, value in exp.env.items():
-        text = value if isinstance(value, str) else format_value(value)
-        fill = _compile(text)
-        env.append({"name": key, "value": fill if isinstance(fill, str) else fill(escaped)})
+    env += [{"name": key, "value": value} for key, value in zip(exp.env, v.env)]
 
     r = exp.resources
     requests: dict[str, Any] = {"cpu": quantity.text(r.cpu), "memory": quantity.text(r.memory)}
     if r.limits is None:  # the requests are the limits (Guaranteed QoS unless a GPU is asked)
         limits: dict[str, Any] = dict(requests)
     else:
-        limits = {k: quantity.text(v) for k in ("cpu", "memory") if (v := getattr(r.limits, k)) is not None}
+        limits = {k: quantity.text(q) for k in ("cpu", "memory") if (q := getattr(r.limits, k)) is not None}
     if r.gpu:
         limits["nvidia.com/gpu"] = str(r.gpu)  # a quantity string, as the API (and its client) types it
 
@@ -249,7 +264,7 @@ def _build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> di
         "name": CONTAINER,
         "image": image or exp.image,
         "imagePullPolicy": exp.image_pull_policy,
-        "command": argv,
+        "command": v.argv,
         "env": env,
         "resources": {"requests": requests, "limits": limits},
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
@@ -287,7 +302,7 @@ def _build_job(exp: Experiment, trial: Trial, *, image: str | None = None) -> di
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": trial.name,
+            "name": v.name,
             "namespace": exp.namespace,
             "labels": labels,
             "annotations": annotations,
@@ -306,98 +321,55 @@ def load(data: bytes | str) -> Any:
     return yaml.load(data, Loader=Loader)
 
 
-# ------------------------------------------------------------------------- the fast renderer
+# ------------------------------------------------------------------ the same Job as YAML text
 
 _SENTINEL = "KUBESWEEPSLOT{:06d}X"
 _SENTINEL_RX = re.compile(r"KUBESWEEPSLOT(\d{6})X")
 
 
-@dataclass
-class _Slot:
-    kind: str  # "name", "batch", "params", "argv", "env"
-    index: int = 0
-
-
 class JobTemplate:
-    """Renders the YAML text of each trial's Job by filling a pre-dumped template."""
+    """The YAML text of each trial's Job, fast: ``_assemble``'s Job dumped once, with a sentinel
+    in place of each per-trial value, then filled per trial with the values (``TrialValues``)
+    spelled as JSON strings, which are valid YAML double-quoted scalars. A fixed text (an env
+    value without placeholders, say) stays in the dump. Loads to exactly ``build_job``'s Job."""
 
     def __init__(self, exp: Experiment, *, image: str | None = None):
-        self.exp = exp
-        self.image = image
-        self._argv = _argv(exp)
-        self._env = []
-        for key, value in exp.env.items():
-            text = value if isinstance(value, str) else format_value(value)
-            self._env.append(_compile(text))
-        self._ann = [(key, _compile(value)) for key, value in exp.annotations.items()]
-        self.argc = self._count_argv()
-        slots: list[_Slot] = []
+        self.exp, self.image = exp, image
+        self.compiled = _Compiled(exp)
+        stand_in = TrialValues.of(exp, _stand_in(exp), self.compiled)
+        slots: list[tuple[str, int]] = []
 
-        def slot(kind: str, index: int = 0) -> str:
-            slots.append(_Slot(kind, index))
+        def slot(field: str, index: int = -1) -> str:
+            slots.append((field, index))
             return _SENTINEL.format(len(slots) - 1)
 
-        # Build the reference object for a stand-in trial, then swap every per-trial value
-        # for a sentinel, in the exact places build_job puts them.
-        obj = build_job(exp, _stand_in(exp), image=image)
-        meta = obj["metadata"]
-        meta["name"] = slot("name")
-        meta["labels"][L_BATCH] = slot("batch")
-        meta["labels"][L_TRIAL] = slot("name")
-        meta["annotations"][A_PARAMS] = slot("params")
-        tmeta_ann = obj["spec"]["template"]["metadata"]["annotations"]
-        for i, (key, fill) in enumerate(self._ann):
-            if not isinstance(fill, str):
-                meta["annotations"][key] = slot("ann", i)
-                tmeta_ann[key] = slot("ann", i)
-        tmeta = obj["spec"]["template"]["metadata"]
-        tmeta["labels"][L_BATCH] = slot("batch")
-        tmeta["labels"][L_TRIAL] = slot("name")
-        tmeta["annotations"][A_PARAMS] = slot("params")
-        container = obj["spec"]["template"]["spec"]["containers"][0]
-        container["command"] = [slot("argv", i) for i in range(self.argc)]
-        env = container["env"]
-        env[0]["value"] = slot("output")
-        env[2]["value"] = slot("name")
-        for i, fill in enumerate(self._env):
-            if not isinstance(fill, str):
-                env[3 + i]["value"] = slot("env", i)
-        text = dump(obj)
-        parts = _SENTINEL_RX.split(text)
+        def per_trial(field: str, fixed: list[Any]) -> list[str]:
+            return [f if isinstance(f, str) else slot(field, i) for i, f in enumerate(fixed)]
+
+        argc = len(stand_in.argv)
+        sentinels = TrialValues(slot("name"), slot("batch"), slot("params"), slot("output"),
+                                [slot("argv", i) for i in range(argc)], per_trial("env", self.compiled.env),
+                                per_trial("annotations", self.compiled.annotations))
+        job = _assemble(exp, sentinels, image)
+        job["metadata"]["annotations"][A_TEMPLATE] = template_digest(exp, image)
+        parts = _SENTINEL_RX.split(dump(job))
         self._static = parts[0::2]
         self._order = [slots[int(n)] for n in parts[1::2]]
-        if len(self._order) != len(slots):  # pragma: no cover - guards the sentinel scheme
-            raise AssertionError("template sentinel lost in YAML dump")
 
-    def _count_argv(self) -> int:
-        n = 0
-        for item in self.exp.command:
-            n += len(self.exp.parameters) if item in ("${args}", "${args_no_hyphens}") else 1
-        return n
+    def values(self, trial: Trial) -> TrialValues:
+        return TrialValues.of(self.exp, trial, self.compiled)
+
+    def job(self, trial: Trial) -> dict[str, Any]:
+        """The trial's Job as a dict (``build_job``), from the compiled texts."""
+        job = _assemble(self.exp, self.values(trial), self.image)
+        job["metadata"]["annotations"][A_TEMPLATE] = template_digest(self.exp, self.image)
+        return job
 
     def render(self, trial: Trial) -> str:
-        exp = self.exp
-        table = _table(exp, trial)
-        escaped = _escaped(table)
-        argv = [quote(a) for part in self._argv for a in part(trial, escaped)]
-        env = [quote(f) if isinstance(f, str) else quote(f(escaped)) for f in self._env]
-        ann = [quote(f) if isinstance(f, str) else quote(f(table)) for _, f in self._ann]
-        values = {
-            "name": quote(trial.name),
-            "batch": batch_name(trial.batch),
-            "params": quote(table["args_json"]),
-            "output": quote(escaped["output"]),
-        }
+        v = self.values(trial)
         out = [self._static[0]]
-        for slot, static in zip(self._order, self._static[1:]):
-            kind = slot.kind
-            if kind == "argv":
-                out.append(argv[slot.index])
-            elif kind == "env":
-                out.append(env[slot.index])
-            elif kind == "ann":
-                out.append(ann[slot.index])
-            else:
-                out.append(values[kind])
+        for (field, index), static in zip(self._order, self._static[1:]):
+            value = getattr(v, field)
+            out.append(quote(value if index < 0 else value[index]))
             out.append(static)
         return "".join(out)

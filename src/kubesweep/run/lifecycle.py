@@ -95,10 +95,6 @@ def logs(c: kube.Clients, trial: str, tail: int | None = None, namespace: str | 
     return kube.pod_log(c, pod["namespace"], pod["name"], manifest.CONTAINER, tail=tail)
 
 
-# Where each kind is listed: in every namespace (a cluster-wide list: needs a ClusterRole) or in one.
-RESOURCES = {"pods": "/api/v1", "jobs": "/apis/batch/v1"}
-
-
 def _check_name(what: str, value: str) -> None:
     """Names go into label selectors and paths: refuse anything but a Kubernetes name, before any request."""
     if not (DNS_LABEL.fullmatch(value) and len(value) <= 63):
@@ -112,9 +108,8 @@ def _list(c: kube.Clients, resource: str, selector: str, namespace: str | None) 
 
     if namespace is not None:
         _check_name("namespace", namespace)
-    scope = f"/namespaces/{namespace}" if namespace else ""
     try:
-        found = kube.request(c, "GET", f"{RESOURCES[resource]}{scope}/{resource}", query={"labelSelector": selector})
+        found = kube.request(c, "GET", kube.path(resource, namespace), query={"labelSelector": selector})
     except ApiException as exc:
         where = f"in namespace {namespace}" if namespace else "in all namespaces"
         hint = ("; with access to one namespace only, pass --namespace NAME" if exc.status == 403 and not namespace else "")
@@ -183,7 +178,7 @@ def _delete_jobs(c: kube.Clients, namespace: str, selector: str) -> None:
 
     for attempt in range(1, DELETE_ATTEMPTS + 1):
         try:
-            kube.request(c, "DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs",
+            kube.request(c, "DELETE", kube.path("jobs", namespace),
                          query={"labelSelector": selector, "propagationPolicy": "Foreground"})
             return
         except ApiException as exc:
@@ -211,7 +206,7 @@ def _message(exc: Exception) -> str:
 def remaining(c: kube.Clients, experiment: str) -> int:
     """How many Jobs and pods of the experiment still exist (deletion is asynchronous)."""
     selector = f"{manifest.L_EXPERIMENT}={experiment}"
-    jobs = kube.request(c, "GET", "/apis/batch/v1/jobs", query={"labelSelector": selector, "limit": 1})
-    pods = kube.request(c, "GET", "/api/v1/pods", query={"labelSelector": selector, "limit": 1})
+    jobs = kube.request(c, "GET", kube.path("jobs"), query={"labelSelector": selector, "limit": 1})
+    pods = kube.request(c, "GET", kube.path("pods"), query={"labelSelector": selector, "limit": 1})
     return sum(len(x.get("items") or []) + int((x.get("metadata") or {}).get("remainingItemCount") or 0)
                for x in (jobs, pods))

@@ -116,7 +116,7 @@ def check(c: Any, plan: Any) -> str | None:
         return None
     exp = plan.experiment
     try:
-        nodes = kube.request(c, "GET", "/api/v1/nodes").get("items") or []
+        nodes = kube.request(c, "GET", kube.path("nodes")).get("items") or []
     except ApiException as exc:
         if exc.status in (401, 403):
             return None

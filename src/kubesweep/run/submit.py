@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from kubesweep.k8s import client as kube
+from kubesweep.plan import job as manifest
 from kubesweep.errors import KubesweepError
 
 WORKERS = kube.SUBMIT_WORKERS
@@ -29,10 +31,6 @@ WORKERS = kube.SUBMIT_WORKERS
 
 class SubmitError(KubesweepError):
     pass
-
-
-def jobs_path(namespace: str) -> str:
-    return f"/apis/batch/v1/namespaces/{namespace}/jobs"
 
 
 def encode(body: dict[str, Any]) -> bytes:
@@ -51,7 +49,7 @@ def create_jobs(c: kube.Clients, namespace: str, bodies: list[tuple[str, dict[st
     import urllib3
     from kubernetes.client.exceptions import ApiException
 
-    send = kube.sender(c, "POST", jobs_path(namespace))
+    send = kube.sender(c, "POST", kube.path("jobs", namespace))
 
     def one(item: tuple[str, dict[str, Any]]) -> tuple[str, bool]:
         name, body = item
@@ -73,3 +71,45 @@ def create_jobs(c: kube.Clients, namespace: str, bodies: list[tuple[str, dict[st
         return dict(pool.map(one, bodies))
     with ThreadPoolExecutor(max_workers=min(workers, len(bodies))) as own:
         return dict(own.map(one, bodies))
+
+
+class Manifests:
+    """The Jobs of a plan as they are sent: each trial's file under jobs/<experiment>/ as written
+    (and validated) by render.
+
+    The file is what is sent. Parsing it with PyYAML cost about 1.2 ms of client CPU per trial,
+    so when it holds exactly the bytes render writes for this trial (the usual case: a sweep
+    renders before it runs), the same Job is built from the template instead (about 40 µs;
+    tests/test_manifest.py holds the parsed file and the built Job equal). A file edited by hand
+    is parsed, and sent, as it is."""
+
+    def __init__(self, plan: Any, jobs_dir: Path):
+        self.plan, self.jobs_dir = plan, jobs_dir
+        self.trials = {t.name: t for t in plan.trials}
+        self.template: manifest.JobTemplate | None = None  # made on the first use
+
+    def path(self, batch: str, name: str) -> Path:
+        return self.jobs_dir / batch / f"{name}.yaml"
+
+    def job(self, batch: str, name: str) -> dict[str, Any]:
+        data = self.path(batch, name).read_bytes()
+        trial = self.trials.get(name)
+        if trial is not None:
+            if self.template is None:
+                self.template = manifest.JobTemplate(self.plan.experiment, image=self.plan.image)
+            if data == self.template.render(trial).encode():
+                return self.template.job(trial)
+        return manifest.load(data)
+
+
+def delete_jobs(c: kube.Clients, namespace: str, names: list[str], stop: threading.Event | None = None) -> None:
+    """Delete these Jobs (and, in the background, their pods); one already gone is no error."""
+    from kubernetes.client.exceptions import ApiException
+
+    for name in names:
+        try:
+            kube.patiently(lambda n=name: c.batch.delete_namespaced_job(n, namespace, propagation_policy="Background"),
+                           c=c, stop=stop)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

@@ -1,0 +1,49 @@
+"""What reaches a running sweep's event loop, typed: the watches' changes and the answers of the
+log reads done off the loop. One queue carries them all (``Sweep.events``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+Change = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+@dataclass(frozen=True, slots=True)
+class PodChanged:
+    """A pod of the experiment, as the watch (or a relist) saw it."""
+
+    change: Change
+    pod: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class JobChanged:
+    """A Job of the experiment, as the watch (or a relist) saw it."""
+
+    change: Change
+    job: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LogRead:
+    """A finished trial's log, read: how its Job ended (``outcome``, ``reason``, ``message``) and
+    what it printed (``log``), or why it could not be read (``log_error``)."""
+
+    trial: str
+    outcome: str
+    reason: str | None
+    message: str | None
+    log: str
+    log_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TailRead:
+    """The tail of a running trial's log (None: it could not be read this time)."""
+
+    trial: str
+    text: str | None
+
+
+Event = Union[PodChanged, JobChanged, LogRead, TailRead]
