@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from kubesweep.local import conformance
-from kubesweep.offline import e2e_images, gobuild
+from kubesweep.offline import e2e_images, gobuild, gomodules, gorecipes
 
 
 def test_the_command_focuses_skips_and_tolerates_the_gpu_and_control_plane_taints(tmp_path):
@@ -60,7 +60,7 @@ def test_go_imports_reads_blocks_single_lines_and_aliases():
             // "commented.out/pkg"
         )
         ''')
-    assert sorted(gobuild.go_imports(src)) == ["flag", "go.yaml.in/yaml/v2", "k8s.io/kubernetes/test/e2e/apps", "testing"]
+    assert sorted(gomodules.go_imports(src)) == ["flag", "go.yaml.in/yaml/v2", "k8s.io/kubernetes/test/e2e/apps", "testing"]
 
 
 def test_test_images_come_from_the_pinned_manifest(tmp_path):
@@ -85,7 +85,7 @@ def test_test_images_come_from_the_pinned_manifest(tmp_path):
     apiserver, etcd = e2e_images.go_wrappers(found)
     assert (apiserver.name, apiserver.version, apiserver.requires) == ("sample-apiserver", "0.29.2",
                                                                        (("k8s.io/sample-apiserver", "v0.29.2"),))
-    assert (etcd.name, etcd.version) == ("etcd-e2e", "3.6.6") and etcd.module != gobuild.etcd("3.6.6").module
+    assert (etcd.name, etcd.version) == ("etcd-e2e", "3.6.6") and etcd.module != gorecipes.etcd("3.6.6").module
     for key, tag, said in (("APIServer", "2.0.1", "is not 1.<minor>.<patch>"), ("Etcd", "3.6.6", "is not <version>-<n>")):
         with pytest.raises(Exception, match=said):
             e2e_images.go_wrappers({**found, key: dataclasses.replace(found[key], tag=tag)})
@@ -97,7 +97,7 @@ def test_test_images_come_from_the_pinned_manifest(tmp_path):
 def test_e2e_image_specs_use_the_tests_paths_and_carry_agnhost_and_porter_certificates(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from kubesweep.offline import images
+    from kubesweep.offline import debootstrap, image_recipes, image_tar
 
     porter = tmp_path / "test" / "images" / "agnhost" / "porter"
     porter.mkdir(parents=True)
@@ -115,14 +115,14 @@ def test_e2e_image_specs_use_the_tests_paths_and_carry_agnhost_and_porter_certif
         ("Nonewprivs", "nonewprivs", "1.3"), ("APIServer", "sample-apiserver", "1.29.2"), ("Etcd", "etcd", "3.6.6-0")]}
     built = {key: gobuild.Built(key.split("/")[0], key.split("/")[1], "1", Path(f"/b/{key}"), "d" * 64, True, 0)
              for key in ("sample-apiserver/sample-apiserver", "etcd-e2e/etcd", "etcd-e2e/etcdctl")}
-    rootfs = {spec.name: images.Rootfs(spec, Path(f"/r/{spec.name}.tar"), spec.name[:8].ljust(64, "0"), True, 0)
+    rootfs = {spec.name: debootstrap.Rootfs(spec, Path(f"/r/{spec.name}.tar"), spec.name[:8].ljust(64, "0"), True, 0)
               for spec in e2e_images.ROOTFS}
-    minbase = images.Rootfs(images.MINBASE_ROOTFS, Path("/r/minbase.tar"), "m" * 64, True, 0)
+    minbase = debootstrap.Rootfs(image_recipes.MINBASE_ROOTFS, Path("/r/minbase.tar"), "m" * 64, True, 0)
     monkeypatch.setattr(e2e_images, "tar_names", lambda path: {"usr/bin/env"} if path == minbase.path else pytest.fail(path))
     fake = _fake_busybox(tmp_path, ["env", "sysctl"])
-    specs = e2e_images.image_specs(found, tmp_path, images.FileEntry("agnhost", Path("/b/agnhost"), "a" * 64), rootfs,
-                                   nnp=(nnp_entry := images.FileEntry("nnp", Path("/b/nnp"), "n" * 64)),
-                                   busybox=images.FileEntry("busybox", fake, "c" * 64), minbase=minbase, built=built)
+    specs = e2e_images.image_specs(found, tmp_path, image_tar.FileEntry("agnhost", Path("/b/agnhost"), "a" * 64), rootfs,
+                                   nnp=(nnp_entry := image_tar.FileEntry("nnp", Path("/b/nnp"), "n" * 64)),
+                                   busybox=image_tar.FileEntry("busybox", fake, "c" * 64), minbase=minbase, built=built)
     assert [s.path for s in specs] == ["e2e-test-images/agnhost:2.59", "e2e-test-images/agnhost:2.55",
                                        "e2e-test-images/busybox:1.37.0-1",
                                        "e2e-test-images/nautilus:1.7", "e2e-test-images/kitten:1.7",
@@ -195,7 +195,7 @@ def test_a_file_or_link_added_on_top_replaces_the_base_entry_of_that_path(tmp_pa
     import tarfile
     from pathlib import Path
 
-    from kubesweep.offline import images
+    from kubesweep.offline import cache as cachemod, image_tar
 
     base = tmp_path / "base.tar"
     with tarfile.open(base, "w") as tar:
@@ -207,21 +207,21 @@ def test_a_file_or_link_added_on_top_replaces_the_base_entry_of_that_path(tmp_pa
             info = tarfile.TarInfo(name)
             info.type, info.linkname = tarfile.SYMTYPE, target
             tar.addfile(info)
-    assert images.tar_names(base) == {"usr", "usr/bin", "usr/bin/sh", "usr/bin/env"}
+    assert image_tar.tar_names(base) == {"usr", "usr/bin", "usr/bin/sh", "usr/bin/env"}
     binary = tmp_path / "busybox"
     binary.write_bytes(b"upstream")
-    spec = images.ImageSpec("", "p:1", "l:1", (), base=base, base_sha256="b" * 64,
-                            files=(images.FileEntry("usr/bin/busybox", binary, images.sha256_file(binary)),),
+    spec = image_tar.ImageSpec("", "p:1", "l:1", (), base=base, base_sha256="b" * 64,
+                            files=(image_tar.FileEntry("usr/bin/busybox", binary, cachemod.sha256_file(binary)),),
                             links=(("usr/bin/sh", "busybox"),))
     out = io.BytesIO()
-    images.write_tar(out, spec)
+    image_tar.write_tar(out, spec)
     out.seek(0)
     with tarfile.open(fileobj=out) as tar:
         members = [(m.name, m.linkname) for m in tar.getmembers()]
     assert [m for m in members if m[0] == "./usr/bin/sh"] == [("./usr/bin/sh", "busybox")]
     assert ("./usr/bin/env", "coreutils") in members and ("./usr/bin/busybox", "") in members
     with pytest.raises(Exception, match="cannot read"):
-        images.tar_names(Path(tmp_path / "missing.tar"))
+        image_tar.tar_names(Path(tmp_path / "missing.tar"))
 
 
 def test_conformance_without_a_cluster_says_which_command_brings_it_up_before_building(tmp_path, monkeypatch):

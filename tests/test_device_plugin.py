@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kubesweep.offline import images
+from kubesweep.offline import debootstrap, image_recipes
 from kubesweep.k8s.versions import KUBERNETES_VERSION, pins
 
 from .conftest import ROOT
@@ -96,6 +96,6 @@ def test_offline_the_image_name_resolves_to_the_pushed_path(rendered):
     mirrors = {m["registry"]: m for m in json.loads((rendered / "mirrors.json").read_text())}
     assert mirrors[registry]["mirrors"] == ["http://10.0.0.2:5000"]
     assert mirrors[registry]["server"] == "https://nvcr.io"
-    spec = images.nvidia_image("k8s-device-plugin", path.rsplit(":", 1)[1],
-                               images.Rootfs(images.MINBASE_ROOTFS, Path("/x.tar"), "a" * 64, True, 0), [], [])
+    spec = image_recipes.nvidia_image("k8s-device-plugin", path.rsplit(":", 1)[1],
+                               debootstrap.Rootfs(image_recipes.MINBASE_ROOTFS, Path("/x.tar"), "a" * 64, True, 0), [], [])
     assert spec.upstream == _container(ds)["image"] and spec.path == path

@@ -17,7 +17,10 @@ import pytest
 
 from kubesweep.errors import KubesweepError
 from kubesweep.offline import cache as cachemod
-from kubesweep.offline import gobuild, images, mirror
+from kubesweep.offline import (
+    debootstrap, gobuild, gomodules, gorecipes, gotoolchain, image_import, image_recipes, image_tar, mirror, mirror_layout,
+    versions,
+)
 from kubesweep.offline.cache import Cache, DigestCache, Stamp
 from kubesweep.local.paths import checkout
 
@@ -44,7 +47,7 @@ replace (
 replace k8s.io/kubectl => ./staging/src/k8s.io/kubectl
 """
 
-V = mirror.Versions(kube="1.35.8", etcd="3.6.16", pause="3.10.1", cni="1.9.1", crictl="1.36.0", kwok="0.8.0",
+V = versions.Versions(kube="1.35.8", etcd="3.6.16", pause="3.10.1", cni="1.9.1", crictl="1.36.0", kwok="0.8.0",
                     nvidia_device_plugin="0.19.0", flannel="0.26.7", minikube="1.36.0", coredns="1.13.1",
                     local_path_provisioner="0.0.30")
 
@@ -80,7 +83,7 @@ MINIKUBE_REPLACES = [
 
 
 def test_staging_replaces_are_pinned_to_the_v0_release_of_the_same_minor():
-    replaces = gobuild.derived_replaces(FAKE_KUBE_GOMOD, "1.35.8")
+    replaces = gomodules.derived_replaces(FAKE_KUBE_GOMOD, "1.35.8")
     assert replaces == [
         ("github.com/old/thing v1.0.0", "github.com/new/thing v1.2.3"),
         ("k8s.io/api", "k8s.io/api v0.35.8"),
@@ -92,37 +95,37 @@ def test_staging_replaces_are_pinned_to_the_v0_release_of_the_same_minor():
 def test_local_replace_outside_staging_is_refused():
     gomod = "module k8s.io/kubernetes\nreplace k8s.io/x => ../elsewhere/x\n"
     with pytest.raises(KubesweepError, match="not a staging module"):
-        gobuild.derived_replaces(gomod, "1.35.8")
+        gomodules.derived_replaces(gomod, "1.35.8")
 
 
 def test_main_module_replaces_are_copied_as_they_are():
-    assert gobuild.copied_replaces(FAKE_MINIKUBE_GOMOD, "k8s.io/minikube") == MINIKUBE_REPLACES
+    assert gomodules.copied_replaces(FAKE_MINIKUBE_GOMOD, "k8s.io/minikube") == MINIKUBE_REPLACES
     # a local path is not on the module proxy: refused unless the caller maps it (Kubernetes' staging)
     with pytest.raises(KubesweepError, match=r"k8s.io/minikube replaces x.io/y with the local path \./y"):
-        gobuild.copied_replaces("module k8s.io/minikube\nreplace x.io/y => ./y\n", "k8s.io/minikube")
+        gomodules.copied_replaces("module k8s.io/minikube\nreplace x.io/y => ./y\n", "k8s.io/minikube")
     with pytest.raises(KubesweepError, match="unreadable replace directive in k8s.io/minikube's go.mod"):
-        gobuild.copied_replaces("module k8s.io/minikube\nreplace x.io/y\n", "k8s.io/minikube")
+        gomodules.copied_replaces("module k8s.io/minikube\nreplace x.io/y\n", "k8s.io/minikube")
 
 
 @pytest.mark.parametrize(("kube", "staging"), [("1.35.8", "v0.35.8"), ("v1.36.0", "v0.36.0"),
                                                ("1.37.0-rc.1", "v0.37.0-rc.1")])
 def test_staging_version(kube, staging):
-    assert gobuild.staging_version(kube) == staging
+    assert gomodules.staging_version(kube) == staging
 
 
 @pytest.mark.parametrize("bad", ["2.0.0", "1.35", "latest"])
 def test_staging_version_rejects_what_it_cannot_map(bad):
     with pytest.raises(KubesweepError):
-        gobuild.staging_version(bad)
+        gomodules.staging_version(bad)
 
 
 def test_rendered_gomod_parses_back_to_the_same_directives():
-    replaces = gobuild.derived_replaces(FAKE_KUBE_GOMOD, "1.35.8")
-    text = gobuild.render_gomod("kubesweep.local/build/kubernetes", "1.25.0", [("k8s.io/kubernetes", "v1.35.8")],
+    replaces = gomodules.derived_replaces(FAKE_KUBE_GOMOD, "1.35.8")
+    text = gomodules.render_gomod("kubesweep.local/build/kubernetes", "1.25.0", [("k8s.io/kubernetes", "v1.35.8")],
                                 replaces, ["default=go1.25"])
-    parsed = gobuild.parse_directives(text)
+    parsed = gomodules.parse_directives(text)
     assert ("module", ["kubesweep.local/build/kubernetes"]) in parsed
-    assert gobuild.go_directive(text) == "1.25.0"
+    assert gomodules.go_directive(text) == "1.25.0"
     assert ("require", ["k8s.io/kubernetes", "v1.35.8"]) in parsed
     assert ("godebug", ["default=go1.25"]) in parsed
     got = [(" ".join(a[:a.index("=>")]), " ".join(a[a.index("=>") + 1:])) for verb, a in parsed if verb == "replace"]
@@ -130,15 +133,15 @@ def test_rendered_gomod_parses_back_to_the_same_directives():
 
 
 def test_directive_parser_handles_comments_blocks_and_single_lines():
-    parsed = gobuild.parse_directives(FAKE_KUBE_GOMOD)
+    parsed = gomodules.parse_directives(FAKE_KUBE_GOMOD)
     assert parsed[0] == ("module", ["k8s.io/kubernetes"])
     assert ("require", ["k8s.io/client-go", "v0.0.0"]) in parsed  # "// indirect" dropped
     assert ("replace", ["k8s.io/kubectl", "=>", "./staging/src/k8s.io/kubectl"]) in parsed
-    assert gobuild.go_directive(FAKE_KUBE_GOMOD) == "1.25.0"
+    assert gomodules.go_directive(FAKE_KUBE_GOMOD) == "1.25.0"
 
 
 def test_tools_go_blank_imports_each_command_once_behind_the_tools_tag():
-    text = gobuild.render_tools_go(["k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kubeadm",
+    text = gomodules.render_tools_go(["k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kubeadm",
                                     "k8s.io/kubernetes/cmd/kubelet"])
     assert text.startswith("//go:build tools\n")
     assert re.findall(r'_ "([^"]+)"', text) == ["k8s.io/kubernetes/cmd/kubeadm", "k8s.io/kubernetes/cmd/kubelet"]
@@ -153,8 +156,8 @@ def _x_flags(ldflags: str) -> dict[str, str]:
 
 
 def test_kube_ldflags_set_the_version_in_both_packages_like_hack_lib_version_sh():
-    info = gobuild.ModuleInfo("k8s.io/kubernetes", "v1.35.8", Path("/x"), Path("/x.mod"), "2026-08-20T15:16:14Z", None)
-    flags = gobuild.kube_ldflags("1.35.8", info)
+    info = gomodules.ModuleInfo("k8s.io/kubernetes", "v1.35.8", Path("/x"), Path("/x.mod"), "2026-08-20T15:16:14Z", None)
+    flags = gorecipes.kube_ldflags("1.35.8", info)
     assert flags.startswith("-s -w ")
     x = _x_flags(flags)
     for pkg in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version"):
@@ -168,32 +171,32 @@ def test_kube_ldflags_set_the_version_in_both_packages_like_hack_lib_version_sh(
 
 
 def test_kube_ldflags_carry_the_commit_when_the_proxy_knows_it_and_are_stable():
-    info = gobuild.ModuleInfo("k8s.io/kubernetes", "v1.36.4", Path("/x"), Path("/x.mod"), "2026-01-02T03:04:05Z", "abc123")
-    x = _x_flags(gobuild.kube_ldflags("v1.36.4", info))
+    info = gomodules.ModuleInfo("k8s.io/kubernetes", "v1.36.4", Path("/x"), Path("/x.mod"), "2026-01-02T03:04:05Z", "abc123")
+    x = _x_flags(gorecipes.kube_ldflags("v1.36.4", info))
     assert x["k8s.io/component-base/version.gitCommit"] == "abc123"
     assert x["k8s.io/client-go/pkg/version.gitMinor"] == "36"
-    assert gobuild.kube_ldflags("1.36.4", info) == gobuild.kube_ldflags("1.36.4", info)  # no "now" in it
+    assert gorecipes.kube_ldflags("1.36.4", info) == gorecipes.kube_ldflags("1.36.4", info)  # no "now" in it
 
 
 def test_other_ldflags_match_what_each_project_release_build_sets():
-    assert _x_flags(gobuild.etcd_ldflags("3.6.16")) == {"go.etcd.io/etcd/api/v3/version.GitSHA": "v3.6.16"}
-    assert _x_flags(gobuild.crictl_ldflags("1.36.0")) == {"sigs.k8s.io/cri-tools/pkg/version.Version": "v1.36.0"}
-    assert _x_flags(gobuild.cni_ldflags("1.9.1")) == {
+    assert _x_flags(gorecipes.etcd_ldflags("3.6.16")) == {"go.etcd.io/etcd/api/v3/version.GitSHA": "v3.6.16"}
+    assert _x_flags(gorecipes.crictl_ldflags("1.36.0")) == {"sigs.k8s.io/cri-tools/pkg/version.Version": "v1.36.0"}
+    assert _x_flags(gorecipes.cni_ldflags("1.9.1")) == {
         "github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion": "v1.9.1"}
-    assert _x_flags(gobuild.kwok_ldflags("0.8.0", "1.35.8")) == {
+    assert _x_flags(gorecipes.kwok_ldflags("0.8.0", "1.35.8")) == {
         "sigs.k8s.io/kwok/pkg/consts.Version": "v0.8.0", "sigs.k8s.io/kwok/pkg/consts.KubeVersion": "1.35.8"}
-    assert _x_flags(gobuild.pause_ldflags("3.10.1")) == {"main.version": "3.10.1"}
+    assert _x_flags(gorecipes.pause_ldflags("3.10.1")) == {"main.version": "3.10.1"}
 
 
 def test_device_plugin_ldflags_are_its_makefiles_buildflags():
-    info = gobuild.ModuleInfo(gobuild.NVIDIA_DEVICE_PLUGIN_MODULE, "v0.19.0", Path("/x"), Path("/x.mod"),
+    info = gomodules.ModuleInfo(gorecipes.NVIDIA_DEVICE_PLUGIN_MODULE, "v0.19.0", Path("/x"), Path("/x.mod"),
                               "2026-03-17T06:49:47Z", "1ae8e5f0")
-    flags = gobuild.nvidia_device_plugin_ldflags("0.19.0", info)
+    flags = gorecipes.nvidia_device_plugin_ldflags("0.19.0", info)
     pkg = "github.com/NVIDIA/k8s-device-plugin/internal/info"
     assert _x_flags(flags) == {f"{pkg}.version": "v0.19.0", f"{pkg}.gitCommit": "1ae8e5f0"}
     # go-nvml's C symbols come from libnvidia-ml at run time: the link must not insist on them
     assert flags.startswith("-s -w '-extldflags=-Wl,--export-dynamic -Wl,--unresolved-symbols=ignore-in-object-files' ")
-    assert f"{pkg}.gitCommit" not in gobuild.nvidia_device_plugin_ldflags("0.19.0", None)
+    assert f"{pkg}.gitCommit" not in gorecipes.nvidia_device_plugin_ldflags("0.19.0", None)
 
 
 MINIKUBE_MAKEFILE = """\
@@ -206,50 +209,50 @@ MINIKUBE_LDFLAGS := -X k8s.io/minikube/pkg/version.version=$(VERSION)
 
 
 def test_minikube_ldflags_are_its_makefiles_minikube_ldflags():
-    make = gobuild.makefile_defaults(MINIKUBE_MAKEFILE)
+    make = gorecipes.makefile_defaults(MINIKUBE_MAKEFILE)
     assert make["ISO_VERSION"] == "v1.36.0" and make["STORAGE_PROVISIONER_TAG"] == "v5"
     assert "KIC_VERSION" not in make and "MINIKUBE_LDFLAGS" not in make  # not a single-word `?=` default
-    info = gobuild.ModuleInfo(gobuild.MINIKUBE_MODULE, "v1.36.0", Path("/x"), Path("/x.mod"),
+    info = gomodules.ModuleInfo(gorecipes.MINIKUBE_MODULE, "v1.36.0", Path("/x"), Path("/x.mod"),
                               "2025-05-22T00:00:00Z", "f8f52f5de11fc6ad8244afac475e1d0f96841df1")
-    flags = gobuild.minikube_ldflags("1.36.0", info, make)
+    flags = gorecipes.minikube_ldflags("1.36.0", info, make)
     pkg = "k8s.io/minikube/pkg/version"
     assert flags.startswith("-s -w ")
     assert _x_flags(flags) == {f"{pkg}.version": "v1.36.0", f"{pkg}.isoVersion": "v1.36.0",
                                f"{pkg}.storageProvisionerVersion": "v5",
                                f"{pkg}.gitCommitID": "f8f52f5de11fc6ad8244afac475e1d0f96841df1"}
-    assert f"{pkg}.gitCommitID" not in gobuild.minikube_ldflags("v1.36.0", None, make)
+    assert f"{pkg}.gitCommitID" not in gorecipes.minikube_ldflags("v1.36.0", None, make)
     # without the storage-provisioner tag the addon's image would have none: refuse, naming it
     with pytest.raises(KubesweepError, match="STORAGE_PROVISIONER_TAG"):
-        gobuild.minikube_ldflags("1.36.0", info, {"ISO_VERSION": "v1.36.0"})
+        gorecipes.minikube_ldflags("1.36.0", info, {"ISO_VERSION": "v1.36.0"})
 
 
 def test_wrappers_build_the_commands_the_mirror_needs():
-    kube = gobuild.kubernetes("1.35.8")
+    kube = gorecipes.kubernetes("1.35.8")
     assert kube.requires == (("k8s.io/kubernetes", "v1.35.8"),) and kube.kubernetes_replaces
     assert {b.name for b in kube.binaries} == {"kubeadm", "kubelet", "kubectl", "kube-apiserver",
                                               "kube-controller-manager", "kube-scheduler", "kube-proxy"}
-    assert {b.package for b in gobuild.cni_plugins("1.9.1").binaries} == {
+    assert {b.package for b in gorecipes.cni_plugins("1.9.1").binaries} == {
         "github.com/containernetworking/plugins/plugins/main/bridge",
         "github.com/containernetworking/plugins/plugins/ipam/host-local",
         "github.com/containernetworking/plugins/plugins/main/loopback",
         "github.com/containernetworking/plugins/plugins/meta/portmap"}
-    assert [b.package for b in gobuild.etcd("3.6.16").binaries] == ["go.etcd.io/etcd/server/v3", "go.etcd.io/etcd/etcdctl/v3"]
-    mk = gobuild.minikube("v1.36.0")
+    assert [b.package for b in gorecipes.etcd("3.6.16").binaries] == ["go.etcd.io/etcd/server/v3", "go.etcd.io/etcd/etcdctl/v3"]
+    mk = gorecipes.minikube("v1.36.0")
     assert mk.requires == (("k8s.io/minikube", "v1.36.0"),) and mk.module_replaces and not mk.kubernetes_replaces
     assert [(b.name, b.package) for b in mk.binaries] == [("minikube", "k8s.io/minikube/cmd/minikube")]
     assert not mk.cgo  # static, like minikube's linux release
-    plugin = gobuild.nvidia_device_plugin("v0.19.0")
+    plugin = gorecipes.nvidia_device_plugin("v0.19.0")
     assert plugin.requires == (("github.com/NVIDIA/k8s-device-plugin", "v0.19.0"),) and plugin.version == "0.19.0"
     assert [(b.name, b.package) for b in plugin.binaries] == [
         ("nvidia-device-plugin", "github.com/NVIDIA/k8s-device-plugin/cmd/nvidia-device-plugin")]
-    flannel = gobuild.flannel("0.26.7")
+    flannel = gorecipes.flannel("0.26.7")
     assert [(b.name, b.package) for b in flannel.binaries] == [("flanneld", "github.com/flannel-io/flannel")]
     assert plugin.cgo and flannel.cgo and not kube.cgo  # go-nvml and flannel's udp proxy are cgo; the rest static
     # every archive/binary the mirror lists is produced by some wrapper or the pause build
-    produced = {f"{w.name}/{b.name}" for w in (kube, gobuild.etcd("1"), gobuild.cri_tools("1"),
-                                               gobuild.cni_plugins("1"), gobuild.kwok("1", "1"), mk)
+    produced = {f"{w.name}/{b.name}" for w in (kube, gorecipes.etcd("1"), gorecipes.cri_tools("1"),
+                                               gorecipes.cni_plugins("1"), gorecipes.kwok("1", "1"), mk)
                 for b in w.binaries}
-    needed = {key for item in mirror.layout(V) for _, key in item.sources}
+    needed = {key for item in mirror_layout.layout(V) for _, key in item.sources}
     assert needed <= produced
 
 
@@ -258,35 +261,35 @@ def test_wrappers_build_the_commands_the_mirror_needs():
 
 def test_no_go_says_how_to_install_it():
     with pytest.raises(cachemod.MissingToolError) as exc:
-        gobuild.find_go(which=lambda name: None, fallbacks=["/nonexistent/go"])
+        gotoolchain.find_go(which=lambda name: None, fallbacks=["/nonexistent/go"])
     text = str(exc.value)
     assert "no `go` on PATH" in text and "Go >= 1.25" in text and "golang-go" in text
 
 
 def test_old_go_is_refused_with_the_version_needed():
-    old = gobuild.Toolchain("/usr/lib/go-1.19/bin/go", "go1.19.8")
+    old = gotoolchain.Toolchain("/usr/lib/go-1.19/bin/go", "go1.19.8")
     with pytest.raises(cachemod.MissingToolError, match=r"needs Go >= 1\.26\.2, but .* is go1\.19\.8"):
         old.require("1.26.2", "sigs.k8s.io/cri-tools@v1.36.0")
-    assert gobuild.Toolchain("/go", "go1.26.8").satisfies("1.26.2")
-    assert not gobuild.Toolchain("/go", "go1.26.1").satisfies("1.26.2")
-    assert gobuild.parse_go_version("go version go1.19.8 linux/amd64") == (1, 19, 8)
+    assert gotoolchain.Toolchain("/go", "go1.26.8").satisfies("1.26.2")
+    assert not gotoolchain.Toolchain("/go", "go1.26.1").satisfies("1.26.2")
+    assert gotoolchain.parse_go_version("go version go1.19.8 linux/amd64") == (1, 19, 8)
 
 
 def test_go_environment_is_static_two_jobs_local_toolchain():
-    env = gobuild.Toolchain("/usr/local/go/bin/go", "go1.26.8").env({"PATH": "/usr/bin", "GOFLAGS": "-mod=vendor"})
+    env = gotoolchain.Toolchain("/usr/local/go/bin/go", "go1.26.8").env({"PATH": "/usr/bin", "GOFLAGS": "-mod=vendor"})
     assert env["CGO_ENABLED"] == "0" and env["GOOS"] == "linux" and env["GOARCH"] == "amd64"
     assert env["GOFLAGS"].split() == ["-p=2", "-buildvcs=false"]
     assert env["GOTOOLCHAIN"] == "local" and env["GOWORK"] == "off"
     assert env["PATH"].split(os.pathsep)[0] == "/usr/local/go/bin"
     assert "GONOSUMDB" not in env and "GOINSECURE" not in env
-    cgo = gobuild.Toolchain("/usr/local/go/bin/go", "go1.26.8").env({"PATH": "/usr/bin"}, cgo=True)
+    cgo = gotoolchain.Toolchain("/usr/local/go/bin/go", "go1.26.8").env({"PATH": "/usr/bin"}, cgo=True)
     assert cgo["CGO_ENABLED"] == "1" and cgo["GOFLAGS"] == env["GOFLAGS"]
-    assert gobuild.build_target() == gobuild.TARGET  # the static binaries' stamps are unchanged
+    assert gotoolchain.build_target() == gotoolchain.TARGET  # the static binaries' stamps are unchanged
 
 
 def test_no_gcc_says_what_to_install_for_the_cgo_build():
     with pytest.raises(cachemod.MissingToolError, match="no `gcc`.*NVIDIA device plugin") as exc:
-        gobuild.c_compiler(which=lambda name: None)
+        gotoolchain.c_compiler(which=lambda name: None)
     assert str(exc.value).endswith("apt-get install -y --no-install-recommends gcc libc6-dev")
 
 
@@ -318,11 +321,11 @@ def test_stamp_of_another_format_or_garbage_is_stale(tmp_path):
     assert not Stamp(path).is_fresh({})
 
 
-def _fake_toolchain(tmp_path: Path, script: str) -> gobuild.Toolchain:
+def _fake_toolchain(tmp_path: Path, script: str) -> gotoolchain.Toolchain:
     go = tmp_path / "fake-go"
     go.write_text("#!/bin/sh\n" + script)
     go.chmod(0o755)
-    return gobuild.Toolchain(str(go), "go1.26.8")
+    return gotoolchain.Toolchain(str(go), "go1.26.8")
 
 
 def test_compile_is_skipped_on_a_stamp_hit_and_rerun_when_ldflags_change(tmp_path):
@@ -365,7 +368,7 @@ def test_cgo_compile_runs_go_with_cgo_enabled(tmp_path):
         assert built.path.read_text() == f"CGO_ENABLED={int(cgo)}"
 
 
-def _fake_go_for_prepare(tmp_path: Path, monkeypatch, kube_gomod: str) -> gobuild.Toolchain:
+def _fake_go_for_prepare(tmp_path: Path, monkeypatch, kube_gomod: str) -> gotoolchain.Toolchain:
     """A `go` that answers `mod download -json` from files and counts `mod tidy` runs."""
     mod = tmp_path / "kubernetes@v1.35.8.mod"
     mod.write_text(kube_gomod)
@@ -386,7 +389,7 @@ def _fake_go_for_prepare(tmp_path: Path, monkeypatch, kube_gomod: str) -> gobuil
 def test_wrapper_module_is_generated_from_kubernetes_go_mod_and_tidied_once(tmp_path, monkeypatch):
     tc = _fake_go_for_prepare(tmp_path, monkeypatch, FAKE_KUBE_GOMOD)
     cache = Cache(tmp_path / "cache")
-    folder, infos, digest = gobuild.prepare(cache, tc, gobuild.kubernetes("1.35.8"), lambda s: None)
+    folder, infos, digest = gobuild.prepare(cache, tc, gorecipes.kubernetes("1.35.8"), lambda s: None)
     assert folder == tmp_path / "cache" / "build" / "kubernetes-1.35.8"
     gomod = (folder / "go.mod").read_text()
     assert "\tk8s.io/api => k8s.io/api v0.35.8\n" in gomod and "\tk8s.io/kubectl => k8s.io/kubectl v0.35.8\n" in gomod
@@ -395,12 +398,12 @@ def test_wrapper_module_is_generated_from_kubernetes_go_mod_and_tidied_once(tmp_
     assert infos["k8s.io/kubernetes"].time == "2026-08-20T15:16:14Z"
     assert (tmp_path / "tidies").read_text().count("tidy") == 1
     # same skeleton: no second tidy, same wrapper digest (so binaries stay cached)
-    _, _, again = gobuild.prepare(cache, tc, gobuild.kubernetes("1.35.8"), lambda s: None)
+    _, _, again = gobuild.prepare(cache, tc, gorecipes.kubernetes("1.35.8"), lambda s: None)
     assert again == digest and (tmp_path / "tidies").read_text().count("tidy") == 1
     # upstream's go.mod gains a staging module: the skeleton changes, tidy reruns
     (tmp_path / "kubernetes@v1.35.8.mod").write_text(
         FAKE_KUBE_GOMOD + "replace k8s.io/kms => ./staging/src/k8s.io/kms\n")
-    gobuild.prepare(cache, tc, gobuild.kubernetes("1.35.8"), lambda s: None)
+    gobuild.prepare(cache, tc, gorecipes.kubernetes("1.35.8"), lambda s: None)
     assert "k8s.io/kms => k8s.io/kms v0.35.8" in (folder / "go.mod").read_text()
     assert (tmp_path / "tidies").read_text().count("tidy") == 2
 
@@ -419,13 +422,13 @@ def test_minikube_wrapper_copies_minikubes_replaces_and_reads_its_makefile(tmp_p
     monkeypatch.setenv("FAKE_ANSWER", str(answer))
     tc = _fake_toolchain(tmp_path, 'case "$1 $2" in\n"mod download") cat "$FAKE_ANSWER" ;;\n'
                                    '"mod tidy") echo "x v1 h1:abc=" > go.sum ;;\nesac\n')
-    wrapper = gobuild.minikube("1.36.0")
+    wrapper = gorecipes.minikube("1.36.0")
     folder, infos, _ = gobuild.prepare(Cache(tmp_path / "cache"), tc, wrapper, lambda s: None)
     assert folder == tmp_path / "cache" / "build" / "minikube-1.36.0"
     gomod = (folder / "go.mod").read_text()
     assert "\tk8s.io/minikube v1.36.0\n" in gomod and "\ngo 1.25.0\n" in gomod  # never below GO_MIN
     got = [(" ".join(a[:a.index("=>")]), " ".join(a[a.index("=>") + 1:]))
-           for verb, a in gobuild.parse_directives(gomod) if verb == "replace"]
+           for verb, a in gomodules.parse_directives(gomod) if verb == "replace"]
     assert got == MINIKUBE_REPLACES
     assert '_ "k8s.io/minikube/cmd/minikube"' in (folder / "tools.go").read_text()
     x = _x_flags(wrapper.ldflags(infos))
@@ -437,7 +440,7 @@ def test_minikube_wrapper_copies_minikubes_replaces_and_reads_its_makefile(tmp_p
 def test_a_module_needing_a_newer_go_is_refused_before_building(tmp_path, monkeypatch):
     tc = _fake_go_for_prepare(tmp_path, monkeypatch, FAKE_KUBE_GOMOD.replace("go 1.25.0", "go 1.99.0"))
     with pytest.raises(cachemod.MissingToolError, match=r"k8s.io/kubernetes@v1.35.8 needs Go >= 1.99.0"):
-        gobuild.prepare(Cache(tmp_path / "cache"), tc, gobuild.kubernetes("1.35.8"), lambda s: None)
+        gobuild.prepare(Cache(tmp_path / "cache"), tc, gorecipes.kubernetes("1.35.8"), lambda s: None)
 
 
 def test_a_failed_compile_leaves_no_binary_and_quotes_the_log(tmp_path):
@@ -523,7 +526,7 @@ def test_digest_cache_rehashes_only_changed_files(tmp_path):
 
 
 def test_mirror_paths_are_the_official_urls_minus_the_scheme():
-    rels = [item.rel for item in mirror.layout(V)]
+    rels = [item.rel for item in mirror_layout.layout(V)]
     k = "dl.k8s.io/release/v1.35.8/bin/linux/amd64/"
     assert rels == [
         k + "kubeadm", k + "kubelet", k + "kubectl", k + "kube-apiserver", k + "kube-controller-manager",
@@ -537,21 +540,21 @@ def test_mirror_paths_are_the_official_urls_minus_the_scheme():
     ]
 
 
-def _fake_artifacts(tmp_path: Path) -> dict[str, mirror.Artifact]:
+def _fake_artifacts(tmp_path: Path) -> dict[str, mirror_layout.Artifact]:
     arts = {}
-    for item in mirror.layout(V):
+    for item in mirror_layout.layout(V):
         for _, key in item.sources:
             path = tmp_path / "build" / key
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(f"#!binary {key}\n".encode())
-            arts[key] = mirror.Artifact(path, hashlib.sha256(path.read_bytes()).hexdigest(), 1_700_000_000)
+            arts[key] = mirror_layout.Artifact(path, hashlib.sha256(path.read_bytes()).hexdigest(), 1_700_000_000)
     return arts
 
 
 def test_lay_out_writes_each_file_its_sha256_and_sha256sums(tmp_path):
     cache = Cache(tmp_path / "cache")
     arts = _fake_artifacts(tmp_path)
-    result = mirror.lay_out(cache, mirror.layout(V), arts)
+    result = mirror_layout.lay_out(cache, mirror_layout.layout(V), arts)
     root = cache.mirror
     kubelet = root / "dl.k8s.io/release/v1.35.8/bin/linux/amd64/kubelet"
     assert kubelet.read_bytes() == arts["kubernetes/kubelet"].path.read_bytes()
@@ -576,7 +579,7 @@ def test_lay_out_writes_each_file_its_sha256_and_sha256sums(tmp_path):
         assert tar.getnames() == ["./crictl"]
     sums = dict(reversed(line.split("  ", 1)) for line in (root / "SHA256SUMS").read_text().splitlines())
     on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"SHA256SUMS"}
-    assert set(sums) == on_disk and len(on_disk) == 2 * len(mirror.layout(V))
+    assert set(sums) == on_disk and len(on_disk) == 2 * len(mirror_layout.layout(V))
     for rel, hexd in sums.items():
         assert hashlib.sha256((root / rel).read_bytes()).hexdigest() == hexd
     assert result["files"] == len(on_disk)
@@ -585,9 +588,9 @@ def test_lay_out_writes_each_file_its_sha256_and_sha256sums(tmp_path):
 def test_second_lay_out_changes_nothing_and_hashes_nothing(tmp_path):
     cache = Cache(tmp_path / "cache")
     arts = _fake_artifacts(tmp_path)
-    mirror.lay_out(cache, mirror.layout(V), arts)
+    mirror_layout.lay_out(cache, mirror_layout.layout(V), arts)
     before = {p: p.stat().st_mtime_ns for p in cache.mirror.rglob("*") if p.is_file()}
-    again = mirror.lay_out(cache, mirror.layout(V), arts)
+    again = mirror_layout.lay_out(cache, mirror_layout.layout(V), arts)
     assert again["changed"] == 0 and again["hashed"] == 0
     assert {p: p.stat().st_mtime_ns for p in cache.mirror.rglob("*") if p.is_file()} == before
 
@@ -595,11 +598,11 @@ def test_second_lay_out_changes_nothing_and_hashes_nothing(tmp_path):
 def test_lay_out_follows_a_rebuilt_binary(tmp_path):
     cache = Cache(tmp_path / "cache")
     arts = _fake_artifacts(tmp_path)
-    mirror.lay_out(cache, mirror.layout(V), arts)
+    mirror_layout.lay_out(cache, mirror_layout.layout(V), arts)
     new = tmp_path / "kubeadm.new"
     new.write_bytes(b"rebuilt")
-    arts["kubernetes/kubeadm"] = mirror.Artifact(new, hashlib.sha256(b"rebuilt").hexdigest())
-    mirror.lay_out(cache, mirror.layout(V), arts)
+    arts["kubernetes/kubeadm"] = mirror_layout.Artifact(new, hashlib.sha256(b"rebuilt").hexdigest())
+    mirror_layout.lay_out(cache, mirror_layout.layout(V), arts)
     dst = cache.mirror / "dl.k8s.io/release/v1.35.8/bin/linux/amd64/kubeadm"
     assert dst.read_bytes() == b"rebuilt"
     assert (dst.parent / "kubeadm.sha256").read_text() == hashlib.sha256(b"rebuilt").hexdigest()
@@ -611,16 +614,16 @@ def test_lay_out_refuses_a_missing_artifact(tmp_path):
     arts = _fake_artifacts(tmp_path)
     del arts["etcd/etcd"]
     with pytest.raises(KubesweepError, match="needs etcd/etcd"):
-        mirror.lay_out(Cache(tmp_path / "cache"), mirror.layout(V), arts)
+        mirror_layout.lay_out(Cache(tmp_path / "cache"), mirror_layout.layout(V), arts)
 
 
 def test_archives_are_reproducible_and_carry_the_given_mtime(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     a.write_bytes(b"A" * 1000)
     b.write_bytes(b"B")
-    one = mirror.deterministic_tgz([("./b", b), ("./a", a)], 1_700_000_000, True)
+    one = mirror_layout.deterministic_tgz([("./b", b), ("./a", a)], 1_700_000_000, True)
     os.utime(a, (1, 1))  # file timestamps do not leak in
-    two = mirror.deterministic_tgz([("./a", a), ("./b", b)], 1_700_000_000, True)
+    two = mirror_layout.deterministic_tgz([("./a", a), ("./b", b)], 1_700_000_000, True)
     assert one == two
     assert gzip.decompress(one)  # a valid gzip stream
     assert one[4:8] == b"\0\0\0\0"  # gzip header MTIME: none, so rebuilding later gives the same bytes
@@ -629,32 +632,32 @@ def test_archives_are_reproducible_and_carry_the_given_mtime(tmp_path):
 
 
 def test_versions_are_read_from_versions_yml_and_missing_pins_are_named(tmp_path):
-    good = mirror.Versions.load()  # the repository's own file pins all of them
+    good = versions.Versions.load()  # the repository's own file pins all of them
     assert good.kube == "1.35.8" and good.kwok
     path = tmp_path / "versions.yml"
     path.write_text('kube_version: "1.35.8"\netcd_version: "v3.6.16"\n')
     with pytest.raises(KubesweepError, match="does not pin pause_version, cni_version, crictl_version, kwok_version"):
-        mirror.Versions.load(path)
+        versions.Versions.load(path)
     path.write_text('kube_version: "1.35.8"\netcd_version: "v3.6.16"\npause_version: "3.10.1"\n'
                     'cni_version: 1.9.1\ncrictl_version: "1.36.0"\nkwok_version: "0.8.0"\n')
     with pytest.raises(KubesweepError, match="does not pin nvidia_device_plugin_version"):
-        mirror.Versions.load(path)
+        versions.Versions.load(path)
     path.write_text(path.read_text() + 'nvidia_device_plugin_version: "v0.19.0"\n')
     with pytest.raises(KubesweepError, match="does not pin flannel_version"):
-        mirror.Versions.load(path)
+        versions.Versions.load(path)
     path.write_text(path.read_text() + 'flannel_version: "0.26.7"\n')
     with pytest.raises(KubesweepError, match="does not pin minikube_offline_version"):
-        mirror.Versions.load(path)
+        versions.Versions.load(path)
     path.write_text(path.read_text() + 'minikube_offline_version: "v1.36.0"\n')
     with pytest.raises(KubesweepError, match="does not pin coredns_version, local_path_provisioner_version"):
-        mirror.Versions.load(path)
+        versions.Versions.load(path)
     path.write_text(path.read_text() + 'coredns_version: "v1.13.1"\nlocal_path_provisioner_version: "0.0.30"\n')
-    assert mirror.Versions.load(path).coredns == "1.13.1"
-    assert mirror.Versions.load(path).etcd == "3.6.16"
-    assert mirror.Versions.load(path).minikube == "1.36.0"
-    assert mirror.Versions.load(path).nvidia_device_plugin == "0.19.0"
+    assert versions.Versions.load(path).coredns == "1.13.1"
+    assert versions.Versions.load(path).etcd == "3.6.16"
+    assert versions.Versions.load(path).minikube == "1.36.0"
+    assert versions.Versions.load(path).nvidia_device_plugin == "0.19.0"
     with pytest.raises(KubesweepError, match="cannot read the pinned versions"):
-        mirror.Versions.load(tmp_path / "nope.yml")
+        versions.Versions.load(tmp_path / "nope.yml")
 
 
 def test_kwok_stages_copies_only_stage_objects_and_drops_stale_ones(tmp_path):
@@ -684,22 +687,22 @@ def test_kwok_stages_copies_only_stage_objects_and_drops_stale_ones(tmp_path):
 
 
 def test_node_recipe_is_the_spike_list_plus_registry_and_apt_bindings():
-    pkgs = set(images.NODE_ROOTFS.packages)
+    pkgs = set(image_recipes.NODE_ROOTFS.packages)
     assert {"systemd", "containerd", "runc", "iptables", "conntrack", "python3", "docker-registry", "python3-apt"} <= pkgs
-    assert "etc/kubernetes/manifests" in images.NODE_ROOTFS.dirs and images.NODE_ROOTFS.empty_machine_id
-    assert {"python3", "python3-numpy", "python3-sklearn", "ca-certificates"} == set(images.PYTHON_BASE_ROOTFS.packages)
+    assert "etc/kubernetes/manifests" in image_recipes.NODE_ROOTFS.dirs and image_recipes.NODE_ROOTFS.empty_machine_id
+    assert {"python3", "python3-numpy", "python3-sklearn", "ca-certificates"} == set(image_recipes.PYTHON_BASE_ROOTFS.packages)
 
 
 def test_debootstrap_gets_include_only_when_there_are_packages(tmp_path):
-    node = images.debootstrap_args(images.NODE_ROOTFS, tmp_path / "w", tmp_path / "d", "http://m/debian")
-    assert f"--include={','.join(images.NODE_PACKAGES)}" in node
-    bare = images.debootstrap_args(images.MINBASE_ROOTFS, tmp_path / "w", tmp_path / "d", "http://m/debian")
+    node = debootstrap.debootstrap_args(image_recipes.NODE_ROOTFS, tmp_path / "w", tmp_path / "d", "http://m/debian")
+    assert f"--include={','.join(image_recipes.NODE_PACKAGES)}" in node
+    bare = debootstrap.debootstrap_args(image_recipes.MINBASE_ROOTFS, tmp_path / "w", tmp_path / "d", "http://m/debian")
     assert not any(a.startswith("--include") for a in bare)
     assert bare[-3:] == ["bookworm", str(tmp_path / "w"), "http://m/debian"] and "--variant=minbase" in bare
 
 
 def test_rootfs_key_changes_with_the_package_list_only_when_the_set_changes():
-    base = images.NODE_ROOTFS
+    base = image_recipes.NODE_ROOTFS
     same = dataclasses.replace(base, packages=tuple(reversed(base.packages)))
     more = dataclasses.replace(base, packages=base.packages + ("vim",))
     assert same.key() == base.key()
@@ -716,7 +719,7 @@ def test_customize_masks_disables_and_prepares_the_tree(tmp_path):
     lists.mkdir(parents=True)
     (lists / "deb.debian.org_debian_dists_bookworm_InRelease").write_text("x")
     (lists / "lock").write_text("")
-    images.customize(tmp_path, images.NODE_ROOTFS)
+    debootstrap.customize(tmp_path, image_recipes.NODE_ROOTFS)
     assert os.readlink(tmp_path / "etc/systemd/system/systemd-udevd.service") == "/dev/null"
     assert os.readlink(tmp_path / "etc/systemd/system/serial-getty@.service") == "/dev/null"
     assert not (wants / "docker-registry.service").is_symlink()
@@ -732,12 +735,12 @@ def test_debian_mirror_is_read_from_deb822_and_one_line_sources(tmp_path):
         "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n\n"
         "Types: deb\n# comment\nURIs: http://mirror.example/debian/\nSuites: bookworm bookworm-updates\n"
         "Components: main\n")
-    assert images.debian_mirror(tmp_path) == "http://mirror.example/debian"
+    assert debootstrap.debian_mirror(tmp_path) == "http://mirror.example/debian"
     other = tmp_path / "one"
     other.mkdir()
     (other / "sources.list").write_text("deb [arch=amd64 signed-by=/k.gpg] https://m2.example/debian bookworm main\n")
-    assert images.debian_mirror(other) == "https://m2.example/debian"
-    assert images.debian_mirror(tmp_path / "empty") == images.DEFAULT_MIRROR
+    assert debootstrap.debian_mirror(other) == "https://m2.example/debian"
+    assert debootstrap.debian_mirror(tmp_path / "empty") == debootstrap.DEFAULT_MIRROR
 
 
 def test_mounts_under_finds_only_mounts_inside_the_tree(tmp_path):
@@ -745,19 +748,19 @@ def test_mounts_under_finds_only_mounts_inside_the_tree(tmp_path):
             f"90 22 0:5 / {tmp_path}/rootfs/proc rw - proc proc rw\n"
             f"91 22 0:6 / {tmp_path}/rootfs/sys/fs rw - sysfs sys rw\n"
             f"92 22 0:7 / {tmp_path}/rootfs-other/proc rw - proc proc rw\n")
-    assert images.mounts_under(tmp_path / "rootfs", info) == [f"{tmp_path}/rootfs/sys/fs", f"{tmp_path}/rootfs/proc"]
+    assert debootstrap.mounts_under(tmp_path / "rootfs", info) == [f"{tmp_path}/rootfs/sys/fs", f"{tmp_path}/rootfs/proc"]
 
 
 def test_image_list_entries_and_registry_tags():
-    node = images.Rootfs(images.NODE_ROOTFS, Path("/c/images/node-bookworm.tar"), "a" * 64, True, 0)
-    pybase = images.Rootfs(images.PYTHON_BASE_ROOTFS, Path("/c/images/python-base-bookworm.tar"), "b" * 64, True, 0)
-    minbase = images.Rootfs(images.MINBASE_ROOTFS, Path("/c/images/minbase-bookworm.tar"), "d" * 64, True, 0)
+    node = debootstrap.Rootfs(image_recipes.NODE_ROOTFS, Path("/c/images/node-bookworm.tar"), "a" * 64, True, 0)
+    pybase = debootstrap.Rootfs(image_recipes.PYTHON_BASE_ROOTFS, Path("/c/images/python-base-bookworm.tar"), "b" * 64, True, 0)
+    minbase = debootstrap.Rootfs(image_recipes.MINBASE_ROOTFS, Path("/c/images/minbase-bookworm.tar"), "d" * 64, True, 0)
     keys = ["pause/pause", "kubernetes/kube-apiserver", "kubernetes/kube-controller-manager",
             "kubernetes/kube-scheduler", "kubernetes/kube-proxy", "etcd/etcd", "etcd/etcdctl",
             "nvidia-device-plugin/nvidia-device-plugin", "flannel/flanneld", "coredns/coredns",
             "local-path-provisioner/local-path-provisioner"]
     built = {k: gobuild.Built(k.split("/")[0], k.split("/")[1], "1", Path(f"/b/{k}"), "c" * 64, True, 0) for k in keys}
-    specs = mirror.image_specs(V, built, node, pybase, minbase)
+    specs = image_recipes.image_specs(V, built, node, pybase, minbase)
     entries = [s.entry() for s in specs]
     assert entries[:2] == [
         {"upstream": "registry.k8s.io/pause:3.10.1", "local": "kubesweep/pause:3.10.1", "path": "pause:3.10.1"},
@@ -801,20 +804,20 @@ def test_image_list_entries_and_registry_tags():
 
 
 def test_image_stamp_follows_content_not_time(tmp_path):
-    f = images.FileEntry("usr/local/bin/etcd", tmp_path / "etcd", "1" * 64)
-    spec = images.k8s_image("etcd", "3.6.16", [f])
-    assert spec.stamp() == images.k8s_image("etcd", "3.6.16", [f]).stamp()
-    g = images.FileEntry("usr/local/bin/etcd", tmp_path / "etcd", "2" * 64)
-    assert spec.stamp() != images.k8s_image("etcd", "3.6.16", [g]).stamp()
+    f = image_tar.FileEntry("usr/local/bin/etcd", tmp_path / "etcd", "1" * 64)
+    spec = image_recipes.k8s_image("etcd", "3.6.16", [f])
+    assert spec.stamp() == image_recipes.k8s_image("etcd", "3.6.16", [f]).stamp()
+    g = image_tar.FileEntry("usr/local/bin/etcd", tmp_path / "etcd", "2" * 64)
+    assert spec.stamp() != image_recipes.k8s_image("etcd", "3.6.16", [g]).stamp()
 
 
 def test_image_tar_has_the_files_dirs_and_modes(tmp_path):
     binary = tmp_path / "kube-scheduler"
     binary.write_bytes(b"\x7fELF fake")
-    f = images.FileEntry("usr/local/bin/kube-scheduler", binary, hashlib.sha256(binary.read_bytes()).hexdigest())
-    spec = images.k8s_image("kube-scheduler", "v1.35.8", [f])
+    f = image_tar.FileEntry("usr/local/bin/kube-scheduler", binary, hashlib.sha256(binary.read_bytes()).hexdigest())
+    spec = image_recipes.k8s_image("kube-scheduler", "v1.35.8", [f])
     buf = io.BytesIO()
-    images.write_tar(buf, spec)
+    image_tar.write_tar(buf, spec)
     with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
         members = {m.name: m for m in tar.getmembers()}
         assert members["./tmp"].mode == 0o1777 and members["./tmp"].isdir()
@@ -822,7 +825,7 @@ def test_image_tar_has_the_files_dirs_and_modes(tmp_path):
         assert tar.extractfile("./usr/local/bin/kube-scheduler").read() == b"\x7fELF fake"
     binary.write_bytes(b"changed")  # a binary swapped under us is refused, not packed
     with pytest.raises(KubesweepError, match="changed while building"):
-        images.write_tar(io.BytesIO(), spec)
+        image_tar.write_tar(io.BytesIO(), spec)
 
 
 def test_kube_proxy_tar_is_the_base_filesystem_plus_the_binary(tmp_path):
@@ -835,11 +838,11 @@ def test_kube_proxy_tar_is_the_base_filesystem_plus_the_binary(tmp_path):
         tar.add(root, arcname=".")
     binary = tmp_path / "kube-proxy"
     binary.write_bytes(b"kp")
-    spec = images.k8s_image("kube-proxy", "v1.35.8",
-                            [images.FileEntry("usr/local/bin/kube-proxy", binary, hashlib.sha256(b"kp").hexdigest())],
+    spec = image_recipes.k8s_image("kube-proxy", "v1.35.8",
+                            [image_tar.FileEntry("usr/local/bin/kube-proxy", binary, hashlib.sha256(b"kp").hexdigest())],
                             base=base, base_sha256="x")
     buf = io.BytesIO()
-    images.write_tar(buf, spec)
+    image_tar.write_tar(buf, spec)
     with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
         names = tar.getnames()
         assert "./usr/sbin/iptables" in names and "./usr/local/bin/kube-proxy" in names
@@ -855,7 +858,7 @@ def test_the_node_image_runs_sshd_with_its_own_host_keys_and_no_passwords(tmp_pa
     for name in ("ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "ssh_host_rsa_key"):
         (root / "etc" / "ssh" / name).write_text("baked")
     (root / "etc" / "ssh" / "sshd_config").write_text("Include /etc/ssh/sshd_config.d/*.conf\n")
-    images.customize(root, images.NODE_ROOTFS)
+    debootstrap.customize(root, image_recipes.NODE_ROOTFS)
     assert sorted(p.name for p in (root / "etc" / "ssh").iterdir()) == ["sshd_config", "sshd_config.d"]
     unit = (root / "etc/systemd/system/ssh-host-keys.service").read_text()
     assert "ExecStart=/usr/bin/ssh-keygen -A" in unit and "Before=ssh.service" in unit
@@ -864,44 +867,44 @@ def test_the_node_image_runs_sshd_with_its_own_host_keys_and_no_passwords(tmp_pa
     assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/ssh.service") == "/lib/systemd/system/ssh.service"
     config = (root / "etc/ssh/sshd_config.d/kubesweep.conf").read_text()
     assert "PasswordAuthentication no" in config and "PermitRootLogin no" in config
-    assert {"openssh-server", "sudo"} <= set(images.NODE_PACKAGES)
+    assert {"openssh-server", "sudo"} <= set(image_recipes.NODE_PACKAGES)
     # the recipes without files keep their cache keys: adding the fields did not rebuild them
-    spec = images.MINBASE_ROOTFS
-    assert spec.key() == images.sha256_json({
+    spec = image_recipes.MINBASE_ROOTFS
+    assert spec.key() == cachemod.sha256_json({
         "name": spec.name, "suite": spec.suite, "variant": "minbase", "packages": [], "masked": [], "disabled": [],
-        "dirs": [], "empty_machine_id": False, "script": images.ROOTFS_SCRIPT_VERSION})
-    assert images.NODE_ROOTFS.key() != dataclasses.replace(images.NODE_ROOTFS, files=()).key()
+        "dirs": [], "empty_machine_id": False, "script": debootstrap.ROOTFS_SCRIPT_VERSION})
+    assert image_recipes.NODE_ROOTFS.key() != dataclasses.replace(image_recipes.NODE_ROOTFS, files=()).key()
 
 
 def test_the_cluster_part_builds_no_minikube_kwok_or_device_plugin():
     names = lambda parts: [w.name for w in mirror.wrappers_for(V, frozenset(parts))]  # noqa: E731
-    assert names([mirror.CLUSTER]) == ["kubernetes", "etcd", "cri-tools", "cni-plugins", "flannel", "coredns",
+    assert names([versions.CLUSTER]) == ["kubernetes", "etcd", "cri-tools", "cni-plugins", "flannel", "coredns",
                                        "local-path-provisioner"]
-    assert names([mirror.CLUSTER, mirror.GPU]) == names([mirror.CLUSTER]) + ["nvidia-device-plugin"]
-    assert set(names(mirror.COMPONENTS)) == set(names([mirror.CLUSTER])) | {"kwok", "nvidia-device-plugin", "minikube",
+    assert names([versions.CLUSTER, versions.GPU]) == names([versions.CLUSTER]) + ["nvidia-device-plugin"]
+    assert set(names(versions.COMPONENTS)) == set(names([versions.CLUSTER])) | {"kwok", "nvidia-device-plugin", "minikube",
                                                                           "kubernetes-e2e"}
-    assert mirror.parse_components(None) == frozenset(mirror.COMPONENTS)
-    assert mirror.parse_components(["kwok"]) == {"kwok"}
+    assert versions.parse_components(None) == frozenset(versions.COMPONENTS)
+    assert versions.parse_components(["kwok"]) == {"kwok"}
     with pytest.raises(KubesweepError, match="unknown artifact component.s. e2e; known: cluster, gpu, kwok, minikube, conformance"):
-        mirror.parse_components(["e2e"])
+        versions.parse_components(["e2e"])
 
 
 def test_a_smaller_build_keeps_the_images_json_entries_of_the_other_parts(tmp_path, monkeypatch):
     cache = Cache(tmp_path)
     cache.root.mkdir(exist_ok=True)
-    plugin = images.ImageSpec("nvcr.io/nvidia/k8s-device-plugin:v0.19.0", "nvidia/k8s-device-plugin:v0.19.0",
+    plugin = image_tar.ImageSpec("nvcr.io/nvidia/k8s-device-plugin:v0.19.0", "nvidia/k8s-device-plugin:v0.19.0",
                               "kubesweep/k8s-device-plugin:v0.19.0", ())
-    old_pause = images.ImageSpec("registry.k8s.io/pause:3.9", "pause:3.9", "kubesweep/pause:3.9", ())
-    gone = images.ImageSpec("", "kubesweep/gone:1", "kubesweep/gone:1", ())
-    images.write_images_json(cache, [plugin, old_pause, gone])
+    old_pause = image_tar.ImageSpec("registry.k8s.io/pause:3.9", "pause:3.9", "kubesweep/pause:3.9", ())
+    gone = image_tar.ImageSpec("", "kubesweep/gone:1", "kubesweep/gone:1", ())
+    image_import.write_images_json(cache, [plugin, old_pause, gone])
     present = {"kubesweep/k8s-device-plugin:v0.19.0", "kubesweep/pause:3.9"}
-    monkeypatch.setattr(images, "inspect", lambda ref: {"Id": ref} if ref in present else None)
-    pause = images.ImageSpec("registry.k8s.io/pause:3.10.1", "pause:3.10.1", "kubesweep/pause:3.10.1", ())
-    images.write_images_json(cache, [pause], keep=True)
+    monkeypatch.setattr(image_import, "inspect", lambda ref: {"Id": ref} if ref in present else None)
+    pause = image_tar.ImageSpec("registry.k8s.io/pause:3.10.1", "pause:3.10.1", "kubesweep/pause:3.10.1", ())
+    image_import.write_images_json(cache, [pause], keep=True)
     paths = [e["path"] for e in json.loads(cache.images_json.read_text())]
     # the new pause replaces the old tag; the plugin stays; an image no longer in docker is dropped
     assert paths == ["pause:3.10.1", "nvidia/k8s-device-plugin:v0.19.0"]
-    images.write_images_json(cache, [pause])
+    image_import.write_images_json(cache, [pause])
     assert [e["path"] for e in json.loads(cache.images_json.read_text())] == ["pause:3.10.1"]
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from kubesweep.offline import images, mirror
+from kubesweep.offline import image_import, mirror, mirror_layout, versions
 
 pytestmark = pytest.mark.cluster
 
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.cluster
 @pytest.fixture(scope="module")
 def built():
     summary = mirror.build(progress=print)
-    return summary, mirror.Versions.load()
+    return summary, versions.Versions.load()
 
 
 def _sha(path: Path) -> str:
@@ -87,7 +87,7 @@ def test_minikube_reports_the_pinned_version(built, tmp_path):
 def test_every_checksum_matches(built):
     summary, v = built
     root = Path(summary["mirror"]["root"])
-    items = mirror.layout(v)
+    items = mirror_layout.layout(v)
     for item in items:
         path = root / item.rel
         text = (root / (item.rel + ".sha256")).read_text()
@@ -122,10 +122,10 @@ def test_images_are_in_docker_under_both_tags_and_listed(built):
         "e2e-test-images/nginx:1.15-4", "e2e-test-images/jessie-dnsutils:1.7", "e2e-test-images/sample-apiserver:1.29.2",
         "etcd:3.6.6-0", "e2e-test-images/nonroot:1.4", "e2e-test-images/nonewprivs:1.3"]
     for entry in listed:
-        local = images.inspect(entry["local"])
-        remote = images.inspect(f"127.0.0.1:5000/{entry['path']}")
+        local = image_import.inspect(entry["local"])
+        remote = image_import.inspect(f"127.0.0.1:5000/{entry['path']}")
         assert local and remote and local["Id"] == remote["Id"], entry
-        assert images.label_of(local), entry
+        assert image_import.label_of(local), entry
 
 
 def test_images_run_their_binaries(built):

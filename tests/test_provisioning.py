@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubesweep.offline import mirror
+from kubesweep.offline import mirror_layout, versions
 
 from .conftest import ROOT
 
@@ -370,7 +370,7 @@ def test_minikube_downloads_follow_the_offline_switch(tmp_path):
     pins = yaml.safe_load(VERSIONS.read_text())
     assert (pins["minikube_offline_version"], pins["minikube_online_version"]) == ("1.36.0", "1.37.0")
     assert "minikube_offline_version if (offline_mirror" in pins["minikube_version"]
-    rels = {item.rel for item in mirror.layout(mirror.Versions.load(VERSIONS))}
+    rels = {item.rel for item in mirror_layout.layout(versions.Versions.load(VERSIONS))}
     assert {u.removeprefix("http://10.0.0.1:8081/").replace("1.35.8", pins["kube_version"]) for u in urls[:2]} <= rels
 
 

@@ -4,7 +4,7 @@ Layout under the cache root (``$KUBESWEEP_CACHE``, default ``~/.cache/kubesweep`
 
     build/<name>-<version>/     a generated Go wrapper module, its bin/ and stamps/
     images/<name>.tar           debootstrap root filesystems (with a <name>.json stamp)
-    mirror/                     the files_repo served over HTTP (see mirror.py)
+    mirror/                     the files_repo served over HTTP (see mirror_layout.py)
     kwok-stages/                kwok's stage YAMLs
     images.json                 the container images built into the local docker daemon
     logs/                       the output of every command run, one file per step

@@ -36,9 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import busybox as busybox_build
-from . import gobuild
+from . import gobuild, gorecipes
 from .cache import OfflineError, sha256_file
-from .images import PATH_ENV, FileEntry, ImageSpec, Rootfs, RootfsSpec, k8s_image, tar_names
+from .debootstrap import Rootfs, RootfsSpec
+from .image_recipes import PATH_ENV, k8s_image
+from .image_tar import FileEntry, ImageSpec, tar_names
 
 E2E_REGISTRY = "registry.k8s.io/e2e-test-images"
 E2E_PATH = "e2e-test-images"
@@ -90,7 +92,7 @@ def go_wrappers(images: Mapping[str, TestImage]) -> list[gobuild.Wrapper]:
         raise OfflineError(f"sample-apiserver's tag {apiserver} is not 1.<minor>.<patch>: has manifest.go changed?")
     if not re.fullmatch(r"\d+\.\d+\.\d+-\d+", etcd):
         raise OfflineError(f"etcd's tag {etcd} is not <version>-<n>: has manifest.go changed?")
-    return [gobuild.sample_apiserver(f"0.{rest}"), gobuild.etcd(etcd.rsplit("-", 1)[0], name=E2E_ETCD)]
+    return [gorecipes.sample_apiserver(f"0.{rest}"), gorecipes.etcd(etcd.rsplit("-", 1)[0], name=E2E_ETCD)]
 
 
 def image_specs(images: Mapping[str, TestImage], kubernetes_module: Path, agnhost: FileEntry,

@@ -1,0 +1,247 @@
+"""The trial side of a Katib Experiment, into the native spec: its trialTemplate, whose trialSpec
+must be a batch/v1 Job with one (primary) container — command and args, env, resources,
+labels and annotations, nodeSelector, tolerations, the Job's limits — and its
+metricsCollectorSpec (the StdOut collector with one metricsFormat regex).
+
+Katib's ``${trialParameters.<name>}`` and ``${trialSpec.Name}`` / ``${trialSpec.Namespace}`` become
+kubesweep's placeholders; every other ``$`` stays as written. Valid Kubernetes fields kubesweep
+does not carry are refused with the reason, never ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .base import Translator
+
+_REF = re.compile(r"\$\{(trialParameters|trialSpec)\.([^}]*)\}")
+
+# Valid Kubernetes fields of the trial Job that kubesweep does not carry, with the reason.
+_WHY = "kubesweep's trial Job sets this itself"
+_JOB_METADATA = {"name": "trial Jobs are named by kubesweep from the experiment and the parameters",
+                 "generateName": "trial Jobs are named by kubesweep from the experiment and the parameters",
+                 "namespace": "trials run in the Experiment's namespace"}
+_JOB_SPEC = {key: _WHY for key in ("parallelism", "completions", "completionMode", "suspend", "selector",
+                                    "manualSelector", "podFailurePolicy", "podReplacementPolicy", "successPolicy",
+                                    "backoffLimitPerIndex", "maxFailedIndexes", "managedBy")}
+_POD_SPEC = {
+    **{key: "a trial pod runs one container and mounts only its output volume (see output in docs/grid.md)"
+       for key in ("volumes", "initContainers", "ephemeralContainers")},
+    **{key: "not carried into trial pods; schedule with nodeSelector and tolerations"
+       for key in ("affinity", "topologySpreadConstraints", "nodeName", "priorityClassName", "priority",
+                   "schedulerName", "runtimeClassName", "preemptionPolicy", "overhead", "schedulingGates",
+                   "resourceClaims")},
+    **{key: "not carried into trial pods" for key in ("hostNetwork", "hostPID", "hostIPC", "dnsPolicy", "dnsConfig",
+                                                     "hostAliases", "imagePullSecrets", "securityContext",
+                                                     "terminationGracePeriodSeconds", "activeDeadlineSeconds",
+                                                     "automountServiceAccountToken", "enableServiceLinks",
+                                                     "shareProcessNamespace", "hostname", "subdomain", "os",
+                                                     "readinessGates", "serviceAccount", "setHostnameAsFQDN",
+                                                     "hostUsers")},
+}
+_CONTAINER = {
+    **{key: "a trial writes to its output volume, mounted by kubesweep (see output in docs/grid.md)"
+       for key in ("volumeMounts", "volumeDevices")},
+    **{key: "values from ConfigMaps and Secrets are not supported; set env values inline" for key in ("envFrom",)},
+    **{key: "not carried into the trial container" for key in ("workingDir", "ports", "securityContext",
+                                                               "livenessProbe", "readinessProbe", "startupProbe",
+                                                               "lifecycle", "stdin", "stdinOnce", "tty",
+                                                               "terminationMessagePath", "terminationMessagePolicy",
+                                                               "resizePolicy", "restartPolicy")},
+}
+
+
+def _substitute(t: Translator, path: tuple, text: Any, refs: dict[str, str | None]) -> Any:
+    """Katib's references in ``text`` as kubesweep placeholders; every other ``$`` (``${HOME}``,
+    ``$(VAR)``, ``$$``) is the user's own text and is escaped so that it stays exactly as written."""
+    if not isinstance(text, str):
+        return text
+
+    def swap(m: re.Match[str]) -> str:
+        scope, key = m.group(1), m.group(2)
+        if scope == "trialParameters":
+            if key not in refs:
+                t.error(path, f"${{trialParameters.{key}}} is not declared in trialTemplate.trialParameters", text)
+                return m.group(0)
+            ref = refs[key]
+            return m.group(0) if ref is None else "${" + ref + "}"  # None: its declaration is already reported
+        mapped = {"Name": "trial", "Namespace": "namespace"}.get(key)
+        if mapped is None:
+            t.error(path, f"${{trialSpec.{key}}} is not supported (only Name and Namespace)", text)
+            return m.group(0)
+        return "${" + mapped + "}"
+
+    out, last = [], 0
+    for m in _REF.finditer(text):
+        out.append(text[last : m.start()].replace("$", "$$"))
+        out.append(swap(m))
+        last = m.end()
+    out.append(text[last:].replace("$", "$$"))
+    return "".join(out)
+
+
+def _pod_metadata(t: Translator, js: tuple) -> None:
+    """The pod template's labels and annotations: kubesweep puts labels and annotations on both the
+    Job and its pods, so the two are merged; the same key with two values is refused."""
+    pm = js + ("spec", "template", "metadata")
+    t.known_keys(pm, ["labels", "annotations"], {"name": "pods of a Job are named by the Job controller",
+                                                 "namespace": "pods run in the Experiment's namespace"})
+    for part in ("labels", "annotations"):
+        job_side = t.mapping(js + ("metadata", part))
+        pod_side = t.mapping(pm + (part,))
+        if not pod_side:
+            continue
+        merged = dict(t.out.get(part) or {})
+        for key, value in pod_side.items():
+            if key in job_side and job_side[key] != value:
+                t.error(pm + (part, key), f"{part[:-1]} {key!r} has another value on the Job ({job_side[key]!r}); "
+                        "kubesweep sets one value on both the Job and its pods", value)
+                continue
+            merged[key] = value
+            t.at((part, key), pm + (part, key))
+        t.out[part] = merged
+        t.out_pos.values.setdefault((part,), t.pos.value(pm + (part,)))
+
+
+def trial_template(t: Translator, params: dict[str, str]) -> None:
+    """spec.trialTemplate: the trial Job and its one container; ``params``: the parameter types by name."""
+    tt = ("spec", "trialTemplate")
+    t.mapping(tt, required=True)
+    t.known_keys(tt, ["primaryContainerName", "trialParameters", "trialSpec", "successCondition", "failureCondition", "retain"],
+                 {"configMap": "trial templates from a ConfigMap need the cluster; inline the Job as trialSpec",
+                  "primaryPodLabels": "only Job trials are supported; their pods are labelled by kubesweep"})
+    for key, default in (("successCondition", "status.conditions.#(type==\"Complete\")#|#(status==\"True\")#"),
+                         ("failureCondition", "status.conditions.#(type==\"Failed\")#|#(status==\"True\")#")):
+        value = t.get(tt + (key,))
+        if value is not None and value != default:
+            t.error(tt + (key,), f"{key} other than Katib's default for Jobs is not supported: kubesweep reads the Job's Complete/Failed condition", value)
+    refs: dict[str, str | None] = {}
+    for i, item in enumerate(t.sequence(tt + ("trialParameters",))):
+        p = tt + ("trialParameters", i)
+        t.known_keys(p, ["name", "description", "reference"])
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not isinstance(item.get("reference"), str):
+            t.error(p, f"{t.name(p)} needs a name and a reference")
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                refs[item["name"]] = None  # reported here; its uses are not reported again
+            continue
+        if item["reference"] not in params:
+            t.error(p + ("reference",), f"trialParameter {item['name']!r} references {item['reference']!r}, which is not in spec.parameters", item["reference"])
+            refs[item["name"]] = None
+            continue
+        refs[item["name"]] = item["reference"]
+
+    js = tt + ("trialSpec",)
+    job = t.mapping(js, required=True)
+    if not job:
+        return
+    if job.get("apiVersion") != "batch/v1" or job.get("kind") != "Job":
+        t.error(js, "trialSpec must be a batch/v1 Job (other trial kinds need their operators)", f"{job.get('apiVersion')}/{job.get('kind')}")
+        return
+    t.known_keys(js, ["apiVersion", "kind", "metadata", "spec"])
+    t.known_keys(js + ("metadata",), ["labels", "annotations"], _JOB_METADATA)
+    t.copy(js + ("metadata", "labels"), ("labels",))
+    t.copy(js + ("metadata", "annotations"), ("annotations",))
+    t.known_keys(js + ("spec",), ["template", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"], _JOB_SPEC)
+    for key in ("backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
+        t.copy(js + ("spec", key), (key,))
+    ps = js + ("spec", "template", "spec")
+    t.known_keys(js + ("spec", "template"), ["metadata", "spec"])
+    _pod_metadata(t, js)
+    t.known_keys(ps, ["containers", "restartPolicy", "nodeSelector", "tolerations", "serviceAccountName"], _POD_SPEC)
+    restart = t.get(ps + ("restartPolicy",))
+    if restart not in (None, "Never"):
+        t.error(ps + ("restartPolicy",), "restartPolicy must be Never: a trial that fails is a failed trial, retried only by backoffLimit", restart)
+    t.copy(ps + ("nodeSelector",), ("nodeSelector",))
+    t.copy(ps + ("tolerations",), ("tolerations",))
+    t.copy(ps + ("serviceAccountName",), ("serviceAccount",))
+
+    containers = t.sequence(ps + ("containers",))
+    primary = t.get(tt + ("primaryContainerName",))
+    index = next((i for i, c in enumerate(containers) if isinstance(c, dict) and c.get("name") == primary), None)
+    if index is None:
+        if len(containers) == 1 and primary is None:
+            index = 0
+        else:
+            t.error(ps + ("containers",), f"no container named {primary!r} (trialTemplate.primaryContainerName) in the trialSpec", primary)
+            return
+    if len(containers) > 1:
+        t.error(ps + ("containers",), "only the primary container is supported; sidecars have no place in a kubesweep trial", len(containers))
+    c = ps + ("containers", index)
+    t.known_keys(c, ["name", "image", "command", "args", "env", "resources", "imagePullPolicy"], _CONTAINER)
+    container = t.mapping(c)
+    t.copy(c + ("image",), ("image",))
+    t.copy(c + ("imagePullPolicy",), ("imagePullPolicy",))
+    command = t.get(c + ("command",)) or []
+    args = t.get(c + ("args",)) or []
+    for key, value in (("command", command), ("args", args)):
+        if not isinstance(value, list):
+            t.error(c + (key,), f"{t.name(c + (key,))} must be a list of strings", value)
+    if not isinstance(command, list) or not isinstance(args, list):
+        return
+    argv = [_substitute(t, c + ("command", i), x, refs) for i, x in enumerate(command)]
+    argv += [_substitute(t, c + ("args", i), x, refs) for i, x in enumerate(args)]
+    t.put(("command",), argv, c + ("command",) if command else c)
+    for i in range(len(command)):
+        t.at(("command", i), c + ("command", i))
+    for i in range(len(args)):
+        t.at(("command", len(command) + i), c + ("args", i))
+    if not container.get("command") and not container.get("args"):
+        t.error(c, "the primary container needs a command (kubesweep passes parameters as arguments)")
+    elif not container.get("command"):
+        t.error(c + ("args",), "a container with args but no command runs the image's ENTRYPOINT, which kubesweep "
+                "does not carry (it writes the trial's whole argv as the command): write the entrypoint as command")
+    env: dict[str, Any] = {}
+    for i, item in enumerate(t.sequence(c + ("env",))):
+        e = c + ("env", i)
+        t.known_keys(e, ["name", "value"], {"valueFrom": "values from Secrets or fields are not supported; set the value inline"})
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            env[item["name"]] = _substitute(t, e + ("value",), item.get("value", ""), refs)
+            t.at(("env", item["name"]), e + ("value",))
+            t.out_pos.keys[("env", item["name"])] = t.pos.value(e + ("name",))  # a bad name is reported at the name
+    if env:
+        t.out["env"] = env
+    _resources(t, c + ("resources",))
+
+
+def _resources(t: Translator, res: tuple) -> None:
+    """Requests and limits as Kubernetes reads them: a resource with only a limit requests that
+    much; one with only a request has no limit; the two may differ (native resources.limits)."""
+    t.known_keys(res, ["limits", "requests"])
+    requests, limits = t.mapping(res + ("requests",)), t.mapping(res + ("limits",))
+    for part in ("requests", "limits"):
+        t.known_keys(res + (part,), ["cpu", "memory", "nvidia.com/gpu"],
+                     {"ephemeral-storage": "trials write to their output volume; local storage is not requested"})
+    out: dict[str, Any] = {}
+    native_limits: dict[str, Any] = {}
+    for key in ("cpu", "memory", "nvidia.com/gpu"):
+        if key in requests or key in limits:
+            source = "requests" if key in requests else "limits"
+            out[key] = requests.get(key, limits.get(key))
+            t.at(("resources", key), res + (source, key))
+        if key in limits and key != "nvidia.com/gpu":
+            native_limits[key] = limits[key]
+            t.at(("resources", "limits", key), res + ("limits", key))
+    if not out:
+        return
+    requested = {k: out[k] for k in ("cpu", "memory") if k in out}
+    if native_limits != requested:  # limits that differ, or requests without limits
+        out["limits"] = native_limits
+        t.out_pos.values.setdefault(("resources", "limits"), t.pos.value(res + ("limits",) if limits else res))
+    t.out["resources"] = out
+
+
+def metrics_collector(t: Translator) -> None:
+    """spec.metricsCollectorSpec: only StdOut, whose one metricsFormat regex becomes objective.regex."""
+    mc = ("spec", "metricsCollectorSpec")
+    t.known_keys(mc, ["collector", "source"])
+    kind = t.get(mc + ("collector", "kind"), "StdOut")
+    if kind != "StdOut":
+        t.error(mc + ("collector", "kind"), "only the StdOut metrics collector is supported (metrics are read from the trial's log)", kind)
+    t.known_keys(mc + ("source",), ["filter"], {"fileSystemPath": "metrics are read from the trial's log, not a file",
+                                               "httpGet": "metrics are read from the trial's log"})
+    formats = t.get(mc + ("source", "filter", "metricsFormat")) or []
+    if len(formats) > 1:
+        t.error(mc + ("source", "filter", "metricsFormat"), "only one metricsFormat regex is supported", len(formats))
+    elif formats:
+        t.put(("objective", "regex"), formats[0], mc + ("source", "filter", "metricsFormat", 0))
