@@ -8,6 +8,8 @@ import statistics
 
 import pytest
 
+from kubesweep.errors import Mark
+from kubesweep.plan import search
 from kubesweep.plan import tpe as adaptive
 from kubesweep.plan import planner as render
 from kubesweep.errors import SpecError
@@ -33,9 +35,19 @@ def loss(params):
     return (math.log10(params["lr"]) + 2) ** 2 + 0.2 * (params["layers"] - 4) ** 2 + penalty
 
 
+WHERE = Mark("grid.yaml", 4, 3)
+
+
+def first_batch(exp):
+    """The first batch, as planning makes it (search.expand), positions from a stand-in file."""
+    from kubesweep.spec.yamlsource import loads
+
+    return search.expand(exp, loads("parameters: {}\n", "grid.yaml")[1])
+
+
 def run_study(exp, stop_after_batches=None):
     """Drive the study the way `invoke sweep` does: ask a batch, 'run' it, record, repeat."""
-    trials, done = adaptive.first_batch(exp), {}
+    trials, done = first_batch(exp), {}
     batches = 1
     while True:
         for t in trials:
@@ -43,7 +55,7 @@ def run_study(exp, stop_after_batches=None):
                 done[t.name] = {"state": "succeeded", "metrics": {"loss": loss(t.params)}}
         if stop_after_batches is not None and batches >= stop_after_batches:
             return trials, done
-        following = adaptive.next_batch(exp, trials, done)
+        following = search.next_batch(exp, trials, done, WHERE)
         if not following:
             return trials, done
         trials = trials + following
@@ -75,22 +87,22 @@ def test_tpe_asks_up_to_search_trials_and_later_batches_beat_the_random_start(gr
 def test_same_history_asks_the_same_batch_so_a_killed_client_resumes_the_same_study(grid_file):
     exp = load_experiment(grid_file(TPE)).experiment
     trials, done = run_study(exp, stop_after_batches=3)
-    first = adaptive.next_batch(exp, trials, done)
-    again = adaptive.next_batch(exp, list(trials), dict(done))
+    first = search.next_batch(exp, trials, done, WHERE)
+    again = search.next_batch(exp, list(trials), dict(done), WHERE)
     assert [t.name for t in first] == [t.name for t in again] and len(first) == 5
     # a trial still running counts as asked: the next batch avoids repeating it
     running = dict(done)
     del running[trials[-1].name]
-    assert trials[-1].name not in {t.name for t in adaptive.next_batch(exp, trials, running)}
+    assert trials[-1].name not in {t.name for t in search.next_batch(exp, trials, running, WHERE)}
 
 
 def test_failed_and_metricless_trials_are_told_as_failures_not_values(grid_file):
     exp = load_experiment(grid_file(TPE)).experiment
-    trials = adaptive.first_batch(exp)
+    trials = first_batch(exp)
     done = {t.name: {"state": "failed", "metrics": {}} for t in trials}
     hist = adaptive.history(trials, done, "loss")
     assert all(h["state"] == "failed" and h["value"] is None for h in hist)
-    assert len(adaptive.next_batch(exp, trials, done)) == 5
+    assert len(search.next_batch(exp, trials, done, WHERE)) == 5
 
 
 def test_a_small_discrete_space_is_exhausted_without_repeats(grid_file):
@@ -138,3 +150,16 @@ def test_katib_tpe_with_random_state_becomes_a_seeded_tpe_search(tmp_path):
 from .conftest import EXAMPLES  # noqa: E402
 
 ROOT_KATIB = EXAMPLES / "katib.yaml"
+
+
+def test_every_trial_is_made_one_way_and_a_name_taken_already_is_refused():
+    """grid, random and tpe trials all come from trials.make: a parameter set whose name is taken
+    (by an earlier batch of the study, here forged) is refused, never merged into that trial."""
+    from kubesweep.plan import trials as trials_
+
+    made = trials_.make("e", [{"x": 1}, {"x": 2}], first_index=5, batch=lambda i: 3, where=WHERE)
+    assert [(t.index, t.batch, t.params) for t in made] == [(5, 3, {"x": 1}), (6, 3, {"x": 2})]
+    assert made[0].name == trials_.trial_name("e", {"x": 1})
+    forged = trials_.Trial(made[0].name, 0, 0, {"x": 9})
+    with pytest.raises(SpecError, match=r"^grid.yaml:4:3: trials \{'x': 9\} and \{'x': 1\} hash to the same name"):
+        trials_.make("e", [{"x": 1}], batch=lambda i: 0, where=WHERE, taken=[forged])

@@ -25,8 +25,13 @@ def test_installed_collections_match_requirements_yml():
 
 
 def test_kubernetes_version_is_pinned_once_for_cluster_and_schema():
-    versions = yaml.safe_load((ROOT / "inventory" / "local" / "group_vars" / "all" / "versions.yml").read_text())
-    assert versions["kube_version"] == KUBERNETES_VERSION
+    """Every inventory's versions.yml is the package's file (a link), which the schema version is read from."""
+    package = ROOT / "src" / "kubesweep" / "versions.yml"
+    for inventory in ("local", "single", "baremetal", "gcp"):
+        linked = ROOT / "inventory" / inventory / "group_vars" / "all" / "versions.yml"
+        assert linked.is_symlink() or linked.parent.is_symlink() or linked.parent.parent.is_symlink(), linked
+        assert linked.resolve() == package.resolve(), inventory
+    assert yaml.safe_load(package.read_text())["kube_version"] == KUBERNETES_VERSION
 
 
 def test_the_lock_file_pins_every_dependency_within_pyproject_s_bounds():

@@ -296,6 +296,7 @@ def _wait(predicate, timeout, what):
 
 def test_tpe_asks_each_batch_from_the_results_and_resumes_the_same_study_after_kill(tmp_path, local_cluster, api,
                                                                                    trainer):
+    from kubesweep.errors import Mark
     from kubesweep.plan import tpe as adaptive
     from kubesweep.spec.formats import load_experiment
 
@@ -334,7 +335,7 @@ def test_tpe_asks_each_batch_from_the_results_and_resumes_the_same_study_after_k
     # the last batch is exactly what the study asks given the first four results
     exp = load_experiment(grid).experiment
     asked = adaptive.asked(exp, tmp_path / "jobs", "plan.json")
-    again = adaptive.next_batch(exp, asked[:4], {n: r for n, r in done.items() if n in names[:4]})
+    again = adaptive.next_batch(exp, asked[:4], {n: r for n, r in done.items() if n in names[:4]}, Mark("g", 1, 1))
     assert [t.name for t in again] == names[4:]
     invoke("clean", "tpe", "--kubeconfig", str(local_cluster["kubeconfig"]))
 

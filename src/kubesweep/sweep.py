@@ -127,7 +127,7 @@ def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), 
 
     Ctrl-C raises ``Interrupted`` saying what was left running; the same call resumes."""
     from kubesweep.k8s import client as kube
-    from kubesweep.plan import tpe
+    from kubesweep.plan import search, tpe
     from kubesweep.run import placement, runner
 
     hooks = hooks or Hooks()
@@ -156,7 +156,8 @@ def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), 
             if not adaptive or stopped:
                 break
             # tpe: the batch is done; ask the study for the next one, given every result so far
-            following = tpe.next_batch(exp, plan_.trials, journal.load(where.results_dir / exp.name))
+            following = search.next_batch(exp, plan_.trials, journal.load(where.results_dir / exp.name),
+                                          plan_.source.positions.key(("parameters",)))
             if not following:
                 break
             plan_.trials = plan_.trials + following

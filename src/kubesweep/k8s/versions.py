@@ -1,17 +1,30 @@
-"""The Kubernetes version kubesweep pins; manifests are validated against its schema.
+"""Every version kubesweep pins, read from one file: kubesweep/versions.yml.
 
-The same version is pinned for the cluster in inventory/group_vars (kube_version); a test keeps
-the two equal.
+The file is package data (an installed wheel has it), and each inventory's
+group_vars/all/versions.yml is a link to it, so the cluster the playbooks build, the offline
+build (offline/versions.py) and the schema rendered Jobs are validated against
+(KUBERNETES_VERSION) are pinned in one place.
 """
 
-KUBERNETES_VERSION = "1.35.8"
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+
+import yaml
 
 
+def read(path: Path | None = None) -> dict[str, str]:
+    """The pins of ``path`` (default: the package's versions.yml) as strings; OSError if unreadable."""
+    text = Path(path).read_text() if path else resources.files("kubesweep").joinpath("versions.yml").read_text()
+    return {k: str(v) for k, v in (yaml.safe_load(text) or {}).items()}
+
+
+@functools.cache
 def pins() -> dict[str, str]:
-    """Every pinned version from the inventory's group_vars (the one place they are written)."""
-    import yaml
+    """Every pinned version of the package's versions.yml."""
+    return read()
 
-    from kubesweep.local.paths import checkout
 
-    path = checkout() / "inventory" / "local" / "group_vars" / "all" / "versions.yml"
-    return {k: str(v) for k, v in (yaml.safe_load(path.read_text()) or {}).items()}
+KUBERNETES_VERSION = pins()["kube_version"]

@@ -1,5 +1,5 @@
-"""What the offline build pins and what it can build: the versions of
-inventory/local/group_vars/all/versions.yml (Versions) and the parts of the build (COMPONENTS).
+"""What the offline build pins and what it can build: the versions of kubesweep/versions.yml
+(Versions, read through k8s.versions) and the parts of the build (COMPONENTS).
 """
 
 from __future__ import annotations
@@ -9,12 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import yaml
-
-from kubesweep.local.paths import checkout
+from kubesweep.k8s import versions as pinned
 from .cache import OfflineError
-
-VERSIONS_FILE = Path("inventory") / "local" / "group_vars" / "all" / "versions.yml"  # in the checkout
 
 
 # ----------------------------------------------------------------------------------- versions
@@ -42,12 +38,12 @@ class Versions:
 
     @classmethod
     def load(cls, path: Path | None = None) -> Versions:
-        path = Path(path or checkout() / VERSIONS_FILE)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = pinned.read(path)
         except OSError as exc:
-            raise OfflineError(f"cannot read the pinned versions from {path} ({exc.strerror}): run from a "
-                               "kubesweep checkout (pip install -e .)") from None
+            raise OfflineError(f"cannot read the pinned versions from {path or 'kubesweep/versions.yml'} "
+                               f"({exc.strerror})") from None
+        path = path or Path("kubesweep/versions.yml")
         missing = [key for key in cls.KEYS.values() if not str(data.get(key) or "").strip()]
         if missing:
             raise OfflineError(f"{path} does not pin {', '.join(missing)}: add e.g. `{missing[0]}: \"1.2.3\"`")

@@ -16,7 +16,8 @@ from kubesweep.plan import job as manifest
 from kubesweep.k8s import jobschema as validation
 from kubesweep.errors import Collector, Issue, SpecError
 from kubesweep.spec.formats import Source, load_experiment
-from kubesweep.plan.trials import Trial, expand
+from kubesweep.plan.search import expand
+from kubesweep.plan.trials import Trial
 from kubesweep.k8s.versions import KUBERNETES_VERSION
 
 PLAN_FILE = "plan.json"

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from kubesweep.errors import Issue, Mark, SpecError
-from kubesweep.spec.space import Domain, Value, _tidy, domains
+from kubesweep.spec.space import Domain, Value, domains, tidy
 from kubesweep.spec.model import Experiment
-from kubesweep.plan.trials import Trial, canonical_json, trial_name
+from kubesweep.plan import trials as trials_
+from kubesweep.plan.trials import Trial, canonical_json
 
 # Random trials before TPE models anything: Optuna's default is 10; a sweep of a few batches
 # would then never leave the random phase, so take one batch's worth (at least 4).
@@ -69,7 +70,7 @@ def _value(d: Domain, raw: Any) -> Value:
         return d.point(min(max(i, 0), d.size - 1))
     if d.size is not None or d.is_int or not isinstance(raw, float):
         return raw
-    return min(max(_tidy(raw), d.lo), d.hi)
+    return min(max(tidy(raw), d.lo), d.hi)
 
 
 def _sampler(exp: Experiment, batch: int):  # noqa: ANN202
@@ -123,17 +124,9 @@ def suggest(exp: Experiment, history: list[dict[str, Any]], batch: int, count: i
     return out
 
 
-def trials_for(exp: Experiment, batch: int, first_index: int, params_list: list[dict[str, Value]]) -> list[Trial]:
-    out = []
-    for i, params in enumerate(params_list):
-        key = canonical_json(params)
-        out.append(Trial(trial_name(exp.name, params, key), first_index + i, batch, params, key))
-    return out
-
-
-def first_batch(exp: Experiment) -> list[Trial]:
+def first_batch(exp: Experiment, where: Mark) -> list[Trial]:
     n = exp.search.trials or 0
-    return trials_for(exp, 0, 0, suggest(exp, [], 0, min(exp.batch_size, n)))
+    return trials_.make(exp.name, suggest(exp, [], 0, min(exp.batch_size, n)), batch=lambda i: 0, where=where)
 
 
 def asked(exp: Experiment, jobs_dir: Path, plan_file: str) -> list[Trial] | None:
@@ -181,11 +174,11 @@ def history(trials: list[Trial], done: dict[str, dict[str, Any]], metric: str) -
     return out
 
 
-def next_batch(exp: Experiment, trials: list[Trial], done: dict[str, dict[str, Any]]) -> list[Trial]:
+def next_batch(exp: Experiment, trials: list[Trial], done: dict[str, dict[str, Any]], where: Mark) -> list[Trial]:
     """The batch after ``trials`` (empty when search.trials are asked or the space is exhausted)."""
     want = min(exp.batch_size, (exp.search.trials or 0) - len(trials))
     if want <= 0:
         return []
     batch = max((t.batch for t in trials), default=-1) + 1
     params = suggest(exp, history(trials, done, exp.objective.metric), batch, want)
-    return trials_for(exp, batch, len(trials), params)
+    return trials_.make(exp.name, params, first_index=len(trials), batch=lambda i: batch, taken=trials, where=where)

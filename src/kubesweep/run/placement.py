@@ -17,7 +17,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from kubernetes.utils.quantity import parse_quantity
+from kubesweep.k8s import quantity
 
 SHOWN = 3  # nodes named in the warning; the rest are counted
 
@@ -37,7 +37,7 @@ def requests(pod_spec: dict[str, Any]) -> dict[str, Decimal]:
     total: dict[str, Decimal] = {}
     for asked in _asked(pod_spec):
         for name, value in asked.items():
-            total[name] = total.get(name, Decimal(0)) + parse_quantity(value)
+            total[name] = total.get(name, Decimal(0)) + quantity.parse(value)
     return total
 
 
@@ -77,7 +77,7 @@ def why_not(node: dict[str, Any], pod_spec: dict[str, Any], asked: dict[str, Dec
     for name, amount in sorted(asked.items()):
         if name not in allocatable:
             return f"no {name}"
-        if parse_quantity(allocatable[name]) < amount:
+        if quantity.parse(allocatable[name]) < amount:
             return f"only {allocatable[name]} {name} allocatable"
     return None
 

@@ -29,7 +29,7 @@ def _dec(x: float | int) -> Decimal:
     return Decimal(repr(x)) if isinstance(x, float) else Decimal(x)
 
 
-def _tidy(x: float, digits: int = 6) -> float:
+def tidy(x: float, digits: int = 6) -> float:
     """Round to ``digits`` significant digits: readable argv and names, stable across machines."""
     return float(f"{x:.{digits}g}")
 
@@ -75,7 +75,7 @@ class Domain:
             x = math.exp(rng.uniform(math.log(self.lo), math.log(self.hi)))
         else:
             x = rng.uniform(self.lo, self.hi)
-        return int(round(x)) if self.is_int else _tidy(x)
+        return int(round(x)) if self.is_int else tidy(x)
 
 
 def stepped_size(lo: float | int, hi: float | int, step: float | int, is_int: bool) -> int:
@@ -102,7 +102,7 @@ def counted(lo: float, hi: float, count: int, log: bool, is_int: bool) -> list[V
         raw = [lo + (hi - lo) * i / (count - 1) for i in range(count)]
     if is_int:
         return list(dict.fromkeys(int(round(x)) for x in raw))
-    return list(dict.fromkeys(_tidy(x) for x in raw))
+    return list(dict.fromkeys(tidy(x) for x in raw))
 
 
 def _small(d: Domain) -> Domain:
