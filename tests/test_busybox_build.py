@@ -18,7 +18,7 @@ from kubesweep.offline.cache import Cache, OfflineError, sha256_file
 def test_the_configuration_sets_each_key_whether_defconfig_had_it_unset_set_or_missing(tmp_path):
     config = tmp_path / ".config"
     config.write_text("CONFIG_A=y\n# CONFIG_STATIC is not set\nCONFIG_PIE=y\n# CONFIG_STATICX is not set\n")
-    busybox._set_config(config, {"CONFIG_STATIC": "y", "CONFIG_PIE": "n", "CONFIG_NEW": "y"})
+    busybox.set_config(config, {"CONFIG_STATIC": "y", "CONFIG_PIE": "n", "CONFIG_NEW": "y"})
     assert config.read_text().splitlines() == ["CONFIG_A=y", "CONFIG_STATIC=y", "CONFIG_PIE=n",
                                                "# CONFIG_STATICX is not set", "CONFIG_NEW=y"]
 

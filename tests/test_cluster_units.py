@@ -70,9 +70,9 @@ def test_background_service_start_and_stop(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBESWEEP_CACHE", str(tmp_path))
     pid = services.start_background("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
     assert services.start_background("sleeper", ["false"]) == pid  # already running: not started twice
-    assert services._pid_alive(pid)
+    assert services.pid_alive(pid)
     assert services.stop_background("sleeper") is True
-    assert not services._pid_alive(pid)
+    assert not services.pid_alive(pid)
     assert services.stop_background("sleeper") is False
 
 

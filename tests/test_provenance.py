@@ -180,7 +180,7 @@ def test_changes_lists_each_field_and_counts_the_rest():
         'spec.nodeSelector: {} -> (absent)',
         'spec.nodeSelector.gpu: (absent) -> "true"',
     ]
-    err = provenance._refuse("e", "x", [f"f{i}" for i in range(provenance.SHOWN + 2)])
+    err = provenance.refusal("e", "x", [f"f{i}" for i in range(provenance.SHOWN + 2)])
     assert f"f{provenance.SHOWN - 1}" in str(err) and f"f{provenance.SHOWN}" not in str(err)
     assert "... and 2 more" in str(err)
 

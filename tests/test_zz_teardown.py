@@ -20,7 +20,7 @@ def test_down_leaves_nothing_behind():
         assert mirror.returncode == 0 and mirror.stdout.strip() == ""
         assert subprocess.run(["docker", "network", "inspect", nodes.NETWORK], capture_output=True).returncode != 0
     for name in ("kwok", "dockerd"):
-        assert services._read_pid(name) is None, name
+        assert services.running_pid(name) is None, name
     mounts = open("/proc/mounts").read()
     assert "/var/lib/kubelet" not in mounts and "kubesweep" not in mounts
     found = subprocess.run(["find", "/sys/fs/cgroup", "-maxdepth", "2", "-name", "kubesweep"], capture_output=True, text=True)

@@ -30,7 +30,8 @@ def run_dir() -> Path:
     return path
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether the process runs (a zombie does not)."""
     try:
         os.kill(pid, 0)
     except OSError as exc:
@@ -42,12 +43,13 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
-def _read_pid(name: str) -> int | None:
+def running_pid(name: str) -> int | None:
+    """The pid of the background service ``name`` when it runs (its pid file under the cache)."""
     try:
         pid = int((run_dir() / f"{name}.pid").read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _pid_alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def _start(name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
@@ -62,16 +64,16 @@ def _start(name: str, argv: list[str], env: dict[str, str] | None = None) -> int
 
 
 def _stop(name: str, timeout: float = 20.0) -> bool:
-    pid = _read_pid(name)
+    pid = running_pid(name)
     pidfile = run_dir() / f"{name}.pid"
     if pid is None:
         pidfile.unlink(missing_ok=True)
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _pid_alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
     try:  # reap it if it is our child (same process started it)
         os.waitpid(pid, os.WNOHANG)
@@ -116,7 +118,7 @@ def ensure_docker(timeout: float = 60.0) -> str:
     while time.monotonic() < deadline:
         if docker_running():
             return "started"
-        if _read_pid("dockerd") is None:
+        if running_pid("dockerd") is None:
             break
         time.sleep(0.5)
     raise ServiceError(f"dockerd did not come up; its log ({run_dir() / 'dockerd.log'}) ends with:\n{_tail('dockerd')}")
@@ -124,7 +126,7 @@ def ensure_docker(timeout: float = 60.0) -> str:
 
 def stop_docker() -> bool:
     """Stop dockerd if kubesweep started it and no container is left running."""
-    if _read_pid("dockerd") is None:
+    if running_pid("dockerd") is None:
         return False
     proc = subprocess.run(["docker", "ps", "-q"], capture_output=True, text=True)
     if proc.returncode == 0 and proc.stdout.strip():
@@ -155,13 +157,13 @@ def port_free(host: str, port: int) -> bool:
 def start_background(name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
     """Start a named background helper (e.g. kwok) unless it already runs, with ``env`` added to
     this process's environment; return its pid."""
-    pid = _read_pid(name)
+    pid = running_pid(name)
     return pid if pid is not None else _start(name, argv, env)
 
 
 def background_pid(name: str) -> int | None:
     """The pid of a named background helper that kubesweep started and that still runs."""
-    return _read_pid(name)
+    return running_pid(name)
 
 
 def stop_background(name: str) -> bool:

@@ -74,7 +74,7 @@ def build(cache: Cache, debian_mirror: str, progress: Callable[[str], None], *,
             tar.extractall(work, filter="data")
         tree = work / f"busybox-{version}"
         run(["make", "defconfig"], cwd=tree, log=log, what=f"configure busybox {version}", hint=TOOLS_HINT)
-        _set_config(tree / ".config", CONFIG)  # the build's own silent oldconfig settles the rest
+        set_config(tree / ".config", CONFIG)  # the build's own silent oldconfig settles the rest
         run(["make", f"-j{os.cpu_count() or 1}", "busybox"], cwd=tree, log=log, what=f"build busybox {version}",
             hint=TOOLS_HINT)
         shutil.copyfile(tree / "busybox", tmp)
@@ -92,7 +92,7 @@ def build(cache: Cache, debian_mirror: str, progress: Callable[[str], None], *,
     return Built("busybox", "busybox", version, out, digest, False, seconds)
 
 
-def _set_config(path: Path, values: dict[str, str]) -> None:
+def set_config(path: Path, values: dict[str, str]) -> None:
     """Set ``values`` in a kconfig file: replace each key's line (set or `# ... is not set`)."""
     lines = path.read_text().splitlines()
     seen: set[str] = set()

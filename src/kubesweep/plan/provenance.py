@@ -74,7 +74,7 @@ def _listed(lines: list[str]) -> str:
     return shown
 
 
-def _refuse(experiment: str, what: str, lines: list[str], hint: str = "") -> TemplateChanged:
+def refusal(experiment: str, what: str, lines: list[str], hint: str = "") -> TemplateChanged:
     return TemplateChanged(
         f"{experiment}: {what} ran with another trial template than the grid gives now:{_listed(lines)}\n"
         "Their results would be reported as this sweep's, and trials with the same parameters would not "
@@ -121,7 +121,7 @@ def check_results(results_dir: Path, experiment: str, template: dict[str, Any], 
     what, lines, succeeded = found
     hint = "" if succeeded else (" None of them succeeded: `invoke sweep --retry-failed` runs them again with "
                                  "the new template.")
-    raise _refuse(experiment, what, lines, hint)
+    raise refusal(experiment, what, lines, hint)
 
 
 def results_note(results_dir: Path, experiment: str, template: dict[str, Any],
@@ -147,7 +147,7 @@ def check_jobs(jobs: Iterable[dict[str, Any]], experiment: str, digest: str, ima
     lines = [f"image: {', '.join(images)} -> {image}"] if image and images and images != [image] else \
         ["the command, env, resources or another field of the pod (the image is the same)"]
     n = len(other)
-    raise _refuse(experiment, f"{n} Job{'' if n == 1 else 's'} on the cluster", lines)
+    raise refusal(experiment, f"{n} Job{'' if n == 1 else 's'} on the cluster", lines)
 
 
 def keep(results_dir: Path, template: dict[str, Any], finished: int) -> None:
