@@ -106,7 +106,7 @@ def test_a_rerun_with_another_command_stops_before_anything_is_created_and_says_
     assert "--retry-failed" not in text  # a result that succeeded is not thrown away by a retry
     assert 'spec.containers[0].command[2]: (absent) -> "--fast"' in text
     assert 'spec.containers[0].resources.requests.cpu: "100m" -> "200m"' in text
-    assert "invoke clean same --outputs" in text and "Nothing was created" in text
+    assert "kubesweep clean -e same --outputs" in text and "Nothing was created" in text
     assert api.writes == []  # not even the namespace
     assert journal.path(results).read_bytes() == before
     assert json.loads((results / provenance.FILE).read_text()) == kept
@@ -119,7 +119,7 @@ def test_a_fixed_trainer_reruns_the_trials_that_failed_with_retry_failed(tmp_pat
     journal.append(results, {"name": plan.trials[0].name, "batch": "batch-000", "params": dict(plan.trials[0].params),
                              "state": "failed", "reason": "Error", "metrics": {}})
     fixed = _plan(tmp_path, extra=', "--fixed"')
-    with pytest.raises(provenance.TemplateChanged, match=r"(?s)\(0 succeeded\).* `invoke sweep --retry-failed` runs them again"):
+    with pytest.raises(provenance.TemplateChanged, match=r"(?s)\(0 succeeded\).* `kubesweep sweep --retry-failed` runs them again"):
         _run(tmp_path, fixed, Api())
 
     old_job = manifest.build_job(plan.experiment, plan.trials[0], image=plan.image)  # the failed trial's Job
@@ -245,7 +245,7 @@ def test_invoke_results_shows_results_of_another_template_with_a_note(tmp_path, 
     assert old.trials[0].name[:20] in out and "0.5" in out  # the table as before
     assert err.startswith("note: same: these results (1 finished trial (1 succeeded) in "), err
     assert 'spec.containers[0].command[2]: (absent) -> "--fast"' in err
-    assert "`invoke sweep` with this grid stops" in err
+    assert "a sweep of this file stops" in err
 
     provenance.path(results).write_text("{not json")  # damaged: the report is still printed, with why
     cli.results(str(tmp_path / "grid.yaml"), Workspace(results_dir=tmp_path / "results"))

@@ -31,13 +31,13 @@ def needed_parts(inventory: Path, *, fake_nodes: bool = False) -> list[str]:
     """The artifact components a local cluster from this inventory needs: the cluster itself, the
     device plugin when it has GPU workers, kwok for fake nodes."""
     from kubesweep.local import nodes
-    from kubesweep.offline import mirror
+    from kubesweep.offline import versions as parts_
 
-    parts = [mirror.CLUSTER]
+    parts = [parts_.CLUSTER]
     if any("kube_gpu_node" in h.groups for h in nodes.inventory_hosts(inventory)):
-        parts.append(mirror.GPU)
+        parts.append(parts_.GPU)
     if fake_nodes:
-        parts.append(mirror.KWOK)
+        parts.append(parts_.KWOK)
     return parts
 
 
@@ -57,7 +57,7 @@ def conformance(inventory: Path, *, focus: str | None, skip: str | None, kubecon
     """Build the e2e tests and their images, push the images, run the selection; 0 when all passed."""
     from kubesweep.local import cluster as local
     from kubesweep.local import conformance as e2e
-    from kubesweep.offline import mirror
+    from kubesweep.offline import versions as parts_
     from kubesweep.local.paths import checkout
     from kubesweep.k8s.versions import KUBERNETES_VERSION
 
@@ -67,7 +67,7 @@ def conformance(inventory: Path, *, focus: str | None, skip: str | None, kubecon
         shown = inventory.relative_to(repo) if inventory.is_relative_to(repo) else inventory
         hint = f"`invoke cluster --inventory {shown}` brings it up" if not kubeconfig else "give a running cluster's"
         raise e2e.ConformanceError(f"no kubeconfig at {config}: {hint}")
-    build_parts([mirror.CONFORMANCE])
+    build_parts([parts_.CONFORMANCE])
     if not kubeconfig:  # our cluster: its registry gets the test images
         push = local.playbook(inventory, "playbooks/offline_images.yml", echo=False)
         if not push.ok:

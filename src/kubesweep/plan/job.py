@@ -45,7 +45,7 @@ L_EXPERIMENT = LABEL_PREFIX + "experiment"
 L_BATCH = LABEL_PREFIX + "batch"
 L_TRIAL = LABEL_PREFIX + "trial"
 A_PARAMS = LABEL_PREFIX + "params"
-#: Set by `invoke cancel` on the Jobs it is about to delete: a sweep that sees it stops.
+#: Set by `kubesweep cancel` on the Jobs it is about to delete: a sweep that sees it stops.
 A_CANCELLED = LABEL_PREFIX + "cancelled"
 #: The digest of the trial template the Job was made from (``trial_template``): a sweep resumed
 #: with a changed image, command, env or resources tells the old Jobs apart by it.

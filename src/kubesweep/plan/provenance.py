@@ -79,7 +79,7 @@ def refusal(experiment: str, what: str, lines: list[str], hint: str = "") -> Tem
         f"{experiment}: {what} ran with another trial template than the grid gives now:{_listed(lines)}\n"
         "Their results would be reported as this sweep's, and trials with the same parameters would not "
         f"run again. Nothing was created.{hint} To keep both, give the experiment a new name (name: in the grid); "
-        f"to drop the old trials, run `invoke clean {experiment} --outputs` (their Jobs, results/ and jobs/), "
+        f"to drop the old trials, run `kubesweep clean -e {experiment} --outputs` (their Jobs, results/ and jobs/), "
         "then run the sweep again.")
 
 
@@ -119,21 +119,21 @@ def check_results(results_dir: Path, experiment: str, template: dict[str, Any], 
     if found is None:
         return
     what, lines, succeeded = found
-    hint = "" if succeeded else (" None of them succeeded: `invoke sweep --retry-failed` runs them again with "
+    hint = "" if succeeded else (" None of them succeeded: `kubesweep sweep --retry-failed` runs them again with "
                                  "the new template.")
     raise refusal(experiment, what, lines, hint)
 
 
 def results_note(results_dir: Path, experiment: str, template: dict[str, Any],
                  records: dict[str, dict[str, Any]]) -> str | None:
-    """For `invoke results`, which only reads: a note when the results it shows ran with another
+    """For `kubesweep results`, which only reads: a note when the results it shows ran with another
     trial template than the grid gives now (a train.py edited since, say), or None."""
     found = _differs(results_dir, experiment, template, records)
     if found is None:
         return None
     what, lines, _ = found
     return (f"note: {experiment}: these results ({what}) ran with another trial template than the grid gives now:"
-            + _listed(lines) + "\n`invoke sweep` with this grid stops rather than mix them with new ones (docs/grid.md).")
+            + _listed(lines) + "\na sweep of this file stops rather than mix them with new ones (docs/grid.md).")
 
 
 def check_jobs(jobs: Iterable[dict[str, Any]], experiment: str, digest: str, image: str | None) -> None:

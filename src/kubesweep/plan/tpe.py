@@ -152,7 +152,7 @@ def asked(exp: Experiment, jobs_dir: Path, plan_file: str) -> list[Trial] | None
         if bad:
             # plan.json holds one trial per line, after the header line
             raise SpecError([Issue(Mark(str(index), i + 2, 3), f"trial {row['name']} was asked for a different search "
-                                   f"space (parameters {', '.join(bad)}); run `invoke clean {exp.name}` and remove "
+                                   f"space (parameters {', '.join(bad)}); run `kubesweep clean -e {exp.name}` and remove "
                                    f"{index.parent} to start a new study, or give the sweep a new name")])
         batch = int(str(row["batch"]).rsplit("-", 1)[-1])
         trials.append(Trial(row["name"], i, batch, params, canonical_json(params)))
