@@ -359,14 +359,15 @@ class JobTemplate:
     def values(self, trial: Trial) -> TrialValues:
         return TrialValues.of(self.exp, trial, self.compiled)
 
-    def job(self, trial: Trial) -> dict[str, Any]:
-        """The trial's Job as a dict (``build_job``), from the compiled texts."""
-        job = _assemble(self.exp, self.values(trial), self.image)
+    def job(self, trial: Trial, values: TrialValues | None = None) -> dict[str, Any]:
+        """The trial's Job as a dict (what ``build_job`` returns), from its values if computed already."""
+        job = _assemble(self.exp, values or self.values(trial), self.image)
         job["metadata"]["annotations"][A_TEMPLATE] = template_digest(self.exp, self.image)
         return job
 
-    def render(self, trial: Trial) -> str:
-        v = self.values(trial)
+    def render(self, trial: Trial, values: TrialValues | None = None) -> str:
+        """The trial's Job as YAML text, from its values if computed already."""
+        v = values or self.values(trial)
         out = [self._static[0]]
         for (field, index), static in zip(self._order, self._static[1:]):
             value = getattr(v, field)

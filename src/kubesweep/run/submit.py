@@ -97,8 +97,9 @@ class Manifests:
         if trial is not None:
             if self.template is None:
                 self.template = manifest.JobTemplate(self.plan.experiment, image=self.plan.image)
-            if data == self.template.render(trial).encode():
-                return self.template.job(trial)
+            values = self.template.values(trial)  # computed once, for the comparison and the Job
+            if data == self.template.render(trial, values).encode():
+                return self.template.job(trial, values)
         return manifest.load(data)
 
 
