@@ -41,14 +41,14 @@ def number(text: str | None, flag: str) -> int | None:
     "grid": "the sweep file: grid.yaml, a Katib Experiment or a W&B sweep config",
     "jobs_dir": "where batch directories are written (default: jobs/)",
     "image": "container image for the trials (required for W&B configs; overrides the file)",
-    "name": "experiment name (overrides the file)",
+    "experiment": "experiment name (overrides the file)",
     "namespace": "Kubernetes namespace (overrides the file)",
     "trial_limit": "refuse sweeps of more trials than this (overrides search.trialLimit)",
     "validate": "fast: schema-check the Job shape once and each trial's values; full: every Job",
 })
-def render(c, grid, jobs_dir="jobs", image=None, name=None, namespace=None, trial_limit=None, validate="fast"):
+def render(c, grid, jobs_dir="jobs", image=None, experiment=None, namespace=None, trial_limit=None, validate="fast"):
     """Validate a sweep file and write one Job manifest per trial into jobs/<experiment>/batch-NNN/."""
-    call(cli.render, grid, Workspace(Path(jobs_dir)), image=image, name=name, namespace=namespace,
+    call(cli.render, grid, Workspace(Path(jobs_dir)), image=image, name=experiment, namespace=namespace,
          trial_limit=number(trial_limit, "--trial-limit"), validate=validate)
 
 
@@ -58,7 +58,7 @@ SWEEP_HELP = {
     "jobs_dir": "where batch directories are written (default: jobs/)",
     "results_dir": "where trials.csv, best.json, the plot and the report go (default: results/)",
     "image": "container image for the trials (required for W&B configs; overrides the file)",
-    "name": "experiment name (overrides the file)",
+    "experiment": "experiment name (overrides the file)",
     "namespace": "Kubernetes namespace (overrides the file)",
     "trial_limit": "refuse sweeps of more trials than this (overrides search.trialLimit)",
     "kubeconfig": "cluster to run on (default: the local cluster's, then $KUBECONFIG)",
@@ -69,19 +69,19 @@ SWEEP_HELP = {
 
 
 @task(help=SWEEP_HELP)
-def sweep(c, grid, dry_run=False, jobs_dir="jobs", results_dir="results", image=None, name=None, namespace=None,
+def sweep(c, grid, dry_run=False, jobs_dir="jobs", results_dir="results", image=None, experiment=None, namespace=None,
           trial_limit=None, kubeconfig=None, apply="direct", refill="trial", retry_failed=False):
     """Run a sweep: build the image, render its Jobs, submit, watch, collect, report the best. Rerun to resume."""
     call(cli.sweep, grid, Target(kubeconfig), Workspace(Path(jobs_dir), Path(results_dir)), dry_run=dry_run,
-         image=image, name=name, namespace=namespace, trial_limit=number(trial_limit, "--trial-limit"),
+         image=image, name=experiment, namespace=namespace, trial_limit=number(trial_limit, "--trial-limit"),
          apply=apply, refill=refill, retry_failed=retry_failed)
 
 
 @task(help={"grid": "the sweep file", "results_dir": "default: results/", "rows": "how many rows (default 20)",
-            "name": "experiment name (as given to sweep --name)", "image": "as given to sweep --image"})
-def results(c, grid, results_dir="results", rows=20, name=None, image=None):
+            "experiment": "experiment name (as given to sweep --experiment)", "image": "as given to sweep --image"})
+def results(c, grid, results_dir="results", rows=20, experiment=None, image=None):
     """The experiment's trials, best first, with where the CSV, plot and report are."""
-    call(cli.results, grid, Workspace(results_dir=Path(results_dir)), rows=number(str(rows), "--rows"), name=name,
+    call(cli.results, grid, Workspace(results_dir=Path(results_dir)), rows=number(str(rows), "--rows"), name=experiment,
          image=image)
 
 

@@ -120,3 +120,13 @@ def test_a_merged_kubeconfig_and_a_context_pick_the_cluster_and_n_the_namespace(
 def test_the_exit_code_says_how_a_sweep_ended(stopped, succeeded, code):
     outcome = Outcome("e", {"succeeded": succeeded, "failed": 1}, stopped, 1.0, None)
     assert outcome.exit_code == code
+
+
+def test_shell_completion_offers_subcommands_and_their_options(tmp_path):
+    def complete(words: str, cword: int) -> list[str]:
+        env = {**os.environ, "COMP_WORDS": words, "COMP_CWORD": str(cword), "_KUBESWEEP_COMPLETE": "bash_complete"}
+        return kubesweep(cwd=tmp_path, env=env).stdout.split()
+
+    assert complete("kubesweep sw", 1) == ["plain,sweep"]
+    assert "plain,--apply" in complete("kubesweep sweep grid.yaml --ap", 3)
+    assert {"plain,direct", "plain,ansible"} <= set(complete("kubesweep sweep grid.yaml --apply ", 4))

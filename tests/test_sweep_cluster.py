@@ -71,7 +71,7 @@ def jobs_of(api, experiment):
 
 def test_mnist_example_end_to_end(tmp_path, local_cluster, api):
     started = time.monotonic()
-    r = invoke(*sweep_args(EXAMPLES / "grid.yaml", tmp_path, local_cluster["kubeconfig"], "--name", "mnist-e2e"))
+    r = invoke(*sweep_args(EXAMPLES / "grid.yaml", tmp_path, local_cluster["kubeconfig"], "--experiment", "mnist-e2e"))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "best trial: mnist-e2e-" in r.stdout and "plot:" in r.stdout
     best = json.loads((tmp_path / "results" / "mnist-e2e" / "best.json").read_text())
@@ -82,10 +82,10 @@ def test_mnist_example_end_to_end(tmp_path, local_cluster, api):
     print(f"\nmnist example: 12 trials end to end in {time.monotonic() - started:.0f}s")
     # a rerun resumes: nothing is created again
     uids = {j.metadata.name: j.metadata.uid for j in jobs_of(api, "mnist-e2e")}
-    again = invoke(*sweep_args(EXAMPLES / "grid.yaml", tmp_path, local_cluster["kubeconfig"], "--name", "mnist-e2e"))
+    again = invoke(*sweep_args(EXAMPLES / "grid.yaml", tmp_path, local_cluster["kubeconfig"], "--experiment", "mnist-e2e"))
     assert again.returncode == 0, again.stderr[-2000:]
     assert {j.metadata.name: j.metadata.uid for j in jobs_of(api, "mnist-e2e")} == uids
-    shown = invoke("results", "--grid", str(EXAMPLES / "grid.yaml"), "--name", "mnist-e2e", "--results-dir",
+    shown = invoke("results", "--grid", str(EXAMPLES / "grid.yaml"), "--experiment", "mnist-e2e", "--results-dir",
                    str(tmp_path / "results"))
     assert shown.returncode == 0 and best["best"]["trial"] in shown.stdout
     status = invoke("status", "--experiment", "mnist-e2e", "--kubeconfig", str(local_cluster["kubeconfig"]))
