@@ -61,7 +61,7 @@ SWEEP_HELP = {
     "experiment": "experiment name (overrides the file)",
     "namespace": "Kubernetes namespace (overrides the file)",
     "trial_limit": "refuse sweeps of more trials than this (overrides search.trialLimit)",
-    "kubeconfig": "cluster to run on (default: the local cluster's, then $KUBECONFIG)",
+    "kubeconfig": "cluster to run on (default: $KUBECONFIG, merged; then the local cluster's; then ~/.kube/config)",
     "apply": "direct (Python client, default) or ansible (playbooks/sweep.yml: kubernetes.core, one module call per chunk of a batch)",
     "refill": "trial (start the next trial as soon as a slot frees, default) or batch",
     "retry_failed": "run failed trials again",
@@ -85,25 +85,26 @@ def results(c, grid, results_dir="results", rows=20, experiment=None, image=None
          image=image)
 
 
+KUBECONFIG_HELP = "default: $KUBECONFIG, then the local cluster's, then ~/.kube/config"
 # the lifecycle commands list across all namespaces unless given one (a Role may cover one only)
 NAMESPACE_HELP = "only this namespace (default: all; needs a cluster-wide list)"
 
 
-@task(help={"experiment": "only this experiment, with its trials in flight listed", "kubeconfig": "default: the local cluster's",
+@task(help={"experiment": "only this experiment, with its trials in flight listed", "kubeconfig": KUBECONFIG_HELP,
             "namespace": NAMESPACE_HELP})
 def status(c, experiment=None, kubeconfig=None, namespace=None):
     """Every experiment on the cluster (or one): trials pending, running, succeeded, failed."""
     call(cli.status, Target(kubeconfig), experiment, namespace)
 
 
-@task(help={"trial": "the trial (Job) name", "tail": "only the last N lines", "kubeconfig": "default: the local cluster's",
+@task(help={"trial": "the trial (Job) name", "tail": "only the last N lines", "kubeconfig": KUBECONFIG_HELP,
             "namespace": NAMESPACE_HELP})
 def logs(c, trial, tail=None, kubeconfig=None, namespace=None):
     """A trial's output."""
     call(cli.logs, Target(kubeconfig), trial, number(tail, "--tail"), namespace)
 
 
-@task(help={"experiment": "the experiment name", "kubeconfig": "default: the local cluster's",
+@task(help={"experiment": "the experiment name", "kubeconfig": KUBECONFIG_HELP,
             "namespace": NAMESPACE_HELP})
 def cancel(c, experiment, kubeconfig=None, namespace=None):
     """Stop an experiment, from any shell: a sweep running it stops; its unfinished Jobs are deleted."""
@@ -111,7 +112,7 @@ def cancel(c, experiment, kubeconfig=None, namespace=None):
 
 
 @task(help={"experiment": "the experiment name", "outputs": "also delete results/<experiment> and jobs/<experiment>",
-            "kubeconfig": "default: the local cluster's", "namespace": NAMESPACE_HELP})
+            "kubeconfig": KUBECONFIG_HELP, "namespace": NAMESPACE_HELP})
 def clean(c, experiment, outputs=False, kubeconfig=None, namespace=None):
     """Delete an experiment's Jobs and pods (and, with --outputs, its local results and manifests)."""
     call(cli.clean, Target(kubeconfig), experiment, outputs=outputs, namespace=namespace)

@@ -130,3 +130,15 @@ def test_shell_completion_offers_subcommands_and_their_options(tmp_path):
     assert complete("kubesweep sw", 1) == ["plain,sweep"]
     assert "plain,--apply" in complete("kubesweep sweep grid.yaml --ap", 3)
     assert {"plain,direct", "plain,ansible"} <= set(complete("kubesweep sweep grid.yaml --apply ", 4))
+
+
+def test_cluster_commands_outside_a_checkout_say_so_and_exit_2(tmp_path):
+    """An installed kubesweep sweeps without a checkout; `cluster up` needs the playbooks and says
+    where it looked, before anything is built (a minute is far less than any build takes)."""
+    env = {**os.environ, "KUBESWEEP_CHECKOUT": str(tmp_path), "KUBESWEEP_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([str(KUBESWEEP), "cluster", "up"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                       env=env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip() == (f"KUBESWEEP_CHECKOUT={tmp_path} is not a kubesweep checkout "
+                                "(no site.yml, playbooks, roles, inventory)")
+    assert not (tmp_path / "cache").exists()

@@ -195,19 +195,16 @@ INVENTORY = click.option("--inventory", type=click.Path(file_okay=False, exists=
 def cluster_up(inventory: Path | None, fake_nodes: int | None, gpus_per_node: int) -> None:
     """Bring the local cluster up (idempotent: a rerun changes nothing that is right)."""
     from kubesweep.cli import develop
-    from kubesweep.local.cluster import default_inventory
 
-    _exit(develop.cluster, inventory or default_inventory(), down=False, fake_nodes=fake_nodes,
-          gpus_per_node=gpus_per_node)
+    _exit(develop.cluster, inventory, down=False, fake_nodes=fake_nodes, gpus_per_node=gpus_per_node)
 
 
 @cluster.command("down", context_settings=CONTEXT_SETTINGS)
 def cluster_down() -> None:
     """Tear the local cluster down: nodes, volumes, mirror, kwok, the dockerd kubesweep started."""
     from kubesweep.cli import develop
-    from kubesweep.local.cluster import default_inventory
 
-    _exit(develop.cluster, default_inventory(), down=True, fake_nodes=None, gpus_per_node=0)
+    _exit(develop.cluster, None, down=True, fake_nodes=None, gpus_per_node=0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 
-def cluster(inventory: Path, *, down: bool, fake_nodes: int | None, gpus_per_node: int) -> None:
+def cluster(inventory: Path | None, *, down: bool, fake_nodes: int | None, gpus_per_node: int) -> None:
+    """Bring the local cluster of ``inventory`` (default: the checkout's inventory/single) up, or down."""
     from kubesweep.local import cluster as local
     from kubesweep.local import fake_nodes as fake
     from kubesweep.k8s.versions import pins
@@ -17,6 +18,7 @@ def cluster(inventory: Path, *, down: bool, fake_nodes: int | None, gpus_per_nod
         removed = local.down()
         print(f"cluster down: removed {len(removed)} node container(s){': ' + ', '.join(removed) if removed else ''}")
         return
+    inventory = Path(inventory) if inventory else local.default_inventory()
     build_parts(needed_parts(inventory, fake_nodes=bool(fake_nodes)))  # seconds when already built
     run = local.up(inventory)
     kubeconfig = local.kubeconfig_path(inventory)
