@@ -145,3 +145,11 @@ def test_characters_beyond_the_basic_plane_render_as_yaml_reads_them(grid_file):
     template = manifest.JobTemplate(p.experiment)
     for t in p.trials:
         assert manifest.load(template.render(t)) == manifest.build_job(p.experiment, t)
+
+
+def test_image_pull_secrets_are_names_rendered_as_the_pods_image_pull_secrets(grid_file):
+    p = _plan(grid_file(MINIMAL + "imagePullSecrets: [regcred, {name: mirror-login}]\n"))
+    assert p.experiment.image_pull_secrets == ("regcred", "mirror-login")
+    pod = manifest.build_job(p.experiment, p.trials[0])["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror-login"}]
+    assert "imagePullSecrets" not in manifest.build_job(_plan(grid_file()).experiment, p.trials[0])["spec"]["template"]["spec"]

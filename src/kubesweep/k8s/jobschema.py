@@ -26,6 +26,7 @@ FIELD_PATHS: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = [
     (("spec", "template", "spec", "containers", 0, "env"), ("env",)),
     (("spec", "template", "spec", "containers", 0, "command"), ("command",)),
     (("spec", "template", "spec", "securityContext"), ("securityContext",)),
+    (("spec", "template", "spec", "imagePullSecrets"), ("imagePullSecrets",)),
     (("spec", "template", "spec", "volumes"), ("output",)),
     (("spec", "template", "metadata", "annotations"), ("annotations",)),
     (("metadata", "labels"), ("labels",)),

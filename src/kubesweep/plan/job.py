@@ -199,7 +199,10 @@ def trial_template(exp: Experiment, image: str | None = None) -> dict[str, Any]:
     long and how often a trial may run, not what it computes, and are left out."""
     pod = _assemble(exp, _values(exp, _stand_in(exp)), image)["spec"]["template"]
     annotations = {k: v for k, v in pod["metadata"]["annotations"].items() if k != A_PARAMS}
-    return {"metadata": {"annotations": annotations}, "spec": pod["spec"]}
+    # The pull credentials decide whether the image can be fetched, not what the trial computes:
+    # rotating or adding them must not make a resumed sweep refuse its own results.
+    spec = {k: v for k, v in pod["spec"].items() if k != "imagePullSecrets"}
+    return {"metadata": {"annotations": annotations}, "spec": spec}
 
 
 _DIGESTS: dict[tuple[int, str | None], tuple[Experiment, str]] = {}
@@ -274,6 +277,8 @@ def _assemble(exp: Experiment, v: TrialValues, image: str | None) -> dict[str, A
     if exp.service_account:
         pod_spec["serviceAccountName"] = exp.service_account
     pod_spec["automountServiceAccountToken"] = False
+    if exp.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in exp.image_pull_secrets]
     pod_spec["securityContext"] = pod_security
     if exp.node_selector:
         pod_spec["nodeSelector"] = dict(exp.node_selector)

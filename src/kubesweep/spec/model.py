@@ -162,9 +162,19 @@ class Experiment(Model):
     node_loss_grace_seconds: StrictInt = 60
     unschedulable_seconds: StrictInt = 600
     service_account: StrictStr | None = None
+    #: Secrets (names, in the Job's namespace) the kubelet pulls the image with: the pod's imagePullSecrets.
+    image_pull_secrets: tuple[StrictStr, ...] = ()
     security_context: SecurityContext = SecurityContext()
     labels: dict[str, StrictStr] = {}
     annotations: dict[str, StrictStr] = {}
+
+    @field_validator("image_pull_secrets", mode="before")
+    @classmethod
+    def _secret_names(cls, value: Any) -> Any:
+        # Names (``[regcred]``), or Kubernetes' own form (``[{name: regcred}]``).
+        if isinstance(value, list):
+            return [v["name"] if isinstance(v, dict) and set(v) == {"name"} else v for v in value]
+        return value
 
 
 # ---------------------------------------------------------------------------- pydantic → Issues

@@ -162,6 +162,9 @@ def check(exp: Experiment, pos: Positions) -> None:
         out.add(pos.value(("image",)), "with 'build', image is a repository without a tag: kubesweep tags it by content", exp.image)
     if exp.service_account is not None and (not DNS_SUBDOMAIN.fullmatch(exp.service_account) or len(exp.service_account) > 253):
         out.add(pos.value(("serviceAccount",)), "serviceAccount must be a DNS-1123 subdomain", exp.service_account)
+    for i, secret in enumerate(exp.image_pull_secrets):
+        if not DNS_SUBDOMAIN.fullmatch(secret) or len(secret) > 253:
+            out.add(pos.value(("imagePullSecrets", i)), "imagePullSecrets must name Secrets (DNS-1123 subdomains)", secret)
 
     if not exp.parameters:
         out.add(pos.value(("parameters",)), "parameters must name at least one parameter")
