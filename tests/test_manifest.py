@@ -37,14 +37,53 @@ securityContext: {runAsUser: 2000, runAsGroup: 2000, fsGroup: null}
 """ % ("a" * 64)
 
 
+#: Every pod setting a real trainer may need (issue 34): references to Secrets and ConfigMaps,
+#: /dev/shm, extended resources, scheduling, a root image, pull credentials.
+PODS = """\
+name: pods
+image: localhost:5000/team/trainer:1
+command: [python3, train.py, "${lr}"]
+parameters: {lr: [0.1, 0.2]}
+objective: {metric: acc}
+resources: {cpu: 500m, memory: 2Gi, amd.com/gpu: 1, vendor.example/fpga: "2", nvidia.com/mig-1g.10gb: 1,
+            limits: {memory: 4Gi}}
+env:
+  PLAIN: "lr=${lr}"
+  WANDB_API_KEY: {secretKeyRef: {name: wandb, key: api-key}}
+  SETTING: {configMapKeyRef: {name: settings, key: mode.conf, optional: true}}
+  POD: {fieldRef: {fieldPath: metadata.name}}
+  TRIAL: {fieldRef: {fieldPath: "metadata.labels['kubesweep.io/trial']"}}
+  MEMORY_MB: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}
+envFrom:
+  - {secretRef: {name: s3-creds}, prefix: S3_}
+  - configMapRef: {name: defaults, optional: true}
+shmSize: 8Gi
+securityContext: {runAsUser: 0, runAsGroup: 0, runAsNonRoot: false}
+affinity:
+  nodeAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/arch, operator: In, values: [amd64]}]}]
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 50
+        podAffinityTerm: {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {team: vision}}}
+priorityClassName: research-low
+runtimeClassName: nvidia
+imagePullSecrets: [regcred]
+tolerations: [{key: amd.com/gpu, operator: Exists, effect: NoSchedule}]
+"""
+
+
 def _plan(path: Path, **kw) -> render.Plan:
     return render.plan(path, **kw)
 
 
-@pytest.fixture(params=["grid.yaml", "grid-gpu.yaml", "katib.yaml", "wandb.yaml", "tricky"])
+@pytest.fixture(params=["grid.yaml", "grid-gpu.yaml", "katib.yaml", "wandb.yaml", "tricky", "pods"])
 def any_plan(request, grid_file):
     if request.param == "tricky":
         return _plan(grid_file(TRICKY))
+    if request.param == "pods":
+        return _plan(grid_file(PODS))
     image = "localhost:5000/kubesweep/mnist:latest" if request.param == "wandb.yaml" else None
     return _plan(EXAMPLES / request.param, image=image)
 
@@ -153,3 +192,49 @@ def test_image_pull_secrets_are_names_rendered_as_the_pods_image_pull_secrets(gr
     pod = manifest.build_job(p.experiment, p.trials[0])["spec"]["template"]["spec"]
     assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror-login"}]
     assert "imagePullSecrets" not in manifest.build_job(_plan(grid_file()).experiment, p.trials[0])["spec"]["template"]["spec"]
+
+
+def test_pod_settings_pass_through_as_references_and_as_written(grid_file):
+    p = _plan(grid_file(PODS))
+    t = p.trials[0]
+    pod = manifest.build_job(p.experiment, t)["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["PLAIN"] == {"name": "PLAIN", "value": "lr=0.1"}
+    # references only: the kubelet reads the Secret when the trial starts, kubesweep never does
+    assert env["WANDB_API_KEY"] == {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "api-key"}}}
+    assert env["SETTING"]["valueFrom"] == {"configMapKeyRef": {"name": "settings", "key": "mode.conf", "optional": True}}
+    assert env["TRIAL"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.labels['kubesweep.io/trial']"}}
+    assert env["MEMORY_MB"]["valueFrom"] == {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}
+    assert c["envFrom"] == [{"secretRef": {"name": "s3-creds"}, "prefix": "S3_"},
+                            {"configMapRef": {"name": "defaults", "optional": True}}]
+    assert c["resources"] == {"requests": {"cpu": "500m", "memory": "2Gi"},
+                              "limits": {"memory": "4Gi", "amd.com/gpu": "1", "vendor.example/fpga": "2",
+                                         "nvidia.com/mig-1g.10gb": "1"}}
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}} in pod["volumes"]
+    assert pod["securityContext"]["runAsUser"] == 0 and pod["securityContext"]["runAsNonRoot"] is False
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    assert pod["affinity"] == p.experiment.affinity and pod["affinity"] is not p.experiment.affinity
+    assert (pod["priorityClassName"], pod["runtimeClassName"]) == ("research-low", "nvidia")
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["tolerations"][0] == {"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    # the defaults stay: non-root, no /dev/shm volume, no pod settings that were not asked for
+    default = _plan(grid_file())
+    plain = manifest.build_job(default.experiment, default.trials[0])["spec"]["template"]["spec"]
+    assert plain["securityContext"]["runAsNonRoot"] is True and len(plain["volumes"]) == 1
+    assert not {"affinity", "priorityClassName", "runtimeClassName", "imagePullSecrets"} & set(plain)
+    assert "envFrom" not in plain["containers"][0]
+
+
+def test_no_code_path_reads_a_secret():
+    """Manifests carry references (secretKeyRef, envFrom.secretRef, imagePullSecrets); nothing in
+    kubesweep asks the API for a Secret, so no Secret's value can reach jobs/, results/ or a log."""
+    import re
+
+    src = Path(manifest.__file__).resolve().parents[1]
+    reads = [f"{path.relative_to(src)}:{n}" for path in sorted(src.rglob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if re.search(r"read_namespaced_secret|list_namespaced_secret|list_secret_for_all", line)
+             or ("GET" in line and re.search(r"secrets?\b", line))]
+    assert reads == []

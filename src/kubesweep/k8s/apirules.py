@@ -94,6 +94,85 @@ def _container(c: dict[str, Any], base: Path) -> Iterator[Problem]:
             yield base + ("resources",), f"{name} request and limit must be equal"
 
 
+def _node_term(term: dict[str, Any], base: Path) -> Iterator[Problem]:
+    """A NodeSelectorTerm as the API server checks it (ValidateNodeSelectorTerm)."""
+    for i, req in enumerate(term.get("matchExpressions") or []):
+        here = base + ("matchExpressions", i)
+        key, operator, values = req.get("key", ""), req.get("operator"), req.get("values") or []
+        if not (QUALIFIED_NAME.fullmatch(key) and len(key.split("/")[-1]) <= 63):
+            yield here + ("key",), f"node affinity key {key!r} is not a valid label key"
+        if operator in ("In", "NotIn"):
+            if not values:
+                yield here + ("values",), f"node affinity operator {operator} needs values"
+        elif operator in ("Exists", "DoesNotExist"):
+            if values:
+                yield here + ("values",), f"node affinity operator {operator} takes no values"
+        elif operator in ("Gt", "Lt"):
+            if len(values) != 1 or not _int64(values[0]):
+                yield here + ("values",), f"node affinity operator {operator} takes one value, an integer"
+        else:
+            yield here + ("operator",), f"node affinity operator {operator!r} must be In, NotIn, Exists, DoesNotExist, Gt or Lt"
+    for i, req in enumerate(term.get("matchFields") or []):
+        here = base + ("matchFields", i)
+        if req.get("key") != "metadata.name":
+            yield here + ("key",), "node affinity matchFields supports only the key metadata.name"
+        if req.get("operator") not in ("In", "NotIn") or len(req.get("values") or []) != 1:
+            yield here, "node affinity matchFields takes operator In or NotIn with exactly one value"
+
+
+def _int64(text: Any) -> bool:
+    try:
+        return -(2**63) <= int(str(text), 10) < 2**63
+    except ValueError:
+        return False
+
+
+def _selector(selector: dict[str, Any] | None, base: Path) -> Iterator[Problem]:
+    for i, req in enumerate((selector or {}).get("matchExpressions") or []):
+        operator, values = req.get("operator"), req.get("values") or []
+        if operator in ("In", "NotIn") and not values:
+            yield base + ("matchExpressions", i, "values"), f"label selector operator {operator} needs values"
+        elif operator in ("Exists", "DoesNotExist") and values:
+            yield base + ("matchExpressions", i, "values"), f"label selector operator {operator} takes no values"
+        elif operator not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            yield base + ("matchExpressions", i, "operator"), f"label selector operator {operator!r} must be In, NotIn, Exists or DoesNotExist"
+
+
+def _pod_term(term: dict[str, Any], base: Path) -> Iterator[Problem]:
+    key = term.get("topologyKey") or ""
+    if not (QUALIFIED_NAME.fullmatch(key) and len(key.split("/")[-1]) <= 63):
+        yield base + ("topologyKey",), f"pod affinity needs a topologyKey that is a label key (got {key!r})"
+    yield from _selector(term.get("labelSelector"), base + ("labelSelector",))
+    yield from _selector(term.get("namespaceSelector"), base + ("namespaceSelector",))
+
+
+def _affinity(affinity: dict[str, Any], base: Path) -> Iterator[Problem]:
+    """The rules of ValidateAffinity the schema does not state: operators and their values, weights
+    1..100, a topologyKey for pod (anti-)affinity, at least one node selector term."""
+    node = affinity.get("nodeAffinity") or {}
+    required = node.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if required is not None:
+        here = base + ("nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution")
+        if not required.get("nodeSelectorTerms"):
+            yield here + ("nodeSelectorTerms",), "node affinity needs at least one nodeSelectorTerm"
+        for i, term in enumerate(required.get("nodeSelectorTerms") or []):
+            yield from _node_term(term, here + ("nodeSelectorTerms", i))
+    for i, pref in enumerate(node.get("preferredDuringSchedulingIgnoredDuringExecution") or []):
+        here = base + ("nodeAffinity", "preferredDuringSchedulingIgnoredDuringExecution", i)
+        if not 1 <= (pref.get("weight") or 0) <= 100:
+            yield here + ("weight",), "an affinity weight must be between 1 and 100"
+        yield from _node_term(pref.get("preference") or {}, here + ("preference",))
+    for kind in ("podAffinity", "podAntiAffinity"):
+        part = affinity.get(kind) or {}
+        for i, term in enumerate(part.get("requiredDuringSchedulingIgnoredDuringExecution") or []):
+            yield from _pod_term(term, base + (kind, "requiredDuringSchedulingIgnoredDuringExecution", i))
+        for i, pref in enumerate(part.get("preferredDuringSchedulingIgnoredDuringExecution") or []):
+            here = base + (kind, "preferredDuringSchedulingIgnoredDuringExecution", i)
+            if not 1 <= (pref.get("weight") or 0) <= 100:
+                yield here + ("weight",), "an affinity weight must be between 1 and 100"
+            yield from _pod_term(pref.get("podAffinityTerm") or {}, here + ("podAffinityTerm",))
+
+
 def job_problems(job: dict[str, Any]) -> list[Problem]:
     """Every rule of the API server that ``job`` breaks and the schema does not catch."""
     out: list[Problem] = []
@@ -109,6 +188,7 @@ def job_problems(job: dict[str, Any]) -> list[Problem]:
             out.append((("spec", field), f"{field} must be at least {least}"))
     out += _ids(pod.get("securityContext") or {}, ("spec", "template", "spec", "securityContext"))
     out += _tolerations(pod.get("tolerations") or [], ("spec", "template", "spec", "tolerations"))
+    out += _affinity(pod.get("affinity") or {}, ("spec", "template", "spec", "affinity"))
     for i, c in enumerate(pod.get("containers") or []):
         out += _container(c, ("spec", "template", "spec", "containers", i))
     if not out:

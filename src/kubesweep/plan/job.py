@@ -9,6 +9,7 @@ trial at a small fraction of the cost of a YAML dump. Both load to the same obje
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import re
@@ -20,7 +21,7 @@ import yaml
 
 from kubesweep.k8s import quantity
 from kubesweep.spec.rules import PLACEHOLDER
-from kubesweep.spec.model import Experiment
+from kubesweep.spec.model import EnvSource, Experiment
 from kubesweep.plan.trials import Trial, canonical_json, format_value
 
 Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -53,6 +54,7 @@ A_TEMPLATE = LABEL_PREFIX + "template"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "kubesweep"}
 CONTAINER = "trial"
 OUTPUT_VOLUME = "output"
+SHM_VOLUME = "dshm"
 
 
 def batch_name(index: int) -> str:
@@ -140,7 +142,9 @@ class _Compiled:
                 fill = _compile(item)
                 self.argv.append((lambda t, _, s=fill: [s]) if isinstance(fill, str)
                                  else (lambda t, table, f=fill: [f(table)]))
-        self.env = [_compile(v if isinstance(v, str) else format_value(v)) for v in exp.env.values()]
+        # a value read from a Secret, ConfigMap or field is a reference, the same for every trial ("")
+        self.env = [_compile(v if isinstance(v, str) else format_value(v)) if not isinstance(v, EnvSource) else ""
+                    for v in exp.env.values()]
         self.annotations = [_compile(v) for v in exp.annotations.values()]
 
 
@@ -232,7 +236,9 @@ def _assemble(exp: Experiment, v: TrialValues, image: str | None) -> dict[str, A
         {"name": "KUBESWEEP_EXPERIMENT", "value": exp.name},
         {"name": "KUBESWEEP_TRIAL", "value": v.name},
     ]
-    env += [{"name": key, "value": value} for key, value in zip(exp.env, v.env)]
+    # A Secret's or ConfigMap's value is never read here: the manifest names it and the kubelet reads it.
+    env += [{"name": key, "valueFrom": given.manifest()} if isinstance(given, EnvSource) else {"name": key, "value": value}
+            for (key, given), value in zip(exp.env.items(), v.env)]
 
     r = exp.resources
     requests: dict[str, Any] = {"cpu": quantity.text(r.cpu), "memory": quantity.text(r.memory)}
@@ -242,6 +248,9 @@ def _assemble(exp: Experiment, v: TrialValues, image: str | None) -> dict[str, A
         limits = {k: quantity.text(q) for k in ("cpu", "memory") if (q := getattr(r.limits, k)) is not None}
     if r.gpu:
         limits["nvidia.com/gpu"] = str(r.gpu)  # a quantity string, as the API (and its client) types it
+    for name, count in r.extended.items():  # whole units; Kubernetes requests an extended resource at its limit
+        if quantity.parse(count):
+            limits[name] = quantity.text(count)
 
     if exp.output is None:
         volume: dict[str, Any] = {"name": OUTPUT_VOLUME, "emptyDir": {}}
@@ -255,7 +264,7 @@ def _assemble(exp: Experiment, v: TrialValues, image: str | None) -> dict[str, A
 
     sc = exp.security_context
     pod_security: dict[str, Any] = {
-        "runAsNonRoot": True,
+        "runAsNonRoot": sc.run_as_non_root,
         "runAsUser": sc.run_as_user,
         "runAsGroup": sc.run_as_group,
     }
@@ -273,6 +282,12 @@ def _assemble(exp: Experiment, v: TrialValues, image: str | None) -> dict[str, A
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": OUTPUT_VOLUME, "mountPath": mount}],
     }
+    if exp.env_from:
+        container["envFrom"] = [source.manifest() for source in exp.env_from]
+    volumes = [volume]
+    if exp.shm_size is not None:  # a memory-backed /dev/shm of that size (the runtime's default is 64 MiB)
+        volumes.append({"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": quantity.text(exp.shm_size)}})
+        container["volumeMounts"].append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
     pod_spec: dict[str, Any] = {"restartPolicy": "Never"}
     if exp.service_account:
         pod_spec["serviceAccountName"] = exp.service_account
@@ -282,6 +297,12 @@ def _assemble(exp: Experiment, v: TrialValues, image: str | None) -> dict[str, A
     pod_spec["securityContext"] = pod_security
     if exp.node_selector:
         pod_spec["nodeSelector"] = dict(exp.node_selector)
+    if exp.affinity:
+        pod_spec["affinity"] = copy.deepcopy(exp.affinity)  # each Job its own: callers may edit a Job
+    if exp.priority_class_name:
+        pod_spec["priorityClassName"] = exp.priority_class_name
+    if exp.runtime_class_name:
+        pod_spec["runtimeClassName"] = exp.runtime_class_name
     # A trial on a node that is lost is evicted after node_loss_grace_seconds (not the default
     # 5 minutes) and, through podFailurePolicy below, rerun elsewhere without counting as failed.
     grace = exp.node_loss_grace_seconds
@@ -289,7 +310,7 @@ def _assemble(exp: Experiment, v: TrialValues, image: str | None) -> dict[str, A
         {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": grace}
         for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")]
     pod_spec["containers"] = [container]
-    pod_spec["volumes"] = [volume]
+    pod_spec["volumes"] = volumes
 
     spec: dict[str, Any] = {
         "backoffLimit": exp.backoff_limit,

@@ -14,7 +14,7 @@ import typing
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import Discriminator, Tag, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from kubesweep.errors import Collector
@@ -101,7 +101,12 @@ class Limits(Model):
 
 
 class Resources(Model):
-    """What each trial requests. The requests are also the limits unless ``limits`` says otherwise."""
+    """What each trial requests. The requests are also the limits unless ``limits`` says otherwise.
+
+    Any other key with a domain prefix (``amd.com/gpu``, ``nvidia.com/mig-1g.10gb``) is an extended
+    resource: a whole number, requested and limited alike (rules.py checks the names and counts)."""
+
+    model_config = ConfigDict(extra="allow")
 
     cpu: Quantity = "1"
     memory: Quantity = "5Gi"
@@ -116,6 +121,11 @@ class Resources(Model):
             return int(value)
         return value
 
+    @property
+    def extended(self) -> dict[str, Any]:
+        """The extended resources as written (names with a domain prefix besides nvidia.com/gpu)."""
+        return dict(self.model_extra or {})
+
 
 class Output(Model):
     host_path: StrictStr | None = None
@@ -124,9 +134,77 @@ class Output(Model):
 
 
 class SecurityContext(Model):
+    """The pod's user and group. Trials run as non-root; an image that must run as root says so
+    with ``runAsUser: 0`` and ``runAsNonRoot: false`` together."""
+
     run_as_user: StrictInt = 1000
     run_as_group: StrictInt = 1000
     fs_group: StrictInt | None = 1000
+    run_as_non_root: StrictBool = True
+
+
+class KeyRef(Model):
+    """One key of a Secret or ConfigMap (the kubelet reads it; kubesweep writes only the reference)."""
+
+    name: StrictStr
+    key: StrictStr
+    optional: StrictBool | None = None
+
+
+class FieldRef(Model):
+    field_path: StrictStr
+    api_version: StrictStr | None = None
+
+
+class ResourceFieldRef(Model):
+    resource: StrictStr
+    container_name: StrictStr | None = None
+    divisor: Quantity | None = None
+
+
+class EnvSource(Model):
+    """An env value the kubelet fills in when the trial starts: exactly one of these (a Kubernetes
+    ``valueFrom``)."""
+
+    secret_key_ref: KeyRef | None = None
+    config_map_key_ref: KeyRef | None = None
+    field_ref: FieldRef | None = None
+    resource_field_ref: ResourceFieldRef | None = None
+
+    def manifest(self) -> dict[str, Any]:
+        """The ``valueFrom`` of a container's env entry."""
+        out = self.model_dump(by_alias=True, exclude_none=True)
+        divisor = out.get("resourceFieldRef", {}).get("divisor")
+        if divisor is not None and not isinstance(divisor, str):
+            out["resourceFieldRef"]["divisor"] = str(divisor)  # a quantity, which the API types as a string
+        return out
+
+
+def _env_kind(value: Any) -> str:
+    return "<ref>" if isinstance(value, dict) else "<scalar>"
+
+
+#: An env value: text (with placeholders) or a number or boolean, or a mapping naming where the
+#: kubelet reads it (secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef). The tags keep a
+#: mistake inside a mapping from also being reported as "must be a string" (and leave the loc).
+EnvValue = Annotated[Union[Annotated[Scalar, Tag("<scalar>")], Annotated[EnvSource, Tag("<ref>")]],
+                     Discriminator(_env_kind)]
+
+
+class NameRef(Model):
+    name: StrictStr
+    optional: StrictBool | None = None
+
+
+class EnvFrom(Model):
+    """Every key of a Secret or ConfigMap as environment variables (a Kubernetes ``envFrom`` entry)."""
+
+    secret_ref: NameRef | None = None
+    config_map_ref: NameRef | None = None
+    prefix: StrictStr | None = None
+
+    def manifest(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
 
 
 class Build(Model):
@@ -154,7 +232,14 @@ class Experiment(Model):
     resources: Resources = Resources()
     node_selector: dict[str, StrictStr] = {}
     tolerations: list[dict[str, Any]] = []
-    env: dict[str, Scalar] = {}
+    #: Pod affinity as in a pod spec; checked against the Kubernetes schema and the API server's rules.
+    affinity: dict[str, Any] | None = None
+    priority_class_name: StrictStr | None = None
+    runtime_class_name: StrictStr | None = None
+    env: dict[str, EnvValue] = {}
+    env_from: list[EnvFrom] = []
+    #: The size of /dev/shm, a memory-backed emptyDir (counted against the trial's memory).
+    shm_size: Quantity | None = None
     output: Output | None = None
     backoff_limit: StrictInt = 0
     active_deadline_seconds: StrictInt | None = None
@@ -233,7 +318,7 @@ def did_you_mean(word: str, choices: list[str]) -> str:
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     # pydantic puts union member names ("str", "int", "function-before[...]") into loc
     return tuple(
-        p for p in loc if isinstance(p, int) or not re.match(r"^[a-z-]+\[|^(str|int|float|bool)$", p)
+        p for p in loc if isinstance(p, int) or not re.match(r"^[a-z-]+\[|^(str|int|float|bool)$|^<[a-z]+>$", p)
     )
 
 

@@ -13,7 +13,7 @@ import re
 from kubesweep.k8s import quantity
 from kubesweep.errors import Collector
 from kubesweep.spec.space import MAX_COUNT, domain
-from kubesweep.spec.model import BUILTINS, MAX_EXPERIMENT_NAME, MAX_TRIAL_LIMIT, Experiment, Parameter, did_you_mean
+from kubesweep.spec.model import BUILTINS, MAX_EXPERIMENT_NAME, MAX_TRIAL_LIMIT, EnvSource, Experiment, Parameter, did_you_mean
 from kubesweep.spec.yamlsource import Positions
 
 # Every pattern below is used with fullmatch(): "$" would also match before a trailing newline,
@@ -141,6 +141,125 @@ def _check_resources(out: Collector, pos: Positions, exp: Experiment) -> None:
         out.add(pos.value(("resources", "nvidia.com/gpu")), "resources.nvidia.com/gpu must not be negative", r.gpu)
     elif r.gpu > quantity.LARGEST:
         out.add(pos.value(("resources", "nvidia.com/gpu")), "resources.nvidia.com/gpu is larger than Kubernetes holds (2^63-1)", r.gpu)
+    for name, value in r.extended.items():
+        _check_extended(out, pos, name, value)
+
+
+#: Resources a trial may request besides the extended ones (what resources.* and limits.* name).
+NATIVE_RESOURCES = ("cpu", "memory", "nvidia.com/gpu", "limits")
+
+
+def extended_count(value: object) -> int | None:
+    """An extended resource's count (a whole number ≥ 0, written 2 or "2"), or None if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not quantity.valid(value):
+        return None
+    amount = quantity.parse(value)
+    return int(amount) if amount == amount.to_integral_value() else None
+
+
+def _check_extended(out: Collector, pos: Positions, name: str, value: object) -> None:
+    """A resource name besides cpu and memory: an extended resource as Kubernetes defines one (a
+    qualified name with a domain, outside kubernetes.io), counted in whole units."""
+    here = ("resources", name)
+    if "/" not in name:
+        out.add(pos.key(here), f"unknown key {name!r} in resources{did_you_mean(name, list(NATIVE_RESOURCES))}; "
+                "an extended resource is named with its domain (e.g. amd.com/gpu)")
+        return
+    domain_ = name.split("/", 1)[0]
+    if not QUALIFIED_NAME.fullmatch(name) or len(name.split("/")[-1]) > 63 or len(domain_) > 253 \
+            or len("requests." + name.split("/")[-1]) > 63:
+        out.add(pos.key(here), f"resources key {name!r} is not a valid extended resource name (domain/name, "
+                "e.g. amd.com/gpu: lowercase domain, a name of letters, digits, '-', '_', '.')")
+    elif domain_ == "kubernetes.io" or domain_.endswith(".kubernetes.io"):
+        out.add(pos.key(here), f"resources key {name!r} is in the kubernetes.io domain, which Kubernetes keeps for its own resources")
+    count = extended_count(value)
+    if count is None:
+        out.add(pos.value(here), f"resources.{name} is an extended resource: a whole number of units (e.g. 1)", value)
+    elif count > quantity.LARGEST:
+        out.add(pos.value(here), f"resources.{name} is larger than Kubernetes holds (2^63-1)", value)
+
+
+#: What a fieldRef may name (the API server's validEnvDownwardAPIFieldPathExpressions).
+FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName",
+               "status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs")
+LABEL_FIELD = re.compile(r"metadata\.(labels|annotations)\['([^']*)'\]")
+#: What a resourceFieldRef may name (validContainerResourceFieldPathExpressions).
+RESOURCE_FIELDS = tuple(f"{kind}.{r}" for kind in ("limits", "requests") for r in ("cpu", "memory", "ephemeral-storage"))
+CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+
+
+def _secret_name(out: Collector, pos: Positions, path: tuple, name: str, what: str) -> None:
+    if not DNS_SUBDOMAIN.fullmatch(name) or len(name) > 253:
+        out.add(pos.value(path), f"{'.'.join(map(str, path))} must name a {what} (a DNS-1123 subdomain)", name)
+
+
+def _check_env_sources(out: Collector, pos: Positions, exp: Experiment) -> None:
+    """env values read from Secrets, ConfigMaps and the pod's own fields, and envFrom: references
+    only (the kubelet reads them when the trial starts; kubesweep never does)."""
+    for key, value in exp.env.items():
+        if not isinstance(value, EnvSource):
+            continue
+        here = ("env", key)
+        given = [k for k in ("secretKeyRef", "configMapKeyRef", "fieldRef", "resourceFieldRef")
+                 if getattr(value, {"secretKeyRef": "secret_key_ref", "configMapKeyRef": "config_map_key_ref",
+                                    "fieldRef": "field_ref", "resourceFieldRef": "resource_field_ref"}[k]) is not None]
+        if len(given) != 1:
+            out.add(pos.value(here), f"env.{key} takes exactly one of secretKeyRef, configMapKeyRef, fieldRef, "
+                    f"resourceFieldRef" + (f" (got {', '.join(given)})" if given else ""))
+            continue
+        for field, ref, what in (("secretKeyRef", value.secret_key_ref, "Secret"),
+                                 ("configMapKeyRef", value.config_map_key_ref, "ConfigMap")):
+            if ref is None:
+                continue
+            _secret_name(out, pos, here + (field, "name"), ref.name, what)
+            if not CONFIG_KEY.fullmatch(ref.key) or len(ref.key) > 253:
+                out.add(pos.value(here + (field, "key")), f"env.{key}.{field}.key must be a key of the {what} "
+                        "(letters, digits, '-', '_', '.')", ref.key)
+        if value.field_ref is not None:
+            path = value.field_ref.field_path
+            m = LABEL_FIELD.fullmatch(path)
+            if path not in FIELD_PATHS and not (m and QUALIFIED_NAME.fullmatch(m.group(2))):
+                out.add(pos.value(here + ("fieldRef", "fieldPath")), f"env.{key}.fieldRef.fieldPath must be one of "
+                        f"{', '.join(FIELD_PATHS)}, metadata.labels['KEY'] or metadata.annotations['KEY']", path)
+            if value.field_ref.api_version not in (None, "v1"):
+                out.add(pos.value(here + ("fieldRef", "apiVersion")), f"env.{key}.fieldRef.apiVersion must be v1",
+                        value.field_ref.api_version)
+        if value.resource_field_ref is not None:
+            rf = value.resource_field_ref
+            if rf.resource not in RESOURCE_FIELDS:
+                out.add(pos.value(here + ("resourceFieldRef", "resource")), f"env.{key}.resourceFieldRef.resource must "
+                        f"be one of {', '.join(RESOURCE_FIELDS)}", rf.resource)
+            if rf.container_name not in (None, "trial"):
+                out.add(pos.value(here + ("resourceFieldRef", "containerName")), f"env.{key}.resourceFieldRef."
+                        "containerName must be the trial's container, 'trial' (or left out)", rf.container_name)
+            if rf.divisor is not None and (not quantity.valid(rf.divisor) or quantity.parse(rf.divisor) == 0):
+                out.add(pos.value(here + ("resourceFieldRef", "divisor")), f"env.{key}.resourceFieldRef.divisor must "
+                        "be a positive quantity (1, 1m, 1Mi, ...)", rf.divisor)
+    for i, source in enumerate(exp.env_from):
+        here = ("envFrom", i)
+        refs = [(k, r, w) for k, r, w in (("secretRef", source.secret_ref, "Secret"),
+                                          ("configMapRef", source.config_map_ref, "ConfigMap")) if r is not None]
+        if len(refs) != 1:
+            out.add(pos.value(here), "each envFrom entry takes exactly one of secretRef or configMapRef")
+            continue
+        field, ref, what = refs[0]
+        _secret_name(out, pos, here + (field, "name"), ref.name, what)
+        if source.prefix is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", source.prefix):
+            out.add(pos.value(here + ("prefix",)), "envFrom prefix must start a C identifier (letters, digits, '_')",
+                    source.prefix)
+
+
+def _check_pod(out: Collector, pos: Positions, exp: Experiment) -> None:
+    """The pod settings passed through as written: class names and /dev/shm (affinity's shape is
+    the schema's, its meaning the API server's rules in k8s/apirules.py)."""
+    for key, value, kind in (("priorityClassName", exp.priority_class_name, "PriorityClass"),
+                             ("runtimeClassName", exp.runtime_class_name, "RuntimeClass")):
+        if value is not None and (not DNS_SUBDOMAIN.fullmatch(value) or len(value) > 253):
+            out.add(pos.value((key,)), f"{key} must name a {kind} (a DNS-1123 subdomain)", value)
+    if exp.shm_size is not None and (not quantity.valid(exp.shm_size) or quantity.parse(exp.shm_size) == 0):
+        what = ("larger than Kubernetes holds (2^63-1)" if _larger_than_kubernetes(exp.shm_size)
+                else "not a positive Kubernetes quantity (e.g. 1Gi, 512Mi)")
+        out.add(pos.value(("shmSize",)), f"shmSize is {what}", exp.shm_size)
 
 
 def _numeric(p: Parameter) -> bool:
@@ -261,8 +380,14 @@ def check(exp: Experiment, pos: Positions) -> None:
                 out.add(pos.value(("output", key)), f"output.{key} is the same for every trial, so placeholders are not "
                         "substituted there; each trial writes to <mountPath>/<experiment>/<trial> ($OUTPUT_DIR, ${output})", value)
     sc = exp.security_context
-    if sc.run_as_user <= 0:
-        out.add(pos.value(("securityContext", "runAsUser")), "securityContext.runAsUser must be a non-root uid (> 0)", sc.run_as_user)
+    if sc.run_as_user < 0:
+        out.add(pos.value(("securityContext", "runAsUser")), "securityContext.runAsUser must be a uid (>= 0)", sc.run_as_user)
+    elif sc.run_as_user == 0 and sc.run_as_non_root:
+        out.add(pos.value(("securityContext", "runAsUser")), "securityContext.runAsUser 0 is root, and trials run as "
+                "non-root unless the file says otherwise: for an image that must run as root write "
+                "securityContext: {runAsUser: 0, runAsNonRoot: false}", sc.run_as_user)
+    _check_pod(out, pos, exp)
+    _check_env_sources(out, pos, exp)
 
     if not out:
         for name, p in exp.parameters.items():

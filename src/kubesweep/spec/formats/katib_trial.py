@@ -1,6 +1,8 @@
 """The trial side of a Katib Experiment, into the native spec: its trialTemplate, whose trialSpec
-must be a batch/v1 Job with one (primary) container — command and args, env, resources,
-labels and annotations, nodeSelector, tolerations, the Job's limits — and its
+must be a batch/v1 Job with one (primary) container — command and args, env (values, and
+references to Secrets, ConfigMaps and fields), envFrom, resources (extended ones too), labels and
+annotations, nodeSelector, affinity, tolerations, priority and runtime class, imagePullSecrets,
+the pod's user, /dev/shm as a memory emptyDir, the Job's limits — and its
 metricsCollectorSpec (the StdOut collector with one metricsFormat regex).
 
 Katib's ``${trialParameters.<name>}`` and ``${trialSpec.Name}`` / ``${trialSpec.Namespace}`` become
@@ -27,13 +29,13 @@ _JOB_SPEC = {key: _WHY for key in ("parallelism", "completions", "completionMode
                                     "backoffLimitPerIndex", "maxFailedIndexes", "managedBy")}
 _POD_SPEC = {
     **{key: "a trial pod runs one container and mounts only its output volume (see output in docs/grid.md)"
-       for key in ("volumes", "initContainers", "ephemeralContainers")},
-    **{key: "not carried into trial pods; schedule with nodeSelector and tolerations"
-       for key in ("affinity", "topologySpreadConstraints", "nodeName", "priorityClassName", "priority",
-                   "schedulerName", "runtimeClassName", "preemptionPolicy", "overhead", "schedulingGates",
+       for key in ("initContainers", "ephemeralContainers")},
+    **{key: "not carried into trial pods; schedule with nodeSelector, affinity, tolerations and priorityClassName"
+       for key in ("topologySpreadConstraints", "nodeName", "priority",
+                   "schedulerName", "preemptionPolicy", "overhead", "schedulingGates",
                    "resourceClaims")},
     **{key: "not carried into trial pods" for key in ("hostNetwork", "hostPID", "hostIPC", "dnsPolicy", "dnsConfig",
-                                                     "hostAliases", "imagePullSecrets", "securityContext",
+                                                     "hostAliases",
                                                      "terminationGracePeriodSeconds", "activeDeadlineSeconds",
                                                      "automountServiceAccountToken", "enableServiceLinks",
                                                      "shareProcessNamespace", "hostname", "subdomain", "os",
@@ -42,9 +44,10 @@ _POD_SPEC = {
 }
 _CONTAINER = {
     **{key: "a trial writes to its output volume, mounted by kubesweep (see output in docs/grid.md)"
-       for key in ("volumeMounts", "volumeDevices")},
-    **{key: "values from ConfigMaps and Secrets are not supported; set env values inline" for key in ("envFrom",)},
-    **{key: "not carried into the trial container" for key in ("workingDir", "ports", "securityContext",
+       for key in ("volumeDevices",)},
+    "securityContext": "kubesweep sets the container's (no privilege escalation, all capabilities dropped); "
+                       "set the user in the pod's securityContext",
+    **{key: "not carried into the trial container" for key in ("workingDir", "ports",
                                                                "livenessProbe", "readinessProbe", "startupProbe",
                                                                "lifecycle", "stdin", "stdinOnce", "tty",
                                                                "terminationMessagePath", "terminationMessagePolicy",
@@ -148,13 +151,17 @@ def trial_template(t: Translator, params: dict[str, str]) -> None:
     ps = js + ("spec", "template", "spec")
     t.known_keys(js + ("spec", "template"), ["metadata", "spec"])
     _pod_metadata(t, js)
-    t.known_keys(ps, ["containers", "restartPolicy", "nodeSelector", "tolerations", "serviceAccountName"], _POD_SPEC)
+    t.known_keys(ps, ["containers", "restartPolicy", "nodeSelector", "tolerations", "serviceAccountName", "affinity",
+                      "priorityClassName", "runtimeClassName", "imagePullSecrets", "securityContext", "volumes"], _POD_SPEC)
     restart = t.get(ps + ("restartPolicy",))
     if restart not in (None, "Never"):
         t.error(ps + ("restartPolicy",), "restartPolicy must be Never: a trial that fails is a failed trial, retried only by backoffLimit", restart)
     t.copy(ps + ("nodeSelector",), ("nodeSelector",))
     t.copy(ps + ("tolerations",), ("tolerations",))
     t.copy(ps + ("serviceAccountName",), ("serviceAccount",))
+    for key in ("affinity", "priorityClassName", "runtimeClassName", "imagePullSecrets"):
+        t.copy(ps + (key,), (key,))
+    _security(t, ps + ("securityContext",))
 
     containers = t.sequence(ps + ("containers",))
     primary = t.get(tt + ("primaryContainerName",))
@@ -168,7 +175,8 @@ def trial_template(t: Translator, params: dict[str, str]) -> None:
     if len(containers) > 1:
         t.error(ps + ("containers",), "only the primary container is supported; sidecars have no place in a kubesweep trial", len(containers))
     c = ps + ("containers", index)
-    t.known_keys(c, ["name", "image", "command", "args", "env", "resources", "imagePullPolicy"], _CONTAINER)
+    t.known_keys(c, ["name", "image", "command", "args", "env", "envFrom", "resources", "imagePullPolicy",
+                     "volumeMounts"], _CONTAINER)
     container = t.mapping(c)
     t.copy(c + ("image",), ("image",))
     t.copy(c + ("imagePullPolicy",), ("imagePullPolicy",))
@@ -194,14 +202,72 @@ def trial_template(t: Translator, params: dict[str, str]) -> None:
     env: dict[str, Any] = {}
     for i, item in enumerate(t.sequence(c + ("env",))):
         e = c + ("env", i)
-        t.known_keys(e, ["name", "value"], {"valueFrom": "values from Secrets or fields are not supported; set the value inline"})
+        t.known_keys(e, ["name", "value", "valueFrom"])
         if isinstance(item, dict) and isinstance(item.get("name"), str):
-            env[item["name"]] = _substitute(t, e + ("value",), item.get("value", ""), refs)
-            t.at(("env", item["name"]), e + ("value",))
+            if "valueFrom" in item:  # a reference (Secret, ConfigMap, field): the kubelet reads it, as under Katib
+                if "value" in item:
+                    t.error_key(e + ("value",), f"{t.name(e)} has both value and valueFrom")
+                env[item["name"]] = t.get(e + ("valueFrom",))
+                t.at(("env", item["name"]), e + ("valueFrom",))
+                t.pos.rebase(e + ("valueFrom",), ("env", item["name"]), t.out_pos)
+            else:
+                env[item["name"]] = _substitute(t, e + ("value",), item.get("value", ""), refs)
+                t.at(("env", item["name"]), e + ("value",))
             t.out_pos.keys[("env", item["name"])] = t.pos.value(e + ("name",))  # a bad name is reported at the name
     if env:
         t.out["env"] = env
+    t.copy(c + ("envFrom",), ("envFrom",))
+    _shm(t, ps + ("volumes",), c + ("volumeMounts",))
     _resources(t, c + ("resources",))
+
+
+_SECURITY = ["runAsUser", "runAsGroup", "fsGroup", "runAsNonRoot"]
+
+
+def _security(t: Translator, sc: tuple) -> None:
+    """The pod's user and group; the rest of a securityContext kubesweep sets itself (seccomp
+    RuntimeDefault) or does not carry."""
+    t.known_keys(sc, _SECURITY, {key: "not carried into trial pods" for key in (
+        "seLinuxOptions", "windowsOptions", "supplementalGroups", "supplementalGroupsPolicy", "fsGroupChangePolicy",
+        "sysctls", "seccompProfile", "appArmorProfile", "seLinuxChangePolicy")})
+    for key in _SECURITY:
+        t.copy(sc + (key,), ("securityContext", key))
+    if t.get(sc) is not None:
+        t.out_pos.values.setdefault(("securityContext",), t.pos.value(sc))
+
+
+_SHM_ONLY = ("kubesweep mounts the trial's output volume itself (see output in docs/grid.md); the one volume "
+             "carried is a memory-backed emptyDir at /dev/shm (shmSize)")
+
+
+def _shm(t: Translator, volumes: tuple, mounts: tuple) -> None:
+    """Pod volumes and the container's volumeMounts: only /dev/shm as an emptyDir of medium Memory
+    with a sizeLimit, which becomes shmSize."""
+    by_name = {}
+    for i, v in enumerate(t.sequence(volumes)):
+        here = volumes + (i,)
+        empty = v.get("emptyDir") if isinstance(v, dict) else None
+        if not isinstance(empty, dict) or set(v) != {"name", "emptyDir"} or empty.get("medium") != "Memory":
+            t.error(here, f"{t.name(here)} is not supported by kubesweep: {_SHM_ONLY}")
+            continue
+        t.known_keys(here + ("emptyDir",), ["medium", "sizeLimit"])
+        by_name[v["name"]] = i
+    mounted = set()
+    for i, m in enumerate(t.sequence(mounts)):
+        here = mounts + (i,)
+        if not isinstance(m, dict) or m.get("mountPath") != "/dev/shm" or m.get("name") not in by_name \
+                or set(m) - {"name", "mountPath"}:
+            t.error(here, f"{t.name(here)} is not supported by kubesweep: {_SHM_ONLY}")
+            continue
+        src = volumes + (by_name[m["name"]], "emptyDir")
+        mounted.add(m["name"])
+        if t.get(src + ("sizeLimit",)) is None:
+            t.error(src, f"{t.name(src)} needs a sizeLimit: kubesweep gives /dev/shm the size asked (shmSize)")
+        else:
+            t.copy(src + ("sizeLimit",), ("shmSize",))
+    for name, i in by_name.items():
+        if name not in mounted:
+            t.error(volumes + (i,), f"{t.name(volumes + (i,))} is not mounted at /dev/shm by the primary container: {_SHM_ONLY}")
 
 
 def _resources(t: Translator, res: tuple) -> None:
@@ -209,17 +275,22 @@ def _resources(t: Translator, res: tuple) -> None:
     much; one with only a request has no limit; the two may differ (native resources.limits)."""
     t.known_keys(res, ["limits", "requests"])
     requests, limits = t.mapping(res + ("requests",)), t.mapping(res + ("limits",))
+    extended = sorted({k for k in (*requests, *limits) if isinstance(k, str) and "/" in k and k != "nvidia.com/gpu"})
     for part in ("requests", "limits"):
-        t.known_keys(res + (part,), ["cpu", "memory", "nvidia.com/gpu"],
+        t.known_keys(res + (part,), ["cpu", "memory", "nvidia.com/gpu", *extended],
                      {"ephemeral-storage": "trials write to their output volume; local storage is not requested"})
+    for key in ["nvidia.com/gpu", *extended]:  # requested at its limit; Kubernetes wants the two equal
+        if key in requests and key in limits and str(requests[key]) != str(limits[key]):
+            t.error(res + ("requests", key), f"{key} is an extended resource: its request and limit must be equal "
+                    f"(limit {limits[key]})", requests[key])
     out: dict[str, Any] = {}
     native_limits: dict[str, Any] = {}
-    for key in ("cpu", "memory", "nvidia.com/gpu"):
+    for key in ("cpu", "memory", "nvidia.com/gpu", *extended):
         if key in requests or key in limits:
             source = "requests" if key in requests else "limits"
             out[key] = requests.get(key, limits.get(key))
             t.at(("resources", key), res + (source, key))
-        if key in limits and key != "nvidia.com/gpu":
+        if key in limits and key in ("cpu", "memory"):
             native_limits[key] = limits[key]
             t.at(("resources", "limits", key), res + ("limits", key))
     if not out:

@@ -5,7 +5,9 @@ min+max and the distributions constant, categorical, int_uniform, uniform, q_uni
 log_uniform_values and log_uniform, run_cap, program, command with the macros ${env},
 ${interpreter}, ${program}, ${args}, ${args_no_hyphens}, ${args_json}; project and entity become
 WANDB_PROJECT / WANDB_ENTITY in each trial. A sweep config names no container image, so the
-image comes from ``--image``. Everything else is refused with the reason.
+image comes from ``--image``; nor does it name the API key: ``--wandb-secret NAME[:KEY]`` gives each
+trial WANDB_API_KEY from that Secret's key (default ``api-key``), as a reference the kubelet reads.
+Everything else is refused with the reason.
 """
 
 from __future__ import annotations
@@ -17,6 +19,16 @@ from kubesweep.errors import Mark
 from .base import Translator
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
+#: The key of the --wandb-secret Secret that holds the API key when the option names none.
+DEFAULT_SECRET_KEY = "api-key"
+SECRET_FLAG = "--wandb-secret"
+
+
+def api_key_ref(secret: str) -> dict[str, Any]:
+    """``NAME[:KEY]`` (the --wandb-secret option) as the env value of WANDB_API_KEY: a reference to
+    the Secret's key, never its value (the names are checked with the rest of the env)."""
+    name, _, key = secret.partition(":")
+    return {"secretKeyRef": {"name": name, "key": key or DEFAULT_SECRET_KEY}}
 _MACRO = re.compile(r"\$\{([^}]*)\}")
 _UNSUPPORTED_DIST = ("q_log_uniform_values", "inv_log_uniform_values", "inv_log_uniform", "q_log_uniform",
                      "normal", "q_normal", "log_normal", "q_log_normal", "beta", "q_beta")
@@ -159,7 +171,7 @@ def _command(t: Translator, program: str | None, program_given: bool) -> None:
     t.at(("command",), src or ())
 
 
-def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
+def read(data: dict[str, Any], t: Translator, image: str | None = None, api_key_secret: str | None = None) -> None:
     t.names.update({"search.trials": "run_cap", "objective.direction": "metric.goal",
                     "objective.metric": "metric.name", "objective.goal": "metric.target"})
     t.known_keys((), ["program", "method", "metric", "parameters", "command", "name", "description",
@@ -207,6 +219,14 @@ def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
         if key in data:
             env[var] = _verbatim(str(data[key]))
             t.at(("env", var), (key,))
+    if api_key_secret is not None:
+        env["WANDB_API_KEY"] = api_key_ref(api_key_secret)
+        t.names.update({"env.WANDB_API_KEY.secretKeyRef.name": f"the Secret of {SECRET_FLAG} NAME[:KEY]",
+                        "env.WANDB_API_KEY.secretKeyRef.key": f"the KEY of {SECRET_FLAG} NAME[:KEY]"})
+        flag = Mark(f"<{SECRET_FLAG}>", 1, 1)
+        for path in (("env", "WANDB_API_KEY"), ("env", "WANDB_API_KEY", "secretKeyRef"),
+                     ("env", "WANDB_API_KEY", "secretKeyRef", "name"), ("env", "WANDB_API_KEY", "secretKeyRef", "key")):
+            t.out_pos.values[path] = t.out_pos.keys[path] = flag
     if env:
         t.out["env"] = env
     if image is None:
