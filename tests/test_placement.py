@@ -85,3 +85,36 @@ def test_a_user_who_may_not_list_nodes_is_not_stopped(tmp_path):
     assert server.requests == [("GET", "/api/v1/nodes")]
     with serve(lambda method, path, body: (200, {"items": [CPU_NODE]}), tmp_path / "config"):
         assert placement.check(kube.clients(tmp_path / "config"), render.plan(grid)) is None  # the defaults, 1 cpu and 5Gi: fit
+
+
+def test_extended_resources_need_a_node_that_advertises_them():
+    mig = _pod({"cpu": "1", "memory": "1Gi"}, {"cpu": "1", "memory": "1Gi", "nvidia.com/mig-1g.10gb": "1", "amd.com/gpu": "2"})
+    asked = placement.requests(mig)
+    assert asked["amd.com/gpu"] == 2 and asked["nvidia.com/mig-1g.10gb"] == 1
+    assert placement.why_not(CPU_NODE, mig, asked) == "no amd.com/gpu"
+    one_amd = _node("a", {"cpu": "8", "memory": "8Gi", "amd.com/gpu": "1", "nvidia.com/mig-1g.10gb": "7"})
+    assert placement.why_not(one_amd, mig, asked) == "only 1 amd.com/gpu allocatable"
+    both = _node("b", {"cpu": "8", "memory": "8Gi", "amd.com/gpu": "4", "nvidia.com/mig-1g.10gb": "7"})
+    assert placement.warning([CPU_NODE, both], mig, "mig", 60) is None
+    text = placement.warning([CPU_NODE], mig, "mig", 60)
+    assert "amd.com/gpu 2" in text and "cpu-1: no amd.com/gpu" in text
+
+
+def test_required_node_affinity_is_judged_and_pod_affinity_is_not():
+    arm = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]}]},
+        {"matchExpressions": [{"key": "gen", "operator": "Gt", "values": ["3"]}]}]}},
+        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"a": "b"}}}]}}
+    pod = _pod({"cpu": "1", "memory": "1Gi"}, affinity=arm)
+    asked = placement.requests(pod)
+    amd64 = _node("x86", {"cpu": "8", "memory": "8Gi"}, labels={"kubernetes.io/arch": "amd64", "gen": "2"})
+    assert placement.why_not(amd64, pod, asked) == "its labels match no required node affinity term"
+    assert placement.why_not(_node("new", {"cpu": "8", "memory": "8Gi"}, labels={"gen": "4"}), pod, asked) is None
+    assert placement.why_not(_node("arm", {"cpu": "8", "memory": "8Gi"}, labels={"kubernetes.io/arch": "arm64"}), pod, asked) is None
+    by_name = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["cpu-1"]}]}]}}}
+    assert placement.why_not(CPU_NODE, _pod({"cpu": "1", "memory": "1Gi"}, affinity=by_name), asked) is not None
+    only_preferred = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 5, "preference": {"matchExpressions": [{"key": "z", "operator": "Exists"}]}}]}}
+    assert placement.why_not(CPU_NODE, _pod({"cpu": "1", "memory": "1Gi"}, affinity=only_preferred), asked) is None

@@ -7,9 +7,13 @@ This check names that case before the first Job is created. It is a warning, not
 cluster autoscaler may add a node that fits once pods ask for one (GKE's GPU node pools scaled
 to zero), and a user whose Role cannot list nodes is not stopped either.
 
-A node could take the trial when it is not cordoned, carries every nodeSelector label, has
-every NoSchedule / NoExecute taint tolerated, and has at least the trial's requests allocatable
-(what is allocatable to all pods, not what is free now: other pods come and go).
+A node could take the trial when it is not cordoned, carries every nodeSelector label, matches
+the required node affinity, has every NoSchedule / NoExecute taint tolerated, and has at least the
+trial's requests allocatable (what is allocatable to all pods, not what is free now: other pods
+come and go), extended resources (amd.com/gpu, a MIG slice) included: a node that does not
+advertise one cannot take the trial. Pod affinity and anti-affinity are not judged: they depend
+on which other pods run where, which changes as the sweep runs; preferred terms never keep a pod
+off a node.
 """
 
 from __future__ import annotations
@@ -62,6 +66,39 @@ def _tolerated(taint: dict[str, Any], tolerations: list[dict[str, Any]]) -> bool
     return False
 
 
+def _matches(labels: dict[str, str], name: str, term: dict[str, Any]) -> bool:
+    """Whether a node matches one NodeSelectorTerm (all its expressions and fields)."""
+    for req in term.get("matchExpressions") or []:
+        key, operator, values = req.get("key"), req.get("operator"), req.get("values") or []
+        have = labels.get(key)
+        if operator == "In" and have not in values or operator == "NotIn" and have in values:
+            return False
+        if operator == "Exists" and have is None or operator == "DoesNotExist" and have is not None:
+            return False
+        if operator in ("Gt", "Lt"):
+            try:
+                mine, bound = int(have or ""), int(values[0])
+            except (ValueError, IndexError):
+                return False
+            if not (mine > bound if operator == "Gt" else mine < bound):
+                return False
+    for req in term.get("matchFields") or []:  # only metadata.name exists
+        inside = name in (req.get("values") or [])
+        if req.get("operator") == "In" and not inside or req.get("operator") == "NotIn" and inside:
+            return False
+    return True
+
+
+def _affinity_reason(node: dict[str, Any], pod_spec: dict[str, Any]) -> str | None:
+    required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    terms = required.get("nodeSelectorTerms") or []
+    meta = node.get("metadata") or {}
+    if terms and not any(_matches(meta.get("labels") or {}, meta.get("name", ""), t) for t in terms):
+        return "its labels match no required node affinity term"
+    return None
+
+
 def why_not(node: dict[str, Any], pod_spec: dict[str, Any], asked: dict[str, Decimal]) -> str | None:
     """None when the node could take the pod; else the first reason it cannot, in words."""
     if (node.get("spec") or {}).get("unschedulable"):
@@ -70,6 +107,9 @@ def why_not(node: dict[str, Any], pod_spec: dict[str, Any], asked: dict[str, Dec
     for key, value in (pod_spec.get("nodeSelector") or {}).items():
         if labels.get(key) != value:
             return f"no label {key}={value}"
+    reason = _affinity_reason(node, pod_spec)
+    if reason:
+        return reason
     for taint in (node.get("spec") or {}).get("taints") or []:
         if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerated(taint, pod_spec.get("tolerations") or []):
             return f"taint {taint.get('key')}{'=' + taint['value'] if taint.get('value') else ''}:{taint.get('effect')}"
