@@ -65,13 +65,19 @@ EXPERIMENT = click.option("-e", "--experiment", metavar="NAME",
                           help="Experiment name (overrides the sweep file's metadata.name / name).")
 IMAGE = click.option("--image", metavar="REF",
                      help="Container image of the trials (overrides the file's; required for W&B configs).")
+# W&B configs name no API key: the trials read it from this Secret (a reference; its value is never read
+# here). Kept in ctx.meta and added by _overrides, so the commands' signatures do not change.
+WANDB_SECRET = click.option("--wandb-secret", metavar="NAME[:KEY]", expose_value=False,
+                            callback=lambda ctx, _param, value: ctx.meta.__setitem__("wandb_secret", value),
+                            help="W&B configs: set WANDB_API_KEY in each trial from this Secret's KEY (default api-key).")
 TRIAL_LIMIT = click.option("--trial-limit", type=click.IntRange(min=1), metavar="N",
                            help="Refuse sweeps of more trials than this (overrides search.trialLimit).")
 
 
 def _overrides(g: Globals, experiment: str | None, image: str | None = None,
                trial_limit: int | None = None) -> dict[str, Any]:
-    return {"name": experiment, "namespace": g.namespace, "image": image, "trial_limit": trial_limit}
+    return {"name": experiment, "namespace": g.namespace, "image": image, "trial_limit": trial_limit,
+            "wandb_secret": click.get_current_context().meta.get("wandb_secret")}
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -79,6 +85,7 @@ def _overrides(g: Globals, experiment: str | None, image: str | None = None,
 @click.option("--dry-run", is_flag=True, help="Validate, render and print the plan; submit nothing.")
 @EXPERIMENT
 @IMAGE
+@WANDB_SECRET
 @TRIAL_LIMIT
 @click.option("--apply", type=click.Choice(["direct", "ansible"]), default="direct", show_default=True,
               help="How Jobs are created: the Python client, or playbooks/sweep.yml (kubernetes.core).")
@@ -100,6 +107,7 @@ def sweep(g: Globals, file: str, dry_run: bool, experiment: str | None, image: s
 @FILE
 @EXPERIMENT
 @IMAGE
+@WANDB_SECRET
 @TRIAL_LIMIT
 @click.option("--validate", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
               help="fast: schema-check the Job's shape once and each trial's values; full: every Job.")
@@ -116,6 +124,7 @@ def render(g: Globals, file: str, experiment: str | None, image: str | None, tri
 @FILE
 @EXPERIMENT
 @IMAGE
+@WANDB_SECRET
 @click.option("--rows", type=click.IntRange(min=1), default=20, show_default=True, help="How many trials to list.")
 @click.pass_obj
 def results(g: Globals, file: str, experiment: str | None, image: str | None, rows: int) -> None:

@@ -42,9 +42,11 @@ class Plan:
 
 
 def plan(path: str | Path, *, image: str | None = None, name: str | None = None,
-         namespace: str | None = None, trial_limit: int | None = None) -> Plan:
-    """Validate the input and expand its trials; raise SpecError (with positions) if anything is wrong."""
-    source = load_experiment(path, image=image, name=name, namespace=namespace, trial_limit=trial_limit)
+         namespace: str | None = None, trial_limit: int | None = None, wandb_secret: str | None = None) -> Plan:
+    """Validate the input and expand its trials; raise SpecError (with positions) if anything is wrong.
+    ``wandb_secret`` (NAME[:KEY], W&B configs only) is the Secret the trials read WANDB_API_KEY from."""
+    source = load_experiment(path, image=image, name=name, namespace=namespace, trial_limit=trial_limit,
+                             wandb_secret=wandb_secret)
     exp = source.experiment
     try:
         trials = expand(exp, source.positions)

@@ -9,7 +9,7 @@ import re
 
 from kubesweep.spec import rules as checks
 from kubesweep.spec import model as spec
-from kubesweep.errors import Mark, SpecError
+from kubesweep.errors import Issue, Mark, SpecError
 from kubesweep.spec.model import Experiment
 from kubesweep.spec.yamlsource import Positions, load
 from . import katib, wandb
@@ -67,14 +67,18 @@ def _override(data: dict[str, Any], pos: Positions, key: str, value: str | None,
 
 
 def load_experiment(path: str | Path, *, image: str | None = None, name: str | None = None,
-                    namespace: str | None = None, trial_limit: int | None = None) -> Source:
+                    namespace: str | None = None, trial_limit: int | None = None,
+                    wandb_secret: str | None = None) -> Source:
     """Read any supported format, validate it fully, and return the native experiment."""
     data, pos = load(path)
     fmt = detect(data)
     names: dict[str, str] = {}
     if fmt != NATIVE:
         t = Translator(data, pos, "Katib" if fmt == KATIB else "W&B")
-        (katib if fmt == KATIB else wandb).read(data, t, image=image)
+        if fmt == KATIB:
+            katib.read(data, t, image=image)
+        else:
+            wandb.read(data, t, image=image, api_key_secret=wandb_secret)
         if t.problems:
             # Also surface type errors of what did translate, so one run shows everything, but
             # not a second message at a place already reported, nor what is missing because its
@@ -89,6 +93,9 @@ def load_experiment(path: str | Path, *, image: str | None = None, name: str | N
         names = {**t.names, "search.trialLimit": "--trial-limit"}
     elif isinstance(data, dict):
         _override(data, pos, "image", image, "--image")
+    if wandb_secret is not None and fmt != WANDB:
+        raise SpecError([Issue(Mark(f"<{wandb.SECRET_FLAG}>", 1, 1), f"{wandb.SECRET_FLAG} is for W&B sweep configs; "
+                               f"in {'a Katib trialSpec write env[].valueFrom.secretKeyRef' if fmt == KATIB else 'grid.yaml write env: {WANDB_API_KEY: {secretKeyRef: {name: NAME, key: KEY}}}'}")])
     if isinstance(data, dict):
         _override(data, pos, "name", name, "--name")
         _override(data, pos, "namespace", namespace, "--namespace")
