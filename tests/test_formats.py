@@ -1,5 +1,7 @@
 """Katib Experiments and W&B sweep configs are read as they are, into the same experiment."""
 
+import re
+
 import pytest
 
 from kubesweep.plan import job as manifest
@@ -245,3 +247,109 @@ def test_katib_algorithm_name_of_the_wrong_type_is_a_message(tmp_path):
     path = _katib(tmp_path, lambda t: t.replace("algorithmName: random", "algorithmName: [grid]"))
     with pytest.raises(SpecError, match="algorithm must be random, grid or tpe"):
         render.plan(path)
+
+
+# ------------------------------------------------------- pods real trainers need (issue 34)
+
+KATIB_POD = """\
+            affinity:
+              nodeAffinity:
+                requiredDuringSchedulingIgnoredDuringExecution:
+                  nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/arch, operator: In, values: [amd64]}]}]
+            priorityClassName: research-low
+            runtimeClassName: nvidia
+            imagePullSecrets: [{name: regcred}]
+            securityContext: {runAsUser: 0, runAsGroup: 0, runAsNonRoot: false}
+            volumes:
+              - name: dshm
+                emptyDir: {medium: Memory, sizeLimit: 2Gi}
+"""
+KATIB_CONTAINER = """\
+                env:
+                  - {name: MODE, value: fast}
+                  - name: WANDB_API_KEY
+                    valueFrom: {secretKeyRef: {name: wandb, key: api-key}}
+                  - name: SETTING
+                    valueFrom: {configMapKeyRef: {name: settings, key: mode}}
+                  - name: POD
+                    valueFrom: {fieldRef: {fieldPath: metadata.name}}
+                envFrom:
+                  - {secretRef: {name: s3-creds}, prefix: S3_}
+                volumeMounts:
+                  - {name: dshm, mountPath: /dev/shm}
+"""
+
+
+def _katib_pod(tmp_path, pod=KATIB_POD, container=KATIB_CONTAINER, limits='limits: {cpu: "1", memory: 512Mi}'):
+    return _katib(tmp_path, lambda t: t.replace("            restartPolicy: Never\n", "            restartPolicy: Never\n" + pod)
+                  .replace("                resources:\n", container + "                resources:\n")
+                  .replace('limits: {cpu: "1", memory: 512Mi}', limits))
+
+
+def test_katib_pod_settings_map_to_the_native_ones(tmp_path):
+    p = render.plan(_katib_pod(tmp_path, limits='limits: {cpu: "1", memory: 4Gi, amd.com/gpu: 2}\n'
+                                                '                  requests: {amd.com/gpu: 2}'))
+    exp = p.experiment
+    assert exp.affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    assert (exp.priority_class_name, exp.runtime_class_name, exp.image_pull_secrets) == ("research-low", "nvidia", ("regcred",))
+    assert exp.security_context.run_as_user == 0 and exp.security_context.run_as_non_root is False
+    assert exp.shm_size == "2Gi" and exp.resources.extended == {"amd.com/gpu": 2}
+    pod = manifest.build_job(exp, p.trials[0])["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["MODE"] == {"name": "MODE", "value": "fast"}
+    assert env["WANDB_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "wandb", "key": "api-key"}}
+    assert env["SETTING"]["valueFrom"] == {"configMapKeyRef": {"name": "settings", "key": "mode"}}
+    assert env["POD"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert c["envFrom"] == [{"secretRef": {"name": "s3-creds"}, "prefix": "S3_"}]
+    assert c["resources"]["limits"]["amd.com/gpu"] == "2"
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}} in pod["volumes"]
+    assert pod["securityContext"]["runAsUser"] == 0 and pod["securityContext"]["runAsNonRoot"] is False
+
+
+@pytest.mark.parametrize("pod, container, limits, message", [
+    ("            volumes: [{name: data, hostPath: {path: /data}}]\n", "", None,
+     "spec.template.spec.volumes[0] is not supported by kubesweep: kubesweep mounts the trial's output volume itself"),
+    ("            volumes: [{name: dshm, emptyDir: {medium: Memory}}]\n",
+     "                volumeMounts: [{name: dshm, mountPath: /dev/shm}]\n", None,
+     "volumes[0].emptyDir needs a sizeLimit: kubesweep gives /dev/shm the size asked (shmSize)"),
+    ("", "", 'limits: {cpu: "1", memory: 512Mi, amd.com/gpu: 2}\n                  requests: {amd.com/gpu: 1}',
+     "amd.com/gpu is an extended resource: its request and limit must be equal (limit 2)"),
+    ("            securityContext: {runAsUser: 0}\n", "", None,
+     "securityContext.runAsUser 0 is root, and trials run as non-root unless the file says otherwise"),
+    ("            securityContext: {sysctls: []}\n", "", None,
+     "securityContext.sysctls is not supported by kubesweep: not carried into trial pods"),
+])
+def test_katib_pod_settings_kubesweep_cannot_carry_are_refused_with_the_reason(tmp_path, pod, container, limits, message):
+    path = _katib_pod(tmp_path, pod, container, limits or 'limits: {cpu: "1", memory: 512Mi}')
+    with pytest.raises(SpecError, match=re.escape(message)):
+        render.plan(path)
+
+
+def test_wandb_api_key_comes_from_the_secret_named_on_the_command_line(tmp_path):
+    def api_key(**kw):
+        p = render.plan(EXAMPLES / "wandb.yaml", image=IMAGE, **kw)
+        env = {e["name"]: e for e in _container(p)["env"]}
+        return env.get("WANDB_API_KEY")
+
+    assert api_key() is None
+    assert api_key(wandb_secret="wandb") == {"name": "WANDB_API_KEY",
+                                             "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "api-key"}}}
+    assert api_key(wandb_secret="team-keys:wandb")["valueFrom"]["secretKeyRef"] == {"name": "team-keys", "key": "wandb"}
+    with pytest.raises(SpecError, match=r"<--wandb-secret>:1:1: the Secret of --wandb-secret NAME\[:KEY\] must name a Secret"):
+        api_key(wandb_secret="Team_Keys")
+    with pytest.raises(SpecError, match=r"--wandb-secret is for W&B sweep configs; in grid.yaml write env: "):
+        render.plan(EXAMPLES / "grid.yaml", wandb_secret="wandb")
+
+
+def test_the_cli_passes_wandb_secret_to_the_reader(tmp_path):
+    from click.testing import CliRunner
+
+    from kubesweep.cli.app import main
+
+    r = CliRunner().invoke(main, ["--project-dir", str(tmp_path), "render", str(EXAMPLES / "wandb.yaml"),
+                                  "--image", IMAGE, "--wandb-secret", "wandb:key"])
+    assert r.exit_code == 0, r.output
+    text = next((tmp_path / "jobs" / "mnist-wandb").glob("batch-000/*.yaml")).read_text()
+    assert "secretKeyRef:\n              name: wandb\n              key: key" in text
