@@ -11,10 +11,9 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import re
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,25 +64,21 @@ def content_tag(context: Path, dockerfile: Path, build_args: dict[str, str]) -> 
 
 
 def registry_has(registry: str, repository: str, tag: str) -> bool:
-    """Ask a registry (distribution v2 API over HTTP) whether repository:tag exists."""
-    url = f"http://{registry}/v2/{repository}/manifests/{tag}"
-    req = urllib.request.Request(url, method="HEAD", headers={
-        "Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310 - the configured registry
-            return r.status == 200
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return False
-        raise ImageError(f"registry {registry} answered {exc.code} for {repository}:{tag}") from None
-    except OSError as exc:
-        raise ImageError(f"registry {registry} is not reachable ({exc}); is the cluster up (`invoke cluster`)?") from None
+    """Ask a registry (distribution v2 API) whether repository:tag exists, authenticating as docker
+    does, with the user's docker credentials for it (local/registry.py)."""
+    from kubesweep.local import registry as registries
+
+    return registries.manifest_exists(registry, repository, tag)
 
 
 def _docker(args: list[str], what: str) -> None:
     proc = subprocess.run(["docker", *args], capture_output=True, text=True)
     if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        refused = [line for line in lines if re.search(r"unauthorized|denied|authentication required", line, re.I)]
+        if refused:  # docker's own words, one line: it never prints a secret
+            raise ImageError(f"{what} was refused: {refused[-1].strip()}; run `docker login` for that registry")
+        tail = "\n".join(lines[-15:])
         raise ImageError(f"{what} failed:\n{tail}")
 
 
