@@ -339,3 +339,24 @@ def test_kubesweep_image_with_a_wrong_password_prints_one_line(registry, docker_
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"registry {r.name} refused the user {USER}" in lines[0], proc.stderr
     assert "not-it" not in proc.stderr + proc.stdout
+
+
+def test_dry_run_with_pull_secret_names_it_in_every_job_and_writes_no_credential(grid_file, tmp_path, docker_config):
+    docker_config({"auths": {"localhost:5000": {"auth": _auth()}}})
+    grid = grid_file()
+    run = subprocess.run([sys.executable, "-m", "kubesweep.cli.app", "--project-dir", str(tmp_path / "p"), "sweep",
+                          str(grid), "--dry-run", "--pull-secret", "regcred"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    import yaml
+
+    jobs = sorted((tmp_path / "p" / "jobs" / "demo").rglob("*.yaml"))
+    assert len(jobs) == 4
+    for path in jobs:
+        spec = yaml.safe_load(path.read_text())["spec"]["template"]["spec"]
+        assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+    written = "".join(p.read_text() for p in (tmp_path / "p").rglob("*") if p.is_file())
+    assert PASSWORD not in written and _auth() not in written
+    bad = subprocess.run([sys.executable, "-m", "kubesweep.cli.app", "--project-dir", str(tmp_path / "p"), "sweep",
+                          str(grid), "--dry-run", "--pull-secret", "Reg_Cred"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "--pull-secret 'Reg_Cred' is not a Secret name (a DNS subdomain: lowercase letters, digits, '-' and '.')"]

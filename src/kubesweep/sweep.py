@@ -28,8 +28,8 @@ from kubesweep.run.trialstate import FINAL, TrialRecord
 plan = _plan
 render = write
 
-__all__ = ["PLAN_FILE", "Hooks", "Outcome", "Plan", "Target", "Workspace", "build_image", "dry_run", "plan",
-           "render", "report", "run"]
+__all__ = ["PLAN_FILE", "Hooks", "Outcome", "Plan", "Target", "Workspace", "build_image", "dry_run",
+           "make_pull_secret", "plan", "render", "report", "run", "with_pull_secret"]
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,42 @@ def build_image(plan_: Plan) -> Any:
     return built
 
 
+def with_pull_secret(plan_: Plan, name: str) -> Plan:
+    """The plan, its trials pulling their image with Secret ``name`` too (imagePullSecrets; not
+    part of the trial template, so kept results stay this sweep's)."""
+    from dataclasses import replace
+
+    from kubesweep.spec.rules import DNS_SUBDOMAIN
+
+    if not DNS_SUBDOMAIN.fullmatch(name) or len(name) > 253:
+        raise KubesweepError(f"--pull-secret {name!r} is not a Secret name (a DNS subdomain: lowercase letters, "
+                             "digits, '-' and '.')")
+    exp = plan_.experiment
+    if name not in exp.image_pull_secrets:
+        secrets = (*exp.image_pull_secrets, name)
+        plan_.source = replace(plan_.source, experiment=exp.model_copy(update={"image_pull_secrets": secrets}))
+    return plan_
+
+
+def make_pull_secret(plan_: Plan, name: str, target: Target = Target()) -> str:
+    """Create or update Secret ``name`` (kubernetes.io/dockerconfigjson) in the sweep's namespace
+    from the user's docker credentials for the image's registry; say what was done."""
+    from kubesweep.k8s import client as kube
+    from kubesweep.local.registry import split_reference
+    from kubesweep.run import pullsecret
+
+    exp = plan_.experiment
+    done = pullsecret.ensure(kube.clients(target.kubeconfig, target.context), exp.namespace, name, plan_.image)
+    return (f"pull secret {name} in namespace {exp.namespace}: {done} from the docker credentials for "
+            f"{split_reference(plan_.image)[0]}")
+
+
 def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), *, apply: Literal["direct", "ansible"] = "direct",
-        refill: Literal["trial", "batch"] = "trial", retry_failed: bool = False, hooks: Hooks | None = None) -> Outcome:
-    """Run the sweep to its end (or its goal, or maxFailedTrials) and write its report.
+        refill: Literal["trial", "batch"] = "trial", retry_failed: bool = False, hooks: Hooks | None = None,
+        pull_secret: str | None = None) -> Outcome:
+    """Run the sweep to its end (or its goal, or maxFailedTrials) and write its report. With
+    ``pull_secret``, that Secret is made from the user's docker credentials and the trials
+    pull with it.
 
     Ctrl-C raises ``Interrupted`` saying what was left running; the same call resumes."""
     from kubesweep.k8s import client as kube
@@ -131,10 +164,14 @@ def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), 
     from kubesweep.run import placement, runner
 
     hooks = hooks or Hooks()
+    if pull_secret:
+        with_pull_secret(plan_, pull_secret)
     exp = plan_.experiment
     _check_kept(plan_, where.results_dir, retry_failed)  # before the image is built or anything written
     if exp.build is not None:
         hooks.built(build_image(plan_))
+    if pull_secret:
+        hooks.notice(make_pull_secret(plan_, pull_secret, target))
     adaptive = exp.search.algorithm == "tpe"
     if adaptive:  # continue the study earlier runs asked (jobs/<exp>/plan.json), if any
         plan_.trials = tpe.asked(exp, where.jobs_dir, PLAN_FILE) or plan_.trials

@@ -70,6 +70,10 @@ IMAGE = click.option("--image", metavar="REF",
 WANDB_SECRET = click.option("--wandb-secret", metavar="NAME[:KEY]", expose_value=False,
                             callback=lambda ctx, _param, value: ctx.meta.__setitem__("wandb_secret", value),
                             help="W&B configs: set WANDB_API_KEY in each trial from this Secret's KEY (default api-key).")
+PULL_SECRET = click.option("--pull-secret", metavar="NAME",
+                           help="Create or update Secret NAME (kubernetes.io/dockerconfigjson) in the sweep's "
+                                "namespace from your docker credentials for the image's registry (`docker login`), "
+                                "and pull the trials' image with it.")
 TRIAL_LIMIT = click.option("--trial-limit", type=click.IntRange(min=1), metavar="N",
                            help="Refuse sweeps of more trials than this (overrides search.trialLimit).")
 
@@ -92,15 +96,16 @@ def _overrides(g: Globals, experiment: str | None, image: str | None = None,
 @click.option("--refill", type=click.Choice(["trial", "batch"]), default="trial", show_default=True,
               help="Start the next trial as soon as a slot frees (trial) or when the whole batch is done.")
 @click.option("--retry-failed", is_flag=True, help="Run the trials that failed in earlier runs again.")
+@PULL_SECRET
 @click.pass_obj
 def sweep(g: Globals, file: str, dry_run: bool, experiment: str | None, image: str | None, trial_limit: int | None,
-          apply: str, refill: str, retry_failed: bool) -> None:
+          apply: str, refill: str, retry_failed: bool, pull_secret: str | None) -> None:
     """Run the sweep in FILE (grid.yaml, a Katib Experiment or a W&B sweep config): build its
     image, render its Jobs into jobs/<experiment>/, submit, watch, collect, report the best."""
     from kubesweep.cli import commands
 
     _exit(commands.sweep, file, g.target, g.where, dry_run=dry_run, apply=apply, refill=refill,
-          retry_failed=retry_failed, **_overrides(g, experiment, image, trial_limit))
+          retry_failed=retry_failed, pull_secret=pull_secret, **_overrides(g, experiment, image, trial_limit))
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -178,12 +183,14 @@ def clean(g: Globals, experiment: str, outputs: bool) -> None:
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @FILE
-def image(file: str) -> None:
+@PULL_SECRET
+@click.pass_obj
+def image(g: Globals, file: str, pull_secret: str | None) -> None:
     """Build and push the trainer image of FILE's build: section, tagged by content (nothing
-    happens when the registry has it already)."""
+    happens when the registry has it already), with your docker credentials for its registry."""
     from kubesweep.cli import commands
 
-    _exit(commands.image, file)
+    _exit(commands.image, file, g.target, pull_secret=pull_secret, namespace=g.namespace)
 
 
 @main.group(context_settings=CONTEXT_SETTINGS)

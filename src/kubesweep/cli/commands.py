@@ -63,10 +63,14 @@ def render(grid: str, where: Workspace = Workspace(), *, validate: str = "fast",
 
 
 def sweep(grid: str, target: Target = Target(), where: Workspace = Workspace(), *, dry_run: bool = False,
-          apply: str = "direct", refill: str = "trial", retry_failed: bool = False, **overrides: Any) -> int:
-    """Plan, then either show the plan (dry run) or run the sweep live; the exit code says how it ended."""
+          apply: str = "direct", refill: str = "trial", retry_failed: bool = False, pull_secret: str | None = None,
+          **overrides: Any) -> int:
+    """Plan, then either show the plan (dry run) or run the sweep live; the exit code says how it ended.
+    With ``pull_secret`` the trials pull with that Secret, made from the user's docker credentials."""
     plan = sweeps.plan(grid, **overrides)
     exp = plan.experiment
+    if pull_secret:
+        sweeps.with_pull_secret(plan, pull_secret)  # made (from the credentials) only by a real run
     if dry_run:
         written, stop = sweeps.dry_run(plan, where, retry_failed=retry_failed)
         planview.show(plan, str(where.jobs_dir), out)
@@ -82,7 +86,7 @@ def sweep(grid: str, target: Target = Target(), where: Workspace = Workspace(), 
                          resumed=view.resumed, progress=view if view.live_mode else None)
     with view:
         outcome = sweeps.run(plan, target, where, apply=apply, refill=refill,  # type: ignore[arg-type]
-                             retry_failed=retry_failed, hooks=hooks)
+                             retry_failed=retry_failed, hooks=hooks, pull_secret=pull_secret)
     counts = outcome.counts
     print(f"{exp.name}: {counts['succeeded']} succeeded, {counts['failed']} failed, {counts['cancelled']} cancelled "
           f"in {outcome.seconds:.0f}s" + (f" (stopped: {outcome.stopped})" if outcome.stopped else ""))
@@ -216,5 +220,8 @@ def clean(target: Target, experiment: str, *, outputs: bool = False, where: Work
     print(f"{experiment}: deleted {n} Job(s) and their pods" + (", results/ and jobs/ output" if outputs else ""))
 
 
-def image(grid: str) -> None:
-    _say_built(sweeps.build_image(sweeps.plan(grid)))
+def image(grid: str, target: Target = Target(), *, pull_secret: str | None = None, namespace: str | None = None) -> None:
+    plan = sweeps.plan(grid, namespace=namespace)
+    _say_built(sweeps.build_image(plan))
+    if pull_secret:
+        print(sweeps.make_pull_secret(plan, pull_secret, target))
