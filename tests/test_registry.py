@@ -305,16 +305,15 @@ def test_image_names_split_as_docker_reads_them():
     assert reg.split_reference("docker.io/me/trainer") == ("docker.io", "me/trainer")
 
 
-def test_pull_secret_content_and_merge():
+def test_pull_secret_content():
     creds = reg.Credentials(USER, PASSWORD, source="x")
     data = json.loads(reg.dockerconfigjson("ghcr.io", creds))
     assert data == {"auths": {"ghcr.io": {"username": USER, "password": PASSWORD, "auth": _auth()}}}
     hub = json.loads(reg.dockerconfigjson("docker.io", creds))
     assert list(hub["auths"]) == ["https://index.docker.io/v1/"]
-    other = base64.b64encode(json.dumps({"auths": {"quay.io": {"auth": "eA=="}, "ghcr.io": {"auth": "b2xk"}}}).encode())
-    merged = json.loads(pullsecret._merged({"data": {".dockerconfigjson": other.decode()}},
-                                           reg.dockerconfigjson("ghcr.io", creds)))
-    assert merged["auths"]["quay.io"] == {"auth": "eA=="} and merged["auths"]["ghcr.io"]["username"] == USER
+    secret = pullsecret.body("regcred", "ghcr.io", creds)
+    assert secret["type"] == "kubernetes.io/dockerconfigjson" and secret["metadata"]["name"] == "regcred"
+    assert json.loads(base64.b64decode(secret["data"][".dockerconfigjson"])) == data
     with pytest.raises(reg.AuthError, match="identity token"):
         reg.dockerconfigjson("myacr.azurecr.io", reg.Credentials("", identity_token="t", source="y"))
 

@@ -1,17 +1,15 @@
 """The pull secret a sweep's trials use: a ``kubernetes.io/dockerconfigjson`` Secret made from the
 user's docker credentials for the image's registry (local/registry.py reads them).
 
-Created in the sweep's namespace, or updated there: an existing dockerconfigjson Secret of that
-name keeps its entries for other registries and gets this registry's replaced. A Secret of that
-name of another type is left alone and refused. Nothing of the credentials is printed or written
-anywhere but into the Secret.
+Created in the sweep's namespace, or, when it exists, patched to hold those credentials (a Secret
+of that name of another type is refused by the API server: its type cannot change). The Secret
+is never read back, here or anywhere in kubesweep, and nothing of the credentials is printed or
+written anywhere but into it.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-from typing import Any
 
 from kubesweep.errors import KubesweepError
 from kubesweep.k8s import client as kube
@@ -22,22 +20,16 @@ KEY = ".dockerconfigjson"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "kubesweep"}
 
 
-def _merged(existing: dict[str, Any] | None, ours: bytes) -> bytes:
-    if not existing:
-        return ours
-    try:
-        old = json.loads(base64.b64decode((existing.get("data") or {}).get(KEY, "")) or b"{}")
-    except ValueError:
-        old = {}
-    auths = dict(old.get("auths") or {}) if isinstance(old, dict) else {}
-    auths.update(json.loads(ours)["auths"])
-    return json.dumps({**(old if isinstance(old, dict) else {}), "auths": auths}, sort_keys=True).encode()
+def body(name: str, registry: str, creds: registries.Credentials) -> dict:
+    """The Secret: the credentials for ``registry`` as its .dockerconfigjson."""
+    encoded = base64.b64encode(registries.dockerconfigjson(registry, creds)).decode()
+    return {"apiVersion": "v1", "kind": "Secret", "type": TYPE, "data": {KEY: encoded},
+            "metadata": {"name": name, "labels": dict(MANAGED_BY)}}
 
 
 def ensure(c: kube.Clients, namespace: str, name: str, image: str) -> str:
-    """Create or update Secret ``name`` in ``namespace`` so that the kubelet can pull ``image``
-    with the user's docker credentials for its registry. Returns "created", "updated" or
-    "unchanged"."""
+    """Create Secret ``name`` in ``namespace``, or update it, so that the kubelet can pull
+    ``image`` with the user's docker credentials for its registry. Returns "created" or "updated"."""
     from kubernetes.client.exceptions import ApiException
 
     registry, _ = registries.split_reference(image)
@@ -46,30 +38,20 @@ def ensure(c: kube.Clients, namespace: str, name: str, image: str) -> str:
         login = "`docker login`" if registry == registries.DOCKER_HUB else f"`docker login {registry}`"
         raise registries.AuthError(f"pull secret {name}: there are no credentials for {registry} in "
                                    f"{registries.docker_config_dir() / 'config.json'}: run {login}")
-    ours = registries.dockerconfigjson(registry, creds)
+    secret = body(name, registry, creds)
     kube.prepare_namespace(c, namespace, None)
     try:
-        existing = c.plain(kube.patiently(lambda: c.core.read_namespaced_secret(name, namespace), c=c))
-    except ApiException as exc:
-        if exc.status != 404:
-            raise KubesweepError(f"pull secret {name} in namespace {namespace}: {kube.api_error(exc)}") from None
-        existing = None
-    if existing is not None and existing.get("type") != TYPE:
-        raise KubesweepError(f"Secret {name} in namespace {namespace} exists and is of type {existing.get('type')}, "
-                             f"not {TYPE}: name another pull secret")
-    data = _merged(existing, ours)
-    encoded = base64.b64encode(data).decode()
-    if existing is not None and (existing.get("data") or {}).get(KEY) == encoded:
-        return "unchanged"
-    body = {"apiVersion": "v1", "kind": "Secret", "type": TYPE, "data": {KEY: encoded},
-            "metadata": {"name": name, "namespace": namespace,
-                         "labels": {**((existing or {}).get("metadata", {}).get("labels") or {}), **MANAGED_BY}}}
-    try:
-        if existing is None:
-            kube.patiently(lambda: c.core.create_namespaced_secret(namespace, body), c=c)
+        try:
+            kube.patiently(lambda: c.core.create_namespaced_secret(namespace, secret), c=c)
             return "created"
-        body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-        kube.patiently(lambda: c.core.replace_namespaced_secret(name, namespace, body), c=c)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        patch = {"type": TYPE, "metadata": {"labels": dict(MANAGED_BY)}, "data": secret["data"]}
+        kube.patiently(lambda: c.core.patch_namespaced_secret(name, namespace, patch), c=c)
         return "updated"
     except ApiException as exc:
+        if exc.status == 422 and "type" in kube.status_message(exc):
+            raise KubesweepError(f"Secret {name} in namespace {namespace} exists and is not of type {TYPE} (a type "
+                                 "cannot change): name another pull secret") from None
         raise KubesweepError(f"pull secret {name} in namespace {namespace}: {kube.api_error(exc)}") from None
