@@ -41,15 +41,17 @@ def number(text: str | None, flag: str) -> int | None:
     "grid": "the sweep file: grid.yaml, a Katib Experiment or a W&B sweep config",
     "jobs_dir": "where batch directories are written (default: jobs/)",
     "image": "container image for the trials (required for W&B configs; overrides the file)",
+    "wandb_secret": "W&B configs: WANDB_API_KEY from this Secret, NAME[:KEY] (key default api-key)",
     "experiment": "experiment name (overrides the file)",
     "namespace": "Kubernetes namespace (overrides the file)",
     "trial_limit": "refuse sweeps of more trials than this (overrides search.trialLimit)",
     "validate": "fast: schema-check the Job shape once and each trial's values; full: every Job",
 })
-def render(c, grid, jobs_dir="jobs", image=None, experiment=None, namespace=None, trial_limit=None, validate="fast"):
+def render(c, grid, jobs_dir="jobs", image=None, experiment=None, namespace=None, trial_limit=None, validate="fast",
+           wandb_secret=None):
     """Validate a sweep file and write one Job manifest per trial into jobs/<experiment>/batch-NNN/."""
     call(cli.render, grid, Workspace(Path(jobs_dir)), image=image, name=experiment, namespace=namespace,
-         trial_limit=number(trial_limit, "--trial-limit"), validate=validate)
+         trial_limit=number(trial_limit, "--trial-limit"), validate=validate, wandb_secret=wandb_secret)
 
 
 SWEEP_HELP = {
@@ -58,6 +60,7 @@ SWEEP_HELP = {
     "jobs_dir": "where batch directories are written (default: jobs/)",
     "results_dir": "where trials.csv, best.json, the plot and the report go (default: results/)",
     "image": "container image for the trials (required for W&B configs; overrides the file)",
+    "wandb_secret": "W&B configs: WANDB_API_KEY from this Secret, NAME[:KEY] (key default api-key)",
     "experiment": "experiment name (overrides the file)",
     "namespace": "Kubernetes namespace (overrides the file)",
     "trial_limit": "refuse sweeps of more trials than this (overrides search.trialLimit)",
@@ -70,11 +73,11 @@ SWEEP_HELP = {
 
 @task(help=SWEEP_HELP)
 def sweep(c, grid, dry_run=False, jobs_dir="jobs", results_dir="results", image=None, experiment=None, namespace=None,
-          trial_limit=None, kubeconfig=None, apply="direct", refill="trial", retry_failed=False):
+          trial_limit=None, kubeconfig=None, apply="direct", refill="trial", retry_failed=False, wandb_secret=None):
     """Run a sweep: build the image, render its Jobs, submit, watch, collect, report the best. Rerun to resume."""
     call(cli.sweep, grid, Target(kubeconfig), Workspace(Path(jobs_dir), Path(results_dir)), dry_run=dry_run,
          image=image, name=experiment, namespace=namespace, trial_limit=number(trial_limit, "--trial-limit"),
-         apply=apply, refill=refill, retry_failed=retry_failed)
+         apply=apply, refill=refill, retry_failed=retry_failed, wandb_secret=wandb_secret)
 
 
 @task(help={"grid": "the sweep file", "results_dir": "default: results/", "rows": "how many rows (default 20)",
