@@ -45,7 +45,9 @@ def show(p: Plan, jobs_dir: str, console: Console | None = None, rows: int = 20)
     head.add_row("search", f"{exp.search.algorithm}" + (f", seed {exp.search.seed}" if exp.search.algorithm == "random" else ""))
     head.add_row("objective", cell(f"{exp.objective.direction} {exp.objective.metric!r}" + (f", stop at {exp.objective.goal}" if exp.objective.goal is not None else "")))
     head.add_row("trials", f"{s['trials']:,} in {s['batches']:,} batches of ≤ {s['batch_size']} (run at once)")
-    head.add_row("per trial", f"cpu {_cores(s['cpu_per_trial'])}, memory {_gib(s['memory_per_trial'])}, nvidia.com/gpu {s['gpu_per_trial']}")
+    extended = "".join(f", {name} {count}" for name, count in exp.resources.extended.items())  # amd.com/gpu, ...
+    head.add_row("per trial", cell(f"cpu {_cores(s['cpu_per_trial'])}, memory {_gib(s['memory_per_trial'])}, "
+                                   f"nvidia.com/gpu {s['gpu_per_trial']}{extended}"))
     head.add_row("at once", f"cpu {_cores(s['cpu_at_once'])}, memory {_gib(s['memory_at_once'])}, nvidia.com/gpu {s['gpu_at_once']}")
     head.add_row("in total", f"{_cores(s['cpu_total'])} cpu·trials, {s['gpu_total']} gpu·trials")
     head.add_row("max failed", "unlimited" if exp.max_failed_trials is None else str(exp.max_failed_trials))
