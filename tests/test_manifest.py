@@ -246,3 +246,13 @@ def test_a_sweep_sends_references_and_never_asks_for_a_secret(grid_file, tmp_pat
     created = [path for method, path in api.writes if method == "POST" and "/jobs" in path]
     assert created, api.writes
     assert [r for r in server.requests if "secret" in r[1].lower()] == []
+
+
+def test_pull_secrets_are_not_part_of_the_trial_template_but_pod_settings_are(grid_file):
+    """Pull credentials decide whether the image can be fetched, not what a trial computes: adding
+    or rotating them keeps a resumed sweep's results; /dev/shm, env references or affinity do not."""
+    plain = _plan(grid_file()).experiment
+    assert manifest.trial_template(_plan(grid_file(MINIMAL + "imagePullSecrets: [regcred]\n")).experiment) == \
+        manifest.trial_template(plain)
+    for extra in ("shmSize: 1Gi\n", "env: {K: {secretKeyRef: {name: s, key: k}}}\n", "priorityClassName: low\n"):
+        assert manifest.trial_template(_plan(grid_file(MINIMAL + extra)).experiment) != manifest.trial_template(plain), extra
