@@ -68,16 +68,18 @@ SWEEP_HELP = {
     "apply": "direct (Python client, default) or ansible (playbooks/sweep.yml: kubernetes.core, one module call per chunk of a batch)",
     "refill": "trial (start the next trial as soon as a slot frees, default) or batch",
     "retry_failed": "run failed trials again",
+    "pull_secret": "make Secret NAME from your docker credentials for the image's registry; the trials pull with it",
 }
 
 
 @task(help=SWEEP_HELP)
 def sweep(c, grid, dry_run=False, jobs_dir="jobs", results_dir="results", image=None, experiment=None, namespace=None,
-          trial_limit=None, kubeconfig=None, apply="direct", refill="trial", retry_failed=False, wandb_secret=None):
+          trial_limit=None, kubeconfig=None, apply="direct", refill="trial", retry_failed=False, wandb_secret=None,
+          pull_secret=None):
     """Run a sweep: build the image, render its Jobs, submit, watch, collect, report the best. Rerun to resume."""
     call(cli.sweep, grid, Target(kubeconfig), Workspace(Path(jobs_dir), Path(results_dir)), dry_run=dry_run,
          image=image, name=experiment, namespace=namespace, trial_limit=number(trial_limit, "--trial-limit"),
-         apply=apply, refill=refill, retry_failed=retry_failed, wandb_secret=wandb_secret)
+         apply=apply, refill=refill, retry_failed=retry_failed, wandb_secret=wandb_secret, pull_secret=pull_secret)
 
 
 @task(help={"grid": "the sweep file", "results_dir": "default: results/", "rows": "how many rows (default 20)",
@@ -121,10 +123,12 @@ def clean(c, experiment, outputs=False, kubeconfig=None, namespace=None):
     call(cli.clean, Target(kubeconfig), experiment, outputs=outputs, namespace=namespace)
 
 
-@task(help={"grid": "the sweep file whose build: section says what to build"})
-def image(c, grid):
+@task(help={"grid": "the sweep file whose build: section says what to build",
+            "pull_secret": "then make Secret NAME in the sweep's namespace from your docker credentials",
+            "kubeconfig": KUBECONFIG_HELP, "namespace": "Kubernetes namespace of the pull secret (overrides the file)"})
+def image(c, grid, pull_secret=None, kubeconfig=None, namespace=None):
     """Build and push the trainer image, tagged by content (nothing happens when it is already pushed)."""
-    call(cli.image, grid)
+    call(cli.image, grid, Target(kubeconfig), pull_secret=pull_secret, namespace=namespace)
 
 
 @task(help={"inventory": "the Ansible inventory of the local cluster (default inventory/single)",
