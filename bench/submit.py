@@ -192,7 +192,7 @@ def main() -> int:
 
         def fresh(ns: str, subset: list[dict] | None = None) -> list[dict]:
             made_ns.append(ns)
-            kube.ensure_namespace(c, ns, None)
+            kube.prepare_namespace(c, ns, None)
             out = []
             for doc in subset or docs:
                 doc = json.loads(json.dumps(doc))

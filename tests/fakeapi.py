@@ -22,6 +22,7 @@ class FakeApiServer:
         self.answer = answer
         self.connections: list[tuple[str, int]] = []
         self.requests: list[tuple[str, str]] = []
+        self.authorizations: list[str | None] = []  # each request's Authorization header
         self.port = 0  # where it listens, once serving
 
 
@@ -51,6 +52,7 @@ def serve(answer: Answer, kubeconfig: Path) -> Iterator[FakeApiServer]:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length)) if length else None
             state.requests.append((self.command, self.path))
+            state.authorizations.append(self.headers.get("Authorization"))
             status, reply = state.answer(self.command, self.path, body)
             if status == DROP:
                 self.close_connection = True

@@ -135,29 +135,64 @@ def test_default_paths_follow_the_inventory(tmp_path):
             f"{home}/.kube/kubesweep-{inventory}-alice.conf", f"{home}/.kube/kubesweep-{inventory}.conf"]
 
 
-def test_a_sweep_goes_on_where_it_may_not_create_the_namespace_objects(tmp_path):
-    """kube.ensure_namespace with a namespace-scoped identity: each create is answered 403 (RBAC
-    decides before the object is looked up), which is not an error — the admin prepared the
-    namespace — while any other failure still is."""
-    forbidden = {"kind": "Status", "code": 403, "reason": "Forbidden", "message": "forbidden"}
+def _namespace_answers(namespace: int, service_account: int = 200, create: int = 201):
+    """A stand-in API server answering reads of namespace team-a and ServiceAccount trainer with
+    these statuses (readyz: ready), recording what it is sent."""
     sent: list[tuple[str, str]] = []
+    status = {"kind": "Status", "apiVersion": "v1", "status": "Failure"}
 
     def answer(method, path, body):
         sent.append((method, path))
-        return 403, forbidden
+        if path == "/readyz":
+            return 200, {}
+        code = {("GET", "/api/v1/namespaces/team-a"): namespace, ("POST", "/api/v1/namespaces"): create,
+                ("GET", "/api/v1/namespaces/team-a/serviceaccounts/trainer"): service_account}[(method, path)]
+        reply = {"kind": "Namespace", "metadata": {"name": "team-a"}} if code < 300 else {**status, "code": code}
+        return code, reply
 
-    with serve(answer, tmp_path / "config"):
-        assert kube.ensure_namespace(kube.clients(tmp_path / "config"), "team-a", None) == []
-    assert sent == [("POST", "/api/v1/namespaces"), ("POST", "/api/v1/namespaces/team-a/serviceaccounts"),
-                    ("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/roles"),
-                    ("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/rolebindings")]
+    return sent, answer
 
+
+def test_a_sweep_creates_only_a_missing_namespace_and_asks_nothing_it_may_not(tmp_path):
+    """kube.prepare_namespace: an existing namespace gets nothing; a missing one (404) is created;
+    an identity that may not read namespaces (403, a kubeconfig scoped to one) is not stopped and
+    creates nothing; no ServiceAccount, Role or RoleBinding is ever made."""
+    config = tmp_path / "config"
+    for code, made, requests in [(200, [], [("GET", "/api/v1/namespaces/team-a")]),
+                                 (403, [], [("GET", "/api/v1/namespaces/team-a")]),
+                                 (404, ["namespace/team-a"], [("GET", "/api/v1/namespaces/team-a"),
+                                                              ("POST", "/api/v1/namespaces")])]:
+        sent, answer = _namespace_answers(code)
+        with serve(answer, config):
+            assert kube.prepare_namespace(kube.clients(config), "team-a", None) == made, code
+        assert [r for r in sent if r[1] != "/readyz"] == requests, code
+
+
+def test_a_named_service_account_that_is_missing_stops_the_sweep_before_anything_is_created(tmp_path):
+    from kubesweep.errors import KubesweepError
+
+    config = tmp_path / "config"
+    sent, answer = _namespace_answers(200, service_account=404)
+    with serve(answer, config), pytest.raises(KubesweepError, match="serviceAccount 'trainer' does not exist in namespace team-a"):
+        kube.prepare_namespace(kube.clients(config), "team-a", "trainer")
+    sent, answer = _namespace_answers(404)
+    with serve(answer, config), pytest.raises(KubesweepError, match="namespace team-a does not exist, so neither"):
+        kube.prepare_namespace(kube.clients(config), "team-a", "trainer")
+    assert ("POST", "/api/v1/namespaces") not in sent
+    sent, answer = _namespace_answers(200, service_account=403)  # may not read it: taken at its word
+    with serve(answer, config):
+        assert kube.prepare_namespace(kube.clients(config), "team-a", "trainer") == []
+
+
+def test_any_other_failure_is_an_error(tmp_path):
     from kubernetes.client.exceptions import ApiException
 
-    with serve(lambda m, p, b: (500, {"kind": "Status", "code": 500, "message": "etcd down"}), tmp_path / "config"):
+    config = tmp_path / "config"
+    with serve(lambda m, p, b: (200, {}) if p == "/readyz" else (400, {"kind": "Status", "code": 400, "message": "bad"}),
+               config):
         with pytest.raises(ApiException) as err:
-            kube.ensure_namespace(kube.clients(tmp_path / "config"), "team-a", None)
-    assert err.value.status == 500
+            kube.prepare_namespace(kube.clients(config), "team-a", None)
+    assert err.value.status == 400
 
 
 # ------------------------------------------------------------------ the real cluster
@@ -259,5 +294,5 @@ def test_user_kubeconfig_works_in_its_namespace_and_nowhere_else(user_kubeconfig
             call()
         assert err.value.status == 403, f"{what}: {err.value.status} {err.value.reason}"
 
-    # what a sweep does first with this kubeconfig: the namespace setup it may not do is left alone
-    assert kube.ensure_namespace(kube.clients(user_kubeconfig["path"]), NAMESPACE, None) == []
+    # what a sweep does first with this kubeconfig: it may not read the namespace, and creates nothing
+    assert kube.prepare_namespace(kube.clients(user_kubeconfig["path"]), NAMESPACE, None) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import yaml
 
 from kubesweep.sweep import Target, Workspace
 
@@ -66,7 +67,7 @@ def test_clean_gives_up_after_repeated_timeouts_and_keeps_the_outputs(tmp_path):
 
 def test_clean_reports_a_refusal_at_once(tmp_path):
     with serve(_server({"a": [403], "b": []}), tmp_path / "config") as server:
-        with pytest.raises(KubesweepError, match=r"labelled kubesweep.io/experiment=exp in a: 403 Forbidden: jobs.batch is forbidden$"):
+        with pytest.raises(KubesweepError, match=r"labelled kubesweep.io/experiment=exp in a: the API server refused \(403 Forbidden\): jobs.batch is forbidden$"):
             lifecycle.clean(kube.clients(tmp_path / "config"), "exp")
     assert _deletes(server) == ["a"]
 
@@ -105,7 +106,7 @@ def test_cancel_reports_a_refused_mark(tmp_path):
         return 403, {"kind": "Status", "status": "Failure", "code": 403, "message": "jobs.batch \"j1\" is forbidden"}
 
     with serve(answer, tmp_path / "config") as server:
-        with pytest.raises(KubesweepError, match=r"cancelling Job a/j1: 403 Forbidden: jobs.batch \"j1\" is forbidden"):
+        with pytest.raises(KubesweepError, match=r"cancelling Job a/j1: the API server refused \(403 Forbidden\): jobs.batch \"j1\" is forbidden"):
             lifecycle.cancel(kube.clients(tmp_path / "config"), "exp")
     assert [m for m, _ in server.requests] == ["GET", "PATCH"]  # nothing deleted after a refusal
 
@@ -188,8 +189,9 @@ def test_invoke_status_lists_the_trials_in_flight(tmp_path, capsys):
 
 
 def test_one_namespace_for_users_without_a_cluster_wide_list(tmp_path):
-    """A user with a namespace's Role only: the cluster-wide list is refused with a hint, and
-    --namespace lists (and cancels) within that namespace."""
+    """A user with a namespace's Role only: the cluster-wide list is refused in one line naming
+    what is missing, and --namespace lists (and cancels) within that namespace; so does a
+    kubeconfig whose context names the namespace, without --namespace."""
     forbidden = {"kind": "Status", "status": "Failure", "code": 403,
                  "message": 'jobs.batch is forbidden: User "ana" cannot list resource "jobs" in API group "batch" at the cluster scope'}
 
@@ -204,8 +206,8 @@ def test_one_namespace_for_users_without_a_cluster_wide_list(tmp_path):
 
     with serve(answer, tmp_path / "config") as server:
         c = kube.clients(tmp_path / "config")
-        with pytest.raises(KubesweepError, match=r"listing jobs labelled kubesweep.io/experiment=exp in all namespaces: 403 "
-                                                 r"Forbidden: .* at the cluster scope; with access to one namespace only, pass --namespace NAME$"):
+        with pytest.raises(KubesweepError, match=r"^permission denied: ana may not list jobs.batch cluster-wide\. Ask the "
+                                                 r"cluster's admin for it .*\(-n/--namespace\)\.$"):
             lifecycle.cancel(c, "exp")
         assert dict(lifecycle.status(c, "exp", "team")["team/exp"].counts) == {"pending": 1}
         assert lifecycle.cancel(c, "exp", "team") == 1
@@ -225,6 +227,17 @@ def test_one_namespace_for_users_without_a_cluster_wide_list(tmp_path):
         assert len(server.requests) == sent  # each refused before any request
     assert [(m, urlsplit(p).path) for m, p in server.requests[-3:-1]] == [
         ("PATCH", "/apis/batch/v1/namespaces/team/jobs/t1"), ("DELETE", "/apis/batch/v1/namespaces/team/jobs/t1")]
+
+    with serve(answer, tmp_path / "config") as server:
+        config = yaml.safe_load((tmp_path / "config").read_text())
+        config["contexts"][0]["context"]["namespace"] = "team"
+        (tmp_path / "config").write_text(yaml.safe_dump(config))
+        c = kube.clients(tmp_path / "config")
+        assert c.namespace == "team"
+        assert dict(lifecycle.status(c, "exp")["team/exp"].counts) == {"pending": 1}
+    assert [urlsplit(p).path for _, p in server.requests] == [
+        "/api/v1/pods", "/api/v1/namespaces/team/pods", "/apis/batch/v1/jobs", "/apis/batch/v1/namespaces/team/jobs",
+        "/api/v1/namespaces/team/events"]  # why its Job has no pod yet
 
 
 def test_status_ages_read_at_a_glance():

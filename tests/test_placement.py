@@ -71,7 +71,8 @@ def test_many_nodes_are_counted_not_listed_and_no_nodes_judge_nothing():
 
 
 def test_a_user_who_may_not_list_nodes_is_not_stopped(tmp_path):
-    """A Role for one namespace cannot list nodes: the question stays open, the sweep goes on."""
+    """A Role for one namespace cannot list nodes: the question stays open, the note says so, and
+    the sweep goes on."""
     from kubesweep.k8s import client as kube
     from kubesweep.plan import planner as render
 
@@ -81,7 +82,9 @@ def test_a_user_who_may_not_list_nodes_is_not_stopped(tmp_path):
     forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
                  "message": "nodes is forbidden"}
     with serve(lambda method, path, body: (403, forbidden), tmp_path / "config") as server:
-        assert placement.check(kube.clients(tmp_path / "config"), render.plan(grid)) is None
+        note = placement.check(kube.clients(tmp_path / "config"), render.plan(grid))
+    assert note is not None and note.startswith("e: not checked whether a node can take the trials")
+    assert "unschedulableSeconds (600s)" in note
     assert server.requests == [("GET", "/api/v1/nodes")]
     with serve(lambda method, path, body: (200, {"items": [CPU_NODE]}), tmp_path / "config"):
         assert placement.check(kube.clients(tmp_path / "config"), render.plan(grid)) is None  # the defaults, 1 cpu and 5Gi: fit

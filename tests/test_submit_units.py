@@ -145,12 +145,12 @@ def test_a_create_answered_busy_is_sent_again_and_a_refusal_is_not(tmp_path, mon
         c = kube.clients(tmp_path / "config")
         assert submit.create_jobs(c, "ns", [("busy", {"metadata": {"name": "busy"}})]) == {"busy": True}
         assert posts() == 4
-        with pytest.raises(submit.SubmitError, match="creating Job bad: 422 .*answer 422"):
+        with pytest.raises(submit.SubmitError, match=r"creating Job bad: the API server refused \(422 .*answer 422"):
             submit.create_jobs(c, "ns", [("bad", {"metadata": {"name": "bad"}})])
         assert posts() == 5
         assert submit.create_jobs(c, "ns", [("starting", {"metadata": {"name": "starting"}})]) == {"starting": True}
         assert posts() == 8 and not readyz[:-1]  # each 403 asked /readyz, which said "not ready"
-        with pytest.raises(submit.SubmitError, match="creating Job forbidden: 403 .*answer 403"):
+        with pytest.raises(submit.SubmitError, match=r"creating Job forbidden: the API server refused \(403 .*answer 403"):
             submit.create_jobs(c, "ns", [("forbidden", {"metadata": {"name": "forbidden"}})])
         assert posts() == 9 and not readyz  # ready: the refusal is the answer
 

@@ -632,7 +632,7 @@ def test_create_jobs_tells_created_from_existing_and_names_what_the_api_server_r
     c = kube.clients(local_cluster["kubeconfig"])
     ns = "kubesweep-submit-test"
     doc_ns = [(n, {**b, "metadata": {**b["metadata"], "namespace": ns}}) for n, b in bodies]
-    kube.ensure_namespace(c, ns, None)
+    kube.prepare_namespace(c, ns, None)
     try:
         assert submit.create_jobs(c, ns, doc_ns) == {n: True for n, _ in doc_ns}
         assert submit.create_jobs(c, ns, doc_ns) == {n: False for n, _ in doc_ns}  # 409: re-attached, not an error
@@ -671,7 +671,7 @@ def test_kubernetes_core_path_creates_every_chunk_verbatim_and_reports_a_refused
     assert len(files) == 7
     c = kube.clients(local_cluster["kubeconfig"])
     ns = "kubesweep-ansible-test"
-    kube.ensure_namespace(c, ns, None)
+    kube.prepare_namespace(c, ns, None)
     try:
         submit_ansible.apply(files, local_cluster["kubeconfig"], n_chunks=3)
         listed = kube.request(c, "GET", kube.path("jobs", ns))["items"]

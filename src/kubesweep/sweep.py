@@ -60,7 +60,7 @@ class Workspace:
 class Hooks:
     """What a front end wants to hear while a sweep runs (every one optional)."""
 
-    notice: Callable[[str], None] = lambda text: None        # a warning worth showing (placement)
+    notice: Callable[[str], None] = lambda text: None        # a warning worth showing (placement, admission)
     built: Callable[[Any], None] = lambda image: None         # the trainer image was built or found
     change: Callable[[TrialRecord], None] | None = None      # a trial's state changed
     resumed: Callable[[list[TrialRecord]], None] | None = None  # trials earlier runs finished
@@ -185,7 +185,8 @@ def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), 
             write(plan_, where.jobs_dir)
             sweep_ = runner.Sweep(plan_, where.jobs_dir, where.results_dir, kubeconfig=target.kubeconfig,
                                   context=target.context, apply=apply, refill=refill, retry_failed=retry_failed,
-                                  on_change=hooks.change, on_resume=hooks.resumed, progress=hooks.progress)
+                                  on_change=hooks.change, on_resume=hooks.resumed, progress=hooks.progress,
+                                  notice=hooks.notice)
             result = sweep_.run()
             seconds += result.seconds
             stopped = result.stopped

@@ -47,8 +47,10 @@ def _exit(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
                    "cluster's (`invoke cluster`), then ~/.kube/config.")
 @click.option("--context", metavar="NAME", help="Context in the kubeconfig. Default: its current context.")
 @click.option("-n", "--namespace", metavar="NS",
-              help="sweep/render: run the trials in this namespace (overrides the sweep file's). "
-                   "status/logs/cancel/clean: look in this namespace only (default: all namespaces).")
+              help="sweep/render: run the trials in this namespace (overrides the sweep file's; a file "
+                   "without one uses the kubeconfig context's, else default). status/logs/cancel/clean: look "
+                   "in this namespace only (default: all namespaces, or the context's where listing all is "
+                   "not allowed).")
 @click.option("--project-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Where jobs/ and results/ are. Default: the current directory.")
 @click.version_option(__version__, "--version", prog_name="kubesweep")
@@ -122,7 +124,8 @@ def render(g: Globals, file: str, experiment: str | None, image: str | None, tri
     """Validate FILE and write one Job manifest per trial into jobs/<experiment>/batch-NNN/."""
     from kubesweep.cli import commands
 
-    _exit(commands.render, file, g.where, validate=validate, **_overrides(g, experiment, image, trial_limit))
+    _exit(commands.render, file, g.where, validate=validate, target=g.target,
+          **_overrides(g, experiment, image, trial_limit))
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -136,7 +139,7 @@ def results(g: Globals, file: str, experiment: str | None, image: str | None, ro
     """The experiment's trials, best first, and where its CSV, plot and report are."""
     from kubesweep.cli import commands
 
-    _exit(commands.results, file, g.where, rows=rows, **_overrides(g, experiment, image))
+    _exit(commands.results, file, g.where, rows=rows, target=g.target, **_overrides(g, experiment, image))
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)

@@ -30,9 +30,10 @@ out = _Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # p
 
 def guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     """Run a command and return its exit code: what it returns when that is an int, else 0. A
-    KubesweepError, or an API server that does not answer, is printed as plain lines on stderr
-    (2); Ctrl-C is 130; a reader that left the pipe ends the command quietly (141)."""
-    from kubesweep.k8s.client import no_answer
+    KubesweepError, an API server that does not answer or refuses (a permission the kubeconfig
+    lacks: one line naming it), is printed as plain lines on stderr (2); Ctrl-C is 130; a reader
+    that left the pipe ends the command quietly (141)."""
+    from kubesweep.k8s.client import api_error, no_answer
 
     try:
         result = fn(*args, **kwargs)
@@ -48,15 +49,28 @@ def guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
         print("interrupted", file=sys.stderr)
         return Interrupted.exit_code
     except Exception as exc:
-        message = no_answer(exc)
+        from kubernetes.client.exceptions import ApiException
+
+        message = api_error(exc) if isinstance(exc, ApiException) else no_answer(exc)
         if message is None:
             raise
         print(message, file=sys.stderr)
         return 2
 
 
-def render(grid: str, where: Workspace = Workspace(), *, validate: str = "fast", **overrides: Any) -> sweeps.Plan:
-    plan = sweeps.plan(grid, **overrides)
+def _namespaced(target: Target | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """A sweep file without a namespace runs in the kubeconfig context's, as kubectl would (a
+    kubeconfig scoped to one namespace names it there); --namespace still wins."""
+    if target is not None and not overrides.get("namespace"):
+        from kubesweep.k8s.client import context_namespace
+
+        return {**overrides, "default_namespace": context_namespace(target.kubeconfig, target.context)}
+    return overrides
+
+
+def render(grid: str, where: Workspace = Workspace(), *, validate: str = "fast", target: Target | None = None,
+           **overrides: Any) -> sweeps.Plan:
+    plan = sweeps.plan(grid, **_namespaced(target, overrides))
     target = sweeps.render(plan, where.jobs_dir, validate=validate)  # type: ignore[arg-type]
     print(f"rendered {len(plan.trials):,} trials in {plan.batches:,} batches into {target}/")
     return plan
@@ -67,7 +81,7 @@ def sweep(grid: str, target: Target = Target(), where: Workspace = Workspace(), 
           **overrides: Any) -> int:
     """Plan, then either show the plan (dry run) or run the sweep live; the exit code says how it ended.
     With ``pull_secret`` the trials pull with that Secret, made from the user's docker credentials."""
-    plan = sweeps.plan(grid, **overrides)
+    plan = sweeps.plan(grid, **_namespaced(target, overrides))
     exp = plan.experiment
     if pull_secret:
         sweeps.with_pull_secret(plan, pull_secret)  # made (from the credentials) only by a real run
@@ -104,12 +118,13 @@ def _say_built(built: Any) -> None:
           + f" ({built.seconds:.1f}s)")
 
 
-def results(grid: str, where: Workspace = Workspace(), *, rows: int = 20, **overrides: Any) -> None:
+def results(grid: str, where: Workspace = Workspace(), *, rows: int = 20, target: Target | None = None,
+            **overrides: Any) -> None:
     from rich.table import Table
 
     from kubesweep.run import journal
 
-    plan = sweeps.plan(grid, **overrides)
+    plan = sweeps.plan(grid, **_namespaced(target, overrides))
     kept = where.results_dir / plan.experiment.name / journal.FILE
     if not kept.exists():  # never swept (a name mistyped?): report nothing rather than write a report of nothing
         raise KubesweepError(f"no trial of experiment {plan.experiment.name} has finished yet ({kept} does not exist): "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ class Clients:
     batch: Any
     rbac: Any
     api: Any  # ApiClient (serialisation)
+    namespace: str | None = None  # the kubeconfig context's (or the pod's) namespace, if it names one
 
     def plain(self, obj: Any) -> dict[str, Any]:
         """An API object as the camelCase dict the server sent."""
@@ -38,7 +40,7 @@ class Clients:
 
 
 # The API group of each resource kubesweep reads or writes: every path is spelled here only.
-GROUPS = {"pods": "/api/v1", "nodes": "/api/v1", "jobs": "/apis/batch/v1"}
+GROUPS = {"pods": "/api/v1", "nodes": "/api/v1", "events": "/api/v1", "jobs": "/apis/batch/v1"}
 
 
 def path(resource: str, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
@@ -66,31 +68,78 @@ def default_kubeconfig() -> str | None:
     return None
 
 
+#: Where a pod finds its ServiceAccount's token, CA and namespace (in-cluster configuration).
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def in_cluster() -> bool:
+    """Whether this process runs in a pod that may use its ServiceAccount's token (as the
+    client's in-cluster configuration needs: the service's address and the token file)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and (SERVICE_ACCOUNT_DIR / "token").is_file()
+
+
+def _chosen(kubeconfig: str | Path | None) -> tuple[str | None, list[Path]]:
+    chosen = str(kubeconfig) if kubeconfig else default_kubeconfig()
+    return chosen, [Path(f).expanduser() for f in (chosen or "").split(os.pathsep) if f]
+
+
+def context_namespace(kubeconfig: str | Path | None = None, context: str | None = None) -> str | None:
+    """The namespace the kubeconfig's context names (kubectl's default namespace), or in a pod
+    without a kubeconfig its ServiceAccount's namespace; None when neither says. Read from the
+    files only: no request is sent, and an unreadable kubeconfig is left for ``clients`` to report."""
+    from kubernetes import config
+    from kubernetes.config.config_exception import ConfigException
+
+    chosen, files = _chosen(kubeconfig)
+    present = [f for f in files if f.exists()]
+    if not present:
+        ns_file = SERVICE_ACCOUNT_DIR / "namespace"
+        if not kubeconfig and in_cluster() and ns_file.is_file():
+            return ns_file.read_text().strip() or None
+        return None
+    try:
+        contexts, active = config.list_kube_config_contexts(os.pathsep.join(str(f) for f in present))
+    except (ConfigException, OSError, ValueError, TypeError, AttributeError):
+        return None
+    chosen_ctx = next((c for c in contexts or [] if c.get("name") == context), None) if context else active
+    return ((chosen_ctx or {}).get("context") or {}).get("namespace") or None
+
+
 def clients(kubeconfig: str | Path | None = None, context: str | None = None) -> Clients:
     """Clients of the cluster that ``kubeconfig`` (a file, or a list of files joined by
     os.pathsep and merged; default: ``default_kubeconfig()``) names, in its ``context``
-    (default: its current context)."""
+    (default: its current context). With no kubeconfig at all, in a pod: the pod's
+    ServiceAccount (in-cluster configuration), as kubectl does."""
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
-    chosen = str(kubeconfig) if kubeconfig else default_kubeconfig()
-    files = [Path(f).expanduser() for f in (chosen or "").split(os.pathsep) if f]
-    if not any(f.exists() for f in files):
-        where = f" at {chosen}" if chosen else ""
-        raise ClusterUnreachable(f"no kubeconfig{where}: bring the local cluster up with `invoke cluster`, "
-                                 "or set KUBECONFIG / pass --kubeconfig")
+    chosen, files = _chosen(kubeconfig)
     cfg = client.Configuration()
-    try:
-        config.load_kube_config(config_file=os.pathsep.join(str(f) for f in files if f.exists()), context=context,
-                                client_configuration=cfg)
-    except ConfigException as exc:  # no such context, no current context, a user without credentials
-        raise ClusterUnreachable(f"kubeconfig {chosen}: {exc}") from None
+    if not any(f.exists() for f in files):
+        if kubeconfig or chosen or not in_cluster():
+            where = f" at {chosen}" if chosen else ""
+            raise ClusterUnreachable(f"no kubeconfig{where}: bring the local cluster up with `invoke cluster`, "
+                                     "or set KUBECONFIG / pass --kubeconfig")
+        if context:
+            raise ClusterUnreachable(f"--context {context}: there is no kubeconfig here, only this pod's "
+                                     "ServiceAccount (in-cluster configuration), which has no contexts")
+        try:
+            config.load_incluster_config(client_configuration=cfg)
+        except ConfigException as exc:
+            raise ClusterUnreachable(f"in-cluster configuration (this pod's ServiceAccount): {exc}") from None
+    else:
+        try:
+            config.load_kube_config(config_file=os.pathsep.join(str(f) for f in files if f.exists()),
+                                    context=context, client_configuration=cfg)
+        except ConfigException as exc:  # no such context, no current context, a user without credentials
+            raise ClusterUnreachable(f"kubeconfig {chosen}: {exc}") from None
     # Set before the ApiClient exists: its urllib3 pool is sized once, when it is made (a size set
     # afterwards is ignored, and the default is 5 per CPU). A connection beyond the pool is closed
     # after its request, so each create beyond it paid for a new connection and TLS handshake.
     cfg.connection_pool_maxsize = POOL_CONNECTIONS
     api = client.ApiClient(cfg)
-    return Clients(client.CoreV1Api(api), client.BatchV1Api(api), client.RbacAuthorizationV1Api(api), api)
+    return Clients(client.CoreV1Api(api), client.BatchV1Api(api), client.RbacAuthorizationV1Api(api), api,
+                   context_namespace(kubeconfig, context))
 
 
 def request(c: Clients, method: str, path: str, *, query: dict[str, Any] | None = None, body: Any = None,
@@ -301,42 +350,91 @@ def watch(c: Clients, path: str, query: dict[str, Any], timeout: int = 30) -> It
             resp.close()
 
 
-def _create(fn: Any, *args: Any) -> bool:
+def prepare_namespace(c: Clients, namespace: str, service_account: str | None) -> list[str]:
+    """What a sweep needs before its first Job: the namespace, created only when the API server
+    says it is missing (404), and the ServiceAccount the sweep file names, which must exist.
+    Nothing else is created: trial pods run as the namespace's ``default`` ServiceAccount (or the
+    named one) without its token. An identity that may not read namespaces or ServiceAccounts
+    (a kubeconfig scoped to one namespace: 403) is taken at its word; a namespace that is missing
+    after all is then reported by the first Job create. Returns what was created."""
     from kubernetes.client.exceptions import ApiException
 
-    try:
-        fn(*args)
-        return True
-    except ApiException as exc:
-        # 409: already there. 403: this identity may not create it, as with a kubeconfig scoped to
-        # one namespace (playbooks/kubeconfig-user.yml): the cluster admin prepared the namespace,
-        # and a namespace that is missing after all is reported by the first Job create (404).
-        if exc.status in (403, 409):
-            return False
-        raise
+    def exists(read: Callable[[], Any]) -> bool | None:
+        try:
+            patiently(read, c=c)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            if exc.status in (401, 403):
+                return None
+            raise
 
-
-def ensure_namespace(c: Clients, namespace: str, service_account: str | None) -> list[str]:
-    """Namespace, ServiceAccount and a namespace-scoped Role (+ binding) for sweeps, if absent and
-    this identity may create them."""
     made = []
-    if _create(c.core.create_namespace, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}):
-        made.append(f"namespace/{namespace}")
-    sa = service_account or "kubesweep"
-    if _create(c.core.create_namespaced_service_account, namespace,
-               {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": namespace}}):
-        made.append(f"serviceaccount/{sa}")
-    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": "kubesweep", "namespace": namespace},
-            "rules": [{"apiGroups": ["batch"], "resources": ["jobs"],
-                       "verbs": ["create", "get", "list", "watch", "delete", "deletecollection"]},
-                      {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": ["get", "list", "watch"]}]}
-    if _create(c.rbac.create_namespaced_role, namespace, role):
-        made.append("role/kubesweep")
-    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": "kubesweep", "namespace": namespace},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "kubesweep"},
-               "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]}
-    if _create(c.rbac.create_namespaced_role_binding, namespace, binding):
-        made.append("rolebinding/kubesweep")
+    have_namespace = exists(lambda: c.core.read_namespace(namespace))
+    if service_account and have_namespace is not False:
+        if exists(lambda: c.core.read_namespaced_service_account(service_account, namespace)) is False:
+            raise KubesweepError(f"serviceAccount {service_account!r} does not exist in namespace {namespace}: "
+                                 "create it (kubectl create serviceaccount), or leave serviceAccount out to run "
+                                 "the trials as the namespace's default one")
+    if have_namespace is False:
+        if service_account:
+            raise KubesweepError(f"namespace {namespace} does not exist, so neither does the serviceAccount "
+                                 f"{service_account!r} the sweep file names: create both first")
+        try:
+            patiently(lambda: c.core.create_namespace({"apiVersion": "v1", "kind": "Namespace",
+                                                       "metadata": {"name": namespace}}), c=c)
+            made.append(f"namespace/{namespace}")
+        except ApiException as exc:
+            if exc.status != 409:  # made meanwhile by someone else: fine
+                raise KubesweepError(f"namespace {namespace} does not exist and cannot be created: "
+                                     f"{api_error(exc)}") from None
     return made
+
+
+_RBAC = re.compile(r'User "(?P<user>[^"]*)" cannot (?P<verb>\S+) resource "(?P<resource>[^"]+)"'
+                   r'(?: in API group "(?P<group>[^"]*)")?(?: in the namespace "(?P<ns>[^"]+)"| at the cluster scope)?')
+
+
+def status_message(exc: Any) -> str:
+    """The message of an ApiException's Status body (or its reason when the body is not one)."""
+    try:
+        body = orjson.loads(exc.body or b"{}")
+    except (orjson.JSONDecodeError, TypeError):
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    return " ".join(str(message or exc.reason or "").split())
+
+
+def rbac_denial(message: str) -> bool:
+    """Whether a 403's message is RBAC's (a missing permission), not an admission refusal."""
+    return _RBAC.search(message) is not None
+
+
+def dry_run_create(c: Clients, resource: str, namespace: str, body: dict[str, Any]) -> list[str]:
+    """Create ``body`` with ``dryRun=All``: everything runs, authorization and admission included,
+    and nothing is stored. Returns the server's warnings (the Warning headers: PodSecurity's
+    "would violate" among them); a refusal raises ApiException."""
+    resp = patiently(lambda: _call(c, "POST", path(resource, namespace), query={"dryRun": "All"}, body=body,
+                                   timeout=30, accept="application/json"), c=c)
+    resp.read()  # the object as it would be: not needed, but read so that the connection is reused
+    raw = resp.getheader("Warning") or ""
+    # RFC 7234 warn-values: 299 - "text", joined with ", " when there are several
+    return [w.replace('\\"', '"') for w in re.findall(r'\d{3} \S+ "((?:[^"\\]|\\.)*)"', raw)]
+
+
+def api_error(exc: Any) -> str:
+    """One line for an API server's refusal (an ApiException). A missing permission names the
+    identity, verb, resource and namespace, and where the Role a sweep needs is written down."""
+    message = status_message(exc)
+    m = _RBAC.search(message)
+    if exc.status == 403 and m:
+        resource = m["resource"] + (f".{m['group']}" if m["group"] else "")
+        where = f"in namespace {m['ns']}" if m["ns"] else "cluster-wide"
+        return (f"permission denied: {m['user']} may not {m['verb']} {resource} {where}. Ask the cluster's admin "
+                "for it (docs/kubeconfig.md lists the Role a sweep needs), or use a namespace where you have it "
+                "(-n/--namespace).")
+    if exc.status == 401:
+        return ("the API server does not accept this kubeconfig's credentials (401 Unauthorized): its token or "
+                "certificate expired or was revoked; get a new kubeconfig")
+    return f"the API server refused ({exc.status} {exc.reason}): {message}"

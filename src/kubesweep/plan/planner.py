@@ -42,11 +42,14 @@ class Plan:
 
 
 def plan(path: str | Path, *, image: str | None = None, name: str | None = None,
-         namespace: str | None = None, trial_limit: int | None = None, wandb_secret: str | None = None) -> Plan:
-    """Validate the input and expand its trials; raise SpecError (with positions) if anything is wrong.
-    ``wandb_secret`` (NAME[:KEY], W&B configs only) is the Secret the trials read WANDB_API_KEY from."""
+         namespace: str | None = None, trial_limit: int | None = None, default_namespace: str | None = None,
+         wandb_secret: str | None = None) -> Plan:
+    """Validate the input and expand its trials; raise SpecError (with positions) if anything is
+    wrong. ``namespace`` overrides the file's; ``default_namespace`` (the kubeconfig context's)
+    applies only where the file names none (else: ``default``). ``wandb_secret`` (NAME[:KEY], W&B
+    configs only) is the Secret the trials read WANDB_API_KEY from."""
     source = load_experiment(path, image=image, name=name, namespace=namespace, trial_limit=trial_limit,
-                             wandb_secret=wandb_secret)
+                             default_namespace=default_namespace, wandb_secret=wandb_secret)
     exp = source.experiment
     try:
         trials = expand(exp, source.positions)

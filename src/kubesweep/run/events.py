@@ -46,4 +46,22 @@ class TailRead:
     text: str | None
 
 
-Event = Union[PodChanged, JobChanged, LogRead, TailRead]
+@dataclass(frozen=True, slots=True)
+class CreateFailed:
+    """The Job controller could not create a trial's pod (its FailedCreate event): a quota full
+    for now, or an admission refusal of the pod (PodSecurity, LimitRange, a webhook)."""
+
+    job: str
+    uid: str | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class WatchRefused:
+    """A watch the sweep cannot do without was refused (401/403): the sweep stops, saying why."""
+
+    what: str
+    message: str
+
+
+Event = Union[PodChanged, JobChanged, LogRead, TailRead, CreateFailed, WatchRefused]

@@ -47,12 +47,16 @@ def status(c: kube.Clients, experiment: str | None = None, namespace: str | None
         if key not in newest or meta.get("creationTimestamp", "") > newest[key]["metadata"].get("creationTimestamp", ""):
             newest[key] = pod
     out: dict[str, ExperimentStatus] = defaultdict(ExperimentStatus)
-    for job in _list(c, "jobs", selector, namespace):
+    jobs = _list(c, "jobs", selector, namespace)
+    failed_creates = _failed_creates(c, {j["metadata"]["namespace"] for j in jobs
+                                         if (j["metadata"]["namespace"], j["metadata"]["name"]) not in newest})
+    for job in jobs:
         meta = job["metadata"]
         exp = out[f"{meta['namespace']}/{meta['labels'][manifest.L_EXPERIMENT]}"]
         state, _, _ = job_outcome(job)
         if state is None:
-            flight = _in_flight(job, newest.get((meta["namespace"], meta["name"])))
+            flight = _in_flight(job, newest.get((meta["namespace"], meta["name"])),
+                                failed_creates.get(meta.get("uid") or ""))
             exp.in_flight.append(flight)
             state = flight.state
         exp.counts[state] += 1
@@ -61,10 +65,34 @@ def status(c: kube.Clients, experiment: str | None = None, namespace: str | None
     return dict(out)
 
 
-def _in_flight(job: dict, pod: dict | None) -> InFlight:
+def _failed_creates(c: kube.Clients, namespaces: set[str]) -> dict[str, str]:
+    """Job uid -> the message of its latest FailedCreate event (why the Job controller could not
+    make its pod: a full quota, an admission refusal), in the namespaces of Jobs without a pod.
+    Events that may not (or cannot) be read leave it unsaid: they only explain a wait."""
+    from kubesweep.run.watcher import FAILED_CREATE
+
+    found: dict[str, tuple[str, str]] = {}
+    for ns in sorted(namespaces):
+        try:
+            items = kube.request(c, "GET", kube.path("events", ns), query={"fieldSelector": FAILED_CREATE}).get("items") or []
+        except Exception:  # noqa: BLE001 - best effort, as above
+            continue
+        for ev in items:
+            uid = (ev.get("involvedObject") or {}).get("uid") or ""
+            when = ev.get("lastTimestamp") or ev.get("eventTime") or ""
+            if uid and when >= found.get(uid, ("", ""))[0]:
+                found[uid] = (when, " ".join(str(ev.get("message") or "").split()))
+    return {uid: message for uid, (_, message) in found.items()}
+
+
+def _in_flight(job: dict, pod: dict | None, failed_create: str | None = None) -> InFlight:
     name = job["metadata"]["name"]
     if pod is None:  # the Job controller has not made its pod yet (or is about to retry)
-        return InFlight(name, PENDING, since=job["metadata"].get("creationTimestamp"), waiting="no pod yet")
+        waiting = "no pod yet"
+        if failed_create:
+            waiting = (f"waiting: quota ({failed_create})" if "exceeded quota" in failed_create
+                       else f"FailedCreate: {failed_create}")
+        return InFlight(name, PENDING, since=job["metadata"].get("creationTimestamp"), waiting=waiting)
     node = (pod.get("spec") or {}).get("nodeName")
     status = pod.get("status") or {}
     phase = pod_phase(pod)
@@ -103,7 +131,9 @@ def _check_name(what: str, value: str) -> None:
 
 
 def _list(c: kube.Clients, resource: str, selector: str, namespace: str | None) -> list[dict]:
-    """The objects of ``resource`` with the label selector, as plain JSON."""
+    """The objects of ``resource`` with the label selector, as plain JSON: in ``namespace``, or in
+    every namespace. An identity that may not list every namespace (a kubeconfig scoped to one)
+    gets those of its context's namespace instead, as if it had passed --namespace."""
     from kubernetes.client.exceptions import ApiException
 
     if namespace is not None:
@@ -111,10 +141,13 @@ def _list(c: kube.Clients, resource: str, selector: str, namespace: str | None) 
     try:
         found = kube.request(c, "GET", kube.path(resource, namespace), query={"labelSelector": selector})
     except ApiException as exc:
+        if exc.status == 403 and namespace is None and c.namespace:
+            return _list(c, resource, selector, c.namespace)
+        if exc.status in (401, 403):
+            raise KubesweepError(kube.api_error(exc)) from None
         where = f"in namespace {namespace}" if namespace else "in all namespaces"
-        hint = ("; with access to one namespace only, pass --namespace NAME" if exc.status == 403 and not namespace else "")
         raise KubesweepError(f"listing {resource} labelled {selector} {where}: {exc.status} {exc.reason}: "
-                             f"{_message(exc)}{hint}") from None
+                             f"{kube.status_message(exc)}") from None
     return found.get("items") or []
 
 
@@ -142,7 +175,7 @@ def cancel(c: kube.Clients, experiment: str, namespace: str | None = None) -> in
                     c.batch.delete_namespaced_job(name, ns, propagation_policy="Background")
             except ApiException as exc:
                 if exc.status != 404:
-                    raise KubesweepError(f"cancelling Job {ns}/{name}: {exc.status} {exc.reason}: {_message(exc)}") from None
+                    raise KubesweepError(f"cancelling Job {ns}/{name}: {kube.api_error(exc)}") from None
                 gone.add((ns, name))  # deleted meanwhile (by the sweep itself, or a clean)
     return len(unfinished)
 
@@ -184,29 +217,20 @@ def _delete_jobs(c: kube.Clients, namespace: str, selector: str) -> None:
         except ApiException as exc:
             if exc.status not in RETRIED:
                 raise KubesweepError(f"deleting the Jobs labelled {selector} in {namespace}: "
-                                     f"{exc.status} {exc.reason}: {_message(exc)}") from None
+                                     f"{kube.api_error(exc)}") from None
             if attempt == DELETE_ATTEMPTS:
                 raise KubesweepError(f"deleting the Jobs labelled {selector} in {namespace}: the API server answered "
-                                     f"{exc.status} {exc.reason} {attempt} times in a row ({_message(exc)}); "
+                                     f"{exc.status} {exc.reason} {attempt} times in a row ({kube.status_message(exc)}); "
                                      "what it deleted stays deleted: run the same clean again") from None
             if exc.status != 504:  # a timeout has waited long enough already
                 time.sleep(attempt)
 
 
-def _message(exc: Exception) -> str:
-    import orjson
-
-    body = getattr(exc, "body", None)
-    try:
-        return str(orjson.loads(body).get("message") or body)
-    except (orjson.JSONDecodeError, TypeError, AttributeError):
-        return str(body)
-
-
-def remaining(c: kube.Clients, experiment: str) -> int:
-    """How many Jobs and pods of the experiment still exist (deletion is asynchronous)."""
+def remaining(c: kube.Clients, experiment: str, namespace: str | None = None) -> int:
+    """How many Jobs and pods of the experiment still exist (deletion is asynchronous): one
+    request of one item per kind, with the server's count of the rest."""
     selector = f"{manifest.L_EXPERIMENT}={experiment}"
-    jobs = kube.request(c, "GET", kube.path("jobs"), query={"labelSelector": selector, "limit": 1})
-    pods = kube.request(c, "GET", kube.path("pods"), query={"labelSelector": selector, "limit": 1})
+    found = [kube.request(c, "GET", kube.path(resource, namespace), query={"labelSelector": selector, "limit": 1})
+             for resource in ("jobs", "pods")]
     return sum(len(x.get("items") or []) + int((x.get("metadata") or {}).get("remainingItemCount") or 0)
-               for x in (jobs, pods))
+               for x in found)

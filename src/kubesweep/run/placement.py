@@ -146,7 +146,7 @@ def warning(nodes: list[dict[str, Any]], pod_spec: dict[str, Any], experiment: s
 def check(c: Any, plan: Any) -> str | None:
     """The warning for a plan's trials on the cluster behind ``c`` (its first trial's pod spec:
     every trial of a sweep asks for the same resources and nodes), or None. Nodes that cannot be
-    listed (a Role for one namespace) leave the question open: None."""
+    listed (a Role for one namespace) leave the question open, and the note says so."""
     from kubernetes.client.exceptions import ApiException
 
     from kubesweep.k8s import client as kube
@@ -159,7 +159,9 @@ def check(c: Any, plan: Any) -> str | None:
         nodes = kube.request(c, "GET", kube.path("nodes")).get("items") or []
     except ApiException as exc:
         if exc.status in (401, 403):
-            return None
+            return (f"{exp.name}: not checked whether a node can take the trials (this kubeconfig may not list "
+                    f"nodes); a trial that no node can take fails after unschedulableSeconds "
+                    f"({exp.unschedulable_seconds}s)")
         raise
     pod_spec = manifest.build_job(exp, plan.trials[0], image=plan.image)["spec"]["template"]["spec"]
     return warning(nodes, pod_spec, exp.name, exp.unschedulable_seconds)

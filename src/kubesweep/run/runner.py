@@ -36,10 +36,11 @@ from kubesweep.k8s import client as kube
 from kubesweep.plan import job as manifest
 from kubesweep.plan import provenance
 from kubesweep.plan.planner import Plan
-from kubesweep.run import journal, policy, submit
+from kubesweep.errors import KubesweepError
+from kubesweep.run import admission, journal, policy, submit
 from kubesweep.run.book import TrialBook
 from kubesweep.run.collector import Collector, judge
-from kubesweep.run.events import Event, JobChanged, LogRead, PodChanged, TailRead
+from kubesweep.run.events import CreateFailed, Event, JobChanged, LogRead, PodChanged, TailRead, WatchRefused
 from kubesweep.run.metrics import read_metric
 from kubesweep.run.trialstate import (CANCELLED, FAILED, FINAL, PENDING, RUNNING, SUBMITTED, SUCCEEDED, TrialRecord,
                                       job_outcome, pod_controller_uid, pod_lost, pod_node, pod_phase, pod_problem)
@@ -51,6 +52,11 @@ CANCELLED_MESSAGE = "the experiment was cancelled (kubesweep cancel) before this
 # Only for the trials that a live view shows (Progress.wanted), on a thread of its own, so that
 # collecting finished trials never waits behind it; a read that fails is skipped, not retried.
 PROGRESS_EVERY_S = 10.0
+
+# A Job create refused because the namespace's quota is full (count/jobs.batch) is tried again
+# after this long, or as soon as one of the sweep's trials finishes and frees its share.
+QUOTA_RETRY_S = 10.0
+WAITING_QUOTA = "waiting: quota"
 
 
 class Progress(Protocol):
@@ -84,7 +90,8 @@ class Sweep:
                  context: str | None = None, apply: str = "direct", refill: str = "trial",
                  retry_failed: bool = False, on_change: Callable[[TrialRecord], None] | None = None,
                  on_resume: Callable[[list[TrialRecord]], None] | None = None,
-                 progress: Progress | None = None, stop_after: Callable[[], bool] | None = None):
+                 progress: Progress | None = None, stop_after: Callable[[], bool] | None = None,
+                 notice: Callable[[str], None] | None = None):
         self.plan = plan
         self.exp = plan.experiment
         self.jobs_dir = Path(jobs_dir) / self.exp.name
@@ -94,6 +101,8 @@ class Sweep:
         self.on_resume = on_resume or (lambda recs: None)  # the trials earlier runs finished, once at the start
         self.progress = progress
         self.stop_after = stop_after
+        self.notice = notice or (lambda text: None)  # what the admission dry run has to say
+        self.quota_wait_until = 0.0                 # creates held back by a full quota until then
         self.book = TrialBook(plan.trials, self.exp.objective, on_change)
         self.records, self.order = self.book.records, self.book.order
         self.manifests = submit.Manifests(plan, self.jobs_dir)
@@ -142,12 +151,22 @@ class Sweep:
         else:
             result = submit.create_jobs(c, self.exp.namespace, [(r.name, self.manifest(r)) for r in recs],
                                         pool=self._submit_pool, stop=self.closing)
+        held = 0
         for rec in recs:
-            self.book.set(rec, state=SUBMITTED, attempt=rec.attempt + 1)
+            outcome = result.get(rec.name)
+            if isinstance(outcome, str):  # the quota is full: the trial waits in line, not failed
+                held += 1
+                self.book.set(rec, state=PENDING, reason=WAITING_QUOTA, message=outcome)
+            else:
+                self.book.set(rec, state=SUBMITTED, attempt=rec.attempt + 1, reason=None, message=None)
+        if held:
+            self.quota_wait_until = time.monotonic() + QUOTA_RETRY_S
         self.sending = set()
-        return sum(result.values())
+        return sum(v is True for v in result.values())
 
     def _fill(self, c: kube.Clients) -> int:
+        if time.monotonic() < self.quota_wait_until:
+            return 0
         free = self.exp.batch_size - len(self.book.in_flight_names())
         if free <= 0 or (self.refill == "batch" and self.book.busy()):
             return 0
@@ -166,6 +185,26 @@ class Sweep:
             self._on_log(ev)
         elif isinstance(ev, TailRead):
             self._on_tail(ev.trial, ev.text)
+        elif isinstance(ev, CreateFailed):
+            self._on_create_failed(ev)
+        elif isinstance(ev, WatchRefused):
+            raise KubesweepError(f"{self.exp.name}: cannot watch its {ev.what}, so the sweep stops (its trials in flight "
+                                 f"go on; the same command resumes once this is allowed): {ev.message}")
+
+    def _on_create_failed(self, ev: CreateFailed) -> None:
+        """The Job controller could not make a trial's pod. A full quota: the trial waits (its
+        Job holds its place, the controller retries). An admission refusal of the pod (PodSecurity,
+        LimitRange, a webhook): it would be refused every time, so the trial fails with the reason.
+        Anything else is shown and waited out."""
+        rec = self.records.get(ev.job)
+        if rec is None or rec.state != SUBMITTED or ev.uid not in (None, self.job_uid.get(ev.job, ev.uid)):
+            return  # not ours, finished, running after all, or an event of an earlier Job of that name
+        if admission.quota_exceeded(ev.message):
+            self.book.set(rec, reason=WAITING_QUOTA, message=ev.message)
+        elif " is forbidden: " in ev.message:
+            self._finish(rec, FAILED, "FailedCreate", ev.message, delete=True)
+        else:
+            self.book.set(rec, reason="FailedCreate", message=ev.message)
 
     def _on_pod(self, change: str, pod: dict[str, Any]) -> None:
         name = pod["metadata"].get("labels", {}).get(manifest.L_TRIAL)
@@ -278,6 +317,7 @@ class Sweep:
         self.book.set(rec, state=state, reason=reason, message=message, end=rec.end or now(),
                       metrics=metrics if metrics is not None else rec.metrics)
         self.clocks.forget(rec.name, time.monotonic(), freed_a_node=bool(rec.node))
+        self.quota_wait_until = 0.0  # whatever it held of a quota is free: held creates may go now
         self.pods.pop(rec.name, None)  # a finished trial's pod is not looked at again
         journal.append(self.results_dir, rec.as_dict())
         if delete:
@@ -303,7 +343,7 @@ class Sweep:
         jobs = self._list(c, "jobs")
         provenance.check_jobs([j for j in jobs.get("items") or [] if j["metadata"]["name"] not in failed], self.exp.name,
                               manifest.template_digest(self.exp, self.plan.image), self.plan.image)
-        kube.ensure_namespace(c, self.exp.namespace, self.exp.service_account)
+        kube.prepare_namespace(c, self.exp.namespace, self.exp.service_account)
         provenance.keep(self.results_dir, template, len(kept))
         if failed:
             retried = sorted(failed & set(self.records))
@@ -339,6 +379,10 @@ class Sweep:
         created = 0
         try:
             jobs, pods, attached = self._resume(c)
+            if self.book.has_pending() and self.apply == "direct":
+                first = self.manifests.trials[self._first_pending().name]
+                for note in admission.check(c, self.exp.namespace, manifest.build_job(self.exp, first, image=self.plan.image)):
+                    self.notice(note)
             watcher.start(pods, jobs)
             while True:
                 if stopped is None:
@@ -362,6 +406,9 @@ class Sweep:
             self.collector.close()
             self._submit_pool.shutdown(wait=True, cancel_futures=True)
         return Outcome(self.records, stopped, time.monotonic() - started, created, attached)
+
+    def _first_pending(self) -> TrialRecord:
+        return next(r for n in self.order if (r := self.records[n]).state == PENDING)
 
     def _tick(self, c: kube.Clients) -> None:
         """Deletes asked for, and the per-trial clocks: a lost node's trial is submitted again, one

@@ -41,9 +41,10 @@ def encode(body: dict[str, Any]) -> bytes:
 
 def create_jobs(c: kube.Clients, namespace: str, bodies: list[tuple[str, dict[str, Any]]],
                 workers: int = WORKERS, pool: ThreadPoolExecutor | None = None,
-                stop: threading.Event | None = None) -> dict[str, bool]:
+                stop: threading.Event | None = None) -> dict[str, bool | str]:
     """Create every Job from (name, manifest); return name -> True (created) / False (already
-    existed). A create that fails for a reason that passes (the API server restarting or
+    existed) / the API server's message when the namespace's quota is full (not created: try
+    again later). A create that fails for a reason that passes (the API server restarting or
     throttling) is sent again for up to kube.OUTAGE_S, or until ``stop`` is set: safe by name,
     since one that had landed is answered 409."""
     import urllib3
@@ -51,7 +52,7 @@ def create_jobs(c: kube.Clients, namespace: str, bodies: list[tuple[str, dict[st
 
     send = kube.sender(c, "POST", kube.path("jobs", namespace))
 
-    def one(item: tuple[str, dict[str, Any]]) -> tuple[str, bool]:
+    def one(item: tuple[str, dict[str, Any]]) -> tuple[str, bool | str]:
         name, body = item
         data = encode(body)
         try:
@@ -60,7 +61,10 @@ def create_jobs(c: kube.Clients, namespace: str, bodies: list[tuple[str, dict[st
         except ApiException as exc:
             if exc.status == 409:
                 return name, False
-            raise SubmitError(f"creating Job {name}: {exc.status} {exc.reason}: {(exc.body or '')[:500]}") from None
+            message = kube.status_message(exc)
+            if exc.status == 403 and "exceeded quota" in message:
+                return name, message
+            raise SubmitError(f"creating Job {name}: {kube.api_error(exc)}") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise SubmitError(f"creating Job {name}: no answer from the API server ({exc}); "
                               "rerun the sweep to resume") from None

@@ -1,5 +1,7 @@
 """One watch per resource kind (pods, Jobs) on the experiment's label selector, feeding the
-sweep's event queue with ``PodChanged`` / ``JobChanged``.
+sweep's event queue with ``PodChanged`` / ``JobChanged``; and one on the namespace's FailedCreate
+events of Jobs (``CreateFailed``: a pod the Job controller could not create, a full quota above
+all), which an identity that may not read events goes without.
 
 Events are parsed as plain JSON (kube.watch), not into the generated models: at thousands of
 trials the model round trip was most of the client's CPU.
@@ -13,9 +15,11 @@ import time
 from typing import Any
 
 from kubesweep.k8s import client as kube
-from kubesweep.run.events import Event, JobChanged, PodChanged
+from kubesweep.run.events import CreateFailed, Event, JobChanged, PodChanged, WatchRefused
 
 RESOURCES = {"pod": "pods", "job": "jobs"}
+#: The events that say a Job's pod could not be created.
+FAILED_CREATE = "involvedObject.kind=Job,reason=FailedCreate"
 
 
 def slim(meta: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +60,48 @@ class Watcher:
                                  daemon=True, name=f"watch-{kind}")
             t.start()
             self.threads.append(t)
+        t = threading.Thread(target=self.failed_creates, daemon=True, name="watch-failed-creates")
+        t.start()
+        self.threads.append(t)
+
+    def failed_creates(self) -> None:
+        """FailedCreate events of the namespace's Jobs (those listed first, then as they come),
+        as ``CreateFailed``; the sweep keeps those of its own trials. Ends quietly when events may
+        not be read."""
+        from kubernetes.client.exceptions import ApiException
+
+        path, rv = kube.path("events", self.ns), None
+        while not self.stop.is_set():
+            try:
+                if rv is None:
+                    listed = kube.request(self.c, "GET", path, query={"fieldSelector": FAILED_CREATE})
+                    for item in listed.get("items") or []:
+                        self._failed_create(item)
+                    rv = listed["metadata"]["resourceVersion"]
+                for ev in kube.watch(self.c, path, {"fieldSelector": FAILED_CREATE, "resourceVersion": rv}):
+                    if self.stop.is_set():
+                        break
+                    if ev.get("type") == "ERROR":
+                        rv = None  # too old (410) or another error: list again
+                        break
+                    item = ev.get("object") or {}
+                    rv = (item.get("metadata") or {}).get("resourceVersion", rv)
+                    if ev.get("type") in ("ADDED", "MODIFIED"):
+                        self._failed_create(item)
+            except ApiException as exc:
+                if exc.status in (401, 403):
+                    return  # may not read events: a trial waiting on a quota shows as submitted only
+                if exc.status == 410:
+                    rv = None
+                else:
+                    time.sleep(1)
+            except Exception:  # noqa: BLE001 - connection drops: reconnect
+                time.sleep(1)
+
+    def _failed_create(self, item: dict[str, Any]) -> None:
+        obj = item.get("involvedObject") or {}
+        if obj.get("name"):
+            self.out.put(CreateFailed(obj["name"], obj.get("uid"), " ".join(str(item.get("message") or "").split())))
 
     def relist(self, kind: str) -> str:
         """After 410 Gone: every object again as MODIFIED, each one deleted meanwhile as DELETED first
@@ -106,6 +152,9 @@ class Watcher:
             except ApiException as exc:
                 if exc.status == 410:
                     rv = self.relist(kind)
+                elif exc.status in (401, 403):  # the sweep cannot follow its trials: it stops, saying why
+                    self.out.put(WatchRefused(RESOURCES[kind], kube.api_error(exc)))
+                    return
                 else:
                     time.sleep(1)
             except Exception:  # noqa: BLE001 - connection drops: reconnect

@@ -68,8 +68,9 @@ def _override(data: dict[str, Any], pos: Positions, key: str, value: str | None,
 
 def load_experiment(path: str | Path, *, image: str | None = None, name: str | None = None,
                     namespace: str | None = None, trial_limit: int | None = None,
-                    wandb_secret: str | None = None) -> Source:
-    """Read any supported format, validate it fully, and return the native experiment."""
+                    default_namespace: str | None = None, wandb_secret: str | None = None) -> Source:
+    """Read any supported format, validate it fully, and return the native experiment. A file
+    that names no namespace gets ``default_namespace`` (the kubeconfig context's), if given."""
     data, pos = load(path)
     fmt = detect(data)
     names: dict[str, str] = {}
@@ -99,6 +100,8 @@ def load_experiment(path: str | Path, *, image: str | None = None, name: str | N
     if isinstance(data, dict):
         _override(data, pos, "name", name, "--name")
         _override(data, pos, "namespace", namespace, "--namespace")
+        if "namespace" not in data:
+            _override(data, pos, "namespace", default_namespace, "the kubeconfig context's namespace")
         if trial_limit is not None:
             search = data["search"] = dict(data.get("search") or {})
             search["trialLimit"] = trial_limit
