@@ -236,7 +236,8 @@ def clean(target: Target, experiment: str, *, outputs: bool = False, where: Work
 
 
 def image(grid: str, target: Target = Target(), *, pull_secret: str | None = None, namespace: str | None = None) -> None:
-    plan = sweeps.plan(grid, namespace=namespace)
+    # the pull secret goes where the sweep will run: the same namespace rules as sweep's
+    plan = sweeps.plan(grid, **(_namespaced(target, {"namespace": namespace}) if pull_secret else {}))
     _say_built(sweeps.build_image(plan))
     if pull_secret:
         print(sweeps.make_pull_secret(plan, pull_secret, target))
