@@ -313,6 +313,10 @@ class Client:
         if isinstance(why, ssl.SSLCertVerificationError):
             return RegistryError(f"registry {self.registry}: its certificate is not trusted ({why.verify_message}); put "
                                  f"the CA that signed it in /etc/docker/certs.d/{self.registry}/ca.crt")
+        if isinstance(why, ssl.SSLError):  # a TLS handshake with something that does not speak it
+            return RegistryError(f"registry {self.registry} does not answer https ({why.reason or why}): a registry "
+                                 "on plain http must be in /etc/docker/daemon.json's insecure-registries (dockerd "
+                                 "needs that too)")
         hint = "; is the cluster up (`invoke cluster`)?" if _is_local(self.registry) else ""
         return RegistryError(f"registry {self.registry} is not reachable ({why}){hint}")
 
