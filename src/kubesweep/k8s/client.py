@@ -60,9 +60,13 @@ def default_kubeconfig() -> str | None:
 
     if os.environ.get("KUBECONFIG"):
         return os.environ["KUBECONFIG"]
-    local = kubeconfig_path(Path(DEFAULT_INVENTORY_NAME))
-    for path in (local, Path(f"~/.kube/kubesweep-{DEFAULT_INVENTORY_NAME}.conf").expanduser(),
-                 Path("~/.kube/config").expanduser()):
+    try:
+        local = kubeconfig_path(Path(DEFAULT_INVENTORY_NAME))
+        candidates = (local, Path(f"~/.kube/kubesweep-{DEFAULT_INVENTORY_NAME}.conf").expanduser(),
+                      Path("~/.kube/config").expanduser())
+    except RuntimeError:  # no home directory (a pod's user without one, HOME unset): no kubeconfig there
+        return None
+    for path in candidates:
         if path.exists():
             return str(path)
     return None
