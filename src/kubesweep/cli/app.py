@@ -3,7 +3,8 @@ with a code scripts can rely on:
 
     0    the sweep finished within its limits (every other command: it did what was asked)
     1    the sweep stopped on maxFailedTrials, was cancelled, or no trial succeeded
-    2    bad input (file:line:column errors; nothing was written or applied) or no cluster
+    2    bad input (file:line:column errors; nothing was written or applied), no cluster, a
+         missing permission, or trials the cluster would refuse (the admission dry run)
     130  Ctrl-C (a sweep's trials in flight go on; the same command resumes)
     141  the reader of the output left (`kubesweep sweep --dry-run | head`), quietly
 
