@@ -266,3 +266,30 @@ def test_trials_wait_for_a_full_quota_and_a_quota_too_small_stops_the_sweep_firs
     finally:
         api["core"].delete_namespaced_resource_quota("cpu", NAMESPACE)
         ks(bob, tmp_path, "clean", "-e", "scoped-quota")
+
+
+def test_pod_security_restricted_takes_the_default_trials_and_refuses_root_before_anything_is_created(
+        users, api, trainer, tmp_path):
+    """PodSecurity admission decides on pods, not on the Jobs a sweep creates: without the dry run
+    of a trial's pod, a refused sweep would sit with Jobs and no pods. kubesweep's default pod meets
+    the restricted level (non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp)."""
+    bob = users["bob"]
+    label = "pod-security.kubernetes.io/enforce"
+    api["core"].patch_namespace(NAMESPACE, {"metadata": {"labels": {label: "restricted"}}})
+    try:
+        root = tmp_path / "root.yaml"
+        root.write_text(_grid(tmp_path, "scoped-root", trainer, sleeps="[1]").read_text()
+                        + "securityContext: {runAsUser: 0, runAsNonRoot: false}\n")
+        r = ks(bob, tmp_path, "sweep", str(root))
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith("the cluster refuses the trials' Job's pod (a dry run of scoped-root-") and \
+            'violates PodSecurity "restricted:latest"' in last and "nothing was created" in last, r.stderr
+        assert not jobs_in(api, "scoped-root")
+
+        ok = ks(bob, tmp_path, "sweep", str(_grid(tmp_path, "scoped-restricted", trainer, sleeps="[1]")))
+        assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+        assert len(journal.load(tmp_path / "results" / "scoped-restricted")) == 2
+    finally:
+        api["core"].patch_namespace(NAMESPACE, {"metadata": {"labels": {label: None}}})
+        ks(bob, tmp_path, "clean", "-e", "scoped-restricted")
