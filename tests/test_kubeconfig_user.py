@@ -296,3 +296,12 @@ def test_user_kubeconfig_works_in_its_namespace_and_nowhere_else(user_kubeconfig
 
     # what a sweep does first with this kubeconfig: it may not read the namespace, and creates nothing
     assert kube.prepare_namespace(kube.clients(user_kubeconfig["path"]), NAMESPACE, None) == []
+
+
+def test_the_in_cluster_examples_role_is_the_playbooks_default_role():
+    """examples/in-cluster/kubesweep-job.yaml grants its ServiceAccount what a user's kubeconfig
+    gets (roles/kubeconfig_user/defaults/main.yml): the one minimal Role, written twice."""
+    defaults = yaml.safe_load((ROOT / "roles" / "kubeconfig_user" / "defaults" / "main.yml").read_text())
+    docs = list(yaml.safe_load_all((ROOT / "examples" / "in-cluster" / "kubesweep-job.yaml").read_text()))
+    (role,) = [d for d in docs if d and d["kind"] == "Role"]
+    assert role["rules"] == defaults["kubeconfig_user_rules"]
