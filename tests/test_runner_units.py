@@ -416,3 +416,60 @@ def test_a_resumed_sweep_reports_what_earlier_runs_finished_once_and_its_view_co
     view.resumed([TrialRecord(done, "batch-000", {"i": 1}, state="succeeded")])  # reported again: not counted twice
     view.change(TrialRecord(todo, "batch-000", {"i": 2}, state=SUBMITTED))
     assert view.stream.getvalue().rstrip().endswith("(1✓ 0✗ 0▶ of 2)")
+
+
+def test_a_pod_the_job_controller_cannot_create_waits_on_a_quota_and_fails_on_a_refusal(tmp_path):
+    """FailedCreate events of the sweep's own Jobs: a full quota keeps the trial waiting (shown, not
+    failed); an admission refusal of the pod fails it with the API server's message; an event of an
+    earlier Job of the same name (events outlive their Jobs) or of another Job is ignored."""
+    from kubesweep.run.events import CreateFailed
+    from kubesweep.run.trialstate import SUBMITTED
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("name: q\nimage: r/t:1\ncommand: [t, \"${i}\"]\nparameters: {i: [1, 2, 3]}\nobjective: {metric: acc}\n")
+    plan = render.plan(grid)
+    sweep = runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results")
+    waiting, refused, stale = (t.name for t in plan.trials)
+    for i, name in enumerate((waiting, refused, stale)):
+        sweep.book.set(sweep.records[name], state=SUBMITTED)
+        sweep.handle(JobChanged("ADDED", {"metadata": {"name": name, "uid": f"u{i}"}, "status": {}}))
+    quota = ('pods "q-1-x" is forbidden: exceeded quota: cpu, requested: requests.cpu=200m, used: '
+             'requests.cpu=200m, limited: requests.cpu=250m')
+    sweep.handle(CreateFailed(waiting, "u0", quota))
+    sweep.handle(CreateFailed(refused, "u1", 'pods "q-2-x" is forbidden: violates PodSecurity "restricted:latest": '
+                                             'runAsNonRoot != true'))
+    sweep.handle(CreateFailed(stale, "an-earlier-job", 'pods "q-3-x" is forbidden: violates PodSecurity'))
+    sweep.handle(CreateFailed("someone-elses-job", "u9", quota))
+    rec = sweep.records[waiting]
+    assert rec.state == SUBMITTED and rec.reason == runner.WAITING_QUOTA and rec.message == quota
+    assert sweep.records[refused].state == FAILED and sweep.records[refused].reason == "FailedCreate"
+    assert "violates PodSecurity" in sweep.records[refused].message and refused in sweep.to_delete
+    assert sweep.records[stale].state == SUBMITTED and sweep.records[stale].reason is None
+    assert sweep.book.failed == 1  # the quota wait does not count against maxFailedTrials
+
+
+def test_a_create_held_by_a_full_quota_waits_in_line_until_a_trial_finishes_or_the_retry_time(tmp_path, monkeypatch):
+    from kubesweep.run import submit
+    from kubesweep.run.trialstate import PENDING, SUBMITTED
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("name: h\nimage: r/t:1\ncommand: [t, \"${i}\"]\nparameters: {i: [1, 2]}\nobjective: {metric: acc}\n")
+    plan = render.plan(grid)
+    render.write(plan, tmp_path / "jobs")
+    sweep = runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results")
+    made, held = (t.name for t in plan.trials)
+    sent: list[list[str]] = []
+
+    def create_jobs(c, namespace, bodies, **kwargs):
+        sent.append([n for n, _ in bodies])
+        return {n: (True if n == made else "exceeded quota: jobs, requested: count/jobs.batch=1, ...") for n, _ in bodies}
+
+    monkeypatch.setattr(submit, "create_jobs", create_jobs)
+    assert sweep._fill(None) == 1
+    assert sweep.records[made].state == SUBMITTED
+    rec = sweep.records[held]
+    assert rec.state == PENDING and rec.reason == runner.WAITING_QUOTA and "exceeded quota" in rec.message
+    assert sweep._fill(None) == 0 and len(sent) == 1  # not sent again at once
+    sweep.handle(LogRead(made, SUCCEEDED, None, None, "acc=0.5\n"))  # a finished trial frees its share
+    sweep._fill(None)
+    assert sent[-1] == [held]

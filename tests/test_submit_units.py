@@ -167,3 +167,26 @@ def test_job_bodies_encode_as_json_dumps_would():
             "f": 0.000125, "big": 2**40, "none": None, "yes": True}
     assert json.loads(submit.encode(body)) == json.loads(json.dumps(body))
     assert json.loads(submit.encode(body))["metadata"]["annotations"]["1"] == "one"
+
+
+def test_a_create_refused_by_a_full_quota_is_held_not_failed(tmp_path):
+    """A ResourceQuota on Jobs (count/jobs.batch) refuses the create itself: the trial is not
+    created, and its name maps to the quota's message so the sweep holds it and tries again."""
+    quota = ('jobs.batch "held" is forbidden: exceeded quota: jobs, requested: count/jobs.batch=1, '
+             'used: count/jobs.batch=2, limited: count/jobs.batch=2')
+    from kubesweep.k8s import client as kube
+    from kubesweep.run import submit
+
+    from .fakeapi import serve
+
+    def answer(method, path, body):
+        if path == "/readyz":
+            return 200, {}
+        if body["metadata"]["name"] == "held":
+            return 403, {"kind": "Status", "code": 403, "reason": "Forbidden", "message": quota}
+        return 201, body
+
+    with serve(answer, tmp_path / "config"):
+        c = kube.clients(tmp_path / "config")
+        assert submit.create_jobs(c, "ns", [(n, {"metadata": {"name": n}}) for n in ("made", "held")]) == {
+            "made": True, "held": quota}

@@ -63,6 +63,13 @@ class TrialBook:
         if rec.state == SUCCEEDED and meets_goal(self.objective, rec.metrics):
             self._goal_hit = True
 
+    def requeue(self, rec: TrialRecord, **changes: Any) -> None:
+        """A trial taken to run that was not submitted after all (a full quota refused its create):
+        back in line, first, with ``changes`` (why it waits)."""
+        self.set(rec, state=PENDING, **changes)
+        if rec.name not in self._requeued:
+            self._requeued.append(rec.name)
+
     def collect(self, name: str) -> None:
         """The trial finished and its log is being read: it no longer holds a slot."""
         self.collecting.add(name)

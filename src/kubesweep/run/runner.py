@@ -156,7 +156,7 @@ class Sweep:
             outcome = result.get(rec.name)
             if isinstance(outcome, str):  # the quota is full: the trial waits in line, not failed
                 held += 1
-                self.book.set(rec, state=PENDING, reason=WAITING_QUOTA, message=outcome)
+                self.book.requeue(rec, reason=WAITING_QUOTA, message=outcome)
             else:
                 self.book.set(rec, state=SUBMITTED, attempt=rec.attempt + 1, reason=None, message=None)
         if held:
@@ -197,8 +197,11 @@ class Sweep:
         LimitRange, a webhook): it would be refused every time, so the trial fails with the reason.
         Anything else is shown and waited out."""
         rec = self.records.get(ev.job)
-        if rec is None or rec.state != SUBMITTED or ev.uid not in (None, self.job_uid.get(ev.job, ev.uid)):
-            return  # not ours, finished, running after all, or an event of an earlier Job of that name
+        if rec is None or rec.state != SUBMITTED or not ev.uid or self.job_uid.get(ev.job) != ev.uid:
+            # Not ours, finished, running after all, or of an earlier Job of that name (events outlive
+            # their Jobs by an hour). One that came before its Job's watch event is not lost: the
+            # controller keeps failing and the event is updated (MODIFIED) each time.
+            return
         if admission.quota_exceeded(ev.message):
             self.book.set(rec, reason=WAITING_QUOTA, message=ev.message)
         elif " is forbidden: " in ev.message:
