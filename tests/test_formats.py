@@ -249,7 +249,7 @@ def test_katib_algorithm_name_of_the_wrong_type_is_a_message(tmp_path):
         render.plan(path)
 
 
-# ------------------------------------------------------- pods real trainers need (issue 34)
+# ------------------------------------------------------- pods real trainers need
 
 KATIB_POD = """\
             affinity:

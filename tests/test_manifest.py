@@ -37,7 +37,7 @@ securityContext: {runAsUser: 2000, runAsGroup: 2000, fsGroup: null}
 """ % ("a" * 64)
 
 
-#: Every pod setting a real trainer may need (issue 34): references to Secrets and ConfigMaps,
+#: Every pod setting a real trainer may need: references to Secrets and ConfigMaps,
 #: /dev/shm, extended resources, scheduling, a root image, pull credentials.
 PODS = """\
 name: pods

@@ -1,4 +1,4 @@
-"""The pod settings real trainers need (issue 34) on the real local cluster (marker: cluster): the
+"""The pod settings real trainers need on the real local cluster (marker: cluster): the
 API server accepts a Job with all of them (dryRun=All) and refuses what kubesweep refuses; a real
 trial sees its /dev/shm size and env values from a Secret and a ConfigMap the test created, while
 the Secret's value appears nowhere under jobs/, results/ or in the sweep's output."""
