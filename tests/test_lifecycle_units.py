@@ -394,3 +394,35 @@ def test_cancelling_an_experiment_with_nothing_unfinished_says_so(tmp_path, caps
         "nope: no unfinished Job of this experiment on the cluster; nothing was cancelled",
         "done: no unfinished Job of this experiment on the cluster in namespace a; nothing was cancelled"]
     assert [m for m, _ in server.requests] == ["GET", "GET"]  # nothing marked, nothing deleted
+
+
+def test_status_says_why_a_job_has_no_pod_from_its_failed_create_events(tmp_path):
+    """A Job whose pod the controller cannot create: `waiting: quota (…)` for a full quota, the
+    message for any other refusal; the latest event of that Job (by uid) counts."""
+    jobs = [{**_job(n), "metadata": {**_job(n)["metadata"], "uid": f"uid-{n}"}} for n in ("t1", "t2", "t3")]
+    quota = "pods \"t1-x\" is forbidden: exceeded quota: cpu, requested: requests.cpu=2, used: requests.cpu=3, limited: requests.cpu=4"
+    events = [
+        {"involvedObject": {"kind": "Job", "name": "t1", "uid": "uid-t1"}, "lastTimestamp": "2026-12-02T10:00:01Z",
+         "message": "an older one"},
+        {"involvedObject": {"kind": "Job", "name": "t1", "uid": "uid-t1"}, "lastTimestamp": "2026-12-02T10:00:09Z",
+         "message": quota},
+        {"involvedObject": {"kind": "Job", "name": "t2", "uid": "uid-t2"}, "lastTimestamp": "2026-12-02T10:00:05Z",
+         "message": "pods \"t2-x\" is forbidden: violates PodSecurity \"restricted:latest\""},
+        {"involvedObject": {"kind": "Job", "name": "t3", "uid": "an-earlier-t3"}, "lastTimestamp": "2026-12-02T10:00:05Z",
+         "message": "of a Job gone"},
+    ]
+
+    def answer(method, path, body):
+        url = urlsplit(path)
+        if url.path.endswith("/events"):
+            assert parse_qs(url.query)["fieldSelector"] == ["involvedObject.kind=Job,reason=FailedCreate"]
+            return 200, {"kind": "EventList", "metadata": {}, "items": events}
+        items = jobs if url.path.endswith("/jobs") else []
+        return 200, {"kind": "List", "metadata": {}, "items": items}
+
+    with serve(answer, tmp_path / "config"):
+        found = lifecycle.status(kube.clients(tmp_path / "config"), "exp")["a/exp"]
+    waiting = {f.trial: f.waiting for f in found.in_flight}
+    assert waiting == {"t1": f"waiting: quota ({quota})",
+                       "t2": "FailedCreate: pods \"t2-x\" is forbidden: violates PodSecurity \"restricted:latest\"",
+                       "t3": "no pod yet"}
