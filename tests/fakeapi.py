@@ -72,6 +72,10 @@ def serve(answer: Answer, kubeconfig: Path) -> Iterator[FakeApiServer]:
     class Server(ThreadingHTTPServer):
         request_queue_size = 256  # listen backlog: many requests may connect at once
 
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            """A client that hung up mid-answer (or spoke TLS to it) is the test's business, not
+            a traceback on stderr, where tests read what the command said."""
+
     server = Server(("127.0.0.1", 0), Handler)
     state.port = server.server_port
     threading.Thread(target=server.serve_forever, daemon=True).start()
