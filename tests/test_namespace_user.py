@@ -268,6 +268,29 @@ def test_trials_wait_for_a_full_quota_and_a_quota_too_small_stops_the_sweep_firs
         ks(bob, tmp_path, "clean", "-e", "scoped-quota")
 
 
+def test_a_quota_on_the_number_of_jobs_holds_creates_back_until_finished_jobs_are_gone(users, api, trainer, tmp_path):
+    """count/jobs.batch: the create itself is refused while the quota is full. The trial waits in
+    line ("waiting: quota") and is created once a finished Job is deleted (here by its TTL)."""
+    from kubesweep import sweep as sweeps
+    from kubesweep.k8s import client as kube
+
+    bob = users["bob"]
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "jobs"},
+             "spec": {"hard": {"count/jobs.batch": "1"}}}
+    api["core"].create_namespaced_resource_quota(NAMESPACE, quota)
+    try:
+        grid = _grid(tmp_path, "scoped-count", trainer, sleeps="[2]")
+        grid.write_text(grid.read_text() + "ttlSecondsAfterFinished: 0\n")
+        seen: list[tuple[str, str | None]] = []
+        plan = sweeps.plan(grid, default_namespace=kube.context_namespace(str(bob)))
+        hooks = sweeps.Hooks(change=lambda rec: seen.append((rec.name, rec.reason)))
+        outcome = sweeps.run(plan, sweeps.Target(str(bob)), sweeps.Workspace.under(tmp_path), hooks=hooks)
+        assert outcome.exit_code == 0 and outcome.counts["succeeded"] == 2, outcome.counts
+        assert any(reason == "waiting: quota" for _, reason in seen), seen
+    finally:
+        api["core"].delete_namespaced_resource_quota("jobs", NAMESPACE)
+
+
 def test_pod_security_restricted_takes_the_default_trials_and_refuses_root_before_anything_is_created(
         users, api, trainer, tmp_path):
     """PodSecurity admission decides on pods, not on the Jobs a sweep creates: without the dry run
