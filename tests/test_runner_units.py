@@ -198,6 +198,11 @@ def test_a_relist_after_410_reports_the_jobs_deleted_while_the_watch_was_away(tm
     watches = {"pod": 0, "job": 0}
 
     def answer(method: str, path: str, body):
+        if "/events" in path:  # the FailedCreate watch: nothing to say
+            if "watch=true" in path:
+                time.sleep(0.2)
+                return 200, {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}}
+            return 200, {"metadata": {"resourceVersion": "9"}, "items": []}
         kind = "pod" if "/pods" in path else "job"
         if "watch=true" not in path:  # the relist: one Job gone, the other made again (a new uid)
             items = [] if kind == "pod" else [{"metadata": meta(remade, "new")}]
@@ -473,3 +478,44 @@ def test_a_create_held_by_a_full_quota_waits_in_line_until_a_trial_finishes_or_t
     sweep.handle(LogRead(made, SUCCEEDED, None, None, "acc=0.5\n"))  # a finished trial frees its share
     sweep._fill(None)
     assert sent[-1] == [held]
+
+
+def test_a_watch_the_identity_may_not_do_stops_the_sweep_with_one_line(tmp_path):
+    """A Role without watch on pods: the watch is answered 403 at once, every time. It used to be
+    retried each second, silently, for ever; now the sweep stops, naming the missing permission.
+    A refused watch of events only leaves the quota waits unexplained: no event, no stop."""
+    import queue
+
+    import pytest
+
+    from .fakeapi import serve
+
+    from kubesweep.errors import KubesweepError
+    from kubesweep.k8s import client as kube
+    from kubesweep.run.events import WatchRefused
+
+    def forbidden(resource: str) -> dict:
+        return {"kind": "Status", "code": 403, "reason": "Forbidden", "message": (
+            f'{resource} is forbidden: User "system:serviceaccount:ns:bob" cannot watch resource "{resource}" '
+            'in API group "" in the namespace "ns"')}
+
+    def answer(method: str, path: str, body):
+        if "/events" in path:
+            return 403, forbidden("events")
+        if "/pods" in path and "watch=true" in path:
+            return 403, forbidden("pods")
+        time.sleep(0.2)
+        return 200, {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}}
+
+    out: queue.Queue = queue.Queue()
+    with serve(answer, tmp_path / "config"):
+        watcher = Watcher(kube.clients(tmp_path / "config"), "ns", "a=b", out)
+        watcher.start({"metadata": {"resourceVersion": "5"}, "items": []}, {"metadata": {"resourceVersion": "5"}, "items": []})
+        ev = out.get(timeout=10)
+        time.sleep(0.5)
+        watcher.close()
+    assert isinstance(ev, WatchRefused) and ev.what == "pods" and out.empty()
+    assert ev.message.startswith("permission denied: system:serviceaccount:ns:bob may not watch pods in namespace ns.")
+    sweep = _two_trials(tmp_path)
+    with pytest.raises(KubesweepError, match=r"cannot watch its pods, so the sweep stops .*: permission denied"):
+        sweep.handle(ev)

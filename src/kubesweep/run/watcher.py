@@ -118,13 +118,15 @@ class Watcher:
             self.out.put(event(kind, "MODIFIED", item))
         return listed["metadata"]["resourceVersion"]
 
-    def watch(self, kind: str, rv: str) -> None:
+    def watch(self, kind: str, rv: str | None) -> None:
         """Watch ``kind`` from version ``rv`` until ``stop``: reconnecting, relisting after 410."""
         from kubernetes.client.exceptions import ApiException
 
         path = kube.path(RESOURCES[kind], self.ns)
         while not self.stop.is_set():
             try:
+                if rv is None:  # after 410 Gone: list again (inside the try: a relist may fail too)
+                    rv = self.relist(kind)
                 before = time.monotonic()
                 for ev in kube.watch(self.c, path, {"labelSelector": self.selector, "resourceVersion": rv}):
                     if self.stop.is_set():
@@ -132,7 +134,7 @@ class Watcher:
                     etype, obj = ev.get("type"), ev.get("object") or {}
                     if etype == "ERROR":  # a Status; 410: our version is too old, relist and carry on
                         if obj.get("code") == 410:
-                            rv = self.relist(kind)
+                            rv = None
                         else:
                             time.sleep(1)
                         break
@@ -151,7 +153,7 @@ class Watcher:
                     before = after
             except ApiException as exc:
                 if exc.status == 410:
-                    rv = self.relist(kind)
+                    rv = None
                 elif exc.status in (401, 403):  # the sweep cannot follow its trials: it stops, saying why
                     self.out.put(WatchRefused(RESOURCES[kind], kube.api_error(exc)))
                     return
