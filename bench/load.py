@@ -191,7 +191,9 @@ def api_counters(c: Any) -> Counter[str]:
             continue
         for s in family.samples:
             lab = s.labels
-            if s.name.endswith("_total") and lab.get("verb") in WRITE_VERBS and lab.get("code", "").startswith("2"):
+            # a dry run (a sweep's admission check, dryRun=All) stores nothing: not a write
+            if (s.name.endswith("_total") and lab.get("verb") in WRITE_VERBS and lab.get("code", "").startswith("2")
+                    and not lab.get("dry_run")):
                 key = lab.get("resource", "?") + (f"/{lab['subresource']}" if lab.get("subresource") else "")
                 out[f"{lab['verb']} {key}"] += int(s.value)
     return out

@@ -640,7 +640,7 @@ def test_create_jobs_tells_created_from_existing_and_names_what_the_api_server_r
         assert sorted(j["metadata"]["name"] for j in listed) == sorted(n for n, _ in doc_ns)
         good = doc_ns[0][1]
         bad = {**good, "metadata": {**good["metadata"], "name": "Not_A_DNS_Name"}}
-        with pytest.raises(submit.SubmitError, match=r"creating Job Not_A_DNS_Name: 422 .*metadata\.name"):
+        with pytest.raises(submit.SubmitError, match=r"creating Job Not_A_DNS_Name: the API server refused \(422 .*metadata\.name"):
             submit.create_jobs(c, ns, [("Not_A_DNS_Name", bad)])
     finally:
         try:

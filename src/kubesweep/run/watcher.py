@@ -89,8 +89,10 @@ class Watcher:
                     if ev.get("type") in ("ADDED", "MODIFIED"):
                         self._failed_create(item)
             except ApiException as exc:
-                if exc.status in (401, 403):
-                    return  # may not read events: a trial waiting on a quota shows as submitted only
+                # Refused by a ready server: may not read events, so a trial waiting on a quota shows
+                # as submitted only. (One that has just restarted refuses everyone until it is ready.)
+                if exc.status in (401, 403) and kube.ready(self.c):
+                    return
                 if exc.status == 410:
                     rv = None
                 else:
@@ -154,8 +156,8 @@ class Watcher:
             except ApiException as exc:
                 if exc.status == 410:
                     rv = None
-                elif exc.status in (401, 403):  # the sweep cannot follow its trials: it stops, saying why
-                    self.out.put(WatchRefused(RESOURCES[kind], kube.api_error(exc)))
+                elif exc.status in (401, 403) and kube.ready(self.c):  # the sweep cannot follow its trials:
+                    self.out.put(WatchRefused(RESOURCES[kind], kube.api_error(exc)))  # it stops, saying why
                     return
                 else:
                     time.sleep(1)
