@@ -230,7 +230,7 @@ def test_failures_and_a_reached_goal_are_counted_as_trials_finish(tmp_path):
     assert book.goal_reached and not book.in_flight() and policy.stop_reason(book, 0, 0, True) == "goal"
     book.recount()  # a resume recounts from the records: the same answers
     assert book.failed == 1 and book.goal_reached
-    assert book.counts() == {"pending": 0, "submitted": 0, "running": 0, "succeeded": 2, "failed": 1, "cancelled": 0}
+    assert book.counts() == {"pending": 0, "submitted": 0, "running": 0, "succeeded": 2, "failed": 1, "pruned": 0, "cancelled": 0}
 
 
 def test_the_live_view_shows_trials_in_flight_first_and_keeps_counts(tmp_path):

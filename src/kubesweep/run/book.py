@@ -12,9 +12,9 @@ from typing import Any, Callable, Iterable
 
 from kubesweep.plan.job import batch_name
 from kubesweep.plan.trials import Trial
-from kubesweep.run.trialstate import CANCELLED, FAILED, FINAL, PENDING, RUNNING, SUBMITTED, SUCCEEDED, TrialRecord
+from kubesweep.run.trialstate import CANCELLED, FAILED, FINAL, PENDING, PRUNED, RUNNING, SUBMITTED, SUCCEEDED, TrialRecord
 
-RESTORED = ("state", "node", "start", "end", "metrics", "reason", "message", "attempt")
+RESTORED = ("state", "node", "start", "end", "metrics", "reason", "message", "attempt", "curves")
 
 
 def meets_goal(objective: Any, metrics: dict[str, float | None] | None) -> bool:
@@ -159,7 +159,7 @@ class TrialBook:
         return out
 
     def counts(self) -> dict[str, int]:
-        out = {s: 0 for s in (PENDING, SUBMITTED, RUNNING, SUCCEEDED, FAILED, CANCELLED)}
+        out = {s: 0 for s in (PENDING, SUBMITTED, RUNNING, SUCCEEDED, FAILED, PRUNED, CANCELLED)}
         for r in self.records.values():
             out[r.state] += 1
         return out

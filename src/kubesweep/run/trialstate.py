@@ -12,9 +12,10 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
-PENDING, SUBMITTED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
-    "pending", "submitted", "running", "succeeded", "failed", "cancelled")
-FINAL = (SUCCEEDED, FAILED, CANCELLED)
+PENDING, SUBMITTED, RUNNING, SUCCEEDED, FAILED, CANCELLED, PRUNED = (
+    "pending", "submitted", "running", "succeeded", "failed", "cancelled", "pruned")
+#: A pruned trial was stopped by early stopping: final, not a failure, never run again.
+FINAL = (SUCCEEDED, FAILED, CANCELLED, PRUNED)
 #: waiting reasons that will not fix themselves: the trial fails at once
 FATAL_WAITING = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
                  "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
@@ -33,6 +34,9 @@ class TrialRecord:
     reason: str | None = None
     message: str | None = None
     attempt: int = 0
+    #: Intermediate values by metric: [[step, value], ...] in the order printed (early stopping,
+    #: learning curves). Kept in the journal with the rest of the record.
+    curves: dict[str, list[list[float]]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The record as the journal stores it. Its dicts are copied one level deep, which is all
@@ -40,6 +44,7 @@ class TrialRecord:
         was the largest part of writing the journal line."""
         out = {f.name: getattr(self, f.name) for f in _FIELDS}
         out["params"], out["metrics"] = dict(self.params), dict(self.metrics)
+        out["curves"] = {k: [list(p) for p in v] for k, v in self.curves.items()}
         return out
 
 

@@ -88,6 +88,34 @@ class Objective(Model):
     goal: Number | None = None
     regex: StrictStr | None = None
     additional_metrics: list[StrictStr] = []
+    #: The key that numbers a trial's reports: ``epoch`` in ``epoch=3 accuracy=0.9`` or in the JSON
+    #: line ``{"epoch": 3, "accuracy": 0.9}``. None: the first of step, epoch, iteration, timestamp
+    #: that the report carries, else its place in the log (1, 2, 3, ...).
+    step: StrictStr | None = None
+
+
+class EarlyStopping(Model):
+    """Stop a running trial whose intermediate values lag the others' (Optuna's pruners, asked in
+    the client on the values the trial prints: no operator, no sidecar). A pruned trial's Job is
+    deleted at once; it ends Pruned, which is not a failure."""
+
+    #: median: Optuna's MedianPruner (Katib's medianstop); asha: successive halving; hyperband:
+    #: Optuna's HyperbandPruner (W&B's ``early_terminate: hyperband`` maps onto asha: one bracket).
+    pruner: Literal["median", "asha", "hyperband"] = "median"
+    #: The intermediate metric judged (default: objective.metric), compared in objective.direction.
+    metric: StrictStr | None = None
+    #: median: trials that must have reported a step before any trial is pruned at it (Katib min_trials_required).
+    min_trials: StrictInt = Field(default=3, ge=0)
+    #: median: steps a trial runs before it can be pruned (Katib start_step).
+    start_step: StrictInt = Field(default=4, ge=0)
+    #: asha, hyperband: the step of the first rung (W&B min_iter); hyperband: "auto" when left out.
+    min_resource: StrictInt | None = Field(default=None, ge=1)
+    #: hyperband: the largest step a trial reaches (W&B max_iter); "auto" when left out.
+    max_resource: StrictInt | None = Field(default=None, ge=1)
+    #: asha, hyperband: 1/reduction_factor of the trials go on past each rung (W&B eta).
+    reduction_factor: StrictInt = Field(default=3, ge=2)
+    #: How often running trials' logs are read for new values (seconds).
+    interval_seconds: Number = Field(default=10, gt=0)
 
 
 Quantity = Union[StrictStr, StrictInt, StrictFloat]
@@ -229,6 +257,7 @@ class Experiment(Model):
     batch_size: StrictInt = 3
     max_failed_trials: StrictInt | None = None
     objective: Objective
+    early_stopping: EarlyStopping | None = None
     resources: Resources = Resources()
     node_selector: dict[str, StrictStr] = {}
     tolerations: list[dict[str, Any]] = []
