@@ -221,7 +221,7 @@ def interrupted(name: str, sweep_: Any, results_dir: Path) -> str:
 
 
 def report(plan_: Plan, results_dir: Path, done: dict[str, dict[str, Any]] | None = None) -> dict[str, Path]:
-    """Write the experiment's report (trials.csv, best.json, plot, report.html) from its journal
+    """Write the experiment's report (trials.csv, best.json, plots, report.html, interactive.html) from its journal
     (``done``, read here unless given); return the files by kind."""
     from kubesweep.run import report as reports
 
@@ -233,4 +233,6 @@ def report(plan_: Plan, results_dir: Path, done: dict[str, dict[str, Any]] | Non
     records += [r for n, r in done.items() if n not in planned]  # tpe: batches asked after the first
     return reports.write(results_dir / exp.name, records, experiment=exp.name, metric=exp.objective.metric,
                          direction=exp.objective.direction, params=list(exp.parameters),
-                         extra_metrics=list(exp.objective.additional_metrics))
+                         extra_metrics=list(exp.objective.additional_metrics),
+                         log_params={n for n, p in exp.parameters.items() if p.scale == "log"},
+                         early_metric=exp.early_stopping.metric if exp.early_stopping else None)

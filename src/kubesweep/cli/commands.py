@@ -109,7 +109,8 @@ def sweep(grid: str, target: Target = Target(), where: Workspace = Workspace(), 
         print(f"best trial: {best['trial']}  {exp.objective.metric} = {best['value']}  params "
               f"{json.dumps(best['params'])}")
     files = outcome.files
-    print(f"results: {files['csv']}  plot: {files['plot']}  report: {files['html']}")
+    print(f"results: {files['csv']}  plot: {files['plot']}  report: {files['html']}"
+          + (f"  interactive: {files['interactive']}" if "interactive" in files else ""))
     return outcome.exit_code
 
 
@@ -153,7 +154,8 @@ def results(grid: str, where: Workspace = Workspace(), *, rows: int = 20, target
                 break
             table.add_row(*(cell(row[i]) for i in keep))
     out.print(table)
-    print(f"csv: {files['csv']}  plot: {files['plot']}  report: {files['html']}")
+    print(f"csv: {files['csv']}  plot: {files['plot']}  report: {files['html']}"
+          + (f"  interactive: {files['interactive']}" if "interactive" in files else ""))
     if changed:
         print(changed, file=sys.stderr)
 

@@ -1,4 +1,5 @@
-"""results/<experiment>/: trials.csv, best.json, a plot of the metric against each parameter, report.html."""
+"""results/<experiment>/: trials.csv, best.json, a plot of the metric against each parameter, report.html,
+and Optuna's plots of the journal (run/plots.py): <plot>.png each and interactive.html."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from kubesweep.run.trialstate import SUCCEEDED, elapsed
+from kubesweep.run import plots
+from kubesweep.run.trialstate import PRUNED, SUCCEEDED, elapsed
 
 CSV, BEST, PLOT, HTML = "trials.csv", "best.json", "metric_vs_params.png", "report.html"
 
@@ -41,12 +43,19 @@ def best(records: list[dict[str, Any]], metric: str, direction: str) -> dict[str
 
 
 def write(results_dir: Path, records: list[dict[str, Any]], *, experiment: str, metric: str, direction: str,
-          params: list[str], extra_metrics: list[str]) -> dict[str, Path]:
+          params: list[str], extra_metrics: list[str], log_params: set[str] = set(), early_metric: str | None = None,
+          objectives: list[tuple[str, str]] | None = None, front: list[dict[str, Any]] | None = None,
+          ) -> dict[str, Path]:
+    """Write the report. ``objectives``: (metric, direction) of each objective of a multi-objective
+    sweep (default: the one ``metric``); ``front``: its Pareto-optimal records, listed in
+    best.json and report.html; ``early_metric``: the metric early stopping judged (its curves are
+    the learning curves, else the objective's)."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     rows = ranked(records, metric, direction)
+    curves_of = plots.curve_metric(records, metric, early_metric)
     columns = ["trial", "batch", *params, "state", "node", "start", "end", "duration_s", metric, *extra_metrics,
-               "reason", "message"]
+               "last_step", "reason", "message"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(columns)
@@ -54,19 +63,39 @@ def write(results_dir: Path, records: list[dict[str, Any]], *, experiment: str, 
         m = r.get("metrics") or {}
         w.writerow([r["name"], r.get("batch"), *(r["params"].get(p) for p in params), r.get("state"), r.get("node"),
                     r.get("start"), r.get("end"), _duration(r), m.get(metric), *(m.get(x) for x in extra_metrics),
-                    r.get("reason"), (r.get("message") or "").replace("\n", " | ")])
+                    _last_step(r, curves_of), r.get("reason"), (r.get("message") or "").replace("\n", " | ")])
     (results_dir / CSV).write_text(buf.getvalue())
     top = best(records, metric, direction)
     summary = {"experiment": experiment, "metric": metric, "direction": direction,
                "trials": len(records), "succeeded": sum(r.get("state") == SUCCEEDED for r in records),
                "best": None if top is None else {"trial": top["name"], "value": top["metrics"][metric],
                                                  "params": top["params"], "node": top.get("node")}}
+    summary["pruned"] = sum(r.get("state") == PRUNED for r in records)
+    if objectives and len(objectives) > 1:
+        summary["objectives"] = [{"metric": m, "direction": d} for m, d in objectives]
+    if front is not None:
+        summary["pareto_front"] = [{"trial": r["name"], "values": {m: (r.get("metrics") or {}).get(m)
+                                                                   for m, _ in objectives or [(metric, direction)]},
+                                    "params": r["params"]} for r in front]
     (results_dir / BEST).write_text(json.dumps(summary, indent=2) + "\n")
     png = _plot(rows, metric, params)
     if png:
         (results_dir / PLOT).write_bytes(png)
-    (results_dir / HTML).write_text(_html(experiment, summary, columns, rows, metric, params, extra_metrics, png))
-    return {"csv": results_dir / CSV, "best": results_dir / BEST, "plot": results_dir / PLOT, "html": results_dir / HTML}
+    drawn = plots.write(results_dir, records, metric=metric, direction=direction, params=params,
+                        log_params=log_params, early_metric=early_metric, objectives=objectives, title=experiment)
+    (results_dir / HTML).write_text(_html(experiment, summary, columns, rows, metric, params, extra_metrics, png,
+                                          curves_of, drawn))
+    files = {"csv": results_dir / CSV, "best": results_dir / BEST, "plot": results_dir / PLOT,
+             "html": results_dir / HTML, **drawn.png}
+    if drawn.interactive:
+        files["interactive"] = drawn.interactive
+    return files
+
+
+def _last_step(rec: dict[str, Any], curves_of: str | None) -> int | None:
+    """The last step the trial reported (a pruned trial's: where it was stopped); None without curves."""
+    points = plots.curve(rec, curves_of)
+    return points[-1][0] if points else None
 
 
 def _plot(rows: list[dict[str, Any]], metric: str, params: list[str]) -> bytes | None:
@@ -106,19 +135,31 @@ def _plot(rows: list[dict[str, Any]], metric: str, params: list[str]) -> bytes |
 
 
 def _html(experiment: str, summary: dict[str, Any], columns: list[str], rows: list[dict[str, Any]], metric: str,
-          params: list[str], extra: list[str], png: bytes | None) -> str:
+          params: list[str], extra: list[str], png: bytes | None, curves_of: str | None, drawn: Any) -> str:
     e = html.escape
-    head = f"<h1>{e(experiment)}</h1><p>{summary['succeeded']} of {summary['trials']} trials succeeded.</p>"
+    pruned = f", {summary['pruned']} pruned" if summary.get("pruned") else ""
+    head = f"<h1>{e(experiment)}</h1><p>{summary['succeeded']} of {summary['trials']} trials succeeded{pruned}.</p>"
     if summary["best"]:
         b = summary["best"]
         head += f"<p><b>Best:</b> {e(b['trial'])} — {e(metric)} = {b['value']} with {e(json.dumps(b['params']))}</p>"
+    if summary.get("pareto_front") is not None:
+        head += ("<p><b>Pareto front:</b> " + (", ".join(e(f"{p['trial']} {json.dumps(p['values'])}")
+                                                        for p in summary["pareto_front"]) or "empty") + "</p>")
     img = f'<img alt="metric per parameter" src="data:image/png;base64,{base64.b64encode(png).decode()}">' if png else ""
+    if drawn.interactive:
+        img += f'<p><a href="{e(drawn.interactive.name)}">Interactive plots</a> (opens offline)</p>'
+    for k, path in drawn.png.items():
+        img += (f'<h2>{e(plots.TITLES[k])}</h2><img alt="{e(plots.TITLES[k])}" '
+                f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">')
+    notes = [f"{plots.TITLES[k]} not drawn: {why}" for k, why in drawn.skipped.items()] + drawn.notes
+    if notes:
+        img += "<ul class='skipped'>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>"
     body = []
     for r in rows:
         m = r.get("metrics") or {}
         cells = [r["name"], r.get("batch"), *(r["params"].get(p) for p in params), r.get("state"), r.get("node"),
                  r.get("start"), r.get("end"), _duration(r), m.get(metric), *(m.get(x) for x in extra),
-                 r.get("reason"), r.get("message")]
+                 _last_step(r, curves_of), r.get("reason"), r.get("message")]
         body.append("<tr>" + "".join(f"<td>{e('' if c is None else str(c))}</td>" for c in cells) + "</tr>")
     table = ("<table><thead><tr>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr></thead><tbody>"
              + "".join(body) + "</tbody></table>")
