@@ -37,12 +37,14 @@ class ProgressSeen:
     def __init__(self, names: list[str] | None = None) -> None:
         self.names = list(names or [])
         self.values: list[tuple[str, float | None]] = []
+        self.steps: list[tuple[str, float | None]] = []
 
     def wanted(self) -> list[str]:
         return list(self.names)
 
-    def seen(self, name: str, value: float | None) -> None:
+    def seen(self, name: str, value: float | None, step: float | None = None) -> None:
         self.values.append((name, value))
+        self.steps.append((name, step))
 
 
 INVENTORY = ROOT / "inventory" / "local"

@@ -174,18 +174,29 @@ def test_status_counts_pending_and_running_and_says_where_and_why(tmp_path):
 
 
 def test_invoke_status_lists_the_trials_in_flight(tmp_path, capsys):
+    """...and the pruned ones, whose Jobs are gone, from the journal: how many, the step each
+    reached and why it was stopped."""
     from kubesweep.cli import commands as cli
+    from kubesweep.run import journal
+    from kubesweep.sweep import Workspace
 
+    where = Workspace.under(tmp_path)
+    journal.append(where.results_dir / "exp", {"name": "exp-cut", "state": "pruned", "params": {}, "metrics": {"acc": 0.2},
+                                               "curves": {"acc": [[1, 0.1], [2, 0.2]]},
+                                               "message": "pruned at step 2 (median): its best acc so far is worse"})
+    journal.append(where.results_dir / "exp", {"name": "exp-ok", "state": "succeeded", "params": {}, "metrics": {}})
     with serve(_status_server(), tmp_path / "config"):
-        cli.status(Target(str(tmp_path / "config")))
+        cli.status(Target(str(tmp_path / "config")), where=where)
         overview = capsys.readouterr().out
-        cli.status(Target(str(tmp_path / "config")), "exp")
+        cli.status(Target(str(tmp_path / "config")), "exp", where=where)
         detail = capsys.readouterr().out
     assert "a/exp2" in overview and "b/exp" in overview and "trials in flight" not in overview
     assert "a/exp2" not in detail  # only the experiment asked for
     row = next(line for line in detail.splitlines() if "│ a/exp " in line)
-    assert [cell.strip() for cell in row.strip("│ ").split("│")] == ["a/exp", "3", "3", "1", "1"]
+    assert [cell.strip() for cell in row.strip("│ ").split("│")] == ["a/exp", "3", "3", "1", "1", "1"]
     assert "Unschedulable: 0/3 nodes are available" in detail and "gpu-2" in detail
+    pruned = next(line for line in detail.splitlines() if "exp-cut" in line)
+    assert [cell.strip() for cell in pruned.strip("│ ").split("│")][:2] == ["exp-cut", "2"] and "pruned at step 2" in pruned
 
 
 def test_one_namespace_for_users_without_a_cluster_wide_list(tmp_path):

@@ -290,10 +290,11 @@ def test_a_log_read_that_fails_is_tried_again_and_a_lasting_failure_is_not_a_mis
         assert collector.read_log("ending")[1] and asked["ending"] == 1
 
 
-def test_a_running_trial_s_metric_so_far_is_read_from_its_log_tail(tmp_path, monkeypatch):
-    """A sweep re-attached to a running trial reads the tail of its log every PROGRESS_EVERY_S
-    (only for trials the listener wants) and passes the metric's latest value on; nothing is
-    journaled from it, and a sweep without a listener reads no log at all."""
+def test_a_running_trial_s_metric_so_far_is_read_from_what_its_log_adds(tmp_path, monkeypatch):
+    """A sweep re-attached to a running trial reads its log every PROGRESS_EVERY_S (only for
+    trials the listener wants), each time only what was logged since the last read (sinceTime, and
+    the lines of that second already read are skipped), and passes the metric's latest value and
+    step on; nothing is journaled from it, and a sweep without a listener reads no log at all."""
     from kubesweep.run import journal
 
     from .fakeapi import serve
@@ -315,7 +316,10 @@ def test_a_running_trial_s_metric_so_far_is_read_from_its_log_tail(tmp_path, mon
             return 201, body or {}
         if "/log" in path:
             logs.append(path)
-            return 200, b"epoch 1 score=0.25\nepoch 2 score=0.5\n"
+            # the log grows by one epoch per read; two lines share each second
+            lines = [f"2026-01-01T00:00:{e:02d}.5Z epoch={e} score={e / 10}\n2026-01-01T00:00:{e:02d}.5Z done {e}\n"
+                     for e in range(1, len(logs) + 1)]
+            return 200, "".join(lines).encode()
         if "watch=true" in path:
             time.sleep(0.2)
             return 200, {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "1"}}}
@@ -331,10 +335,13 @@ def test_a_running_trial_s_metric_so_far_is_read_from_its_log_tail(tmp_path, mon
         shown.names = [name]
         deadline = time.monotonic() + 10
         sweep = runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results2", kubeconfig=tmp_path / "config",
-                             progress=shown, stop_after=lambda: len(shown.values) >= 2 or time.monotonic() > deadline)
+                             progress=shown, stop_after=lambda: len(shown.values) >= 3 or time.monotonic() > deadline)
         sweep.run()
-    assert shown.values[:2] == [(name, 0.5), (name, 0.5)]  # the last value in the tail, read again each round
-    assert all("tailLines=200" in p and f"/pods/{name}-x/log" in p for p in logs)
+    # each new line once, with its step: the second read's repeat of the first second is skipped
+    assert shown.values[:3] == [(name, 0.1), (name, 0.2), (name, 0.3)]
+    assert shown.steps[:3] == [(name, 1), (name, 2), (name, 3)]
+    assert all("timestamps=true" in p and f"/pods/{name}-x/log" in p for p in logs)
+    assert "sinceTime" not in logs[0] and "sinceTime=2026-01-01T00%3A00%3A01Z" in logs[1]
     # stopped while it ran (stop_after): recorded as cancelled, with no metric taken from the progress reads
     assert [(r["state"], r["metrics"]) for r in journal.load(tmp_path / "results2" / "prog").values()] == [("cancelled", {})]
 

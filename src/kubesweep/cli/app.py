@@ -147,10 +147,11 @@ def results(g: Globals, file: str, experiment: str | None, image: str | None, ro
 @click.option("-e", "--experiment", metavar="NAME", help="Only this experiment, with its trials in flight listed.")
 @click.pass_obj
 def status(g: Globals, experiment: str | None) -> None:
-    """Every experiment on the cluster (or one): trials pending, running, succeeded, failed."""
+    """Every experiment on the cluster (or one): trials pending, running, succeeded, failed, and
+    pruned (from the journal under --results-dir: a pruned trial's Job is deleted)."""
     from kubesweep.cli import commands
 
-    _exit(commands.status, g.target, experiment, g.namespace)
+    _exit(commands.status, g.target, experiment, g.namespace, g.where)
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Console
@@ -160,28 +161,52 @@ def results(grid: str, where: Workspace = Workspace(), *, rows: int = 20, target
         print(changed, file=sys.stderr)
 
 
-def status(target: Target, experiment: str | None = None, namespace: str | None = None) -> None:
+def _pruned(where: Workspace, experiment: str) -> list[dict]:
+    """The experiment's pruned trials, from this workspace's journal (their Jobs were deleted)."""
+    from kubesweep.run import journal
+    from kubesweep.run.trialstate import PRUNED
+
+    done = journal.load(Path(where.results_dir) / experiment)
+    return sorted((r for r in done.values() if r.get("state") == PRUNED), key=lambda r: r["name"])
+
+
+def status(target: Target, experiment: str | None = None, namespace: str | None = None,
+           where: Workspace = Workspace()) -> None:
     from rich.table import Table
 
     from kubesweep.k8s import client as kube
     from kubesweep.run import lifecycle
-    from kubesweep.run.trialstate import elapsed
+    from kubesweep.run.trialstate import elapsed, reached
 
     c = kube.clients(target.kubeconfig, target.context)
     found = lifecycle.status(c, experiment, namespace)
+    pruned = {name: _pruned(where, name.split("/", 1)[1]) for name in found}
+    if experiment and not any(pruned.values()) and _pruned(where, experiment):
+        pruned[f"{namespace or '-'}/{experiment}"] = _pruned(where, experiment)  # every Job gone, the journal kept
+        found.setdefault(f"{namespace or '-'}/{experiment}", lifecycle.ExperimentStatus())
     if not found:
         print("no kubesweep experiments " + (f"in namespace {namespace}" if namespace else "on the cluster")
               + (f" named {experiment}" if experiment else ""))
         return
     table = Table(title="experiments")
-    for col in ("namespace/experiment", *STATUS_COLUMNS):
+    for col in ("namespace/experiment", *STATUS_COLUMNS, "pruned"):
         table.add_column(col)
     for name, exp in sorted(found.items()):
-        table.add_row(cell(name), *(str(exp.counts.get(col, 0)) for col in STATUS_COLUMNS))
+        table.add_row(cell(name), *(str(exp.counts.get(col, 0)) for col in STATUS_COLUMNS),
+                      str(len(pruned.get(name) or [])))
     out.print(table)
     if not experiment:
         return
     for name, exp in sorted(found.items()):
+        if pruned.get(name):
+            gone = Table(title=cell(f"{name}: pruned trials (from {Path(where.results_dir) / experiment})"))
+            for col in ("trial", "step reached", "why"):
+                gone.add_column(col)
+            for r in pruned[name][:STATUS_ROWS]:
+                step = reached(r)
+                gone.add_row(cell(r["name"]), "-" if step is None else f"{step:g}",
+                             cell((r.get("message") or "").splitlines()[0] if r.get("message") else ""))
+            out.print(gone)
         if not exp.in_flight:
             continue
         trials = Table(title=cell(f"{name}: trials in flight"))

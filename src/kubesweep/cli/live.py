@@ -12,13 +12,13 @@ from rich.live import Live
 from rich.text import Text
 
 from kubesweep.terminal import printable
-from kubesweep.run.trialstate import FINAL, RUNNING, SUBMITTED, SUCCEEDED, TrialRecord, elapsed
+from kubesweep.run.trialstate import FINAL, PRUNED, RUNNING, SUBMITTED, SUCCEEDED, TrialRecord, elapsed, reached
 
 ROWS = 24  # the live table: trials in flight first, then the latest finished
 IN_FLIGHT_ROWS = ROWS * 3 // 4  # at most this many of them in flight
 
 COLORS = {"pending": "dim", "submitted": "yellow", "running": "cyan", "succeeded": "green", "failed": "red",
-          "cancelled": "magenta"}
+          "pruned": "blue", "cancelled": "magenta"}
 
 
 class View:
@@ -41,7 +41,8 @@ class View:
         self._finished_times: list[float] = []
         self._finished_names: list[str] = []
         self._active: set[str] = set()  # submitted or running: kept here so a redraw walks only these
-        self._so_far: dict[str, float | None] = {}  # a running trial's metric so far, from its log's tail
+        # a running trial's metric so far and the step of that report, from its log
+        self._so_far: dict[str, tuple[float | None, float | None]] = {}
 
     def __enter__(self) -> View:
         if self.live_mode:
@@ -88,8 +89,8 @@ class View:
             return []
         return [r.name for r in self._in_flight()[:IN_FLIGHT_ROWS] if r.state == RUNNING]
 
-    def seen(self, name: str, value: float | None) -> None:
-        self._so_far[name] = value
+    def seen(self, name: str, value: float | None, step: float | None = None) -> None:
+        self._so_far[name] = (value, step)
 
     def _in_flight(self) -> list[TrialRecord]:
         # a copy of the set first: the refresh thread draws while the sweep's thread changes it
@@ -115,7 +116,8 @@ class View:
             msg = (rec.message or "").splitlines()[0] if rec.message else ""
             parts.append(f"[{rec.reason}{': ' + msg if msg else ''}]")
         counts = self.counts()
-        parts.append(f"({counts['succeeded']}✓ {counts['failed']}✗ {counts['running']}▶ of {self.total})")
+        pruned = f" {counts['pruned']}✂" if counts.get("pruned") else ""
+        parts.append(f"({counts['succeeded']}✓ {counts['failed']}✗{pruned} {counts['running']}▶ of {self.total})")
         return " ".join(parts)
 
     def counts(self) -> dict[str, int]:
@@ -131,7 +133,8 @@ class View:
         cost 2.8 ms of CPU instead of 5.0 (one Text per line, wrapped, and a walk over every trial).
         """
         c = self.counts()
-        title = (f"{self.experiment}: {c['succeeded']} succeeded, {c['failed']} failed, {c['running']} running, "
+        pruned = f"{c['pruned']} pruned, " if c.get("pruned") else ""
+        title = (f"{self.experiment}: {c['succeeded']} succeeded, {c['failed']} failed, {pruned}{c['running']} running, "
                  f"{c['submitted']} waiting of {self.total} — {time.monotonic() - self.started:.0f}s, ETA {self._eta()}")
         active = self._in_flight()
         recent = [self.records[n] for n in reversed(self._finished_names[-ROWS:])]
@@ -145,12 +148,15 @@ class View:
                     style="bold")
         for r in shown:
             value = r.metrics.get(self.metric) if r.metrics else None
-            so_far = value is None and r.state == RUNNING and self._so_far.get(r.name) is not None
+            value_so_far, step = self._so_far.get(r.name, (None, None)) if r.state == RUNNING else (None, reached(r))
+            so_far = value is None and value_so_far is not None
             if so_far:
-                value = self._so_far[r.name]
+                value = value_so_far
             took = elapsed(r.start, r.end)
             duration = "" if took is None else f"{took:.0f}s" + ("" if r.end else "…")
             reason = (r.reason or "") if r.state != SUCCEEDED else ""
+            if step is not None and r.state in (RUNNING, PRUNED):
+                reason = f"{reason} at step {step:g}" if r.state == PRUNED else f"step {step:g} {reason}".strip()
             view.append(f"\n{r.name:<{width}}  ")
             view.append(f"{r.state:<9}", style=COLORS.get(r.state, ""))
             shown_value = "" if value is None else format(value, ".4g") + ("…" if so_far else "")

@@ -168,10 +168,13 @@ def request(c: Clients, method: str, path: str, *, query: dict[str, Any] | None 
 
 
 def pod_log(c: Clients, namespace: str, pod: str, container: str, *, tail: int | None = None,
+            since_time: str | None = None, timestamps: bool = False,
             timeout: float | tuple[float, float] | None = None) -> str:
-    """A container's log as text (the last ``tail`` lines, or all of it)."""
-    resp = _call(c, "GET", path("pods", namespace, pod, "log"),
-                 query={"container": container, "tailLines": tail}, timeout=timeout, accept="*/*")
+    """A container's log as text (the last ``tail`` lines, or all of it; from ``since_time``, an
+    RFC 3339 time the kubelet reads to the second; each line led by its RFC 3339 nanosecond time
+    and a space with ``timestamps``)."""
+    query = {"container": container, "tailLines": tail, "sinceTime": since_time, "timestamps": timestamps or None}
+    resp = _call(c, "GET", path("pods", namespace, pod, "log"), query=query, timeout=timeout, accept="*/*")
     return _text(resp.read())
 
 

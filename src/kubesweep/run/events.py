@@ -39,10 +39,11 @@ class LogRead:
 
 
 @dataclass(frozen=True, slots=True)
-class TailRead:
-    """The tail of a running trial's log (None: it could not be read this time)."""
+class LogFollowed:
+    """What a running trial's pod logged since the last read (None: it could not be read now)."""
 
     trial: str
+    pod: str
     text: str | None
 
 
@@ -64,4 +65,4 @@ class WatchRefused:
     message: str
 
 
-Event = Union[PodChanged, JobChanged, LogRead, TailRead, CreateFailed, WatchRefused]
+Event = Union[PodChanged, JobChanged, LogRead, LogFollowed, CreateFailed, WatchRefused]

@@ -8,8 +8,12 @@ The client may die at any moment; the cluster and the journal carry the state:
   results/<experiment>/trials.jsonl — so a rerun skips finished trials, re-attaches running
   ones and submits only the rest;
 - one watch on the experiment's pods and one on its Jobs drive everything (watcher.py); nothing
-  polls per Job. (The one read that is repeated is optional: with ``progress``, the live view's
-  running trials have their log's tail read every ``PROGRESS_EVERY_S`` for their metric so far.)
+  polls per Job. (The one read that is repeated: running trials' logs are read as they grow —
+  only what is new each time — every earlyStopping.intervalSeconds for early stopping, and every
+  ``PROGRESS_EVERY_S`` for the live view's running trials, for their metric so far.)
+
+With earlyStopping, each running trial's intermediate values go to the pruner (pruning.py); a
+trial it stops is journaled Pruned and its Job deleted at once. Pruned is final: a rerun keeps it.
 
 At most ``batchSize`` trials are in flight. By default a freed slot is refilled with the next
 trial at once (``refill="trial"``); ``refill="batch"`` waits for the whole batch directory,
@@ -40,10 +44,11 @@ from kubesweep.errors import KubesweepError
 from kubesweep.run import admission, journal, policy, submit
 from kubesweep.run.book import TrialBook
 from kubesweep.run.collector import Collector, judge
-from kubesweep.run.events import CreateFailed, Event, JobChanged, LogRead, PodChanged, TailRead, WatchRefused
-from kubesweep.run.metrics import read_metric
-from kubesweep.run.trialstate import (CANCELLED, FAILED, FINAL, PENDING, RUNNING, SUBMITTED, SUCCEEDED, TrialRecord,
-                                      job_outcome, pod_controller_uid, pod_lost, pod_node, pod_phase, pod_problem)
+from kubesweep.run.events import CreateFailed, Event, JobChanged, LogFollowed, LogRead, PodChanged, WatchRefused
+from kubesweep.run.metrics import CurveReader, curve_metrics, read_curves
+from kubesweep.run.trialstate import (CANCELLED, FAILED, FINAL, PENDING, PRUNED, RUNNING, SUBMITTED, SUCCEEDED,
+                                      TrialRecord, job_outcome, pod_controller_uid, pod_lost, pod_node, pod_phase,
+                                      pod_problem)
 from kubesweep.run.watcher import Watcher
 
 CANCELLED_MESSAGE = "the experiment was cancelled (kubesweep cancel) before this trial finished"
@@ -65,8 +70,9 @@ class Progress(Protocol):
     def wanted(self) -> list[str]:
         """The trials whose metric so far is worth a log read now (those on screen)."""
 
-    def seen(self, name: str, value: float | None) -> None:
-        """The metric's last value in the trial's log so far (None: not printed yet)."""
+    def seen(self, name: str, value: float | None, step: float | None = None) -> None:
+        """The metric's last value in the trial's log so far (None: not printed yet), and the step
+        of that report when the log numbers its reports."""
 
 
 def now() -> str:
@@ -116,11 +122,15 @@ class Sweep:
         self.events: queue.Queue[Event] = queue.Queue()
         self.selector = f"{manifest.L_EXPERIMENT}={self.exp.name}"
         self.collector: Collector | None = None     # made by run(), with the clients
+        self.pruning: Any = None                    # pruning.Pruning, made at resume with earlyStopping
+        self.curves: dict[str, CurveReader] = {}    # running trial -> its intermediate values so far
+        self.curve_pod: dict[str, str] = {}         # ...read from this pod's log
         self.closing = threading.Event()            # the sweep is ending: log reads stop retrying
         self.sending: set[str] = set()              # creates sent, not yet answered
         self.to_delete: list[str] = []
         self._submit_pool: ThreadPoolExecutor | None = None
         self._progress_due = 0.0
+        self._prune_due = 0.0
 
     # ---------------------------------------------------------------- what a front end asks
     def in_flight(self) -> list[TrialRecord]:
@@ -183,8 +193,8 @@ class Sweep:
             self._on_job(ev.change, ev.job)
         elif isinstance(ev, LogRead):
             self._on_log(ev)
-        elif isinstance(ev, TailRead):
-            self._on_tail(ev.trial, ev.text)
+        elif isinstance(ev, LogFollowed):
+            self._on_followed(ev)
         elif isinstance(ev, CreateFailed):
             self._on_create_failed(ev)
         elif isinstance(ev, WatchRefused):
@@ -297,28 +307,69 @@ class Sweep:
             return
         state, reason, message, metrics = judge(self.exp.objective, ev.trial, ev.outcome, ev.reason, ev.message, ev.log,
                                                 ev.log_error, self.pods.get(ev.trial, {}))
+        if ev.log:
+            o = self.exp.objective
+            self.book.set(rec, curves=read_curves(ev.log, curve_metrics(self.exp), o.regex, o.step).curves())
         self._finish(rec, state, reason, message, metrics=metrics)
 
-    def _on_tail(self, name: str, text: str | None) -> None:
+    def _on_followed(self, ev: LogFollowed) -> None:
+        """New lines of a running trial's log: its curves grow, the live view hears of its metric so
+        far, and the pruner judges it."""
         assert self.collector is not None
-        self.collector.tailed(name)
-        rec = self.records.get(name)
-        if self.progress is None or text is None or rec is None or rec.state != RUNNING:
-            return  # finished meanwhile: its collected metric is what counts
-        self.progress.seen(name, read_metric(text, self.exp.objective.metric, self.exp.objective.regex))
+        rec = self.records.get(ev.trial)
+        running = rec is not None and rec.state == RUNNING and ev.trial not in self.book.collecting
+        self.collector.followed(ev.trial, finished=not running)
+        if not running or ev.text is None:
+            return  # finished meanwhile: its whole log, read at collection, is what counts
+        assert rec is not None
+        reader = self.curves.get(ev.trial)
+        if reader is None or self.curve_pod.get(ev.trial) != ev.pod:  # a new pod (node loss): a new log
+            o = self.exp.objective
+            reader = self.curves[ev.trial] = CurveReader(curve_metrics(self.exp), o.regex, o.step)
+            self.curve_pod[ev.trial] = ev.pod
+        if not reader.feed(ev.text):
+            return
+        if self.progress is not None:
+            last = reader.last(self.exp.objective.metric)
+            self.progress.seen(ev.trial, *(last[::-1] if last else (None, None)))
+        if self.pruning is not None:
+            if reader.unnumbered and rec.reason != "StepMissing":
+                self.book.set(rec, reason="StepMissing", message=(
+                    f"it prints {self.pruning.metric!r} without the step key {self.exp.objective.step!r} "
+                    "(objective.step), so early stopping cannot judge it; it runs to the end"))
+                return
+            if reader.unnumbered:
+                return
+            why = self.pruning.check(ev.trial, reader.points.get(self.pruning.metric) or [])
+            if why is not None:
+                self._prune(rec, reader, why)
 
-    def _read_progress(self) -> None:
-        """A tail read for each running trial that the progress listener wants."""
-        assert self.progress is not None and self.collector is not None
-        for name in self.progress.wanted():
+    def _prune(self, rec: TrialRecord, reader: CurveReader, why: str) -> None:
+        metrics = {m: last[1] for m in (self.exp.objective.metric, *self.exp.objective.additional_metrics)
+                   if (last := reader.last(m)) is not None}
+        self.book.set(rec, end=now(), curves=reader.curves())
+        self._finish(rec, PRUNED, "Pruned", why, metrics=metrics, delete=True)
+
+    def _follow(self, everyone: bool) -> None:
+        """A read of the new part of the log of each running trial: all of them for early
+        stopping (``everyone``), else those the progress listener wants."""
+        assert self.collector is not None
+        names = self.book.in_flight_names() if everyone else (self.progress.wanted() if self.progress else [])
+        for name in names:
             rec, pod = self.records.get(name), self.pods.get(name)
             if rec is not None and rec.state == RUNNING and pod is not None:
-                self.collector.tail(name, pod["metadata"]["name"])
+                self.collector.follow(name, pod["metadata"]["name"])
 
     def _finish(self, rec: TrialRecord, state: str, reason: str | None, message: str | None, *,
                 metrics: dict[str, float | None] | None = None, delete: bool = False) -> None:
+        reader = self.curves.pop(rec.name, None)
+        self.curve_pod.pop(rec.name, None)
+        if reader is not None and not rec.curves:  # no whole log was read: the curves so far are kept
+            rec.curves = reader.curves()
         self.book.set(rec, state=state, reason=reason, message=message, end=rec.end or now(),
                       metrics=metrics if metrics is not None else rec.metrics)
+        if self.pruning is not None:
+            self.pruning.finish(rec)
         self.clocks.forget(rec.name, time.monotonic(), freed_a_node=bool(rec.node))
         self.quota_wait_until = 0.0  # whatever it held of a quota is free: held creates may go now
         self.pods.pop(rec.name, None)  # a finished trial's pod is not looked at again
@@ -355,7 +406,12 @@ class Sweep:
             done = kept
             if retried:  # the listing above still has them
                 jobs = self._list(c, "jobs")
-        self.on_resume(self.book.restore(done))
+        finished = self.book.restore(done)
+        if self.exp.early_stopping is not None:
+            from kubesweep.run.pruning import Pruning
+
+            self.pruning = Pruning(self.exp, sorted(finished, key=lambda r: (r.end or "", r.name)))
+        self.on_resume(finished)
         pods = self._list(c, "pods")
         items = jobs.get("items") or []
         self.cancels = policy.CancelWatch(items)
@@ -364,6 +420,9 @@ class Sweep:
         for pod in pods.get("items") or []:
             self._on_pod("ADDED", pod)
         attached = self.book.attach(job["metadata"]["name"] for job in items)
+        # a trial pruned by a run killed before it deleted the Job: deleted now
+        self.to_delete += [n for job in items if (rec := self.records.get(n := job["metadata"]["name"])) is not None
+                           and rec.state == PRUNED and job_outcome(job)[0] is None]
         for pod in pods.get("items") or []:  # now that attached trials are SUBMITTED, let running pods mark them
             self._on_pod("MODIFIED", pod)
         for job in items:
@@ -375,7 +434,7 @@ class Sweep:
         started = time.monotonic()
         c = kube.clients(self.kubeconfig, self.context)
         self.collector = Collector(c, self.exp.namespace, self.events, self.pods.get, self.closing,
-                                   tails=self.progress is not None)
+                                   follow=self.progress is not None or self.exp.early_stopping is not None)
         self._submit_pool = ThreadPoolExecutor(max_workers=submit.WORKERS, thread_name_prefix="submit")
         watcher = Watcher(c, self.exp.namespace, self.selector, self.events)
         stopped: str | None = None
@@ -399,9 +458,7 @@ class Sweep:
                 self._tick(c)
                 if not self.book.busy() and not self.retrying and (stopped or not self.book.has_pending()):
                     break
-                if self.progress is not None and time.monotonic() >= self._progress_due:
-                    self._progress_due = time.monotonic() + PROGRESS_EVERY_S
-                    self._read_progress()
+                self._read_logs()
                 self._drain()
         finally:
             watcher.close()
@@ -409,6 +466,18 @@ class Sweep:
             self.collector.close()
             self._submit_pool.shutdown(wait=True, cancel_futures=True)
         return Outcome(self.records, stopped, time.monotonic() - started, created, attached)
+
+    def _read_logs(self) -> None:
+        """Running trials' new log lines, when due: every trial's for early stopping, else those
+        the live view shows."""
+        at = time.monotonic()
+        if self.pruning is not None and self.exp.early_stopping is not None:
+            if at >= self._prune_due:
+                self._prune_due = at + float(self.exp.early_stopping.interval_seconds)
+                self._follow(everyone=True)
+        elif self.progress is not None and at >= self._progress_due:
+            self._progress_due = at + PROGRESS_EVERY_S
+            self._follow(everyone=False)
 
     def _first_pending(self) -> TrialRecord:
         return next(r for n in self.order if (r := self.records[n]).state == PENDING)

@@ -51,6 +51,13 @@ class TrialRecord:
 _FIELDS = fields(TrialRecord)
 
 
+def reached(rec: TrialRecord | dict[str, Any]) -> float | None:
+    """The last step a trial reported (the largest in its curves), or None without curves."""
+    curves = rec.get("curves") if isinstance(rec, dict) else rec.curves
+    steps = [c[-1][0] for c in (curves or {}).values() if c]
+    return max(steps) if steps else None
+
+
 def elapsed(start: str | None, end: str | None) -> float | None:
     """Seconds from start to end (or to now when end is None); None without a (readable) start."""
     if not start:

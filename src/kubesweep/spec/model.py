@@ -99,14 +99,14 @@ class EarlyStopping(Model):
     the client on the values the trial prints: no operator, no sidecar). A pruned trial's Job is
     deleted at once; it ends Pruned, which is not a failure."""
 
-    #: median: Optuna's MedianPruner (Katib's medianstop); asha: successive halving; hyperband:
-    #: Optuna's HyperbandPruner (W&B's ``early_terminate: hyperband`` maps onto asha: one bracket).
-    pruner: Literal["median", "asha", "hyperband"] = "median"
+    #: median: Optuna's MedianPruner; medianstop: Katib's rule (run/pruning.py); asha: successive
+    #: halving (W&B's ``early_terminate: hyperband`` is this, one bracket); hyperband: Optuna's.
+    pruner: Literal["median", "medianstop", "asha", "hyperband"] = "median"
     #: The intermediate metric judged (default: objective.metric), compared in objective.direction.
     metric: StrictStr | None = None
-    #: median: trials that must have reported a step before any trial is pruned at it (Katib min_trials_required).
+    #: median, medianstop: finished trials needed before any trial is pruned (Katib min_trials_required).
     min_trials: StrictInt = Field(default=3, ge=0)
-    #: median: steps a trial runs before it can be pruned (Katib start_step).
+    #: median: steps a trial runs before it can be pruned; medianstop: reports (Katib start_step).
     start_step: StrictInt = Field(default=4, ge=0)
     #: asha, hyperband: the step of the first rung (W&B min_iter); hyperband: "auto" when left out.
     min_resource: StrictInt | None = Field(default=None, ge=1)

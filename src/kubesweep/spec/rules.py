@@ -268,6 +268,31 @@ def _numeric(p: Parameter) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p.values or [])
 
 
+#: The earlyStopping keys each pruner reads; any other one given is refused (it would be ignored).
+PRUNER_KEYS = {"median": {"minTrials", "startStep"}, "medianstop": {"minTrials", "startStep"},
+               "asha": {"minResource", "reductionFactor"},
+               "hyperband": {"minResource", "maxResource", "reductionFactor"}}
+
+
+def _check_early_stopping(out: Collector, pos: Positions, exp: Experiment) -> None:
+    es = exp.early_stopping
+    if es is None:
+        return
+    given = {type(es).model_fields[f].alias or f for f in es.model_fields_set}
+    for key in sorted(given - PRUNER_KEYS[es.pruner] - {"pruner", "metric", "intervalSeconds"}):
+        out.add(pos.key(("earlyStopping", key)), f"earlyStopping.{key} has no meaning for the {es.pruner} pruner "
+                f"(it reads {', '.join(sorted(PRUNER_KEYS[es.pruner]))})")
+    if es.pruner == "medianstop":  # Katib's own checks: min_trials_required > 0, start_step >= 1
+        for key, value in (("minTrials", es.min_trials), ("startStep", es.start_step)):
+            if value < 1:
+                out.add(pos.value(("earlyStopping", key)), f"earlyStopping.{key} must be at least 1 for medianstop", value)
+    if es.metric is not None and not es.metric.strip():
+        out.add(pos.value(("earlyStopping", "metric")), "earlyStopping.metric must name the metric the pruner judges", es.metric)
+    if es.min_resource and es.max_resource and es.min_resource > es.max_resource:
+        out.add(pos.value(("earlyStopping", "minResource")), f"earlyStopping.minResource ({es.min_resource}) is past "
+                f"maxResource ({es.max_resource})", es.min_resource)
+
+
 def check(exp: Experiment, pos: Positions) -> None:
     """Raise SpecError listing every meaning problem in ``exp``."""
     out = Collector()
@@ -353,6 +378,9 @@ def check(exp: Experiment, pos: Positions) -> None:
             if not ("value" in rx.groupindex or rx.groups >= 1):
                 out.add(pos.value(("objective", "regex")), "objective.regex needs a group: one (the value), a group named "
                         "'value', or two or more (the first is the name, the second the value, as in Katib); it has none", o.regex)
+    if o.step is not None and not o.step.strip():
+        out.add(pos.value(("objective", "step")), "objective.step must name the key that numbers a report (epoch, step)", o.step)
+    _check_early_stopping(out, pos, exp)
 
     _check_resources(out, pos, exp)
 
