@@ -1,8 +1,9 @@
 """Katib ``Experiment`` (kubeflow.org/v1beta1) read as it is, into the native spec.
 
 Supported: parameters (double, int, discrete, categorical; feasibleSpace min/max/step/list and
-distribution uniform/logUniform), objective (type, goal, objectiveMetricName,
-additionalMetricNames), algorithm random and tpe (algorithmSettings random_state) and grid,
+distribution uniform/logUniform/normal/logNormal), objective (type, goal, objectiveMetricName,
+additionalMetricNames, metricStrategies), the algorithms random, grid, tpe, multivariate-tpe,
+cmaes, sobol and bayesianoptimization with their settings (katib_search.py),
 parallelTrialCount, maxTrialCount, maxFailedTrialCount, the StdOut metrics collector with one
 metricsFormat regex, and a trialTemplate whose trialSpec is a batch/v1 Job with one container.
 Everything else is refused with the reason, never ignored.
@@ -17,16 +18,20 @@ import re
 from typing import Any
 
 from .base import Translator
+from . import katib_search
 from .katib_trial import metrics_collector, trial_template
 
 API_VERSION = "kubeflow.org/v1beta1"
 
 _SPEC_MEANINGLESS = {
-    "earlyStopping": "early stopping (medianstop) needs Katib's suggestion service; use objective.goal to stop early",
     "nasConfig": "neural architecture search is out of scope",
-    "resumePolicy": "kubesweep always resumes from the Jobs in the cluster; remove this field",
 }
-_ALGORITHMS = {"random": "random", "grid": "grid", "tpe": "tpe"}  # tpe: Optuna's, where Katib uses hyperopt's
+#: Katib's resumePolicy values. kubesweep keeps no suggestion service: what it knows of a sweep is
+#: in the cluster's Jobs and its journal (results/<experiment>/trials.jsonl), so every value means
+#: what FromVolume means in Katib: run it again (with a larger maxTrialCount) and it goes on.
+RESUME_POLICIES = ("Never", "LongRunning", "FromVolume")
+#: Katib's medianstop settings → the native earlyStopping keys.
+_MEDIANSTOP = {"min_trials_required": "minTrials", "start_step": "startStep"}
 
 
 def _number(t: Translator, path: tuple, text: Any, is_int: bool) -> Any:
@@ -151,13 +156,45 @@ def _parameters(t: Translator, search: str) -> dict[str, str]:
             t.put(dst + ("scale",), "log", fs + ("distribution",))
             if "step" in space:
                 t.error_key(fs + ("step",), f"parameter {name!r}: a logUniform range with a step has no grid meaning; remove step (random search samples log-uniformly)")
+        elif dist in ("normal", "logNormal"):
+            katib_search.distribution(t, fs, space, dst, name)
         else:
-            t.error(fs + ("distribution",), f"distribution {dist!r} is not supported (uniform, logUniform)", dist)
+            t.error(fs + ("distribution",), f"distribution {dist!r} is not supported (uniform, logUniform, normal, logNormal)", dist)
     return types
 
 
+def _early_stopping(t: Translator) -> None:
+    """spec.earlyStopping: Katib's medianstop (min_trials_required, start_step) → the native median pruner."""
+    es = ("spec", "earlyStopping")
+    if t.get(es) is None:
+        return
+    given = t.mapping(es)
+    t.known_keys(es, ["algorithmName", "algorithmSettings"])
+    name = given.get("algorithmName")
+    if name != "medianstop":
+        t.error(es + ("algorithmName",) if "algorithmName" in given else es,
+                "spec.earlyStopping.algorithmName must be medianstop (Katib's one early-stopping algorithm)", name)
+        return
+    out: dict[str, Any] = {"pruner": "median"}
+    t.put(("earlyStopping",), out, es)
+    t.at(("earlyStopping", "pruner"), es + ("algorithmName",))
+    for i, setting in enumerate(t.sequence(es + ("algorithmSettings",))):
+        sp = es + ("algorithmSettings", i)
+        key = setting.get("name") if isinstance(setting, dict) else None
+        if key not in _MEDIANSTOP:
+            t.error(sp, f"medianstop has no setting {key!r} (its settings: {', '.join(_MEDIANSTOP)})", key)
+            continue
+        t.known_keys(sp, ["name", "value"])
+        try:
+            out[_MEDIANSTOP[key]] = int(str(setting.get("value")))
+            t.at(("earlyStopping", _MEDIANSTOP[key]), sp + ("value",))
+        except ValueError:
+            t.error(sp + ("value",), f"medianstop {key} must be an integer", setting.get("value"))
+
+
 def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
-    t.names.update({"search.trials": "spec.maxTrialCount", "batchSize": "spec.parallelTrialCount",
+    t.names.update({"earlyStopping.minTrials": "min_trials_required", "earlyStopping.startStep": "start_step",
+                    "search.trials": "spec.maxTrialCount", "batchSize": "spec.parallelTrialCount",
                     "maxFailedTrials": "spec.maxFailedTrialCount", "search.seed": "random_state",
                     "objective.metric": "spec.objective.objectiveMetricName",
                     "objective.direction": "spec.objective.type", "objective.goal": "spec.objective.goal"})
@@ -169,33 +206,14 @@ def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
     t.copy(("metadata", "namespace"), ("namespace",))
     spec = t.mapping(("spec",), required=True)
     t.known_keys(("spec",), ["objective", "algorithm", "parallelTrialCount", "maxTrialCount", "maxFailedTrialCount",
-                              "parameters", "trialTemplate", "metricsCollectorSpec"], _SPEC_MEANINGLESS)
+                              "parameters", "trialTemplate", "metricsCollectorSpec", "resumePolicy", "earlyStopping"],
+                 _SPEC_MEANINGLESS)
+    policy = spec.get("resumePolicy")
+    if policy is not None and policy not in RESUME_POLICIES:
+        t.error(("spec", "resumePolicy"), f"spec.resumePolicy must be one of {', '.join(RESUME_POLICIES)}", policy)
+    _early_stopping(t)
 
-    algo = t.mapping(("spec", "algorithm"), required=True)
-    t.known_keys(("spec", "algorithm"), ["algorithmName", "algorithmSettings"])
-    name = algo.get("algorithmName")
-    search: dict[str, Any] = {}
-    t.put(("search",), search, ("spec", "algorithm"))
-    if isinstance(name, str) and name in _ALGORITHMS:
-        search["algorithm"] = _ALGORITHMS[name]
-        t.at(("search", "algorithm"), ("spec", "algorithm", "algorithmName"))
-    elif algo:
-        t.error(("spec", "algorithm", "algorithmName"), "algorithm must be random, grid or tpe (other adaptive algorithms need Katib's suggestion services)", name)
-    for i, setting in enumerate(t.sequence(("spec", "algorithm", "algorithmSettings"))):
-        sp = ("spec", "algorithm", "algorithmSettings", i)
-        if isinstance(setting, dict) and setting.get("name") == "random_state" and name in ("random", "tpe"):
-            try:
-                search["seed"] = int(str(setting.get("value")))
-                t.at(("search", "seed"), sp + ("value",))
-            except ValueError:
-                t.error(sp + ("value",), "random_state must be an integer", setting.get("value"))
-        else:
-            setting_name = setting.get("name") if isinstance(setting, dict) else setting
-            t.error(sp, f"algorithm setting {setting_name!r} is not supported for {name} (only random_state)"
-                    if name in ("random", "tpe") else f"algorithm setting {setting_name!r} has no meaning for {name}")
-    if "maxTrialCount" in spec:
-        search["trials"] = spec["maxTrialCount"]
-        t.at(("search", "trials"), ("spec", "maxTrialCount"))
+    search = katib_search.algorithm(t, spec)
     t.copy(("spec", "parallelTrialCount"), ("batchSize",))
     t.copy(("spec", "maxFailedTrialCount"), ("maxFailedTrials",))
 
@@ -209,9 +227,7 @@ def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
     t.copy(ob + ("type",), ("objective", "direction"))
     t.copy(ob + ("goal",), ("objective", "goal"))
     t.copy(ob + ("additionalMetricNames",), ("objective", "additionalMetrics"))
-    for i, strategy in enumerate(objective.get("metricStrategies") or []):
-        if not isinstance(strategy, dict) or strategy.get("value") != "latest":
-            t.error(ob + ("metricStrategies", i), "only the 'latest' metric strategy is supported (kubesweep reads the last value printed)", strategy)
+    katib_search.metric_strategies(t, objective)
 
     metrics_collector(t)
 
