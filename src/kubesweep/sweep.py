@@ -7,7 +7,7 @@
 
 ``plan`` validates and expands (nothing is written on error); ``render`` writes the batch
 directories; ``run`` checks the results already kept, builds the image, renders, submits, watches,
-collects and reports, asking an adaptive sampler (or an unbounded random search) for each next batch; it resumes whatever an earlier run
+collects and reports, asking a tpe study for each next batch; it resumes whatever an earlier run
 left. Nothing here prints: what a person should see comes through ``Hooks``.
 """
 
@@ -153,16 +153,14 @@ def make_pull_secret(plan_: Plan, name: str, target: Target = Target()) -> str:
 
 def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), *, apply: Literal["direct", "ansible"] = "direct",
         refill: Literal["trial", "batch"] = "trial", retry_failed: bool = False, hooks: Hooks | None = None,
-        pull_secret: str | None = None, max_trials: int | None = None) -> Outcome:
+        pull_secret: str | None = None) -> Outcome:
     """Run the sweep to its end (or its goal, or maxFailedTrials) and write its report. With
     ``pull_secret``, that Secret is made from the user's docker credentials and the trials
-    pull with it. A sweep asked batch by batch stops asking once ``max_trials`` trials are
-    asked (a search without search.trials runs until then, its goal, a cancel, or
-    search.trialLimit).
+    pull with it.
 
     Ctrl-C raises ``Interrupted`` saying what was left running; the same call resumes."""
     from kubesweep.k8s import client as kube
-    from kubesweep.plan import adaptive, search
+    from kubesweep.plan import search, tpe
     from kubesweep.run import placement, runner
 
     hooks = hooks or Hooks()
@@ -174,13 +172,9 @@ def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), 
         hooks.built(build_image(plan_))
     if pull_secret:
         hooks.notice(make_pull_secret(plan_, pull_secret, target))
-    incremental = adaptive.incremental(exp)
-    if incremental:  # continue the study earlier runs asked (jobs/<exp>/plan.json), if any
-        earlier = adaptive.asked(exp, where.jobs_dir, PLAN_FILE)
-        if earlier:
-            plan_.trials = earlier
-        elif max_trials is not None:  # a first batch larger than the limit
-            plan_.trials = plan_.trials[:max(max_trials, 1)]
+    adaptive = exp.search.algorithm == "tpe"
+    if adaptive:  # continue the study earlier runs asked (jobs/<exp>/plan.json), if any
+        plan_.trials = tpe.asked(exp, where.jobs_dir, PLAN_FILE) or plan_.trials
     unplaceable = placement.check(kube.clients(target.kubeconfig, target.context), plan_)
     if unplaceable:
         hooks.notice(unplaceable)
@@ -197,11 +191,11 @@ def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), 
             seconds += result.seconds
             stopped = result.stopped
             retry_failed = False
-            if not incremental or stopped:
+            if not adaptive or stopped:
                 break
-            # the batch is done; ask the sampler for the next one, given every result so far
+            # tpe: the batch is done; ask the study for the next one, given every result so far
             following = search.next_batch(exp, plan_.trials, journal.load(where.results_dir / exp.name),
-                                          plan_.source.positions.key(("parameters",)), limit=max_trials)
+                                          plan_.source.positions.key(("parameters",)))
             if not following:
                 break
             plan_.trials = plan_.trials + following

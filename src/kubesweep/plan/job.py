@@ -55,6 +55,42 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "kubesweep"}
 CONTAINER = "trial"
 OUTPUT_VOLUME = "output"
 SHM_VOLUME = "dshm"
+#: The native sidecar that streams a metrics file (``metricsFile``) to its own log, and its volume.
+METRICS_CONTAINER = "metrics"
+METRICS_VOLUME = "metrics"
+
+
+def metrics_container(exp: Experiment) -> str:
+    """The container whose log holds the trial's metrics: the trial's own, or with ``metricsFile``
+    the sidecar that streams that file."""
+    return METRICS_CONTAINER if exp.metrics_file else CONTAINER
+
+
+# The sidecar's script: copy what the file gains to stdout every second (a file rewritten shorter
+# starts again from its top), and once more when the kubelet stops the sidecar after the trial's
+# container has ended, so the last lines written are in the log before the pod finishes. POSIX sh,
+# wc, tail -c and head -c: coreutils or busybox.
+_STREAM = (
+    'f=$1; n=0; flush() { [ -f "$f" ] || return 0; s=$(wc -c < "$f"); [ "$s" -lt "$n" ] && n=0; '
+    '[ "$s" -gt "$n" ] && tail -c +$((n + 1)) "$f" | head -c $((s - n)); n=$s; return 0; }; '
+    "trap 'flush; exit 0' TERM INT; while :; do flush; sleep 1 & wait $!; done"
+)
+
+
+def _metrics_sidecar(exp: Experiment, image: str, security: dict[str, Any]) -> dict[str, Any]:
+    """A native sidecar (an init container that keeps running: Kubernetes 1.29 and later) in the
+    trial's image, sharing the metrics file's directory with the trial's container."""
+    folder = exp.metrics_file.rsplit("/", 1)[0] or "/"  # type: ignore[union-attr]
+    return {
+        "name": METRICS_CONTAINER,
+        "image": image,
+        "imagePullPolicy": exp.image_pull_policy,
+        "restartPolicy": "Always",
+        "command": ["sh", "-c", kube_escape(_STREAM), "metrics", kube_escape(exp.metrics_file)],  # type: ignore[arg-type]
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}},
+        "securityContext": copy.deepcopy(security),
+        "volumeMounts": [{"name": METRICS_VOLUME, "mountPath": folder, "readOnly": True}],
+    }
 
 
 def batch_name(index: int) -> str:
@@ -309,6 +345,11 @@ def _assemble(exp: Experiment, v: TrialValues, image: str | None) -> dict[str, A
     pod_spec["tolerations"] = [dict(t) for t in exp.tolerations] + [
         {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": grace}
         for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")]
+    if exp.metrics_file:
+        folder = exp.metrics_file.rsplit("/", 1)[0] or "/"
+        container["volumeMounts"].append({"name": METRICS_VOLUME, "mountPath": folder})
+        volumes.append({"name": METRICS_VOLUME, "emptyDir": {}})
+        pod_spec["initContainers"] = [_metrics_sidecar(exp, container["image"], container["securityContext"])]
     pod_spec["containers"] = [container]
     pod_spec["volumes"] = volumes
 

@@ -191,12 +191,9 @@ def _figures(kind: str, st: Any, objectives: list[tuple[str, str]]) -> dict[str,
 
 
 def _evaluator() -> Any:
-    from optuna.exceptions import ExperimentalWarning
     from optuna.importance import PedAnovaImportanceEvaluator
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        return PedAnovaImportanceEvaluator()
+    return PedAnovaImportanceEvaluator()
 
 
 def _mark_pruned_mpl(ax: Any, pruned_ends: list[tuple[str, int, float]], curves_of: str, n_curves: int) -> None:

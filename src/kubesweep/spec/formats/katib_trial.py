@@ -68,12 +68,9 @@ def _substitute(t: Translator, path: tuple, text: Any, refs: dict[str, str | Non
                 t.error(path, f"${{trialParameters.{key}}} is not declared in trialTemplate.trialParameters", text)
                 return m.group(0)
             ref = refs[key]
-            return m.group(0) if ref is None else "${" + ref + "}"  # None: its declaration is already reported
-        mapped = {"Name": "trial", "Namespace": "namespace"}.get(key)
-        if mapped is None:
-            t.error(path, f"${{trialSpec.{key}}} is not supported (only Name and Namespace)", text)
-            return m.group(0)
-        return "${" + mapped + "}"
+            return m.group(0) if ref is None else ref  # None: its declaration is already reported
+        value = trial_spec_reference(t, path, m.group(0))
+        return m.group(0) if value is None else value
 
     out, last = [], 0
     for m in _REF.finditer(text):
@@ -82,6 +79,31 @@ def _substitute(t: Translator, path: tuple, text: Any, refs: dict[str, str | Non
         last = m.end()
     out.append(text[last:].replace("$", "$$"))
     return "".join(out)
+
+
+_META = re.compile(r"\$\{trialSpec\.(?:(Name|Namespace|Kind|APIVersion)|(Labels|Annotations)\[([^\]]*)\])\}")
+#: What Katib's trial metadata references are here: the trial Job's name and namespace are
+#: kubesweep's ${trial} and ${namespace}; its kind and API version are always a batch/v1 Job.
+_META_FIXED = {"Name": "${trial}", "Namespace": "${namespace}", "Kind": "Job", "APIVersion": "batch/v1"}
+
+
+def trial_spec_reference(t: Translator, path: tuple, text: str) -> str | None:
+    """Katib's ``${trialSpec.Name}``, ``.Namespace``, ``.Kind``, ``.APIVersion``, ``.Labels[key]``,
+    ``.Annotations[key]`` (a label or annotation of the trialSpec's metadata, as Katib reads it) as
+    native text; None, reported at ``path``, for a reference Katib does not define."""
+    m = _META.fullmatch(text)
+    if m is None:
+        t.error(path, f"{text} is not a trialSpec reference Katib defines (Name, Namespace, Kind, APIVersion, "
+                "Labels[key], Annotations[key])", text)
+        return None
+    if m.group(1):
+        return _META_FIXED[m.group(1)]
+    part, key = m.group(2).lower(), m.group(3)
+    given = t.get(("spec", "trialTemplate", "trialSpec", "metadata", part))
+    if not isinstance(given, dict) or key not in given:
+        t.error(path, f"{text}: the trialSpec's metadata has no {part[:-1]} {key!r}", text)
+        return None
+    return str(given[key]).replace("$", "$$")
 
 
 def _pod_metadata(t: Translator, js: tuple) -> None:
@@ -128,11 +150,14 @@ def trial_template(t: Translator, params: dict[str, str]) -> None:
             if isinstance(item, dict) and isinstance(item.get("name"), str):
                 refs[item["name"]] = None  # reported here; its uses are not reported again
             continue
+        if item["reference"].startswith("${trialSpec."):
+            refs[item["name"]] = trial_spec_reference(t, p + ("reference",), item["reference"])
+            continue
         if item["reference"] not in params:
             t.error(p + ("reference",), f"trialParameter {item['name']!r} references {item['reference']!r}, which is not in spec.parameters", item["reference"])
             refs[item["name"]] = None
             continue
-        refs[item["name"]] = item["reference"]
+        refs[item["name"]] = "${" + item["reference"] + "}"
 
     js = tt + ("trialSpec",)
     job = t.mapping(js, required=True)
@@ -302,17 +327,53 @@ def _resources(t: Translator, res: tuple) -> None:
     t.out["resources"] = out
 
 
+#: Katib's JSON metrics lines ({"accuracy": "0.97", "global_step": "1", ...}; values may be strings)
+#: read by the objective's regex: a name group and a value group.
+JSON_METRICS = r'"(?P<name>[^"\\]+)"\s*:\s*"?(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"?'
+_OTHER_COLLECTORS = {
+    "TensorFlowEvent": "TensorFlow event files are binary; print the metrics, or write them to a file (collector kind File)",
+    "PrometheusMetric": "it needs Katib's Prometheus scraping; print the metrics, or write them to a file (collector kind File)",
+    "Custom": "a custom collector reports to Katib's DB manager; print the metrics, or write them to a file (collector kind File)",
+    "None": "with no collector the trial reports to Katib's DB manager; print the metrics instead (collector kind StdOut)",
+}
+
+
 def metrics_collector(t: Translator) -> None:
-    """spec.metricsCollectorSpec: only StdOut, whose one metricsFormat regex becomes objective.regex."""
+    """spec.metricsCollectorSpec: StdOut (its one metricsFormat regex becomes objective.regex) or
+    File (fileSystemPath kind File, format TEXT with that regex or JSON lines): a sidecar streams the
+    file into its log (native metricsFile)."""
     mc = ("spec", "metricsCollectorSpec")
     t.known_keys(mc, ["collector", "source"])
+    t.known_keys(mc + ("collector",), ["kind"], {"customCollector": "only the StdOut and File collectors are supported"})
     kind = t.get(mc + ("collector", "kind"), "StdOut")
-    if kind != "StdOut":
-        t.error(mc + ("collector", "kind"), "only the StdOut metrics collector is supported (metrics are read from the trial's log)", kind)
-    t.known_keys(mc + ("source",), ["filter"], {"fileSystemPath": "metrics are read from the trial's log, not a file",
-                                               "httpGet": "metrics are read from the trial's log"})
+    if kind in _OTHER_COLLECTORS:
+        t.error(mc + ("collector", "kind"), f"the {kind} metrics collector is not supported: {_OTHER_COLLECTORS[kind]}", kind)
+    elif kind not in ("StdOut", "File"):
+        t.error(mc + ("collector", "kind"), "collector.kind must be one of StdOut, File, TensorFlowEvent, "
+                "PrometheusMetric, Custom, None (Katib's kinds)", kind)
+    t.known_keys(mc + ("source",), ["filter", "fileSystemPath"], {"httpGet": "it is Prometheus' scrape target; print the metrics"})
+    fs = mc + ("source", "fileSystemPath")
+    fmt = "TEXT"
+    if kind == "File":
+        t.known_keys(fs, ["path", "kind", "format"])
+        path = t.get(fs + ("path",))
+        fmt = t.get(fs + ("format",), "TEXT")
+        if t.get(fs + ("kind",), "File") != "File":
+            t.error(fs + ("kind",), "the File collector reads one file: fileSystemPath.kind must be File", t.get(fs + ("kind",)))
+        if fmt not in ("TEXT", "JSON"):
+            t.error(fs + ("format",), "fileSystemPath.format must be TEXT or JSON", fmt)
+        if not isinstance(path, str) or not path.startswith("/"):
+            t.error(fs + ("path",) if path is not None else fs, "the File collector needs fileSystemPath.path, an absolute path", path)
+        else:
+            t.put(("metricsFile",), path, fs + ("path",))
+    elif t.get(fs) is not None and kind == "StdOut":
+        t.error_key(fs, "the StdOut collector reads the trial's log: fileSystemPath is for the File collector")
     formats = t.get(mc + ("source", "filter", "metricsFormat")) or []
     if len(formats) > 1:
         t.error(mc + ("source", "filter", "metricsFormat"), "only one metricsFormat regex is supported", len(formats))
+    elif formats and fmt == "JSON":
+        t.error(mc + ("source", "filter"), "metricsFormat applies to TEXT metrics; JSON lines are read by their keys")
     elif formats:
         t.put(("objective", "regex"), formats[0], mc + ("source", "filter", "metricsFormat", 0))
+    elif fmt == "JSON":
+        t.put(("objective", "regex"), JSON_METRICS, fs + ("format",))

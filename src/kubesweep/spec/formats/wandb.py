@@ -171,13 +171,55 @@ def _command(t: Translator, program: str | None, program_given: bool) -> None:
     t.at(("command",), src or ())
 
 
+def _early_terminate(t: Translator) -> None:
+    """early_terminate: W&B's hyperband (min_iter, or max_iter with s; eta; strict) → the native
+    asha pruner. W&B's brackets are min_iter, min_iter*eta, ...; given max_iter and s they are
+    max_iter/eta, ..., max_iter/eta^s, so the first is max_iter/eta^s (a step: rounded up)."""
+    et = ("early_terminate",)
+    if t.get(et) is None:
+        return
+    given = t.mapping(et)
+    t.known_keys(et, ["type", "min_iter", "max_iter", "s", "eta", "strict"])
+    if given.get("type") != "hyperband":
+        t.error(et + ("type",) if "type" in given else et,
+                "early_terminate.type must be hyperband (W&B's one early-termination type)", given.get("type"))
+        return
+    for key in ("min_iter", "max_iter", "s", "eta"):
+        value = given.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < (2 if key == "eta" else 1)):
+            t.error(et + (key,), f"early_terminate.{key} must be an integer of at least {2 if key == 'eta' else 1}", value)
+            return
+    if given.get("strict") not in (None, False):
+        t.error(et + ("strict",), "early_terminate.strict: true is not supported: W&B's strict mode prunes "
+                "past what successive halving (asha) does; leave it out or set it to false", given.get("strict"))
+        return
+    eta = given.get("eta", 3)
+    out: dict[str, Any] = {"pruner": "asha", "reductionFactor": eta}
+    t.put(("earlyStopping",), out, et)
+    t.at(("earlyStopping", "pruner"), et + ("type",))
+    t.at(("earlyStopping", "reductionFactor"), et + ("eta",) if "eta" in given else et)
+    if "min_iter" in given:
+        if "max_iter" in given or "s" in given:
+            t.error_key(et + ("max_iter" if "max_iter" in given else "s",),
+                        "early_terminate takes min_iter, or max_iter with s, not both")
+        out["minResource"] = given["min_iter"]
+        t.at(("earlyStopping", "minResource"), et + ("min_iter",))
+    elif "max_iter" in given and "s" in given:
+        out["minResource"] = max(1, -(-given["max_iter"] // eta ** given["s"]))
+        t.at(("earlyStopping", "minResource"), et + ("max_iter",))
+    else:
+        t.error(et, "early_terminate needs min_iter, or max_iter with s (W&B's two ways to place the first bracket)")
+
+
 def read(data: dict[str, Any], t: Translator, image: str | None = None, api_key_secret: str | None = None) -> None:
     t.names.update({"search.trials": "run_cap", "objective.direction": "metric.goal",
                     "objective.metric": "metric.name", "objective.goal": "metric.target"})
     t.known_keys((), ["program", "method", "metric", "parameters", "command", "name", "description",
-                      "project", "entity", "run_cap"],
-                 {"early_terminate": "hyperband early termination needs the W&B controller; use metric.target to stop early",
-                  "controller": "kubesweep is the controller", "image": "give the image with --image"})
+                      "project", "entity", "run_cap", "early_terminate"],
+                 {"controller": "kubesweep is the controller", "image": "give the image with --image",
+                  "job": "a W&B Launch job is run by W&B Launch; name the script as program and pass the image with --image",
+                  "scheduler": "W&B Launch's sweep scheduler; kubesweep schedules the trials (batchSize)"})
+    _early_terminate(t)
     method = data.get("method")
     if method not in ("grid", "random"):
         t.error(("method",), "method must be grid or random (bayes needs the W&B server)", method)
