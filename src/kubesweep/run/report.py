@@ -148,9 +148,10 @@ def _html(experiment: str, summary: dict[str, Any], columns: list[str], rows: li
     img = f'<img alt="metric per parameter" src="data:image/png;base64,{base64.b64encode(png).decode()}">' if png else ""
     if drawn.interactive:
         img += f'<p><a href="{e(drawn.interactive.name)}">Interactive plots</a> (opens offline)</p>'
-    for k, path in drawn.png.items():
-        img += (f'<h2>{e(plots.TITLES[k])}</h2><img alt="{e(plots.TITLES[k])}" '
-                f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">')
+    img += "<div class='plots'>" + "".join(
+        f'<figure><figcaption>{e(plots.TITLES[k])}</figcaption><img alt="{e(plots.TITLES[k])}" '
+        f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"></figure>'
+        for k, path in drawn.png.items()) + "</div>"
     notes = [f"{plots.TITLES[k]} not drawn: {why}" for k, why in drawn.skipped.items()] + drawn.notes
     if notes:
         img += "<ul class='skipped'>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>"
@@ -164,5 +165,7 @@ def _html(experiment: str, summary: dict[str, Any], columns: list[str], rows: li
     table = ("<table><thead><tr>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr></thead><tbody>"
              + "".join(body) + "</tbody></table>")
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#eee}")
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#eee}"
+             ".plots{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}figcaption{font-weight:bold}"
+             ".plots img{max-width:560px;width:100%}")
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{e(experiment)}</title><style>{style}</style></head><body>{head}{img}{table}</body></html>\n"
