@@ -7,7 +7,7 @@
 
 ``plan`` validates and expands (nothing is written on error); ``render`` writes the batch
 directories; ``run`` checks the results already kept, builds the image, renders, submits, watches,
-collects and reports, asking a tpe study for each next batch; it resumes whatever an earlier run
+collects and reports, asking an adaptive sampler (or an unbounded random search) for each next batch; it resumes whatever an earlier run
 left. Nothing here prints: what a person should see comes through ``Hooks``.
 """
 
@@ -70,7 +70,8 @@ class Hooks:
 @dataclass
 class Outcome:
     """How a sweep ended: counts by state, why it stopped early (None, "goal", "max-failed",
-    "cancelled"), the best trial (None: none succeeded), and the report's files."""
+    "cancelled"), the best trial (None: none succeeded), the report's files, and with several
+    objectives the Pareto front."""
 
     experiment: str
     counts: dict[str, int]
@@ -78,6 +79,9 @@ class Outcome:
     seconds: float
     best: dict[str, Any] | None
     files: dict[str, Path] = field(default_factory=dict)
+    #: several objectives: the Pareto-optimal trials ({trial, values, params}); ``best`` is then
+    #: the best by the first objective alone
+    pareto_front: list[dict[str, Any]] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -153,14 +157,16 @@ def make_pull_secret(plan_: Plan, name: str, target: Target = Target()) -> str:
 
 def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), *, apply: Literal["direct", "ansible"] = "direct",
         refill: Literal["trial", "batch"] = "trial", retry_failed: bool = False, hooks: Hooks | None = None,
-        pull_secret: str | None = None) -> Outcome:
+        pull_secret: str | None = None, max_trials: int | None = None) -> Outcome:
     """Run the sweep to its end (or its goal, or maxFailedTrials) and write its report. With
     ``pull_secret``, that Secret is made from the user's docker credentials and the trials
-    pull with it.
+    pull with it. A sweep asked batch by batch stops asking once ``max_trials`` trials are
+    asked (a search without search.trials runs until then, its goal, a cancel, or
+    search.trialLimit).
 
     Ctrl-C raises ``Interrupted`` saying what was left running; the same call resumes."""
     from kubesweep.k8s import client as kube
-    from kubesweep.plan import search, tpe
+    from kubesweep.plan import adaptive, search
     from kubesweep.run import placement, runner
 
     hooks = hooks or Hooks()
@@ -172,9 +178,13 @@ def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), 
         hooks.built(build_image(plan_))
     if pull_secret:
         hooks.notice(make_pull_secret(plan_, pull_secret, target))
-    adaptive = exp.search.algorithm == "tpe"
-    if adaptive:  # continue the study earlier runs asked (jobs/<exp>/plan.json), if any
-        plan_.trials = tpe.asked(exp, where.jobs_dir, PLAN_FILE) or plan_.trials
+    incremental = adaptive.incremental(exp)
+    if incremental:  # continue the study earlier runs asked (jobs/<exp>/plan.json), if any
+        earlier = adaptive.asked(exp, where.jobs_dir, PLAN_FILE)
+        if earlier:
+            plan_.trials = earlier
+        elif max_trials is not None:  # a first batch larger than the limit
+            plan_.trials = plan_.trials[:max(max_trials, 1)]
     unplaceable = placement.check(kube.clients(target.kubeconfig, target.context), plan_)
     if unplaceable:
         hooks.notice(unplaceable)
@@ -191,19 +201,19 @@ def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), 
             seconds += result.seconds
             stopped = result.stopped
             retry_failed = False
-            if not adaptive or stopped:
+            if not incremental or stopped:
                 break
-            # tpe: the batch is done; ask the study for the next one, given every result so far
+            # the batch is done; ask the sampler for the next one, given every result so far
             following = search.next_batch(exp, plan_.trials, journal.load(where.results_dir / exp.name),
-                                          plan_.source.positions.key(("parameters",)))
+                                          plan_.source.positions.key(("parameters",)), limit=max_trials)
             if not following:
                 break
             plan_.trials = plan_.trials + following
     except KeyboardInterrupt:
         raise Interrupted(interrupted(exp.name, sweep_, where.results_dir)) from None
     files = report(plan_, where.results_dir)
-    best = json.loads(files["best"].read_text())["best"]
-    return Outcome(exp.name, sweep_.counts(), stopped, seconds, best, files)
+    summary = json.loads(files["best"].read_text())
+    return Outcome(exp.name, sweep_.counts(), stopped, seconds, summary["best"], files, summary.get("pareto_front"))
 
 
 def interrupted(name: str, sweep_: Any, results_dir: Path) -> str:
@@ -230,9 +240,16 @@ def report(plan_: Plan, results_dir: Path, done: dict[str, dict[str, Any]] | Non
     records = [done.get(t.name) or {"name": t.name, "batch": job.batch_name(t.batch),
                                     "params": t.params, "state": "pending", "metrics": {}} for t in plan_.trials]
     planned = {t.name for t in plan_.trials}
-    records += [r for n, r in done.items() if n not in planned]  # tpe: batches asked after the first
+    records += [r for n, r in done.items() if n not in planned]  # batches asked after the first
+    objectives = exp.objective.terms()
+    multi: dict[str, Any] = {}
+    if len(objectives) > 1:  # a Pareto front instead of one best (run/pareto.py)
+        from kubesweep.run.pareto import pareto_front
+
+        multi = {"objectives": objectives, "front": pareto_front(records, objectives)}
+    extra = [m for m, _ in objectives[1:]] + [m for m in exp.objective.additional_metrics if m not in dict(objectives)]
     return reports.write(results_dir / exp.name, records, experiment=exp.name, metric=exp.objective.metric,
                          direction=exp.objective.direction, params=list(exp.parameters),
-                         extra_metrics=list(exp.objective.additional_metrics),
+                         extra_metrics=extra, **multi,
                          log_params={n for n, p in exp.parameters.items() if p.scale == "log"},
                          early_metric=exp.early_stopping.metric if exp.early_stopping else None)

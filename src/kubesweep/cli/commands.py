@@ -79,9 +79,11 @@ def render(grid: str, where: Workspace = Workspace(), *, validate: str = "fast",
 
 def sweep(grid: str, target: Target = Target(), where: Workspace = Workspace(), *, dry_run: bool = False,
           apply: str = "direct", refill: str = "trial", retry_failed: bool = False, pull_secret: str | None = None,
-          **overrides: Any) -> int:
+          max_trials: int | None = None, **overrides: Any) -> int:
     """Plan, then either show the plan (dry run) or run the sweep live; the exit code says how it ended.
     With ``pull_secret`` the trials pull with that Secret, made from the user's docker credentials."""
+    if max_trials is not None and max_trials < 1:
+        raise KubesweepError(f"--max-trials must be at least 1 (got {max_trials})")
     plan = sweeps.plan(grid, **_namespaced(target, overrides))
     exp = plan.experiment
     if pull_secret:
@@ -95,24 +97,39 @@ def sweep(grid: str, target: Target = Target(), where: Workspace = Workspace(), 
         return 0
     from kubesweep.cli import live
 
-    total = exp.search.trials if exp.search.algorithm == "tpe" and exp.search.trials else len(plan.trials)
+    from kubesweep.plan import adaptive
+
+    total = len(plan.trials)
+    if adaptive.incremental(exp):  # asked batch by batch: as many as the sweep may ask
+        total = min(n for n in (exp.search.trials, max_trials, exp.search.trial_limit) if n is not None)
     view = live.View(exp.name, exp.objective.metric, total)
     hooks = sweeps.Hooks(notice=lambda text: print(text, file=sys.stderr), built=_say_built, change=view.change,
                          resumed=view.resumed, progress=view if view.live_mode else None)
     with view:
         outcome = sweeps.run(plan, target, where, apply=apply, refill=refill,  # type: ignore[arg-type]
-                             retry_failed=retry_failed, hooks=hooks, pull_secret=pull_secret)
+                             retry_failed=retry_failed, hooks=hooks, pull_secret=pull_secret, max_trials=max_trials)
     counts = outcome.counts
     print(f"{exp.name}: {counts['succeeded']} succeeded, {counts['failed']} failed, {counts['cancelled']} cancelled "
           f"in {outcome.seconds:.0f}s" + (f" (stopped: {outcome.stopped})" if outcome.stopped else ""))
     best = outcome.best
-    if best:
+    if outcome.pareto_front is not None:  # several objectives: no one best, the trials none beats
+        terms = " ".join(f"{d[:3]} {m}" for m, d in exp.objective.terms())
+        print(f"Pareto front ({terms}): {len(outcome.pareto_front)} trial(s)")
+        for point in outcome.pareto_front[:PARETO_ROWS]:
+            values = ", ".join(f"{m} = {v}" for m, v in point["values"].items())
+            print(f"  {point['trial']}  {values}  params {json.dumps(point['params'])}")
+        if len(outcome.pareto_front) > PARETO_ROWS:
+            print(f"  ... and {len(outcome.pareto_front) - PARETO_ROWS} more in {outcome.files['best']}")
+    elif best:
         print(f"best trial: {best['trial']}  {exp.objective.metric} = {best['value']}  params "
               f"{json.dumps(best['params'])}")
     files = outcome.files
     print(f"results: {files['csv']}  plot: {files['plot']}  report: {files['html']}"
           + (f"  interactive: {files['interactive']}" if "interactive" in files else ""))
     return outcome.exit_code
+
+
+PARETO_ROWS = 10  # points of a Pareto front printed at the end of a sweep (best.json has all)
 
 
 def _say_built(built: Any) -> None:

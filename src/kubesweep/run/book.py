@@ -18,10 +18,12 @@ RESTORED = ("state", "node", "start", "end", "metrics", "reason", "message", "at
 
 
 def meets_goal(objective: Any, metrics: dict[str, float | None] | None) -> bool:
-    """Whether ``metrics`` reach the objective's goal (never, when it has none)."""
-    v = (metrics or {}).get(objective.metric)
-    return objective.goal is not None and v is not None and (
-        v >= objective.goal if objective.direction == "maximize" else v <= objective.goal)
+    """Whether ``metrics`` reach the objective's goal (never, when it has none); with several
+    objectives, every goal given, in one trial (a point of the Pareto front good enough)."""
+    goals = objective.goals()
+    got = metrics or {}
+    return bool(goals) and all(got.get(m) is not None and (got[m] >= g if d == "maximize" else got[m] <= g)
+                               for m, d, g in goals)
 
 
 class TrialBook:

@@ -2,8 +2,9 @@
 
 By default a metric named ``accuracy`` is read from lines such as ``accuracy=0.97`` (Katib's
 default format), ``Test accuracy: 0.98`` (seed 000's trainer) or ``val/accuracy = 9.7e-1``;
-the last value printed wins (Katib's "latest" strategy). A configured regex replaces the default:
-one group (or a group named ``value``) is the value; two groups are (name, value) pairs.
+the last value printed wins (Katib's "latest" strategy) unless objective.strategies says min or
+max. A configured regex replaces the default: one group (or a group named ``value``) is the
+value; two groups are (name, value) pairs.
 """
 
 from __future__ import annotations
@@ -47,16 +48,27 @@ def _values(text: str, metric: str, regex: str | None) -> list[float]:
     return found
 
 
-def read_metric(text: str, metric: str, regex: str | None = None) -> float | None:
-    """The last finite value of ``metric`` in ``text``, or None if it was never printed."""
+def read_metric(text: str, metric: str, regex: str | None = None, strategy: str = "latest") -> float | None:
+    """The value of ``metric`` in ``text`` by its strategy (Katib's metricStrategies): the last
+    finite value printed (latest), or the least (min) or greatest (max) of them; None if it was
+    never printed."""
     values = [v for v in _values(text, metric, regex) if not math.isnan(v)]
-    return values[-1] if values else None
+    if not values:
+        return None
+    return min(values) if strategy == "min" else max(values) if strategy == "max" else values[-1]
+
+
+def objective_metrics(objective: Objective) -> list[str]:
+    """Every metric a trial reports: the objective's, the other objectives', the additional ones."""
+    names = [m for m, _ in objective.terms()] + list(objective.additional_metrics)
+    return list(dict.fromkeys(names))
 
 
 def read_objective(text: str, objective: Objective) -> dict[str, float | None]:
-    """The objective metric and every additional metric read from a trial's output."""
-    names = [objective.metric, *objective.additional_metrics]
-    return {name: read_metric(text, name, objective.regex) for name in names}
+    """The objective metrics and every additional metric read from a trial's output, each by its
+    strategy (objective.strategies; latest by default)."""
+    return {name: read_metric(text, name, objective.regex, objective.strategies.get(name, "latest"))
+            for name in objective_metrics(objective)}
 
 
 #: The keys that number a report when objective.step names none: the first one a report carries.
