@@ -111,7 +111,9 @@ def test_a_sweep_with_early_stopping_draws_the_judged_metric(tmp_path):
 
 
 def reasons(files: dict[str, Path]) -> str:
-    return " ".join(re.findall(r"<li>(.*?)</li>", files["html"].read_text()))
+    import html
+
+    return html.unescape(" ".join(re.findall(r"<li>(.*?)</li>", files["html"].read_text())))
 
 
 def rec(name, state, params, acc, curve=None):
@@ -259,3 +261,24 @@ def test_the_browser_check_sees_a_page_that_wants_the_network(tmp_path, browser_
     seen = headless.open_offline(page.as_uri(), CHECK, exe=browser_exe, settle_s=0.5)
     assert "https://cdn.plot.ly/plotly-2.35.2.min.js" in seen["requests"]
     assert seen["value"]["plotly"] is None and seen["value"]["drawn"] == 0
+
+
+def test_an_optuna_plot_that_raises_is_left_out_with_its_reason(tmp_path, monkeypatch):
+    import optuna.visualization as vis
+    import optuna.visualization.matplotlib as vism
+
+    def boom(*a, **kw):
+        raise ValueError("cannot evaluate\nsecond line")
+
+    monkeypatch.setattr(vism, "plot_param_importances", boom)
+    monkeypatch.setattr(vis, "plot_optimization_history", boom)
+    files = write(tmp_path, sweep_records(14))
+    assert plots.IMPORTANCE not in files and plots.PARALLEL in files and plots.HISTORY in files
+    why = reasons(files)
+    assert "Parameter importance not drawn: ValueError: cannot evaluate" in why and "second line" not in why
+    assert "Optimisation history left out of interactive.html: ValueError: cannot evaluate" in why
+    assert set(figures(files["interactive"].read_text())) == {plots.PARALLEL, plots.CURVES}
+
+    monkeypatch.setattr(plots, "write", boom)  # whatever goes wrong there, the table and best.json stand
+    files = write(tmp_path / "again", sweep_records(14))
+    assert "Optuna's plots not drawn: ValueError: cannot evaluate" in reasons(files) and files["csv"].exists()

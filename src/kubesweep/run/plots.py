@@ -191,9 +191,12 @@ def _figures(kind: str, st: Any, objectives: list[tuple[str, str]]) -> dict[str,
 
 
 def _evaluator() -> Any:
+    from optuna.exceptions import ExperimentalWarning
     from optuna.importance import PedAnovaImportanceEvaluator
 
-    return PedAnovaImportanceEvaluator()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return PedAnovaImportanceEvaluator()
 
 
 def _mark_pruned_mpl(ax: Any, pruned_ends: list[tuple[str, int, float]], curves_of: str, n_curves: int) -> None:
@@ -235,7 +238,7 @@ def write(results_dir: Path, records: list[dict[str, Any]], *, metric: str, dire
         st, names, out.notes = study(records, objectives=objectives, params=params, log_params=log_params,
                                      curves_of=curves_of)
     except Exception as exc:  # noqa: BLE001 - a report never ends in a traceback
-        out.skipped = {k: f"no Optuna study from the journal: {_line(exc)}" for k in TITLES}
+        out.skipped = {k: f"no Optuna study from the journal: {line(exc)}" for k in TITLES}
         return out
     pruned_ends = []
     from optuna.trial import TrialState
@@ -279,7 +282,7 @@ def write(results_dir: Path, records: list[dict[str, Any]], *, metric: str, dire
             out.png[k] = path
         except Exception as exc:  # noqa: BLE001
             plt.close("all")
-            failed[k] = _line(exc)
+            failed[k] = line(exc)
     out.skipped.update(failed)
     figures = [k for k in wanted if k not in failed]
     out.interactive = _interactive(Path(results_dir), st, objectives, names, curves_of, pruned_ends, figures,
@@ -317,8 +320,9 @@ def _interactive(results_dir: Path, st: Any, objectives: list[tuple[str, str]], 
                 fig, full_html=False, include_plotlyjs=False, div_id=f"plot-{k}", default_height="520px",
                 config={"displaylogo": False, "responsive": True}))
         except Exception as exc:  # noqa: BLE001
-            out.skipped[k] = f"interactive: {_line(exc)}"
+            out.notes.append(f"{TITLES[k]} left out of {INTERACTIVE}: {line(exc)}")
     skipped = "".join(f"<li>{html.escape(TITLES[k])}: {html.escape(v)}</li>" for k, v in out.skipped.items())
+    skipped += "".join(f"<li>{html.escape(n)}</li>" for n in out.notes)
     body = "".join(divs) + (f"<h2>Not drawn</h2><ul>{skipped}</ul>" if skipped else "")
     js = f"<script>{get_plotlyjs()}</script>" if divs else ""
     path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)} plots</title>"
@@ -327,6 +331,6 @@ def _interactive(results_dir: Path, st: Any, objectives: list[tuple[str, str]], 
     return path
 
 
-def _line(exc: BaseException) -> str:
+def line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

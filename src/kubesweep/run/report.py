@@ -81,8 +81,11 @@ def write(results_dir: Path, records: list[dict[str, Any]], *, experiment: str, 
     png = _plot(rows, metric, params)
     if png:
         (results_dir / PLOT).write_bytes(png)
-    drawn = plots.write(results_dir, records, metric=metric, direction=direction, params=params,
-                        log_params=log_params, early_metric=early_metric, objectives=objectives, title=experiment)
+    try:
+        drawn = plots.write(results_dir, records, metric=metric, direction=direction, params=params,
+                            log_params=log_params, early_metric=early_metric, objectives=objectives, title=experiment)
+    except Exception as exc:  # noqa: BLE001 - the table and best.json stand without the plots
+        drawn = plots.Plots(notes=[f"Optuna's plots not drawn: {plots.line(exc)}"])
     (results_dir / HTML).write_text(_html(experiment, summary, columns, rows, metric, params, extra_metrics, png,
                                           curves_of, drawn))
     files = {"csv": results_dir / CSV, "best": results_dir / BEST, "plot": results_dir / PLOT,
