@@ -399,3 +399,73 @@ def test_the_report_of_two_objectives_holds_the_pareto_front(grid_file, tmp_path
     assert sorted(p["trial"] for p in front) == expected and expected
     assert set(front[0]["values"]) == {"loss", "cost"}
     assert "cost" in (tmp_path / "demo" / "trials.csv").read_text().splitlines()[0]
+
+
+# ---------------------------------------------------------------- W&B
+
+def _wandb(tmp_path, method="random", params=None, cap="run_cap: 8\n"):
+    text = (EXAMPLES / "wandb.yaml").read_text().replace("method: random\nrun_cap: 8\n", f"method: {method}\n{cap}")
+    if params is not None:
+        text = text.replace("""  lr:
+    distribution: log_uniform_values
+    min: 0.001
+    max: 0.1
+""", params)
+    path = tmp_path / "wandb.yaml"
+    path.write_text(text)
+    return path
+
+
+IMAGE = "localhost:5000/kubesweep/mnist:latest"
+
+
+@pytest.mark.parametrize("spec, native", [
+    ("distribution: normal\n    mu: 0.5\n    sigma: 0.1\n",
+     {"type": "float", "distribution": "normal", "mu": 0.5, "sigma": 0.1, "min": 0.5 - 0.3, "max": 0.5 + 0.3}),
+    ("distribution: log_normal\n    mu: -4.0\n    sigma: 1.0\n",
+     {"type": "float", "distribution": "normal", "mu": -4.0, "sigma": 1.0, "scale": "log",
+      "min": math.exp(-7.0), "max": math.exp(-1.0)}),
+    ("distribution: q_normal\n    mu: 32\n    sigma: 8\n    q: 4\n",
+     {"type": "int", "distribution": "normal", "mu": 32, "sigma": 8, "min": 8, "max": 56, "step": 4}),
+    ("distribution: inv_log_uniform_values\n    min: 0.001\n    max: 0.1\n",
+     {"type": "float", "scale": "log", "min": 0.001, "max": 0.1}),
+    ("distribution: inv_log_uniform\n    min: 1\n    max: 5\n",
+     {"type": "float", "scale": "log", "min": math.exp(-5), "max": math.exp(-1)}),
+])
+def test_wandb_distributions_become_native_parameters(tmp_path, spec, native):
+    exp = load_experiment(_wandb(tmp_path, params="  lr:\n    " + spec), image=IMAGE).experiment
+    got = exp.parameters["lr"].model_dump(by_alias=True, exclude_defaults=True)
+    assert got == pytest.approx(native)
+    lr = [t.params["lr"] for t in render.plan(_wandb(tmp_path, params="  lr:\n    " + spec), image=IMAGE).trials]
+    assert all(native["min"] <= x <= native["max"] for x in lr) and len(lr) == 8
+
+
+def test_wandb_q_normal_draws_multiples_of_q_around_mu(tmp_path):
+    path = _wandb(tmp_path, params="  lr:\n    distribution: q_normal\n    mu: 32\n    sigma: 8\n    q: 4\n",
+                  cap="run_cap: 100\n")
+    lr = [t.params["lr"] for t in render.plan(path, image=IMAGE).trials]
+    assert all(x % 4 == 0 for x in lr) and abs(statistics.mean(lr) - 32) < 2.5
+
+
+def test_wandb_random_without_run_cap_runs_batch_by_batch(tmp_path):
+    exp = load_experiment(_wandb(tmp_path, cap=""), image=IMAGE).experiment
+    assert exp.search.trials is None and adaptive.incremental(exp)
+    assert len(render.plan(_wandb(tmp_path, cap=""), image=IMAGE).trials) == exp.batch_size
+
+
+def test_wandb_bayes_is_gp(tmp_path):
+    path = _wandb(tmp_path, method="bayes")
+    if adaptive.torch_missing():
+        with pytest.raises(SpecError, match=r"wandb.yaml:5:9: gp search needs torch"):
+            load_experiment(path, image=IMAGE)
+    else:
+        assert load_experiment(path, image=IMAGE).experiment.search.algorithm == "gp"
+
+
+def test_wandb_normal_takes_mu_and_sigma_not_a_range(tmp_path):
+    with pytest.raises(SpecError, match="distribution normal takes mu and sigma, not min"):
+        load_experiment(_wandb(tmp_path, params="  lr:\n    distribution: normal\n    min: 0\n    max: 1\n"), image=IMAGE)
+    with pytest.raises(SpecError, match="sigma must be above 0"):
+        load_experiment(_wandb(tmp_path, params="  lr:\n    distribution: normal\n    sigma: -1\n"), image=IMAGE)
+    with pytest.raises(SpecError, match="mu belongs to the normal, q_normal and log_normal distributions"):
+        load_experiment(_wandb(tmp_path, params="  lr:\n    min: 0.0\n    max: 1.0\n    mu: 0.5\n"), image=IMAGE)

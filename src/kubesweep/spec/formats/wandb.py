@@ -1,8 +1,10 @@
 """Weights & Biases sweep configs read as they are, into the native spec.
 
-Supported: method grid/random, metric (name, goal, target), parameters with values / value /
-min+max and the distributions constant, categorical, int_uniform, uniform, q_uniform,
-log_uniform_values and log_uniform, run_cap, program, command with the macros ${env},
+Supported: method grid/random/bayes (bayes: Optuna's GPSampler, search.algorithm gp), metric
+(name, goal, target), parameters with values / value / min+max and the distributions constant,
+categorical, int_uniform, uniform, q_uniform, log_uniform_values, log_uniform,
+inv_log_uniform_values, inv_log_uniform, normal, q_normal and log_normal (mu, sigma: truncated at
+mu ± 3 sigma), run_cap (none: random and bayes run until stopped), program, command with the macros ${env},
 ${interpreter}, ${program}, ${args}, ${args_no_hyphens}, ${args_json}; project and entity become
 WANDB_PROJECT / WANDB_ENTITY in each trial. A sweep config names no container image, so the
 image comes from ``--image``; nor does it name the API key: ``--wandb-secret NAME[:KEY]`` gives each
@@ -30,8 +32,16 @@ def api_key_ref(secret: str) -> dict[str, Any]:
     name, _, key = secret.partition(":")
     return {"secretKeyRef": {"name": name, "key": key or DEFAULT_SECRET_KEY}}
 _MACRO = re.compile(r"\$\{([^}]*)\}")
-_UNSUPPORTED_DIST = ("q_log_uniform_values", "inv_log_uniform_values", "inv_log_uniform", "q_log_uniform",
-                     "normal", "q_normal", "log_normal", "q_log_normal", "beta", "q_beta")
+#: W&B distributions without a native form, and why.
+_UNSUPPORTED_DIST = {
+    "q_log_uniform_values": "a log range with a step (q) has no native form; use log_uniform_values, or values",
+    "q_log_uniform": "a log range with a step (q) has no native form; use log_uniform, or values",
+    "q_log_normal": "a log range with a step (q) has no native form; use log_normal, or values",
+    "beta": "the beta distribution has no native form; use uniform, normal, or values",
+    "q_beta": "the beta distribution has no native form; use q_uniform, or values",
+}
+#: normal and log_normal are truncated at mu ± this many sigma (the range that samplers see).
+NORMAL_SIGMAS = 3
 
 
 def _parameter(t: Translator, name: str, method: str) -> None:
@@ -41,9 +51,8 @@ def _parameter(t: Translator, name: str, method: str) -> None:
     if not isinstance(spec, dict):
         t.error(p, f"parameter {name!r} must be a mapping (values, value, or min/max)", spec)
         return
-    t.known_keys(p, ["values", "value", "min", "max", "distribution", "q", "probabilities"],
+    t.known_keys(p, ["values", "value", "min", "max", "distribution", "q", "probabilities", "mu", "sigma"],
                  {"parameters": "nested parameters are not supported; flatten them (e.g. model.lr)",
-                  "mu": "normal distributions are not supported", "sigma": "normal distributions are not supported",
                   "a": "beta distributions are not supported", "b": "beta distributions are not supported"})
     if "parameters" in spec:
         return  # nested parameters: reported by known_keys above
@@ -51,8 +60,16 @@ def _parameter(t: Translator, name: str, method: str) -> None:
     if "probabilities" in spec:
         t.error_key(p + ("probabilities",), f"parameter {name!r}: weighted categorical sampling is not supported")
     if dist in _UNSUPPORTED_DIST:
-        t.error(p + ("distribution",), f"parameter {name!r}: distribution {dist!r} is not supported "
-                "(constant, categorical, int_uniform, uniform, q_uniform, log_uniform_values, log_uniform)", dist)
+        t.error(p + ("distribution",), f"parameter {name!r}: distribution {dist!r} is not supported: "
+                f"{_UNSUPPORTED_DIST[dist]}", dist)
+        return
+    for key in ("mu", "sigma"):
+        if key in spec and dist not in _NORMAL:
+            t.error_key(p + (key,), f"parameter {name!r}: {key} belongs to the normal, q_normal and log_normal "
+                        "distributions")
+            return
+    if dist in _NORMAL:
+        _normal(t, name, spec, dist, method)
         return
     if dist == "constant" and "value" not in spec:
         t.error(p + ("distribution",), f"parameter {name!r}: distribution constant needs 'value' (the one value)", dist)
@@ -98,6 +115,18 @@ def _parameter(t: Translator, name: str, method: str) -> None:
     elif dist == "log_uniform_values":
         out["scale"] = "log"
         out["type"] = "float"
+    elif dist == "inv_log_uniform_values":  # 1/X log-uniform on [1/max, 1/min]: X log-uniform on [min, max]
+        out["scale"] = "log"
+        out["type"] = "float"
+    elif dist == "inv_log_uniform":  # log(1/X) uniform on [min, max]: X log-uniform on [e^-max, e^-min]
+        import math
+
+        try:
+            out["min"], out["max"] = math.exp(-float(hi)), math.exp(-float(lo))
+        except (TypeError, ValueError, OverflowError):
+            t.error(p, f"parameter {name!r}: inv_log_uniform bounds must be numbers (natural-log exponents)")
+        out["scale"] = "log"
+        out["type"] = "float"
     elif dist == "log_uniform":  # bounds are natural-log exponents
         import math
 
@@ -109,11 +138,67 @@ def _parameter(t: Translator, name: str, method: str) -> None:
         out["type"] = "float"
     else:
         t.error(p + ("distribution",), f"parameter {name!r}: unknown distribution {dist!r}", dist)
-    if method == "grid" and dist in ("uniform", "log_uniform_values", "log_uniform"):
+    if method == "grid" and dist in ("uniform", "log_uniform_values", "log_uniform", "inv_log_uniform_values",
+                                     "inv_log_uniform"):
         t.error(p, f"parameter {name!r}: grid search cannot walk the continuous {dist} range; give values, "
                 "or use q_uniform with q (random search samples it as is)")
     if "q" in spec and dist != "q_uniform":
         t.error_key(p + ("q",), f"parameter {name!r}: q only applies to the q_uniform distribution")
+
+
+_NORMAL = ("normal", "q_normal", "log_normal")
+
+
+def _normal(t: Translator, name: str, spec: dict[str, Any], dist: str, method: str) -> None:
+    """normal (mu, sigma; default 0 and 1), q_normal (rounded to multiples of q) and log_normal
+    (e^X, X normal): the native distribution: normal, over mu ± 3 sigma (on the log scale for
+    log_normal), which is also the range the adaptive samplers see."""
+    import math
+
+    p = dst = ("parameters", name)
+    for key in ("min", "max", "value", "values"):
+        if key in spec:
+            t.error_key(p + (key,), f"parameter {name!r}: distribution {dist} takes mu and sigma, not {key}")
+            return
+    mu, sigma = spec.get("mu", 0), spec.get("sigma", 1)
+    for key, v in (("mu", mu), ("sigma", sigma)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            t.error(p + (key,), f"parameter {name!r}: {key} must be a number", v)
+            return
+    if sigma <= 0:
+        t.error(p + ("sigma",), f"parameter {name!r}: sigma must be above 0", sigma)
+        return
+    if method == "grid":
+        t.error(p + ("distribution",), f"parameter {name!r}: grid search cannot walk the {dist} distribution; "
+                "give values (random search draws it)", dist)
+        return
+    lo, hi = mu - NORMAL_SIGMAS * sigma, mu + NORMAL_SIGMAS * sigma
+    out: dict[str, Any] = {"type": "float", "distribution": "normal", "mu": mu, "sigma": sigma}
+    if dist == "log_normal":
+        try:
+            out.update(min=math.exp(lo), max=math.exp(hi), scale="log")
+        except OverflowError:
+            t.error(p, f"parameter {name!r}: log_normal with mu {mu} and sigma {sigma} overflows")
+            return
+    elif dist == "q_normal":
+        q = spec.get("q", 1.0)
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not q > 0:
+            t.error(p + ("q",), f"parameter {name!r}: q must be a number above 0", q)
+            return
+        out.update(min=math.ceil(lo / q) * q, max=math.floor(hi / q) * q, step=q)
+        if all(isinstance(v, int) for v in (mu, sigma, q)):
+            out.update(type="int", min=int(out["min"]), max=int(out["max"]))
+    else:
+        out.update(min=lo, max=hi)
+    if "q" in spec and dist != "q_normal":
+        t.error_key(p + ("q",), f"parameter {name!r}: q only applies to q_uniform and q_normal")
+        return
+    t.put(dst, out, p)
+    for key in ("mu", "sigma", "q"):
+        if key in spec:
+            t.at(dst + ({"q": "step"}.get(key, key),), p + (key,))
+    for key in ("min", "max", "type", "distribution", "scale"):
+        t.at(dst + (key,), p + ("distribution",))
 
 
 def _verbatim(text: str) -> str:
@@ -221,9 +306,11 @@ def read(data: dict[str, Any], t: Translator, image: str | None = None, api_key_
                   "scheduler": "W&B Launch's sweep scheduler; kubesweep schedules the trials (batchSize)"})
     _early_terminate(t)
     method = data.get("method")
-    if method not in ("grid", "random"):
-        t.error(("method",), "method must be grid or random (bayes needs the W&B server)", method)
-    t.put(("search",), {"algorithm": method if method in ("grid", "random") else "grid"}, ("method",))
+    if method not in ("grid", "random", "bayes"):
+        t.error(("method",), "method must be grid, random or bayes", method)
+    # bayes: W&B's Gaussian-process model; here Optuna's GPSampler (search.algorithm: gp)
+    native = {"grid": "grid", "random": "random", "bayes": "gp"}.get(method, "grid")  # type: ignore[arg-type]
+    t.put(("search",), {"algorithm": native}, ("method",))
     if "run_cap" in data:
         t.put(("search", "trials"), data["run_cap"], ("run_cap",))
 
