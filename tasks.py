@@ -69,17 +69,19 @@ SWEEP_HELP = {
     "refill": "trial (start the next trial as soon as a slot frees, default) or batch",
     "retry_failed": "run failed trials again",
     "pull_secret": "make Secret NAME from your docker credentials for the image's registry; the trials pull with it",
+    "max_trials": "ask at most N trials (searches asked batch by batch; random without search.trials runs until then)",
 }
 
 
 @task(help=SWEEP_HELP)
 def sweep(c, grid, dry_run=False, jobs_dir="jobs", results_dir="results", image=None, experiment=None, namespace=None,
           trial_limit=None, kubeconfig=None, apply="direct", refill="trial", retry_failed=False, wandb_secret=None,
-          pull_secret=None):
+          pull_secret=None, max_trials=None):
     """Run a sweep: build the image, render its Jobs, submit, watch, collect, report the best. Rerun to resume."""
     call(cli.sweep, grid, Target(kubeconfig), Workspace(Path(jobs_dir), Path(results_dir)), dry_run=dry_run,
          image=image, name=experiment, namespace=namespace, trial_limit=number(trial_limit, "--trial-limit"),
-         apply=apply, refill=refill, retry_failed=retry_failed, wandb_secret=wandb_secret, pull_secret=pull_secret)
+         apply=apply, refill=refill, retry_failed=retry_failed, wandb_secret=wandb_secret, pull_secret=pull_secret,
+         max_trials=number(max_trials, "--max-trials"))
 
 
 @task(help={"grid": "the sweep file", "results_dir": "default: results/", "rows": "how many rows (default 20)",

@@ -10,7 +10,7 @@ import pytest
 
 from kubesweep.errors import Mark
 from kubesweep.plan import search
-from kubesweep.plan import tpe as adaptive
+from kubesweep.plan import adaptive
 from kubesweep.plan import planner as render
 from kubesweep.errors import SpecError
 from kubesweep.spec.formats import load_experiment
@@ -134,9 +134,19 @@ def test_asked_trials_are_read_back_from_plan_json_and_a_changed_space_is_refuse
     assert json.loads(line.rstrip(","))["name"] == trials[outside].name
 
 
-def test_tpe_needs_search_trials(grid_file):
-    with pytest.raises(SpecError, match="tpe search needs search.trials"):
-        render.plan(grid_file(TPE.replace("search: {algorithm: tpe, trials: 40, seed: 7}", "search: {algorithm: tpe}")))
+def test_tpe_without_search_trials_asks_batch_after_batch_until_a_limit(grid_file):
+    exp = load_experiment(grid_file(TPE.replace("trials: 40, ", ""))).experiment
+    trials = first_batch(exp)
+    assert len(trials) == 5
+    done = {t.name: {"state": "succeeded", "metrics": {"loss": loss(t.params)}} for t in trials}
+    for _ in range(3):  # no count: every batch is asked, none is refused for want of search.trials
+        following = search.next_batch(exp, trials, done, WHERE)
+        assert len(following) == 5
+        trials = trials + following
+        done.update({t.name: {"state": "succeeded", "metrics": {"loss": loss(t.params)}} for t in following})
+    # --max-trials: the batch that would cross it is cut, the one after is empty
+    assert len(search.next_batch(exp, trials, done, WHERE, limit=22)) == 2
+    assert search.next_batch(exp, trials, done, WHERE, limit=20) == []
 
 
 def test_katib_tpe_with_random_state_becomes_a_seeded_tpe_search(tmp_path):

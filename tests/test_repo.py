@@ -60,5 +60,5 @@ def test_the_lock_file_pins_every_dependency_within_pyproject_s_bounds():
 def test_sweeping_needs_no_ansible():
     """The sweep-only install (no [cluster] extra) must not import Ansible on any sweep path."""
     code = ("import sys, kubesweep.sweep, kubesweep.cli.app, kubesweep.cli.commands, kubesweep.run.runner, "
-            "kubesweep.plan.tpe; assert not [m for m in sys.modules if m.startswith('ansible')], 'ansible imported'")
+            "kubesweep.plan.adaptive; assert not [m for m in sys.modules if m.startswith('ansible')], 'ansible imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

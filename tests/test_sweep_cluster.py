@@ -297,7 +297,7 @@ def _wait(predicate, timeout, what):
 def test_tpe_asks_each_batch_from_the_results_and_resumes_the_same_study_after_kill(tmp_path, local_cluster, api,
                                                                                    trainer):
     from kubesweep.errors import Mark
-    from kubesweep.plan import tpe as adaptive
+    from kubesweep.plan import adaptive
     from kubesweep.spec.formats import load_experiment
 
     grid = _grid(tmp_path, "tpe", f"""\

@@ -100,15 +100,19 @@ def _overrides(g: Globals, experiment: str | None, image: str | None = None,
               help="Start the next trial as soon as a slot frees (trial) or when the whole batch is done.")
 @click.option("--retry-failed", is_flag=True, help="Run the trials that failed in earlier runs again.")
 @PULL_SECRET
+@click.option("--max-trials", type=click.IntRange(min=1), metavar="N",
+              help="Ask no more than N trials in all (searches asked batch by batch: tpe, gp, cmaes, sobol, "
+              "and random without search.trials, which otherwise runs until cancelled or its goal).")
 @click.pass_obj
 def sweep(g: Globals, file: str, dry_run: bool, experiment: str | None, image: str | None, trial_limit: int | None,
-          apply: str, refill: str, retry_failed: bool, pull_secret: str | None) -> None:
+          apply: str, refill: str, retry_failed: bool, pull_secret: str | None, max_trials: int | None) -> None:
     """Run the sweep in FILE (grid.yaml, a Katib Experiment or a W&B sweep config): build its
     image, render its Jobs into jobs/<experiment>/, submit, watch, collect, report the best."""
     from kubesweep.cli import commands
 
     _exit(commands.sweep, file, g.target, g.where, dry_run=dry_run, apply=apply, refill=refill,
-          retry_failed=retry_failed, pull_secret=pull_secret, **_overrides(g, experiment, image, trial_limit))
+          retry_failed=retry_failed, pull_secret=pull_secret, max_trials=max_trials,
+          **_overrides(g, experiment, image, trial_limit))
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)

@@ -1,9 +1,11 @@
 """Which trials a sweep runs: the one place that dispatches on ``search.algorithm``.
 
 grid: the product of the parameters' points, in written order (the first ``search.trials`` of it
-when given); random: a seeded sample of distinct points; tpe: batch by batch, asked of an Optuna
-study given the results so far (tpe.py). Each count is checked against ``search.trialLimit``
-before a single trial is made, and every trial is made by ``trials.make``.
+when given); random: a seeded sample of distinct points (without search.trials: the same seeded
+stream, one batch at a time, until the sweep is stopped); tpe, multivariate-tpe, gp, cmaes, sobol:
+batch by batch, asked of a sampler given the results so far (adaptive.py). Each count is checked
+against ``search.trialLimit`` before a single trial is made, and every trial is made by
+``trials.make``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import random
 from typing import Any, Iterable, Iterator
 
 from kubesweep.errors import Collector, Issue, Mark, SpecError
-from kubesweep.plan import tpe
+from kubesweep.plan import adaptive
 from kubesweep.plan.trials import Trial, canonical_json, make
 from kubesweep.spec.model import Experiment
 from kubesweep.spec.space import Domain, Value, domains, grid_point, grid_size, space_size
@@ -70,8 +72,10 @@ def count_trials(exp: Experiment, pos: Positions) -> int:
             out.add(pos.key(("parameters",)), "the grid is empty: some parameter has no values")
         elif n > s.trial_limit:
             out.add(pos.key(("parameters",)), f"the grid expands to {_fmt(total)} trials ({sizes}), over the limit of {_fmt(s.trial_limit)}: narrow the parameters, take the first N with search.trials, or raise search.trialLimit")
+    elif s.trials is None:  # asked batch by batch until stopped (adaptive.incremental)
+        n = min(exp.batch_size, s.trial_limit)
     else:
-        n = s.trials or 0
+        n = s.trials
         space = space_size(doms)
         if n > s.trial_limit:
             out.add(pos.value(("search", "trials")), f"{s.algorithm} search asks for {_fmt(n)} trials, over the limit of {_fmt(s.trial_limit)} (raise search.trialLimit)", n)
@@ -83,11 +87,14 @@ def count_trials(exp: Experiment, pos: Positions) -> int:
 
 def expand(exp: Experiment, pos: Positions) -> list[Trial]:
     """The experiment's trials, in a deterministic order, assigned to batches: every grid point or
-    random sample; for tpe, the first batch (later ones are asked from results: ``next_batch``)."""
+    random sample; for an adaptive sampler or random search without a count, the first batch
+    (later ones are asked from results: ``next_batch``)."""
     n = count_trials(exp, pos)
-    if exp.search.algorithm == "tpe":
-        return tpe.first_batch(exp, pos.key(("parameters",)))
     doms = domains(exp.parameters)
+    if exp.search.algorithm in adaptive.ADAPTIVE:
+        return adaptive.first_batch(exp, pos.key(("parameters",)))
+    if adaptive.incremental(exp):
+        return make(exp.name, _random(doms, exp.search.seed, n), batch=lambda i: 0, where=pos.key(("parameters",)))
     if exp.search.algorithm == "grid":
         source: Iterable[dict[str, Value]] = _grid(doms, n)
     else:
@@ -102,10 +109,20 @@ def expand(exp: Experiment, pos: Positions) -> list[Trial]:
     return trials
 
 
-def next_batch(exp: Experiment, trials: list[Trial], done: dict[str, dict[str, Any]], where: Mark) -> list[Trial]:
-    """The batch after ``trials``, asked of the tpe study given every result so far (``done``, the
-    journal); empty when search.trials are asked, the space is exhausted, or the search is not
-    adaptive (grid and random plan every trial up front)."""
-    if exp.search.algorithm != "tpe":
+def next_batch(exp: Experiment, trials: list[Trial], done: dict[str, dict[str, Any]], where: Mark,
+               limit: int | None = None) -> list[Trial]:
+    """The batch after ``trials``, asked of the sampler given every result so far (``done``, the
+    journal); empty when search.trials (or ``limit``: --max-trials; or search.trialLimit) are
+    asked, the space is exhausted, or the search is planned up front (grid, random with a count)."""
+    if not adaptive.incremental(exp):
         return []
-    return tpe.next_batch(exp, trials, done, where)  # a name collision is reported at ``where``
+    cap = min(c for c in (limit, exp.search.trial_limit) if c is not None)
+    if exp.search.algorithm in adaptive.ADAPTIVE:
+        return adaptive.next_batch(exp, trials, done, where, cap)  # a name collision is reported at ``where``
+    want = min(exp.batch_size, cap - len(trials))
+    if want <= 0:
+        return []
+    # random without a count: the same seeded stream as planned random search, continued
+    stream = list(itertools.islice(_random(domains(exp.parameters), exp.search.seed, len(trials) + want), len(trials), None))
+    batch = max((t.batch for t in trials), default=-1) + 1
+    return make(exp.name, stream, first_index=len(trials), batch=lambda i: batch, taken=trials, where=where)

@@ -49,6 +49,12 @@ class Parameter(Model):
     count: StrictInt | None = Field(default=None, description="number of points in the range")
     scale: Literal["linear", "log"] = "linear"
     type: Literal["int", "float"] | None = None
+    #: How random search draws from a min/max range: uniform, or normal (log-normal with scale:
+    #: log) around ``mu`` with ``sigma`` (on the log scale for log), by default Katib's: the middle
+    #: of the range and a sixth of it; a draw outside min..max is drawn again.
+    distribution: Literal["uniform", "normal"] = "uniform"
+    mu: Number | None = None
+    sigma: Number | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -73,13 +79,33 @@ class Parameter(Model):
 
 
 class Search(Model):
-    algorithm: Literal["grid", "random", "tpe"] = "grid"
+    #: plan/adaptive.py: tpe, multivariate-tpe, gp, cmaes and sobol ask one batch at a time.
+    algorithm: Literal["grid", "random", "tpe", "multivariate-tpe", "gp", "cmaes", "sobol"] = "grid"
     seed: StrictInt = 0
-    trials: StrictInt | None = Field(default=None, description="random, tpe: how many; grid: a cap")
+    trials: StrictInt | None = Field(default=None, description="random and adaptive: how many (none: until "
+                                     "cancelled, the goal, or --max-trials); grid: a cap")
     trial_limit: StrictInt = DEFAULT_TRIAL_LIMIT
     longest_first: list[StrictStr] = Field(
         default=[], description="numeric parameters whose product grows with a trial's run time (epochs, "
         "layers): the plan starts the longest trials first, so the sweep does not end waiting on a few long ones")
+    #: tpe, multivariate-tpe, gp: random trials before the model (default: max(4, batchSize)).
+    startup_trials: StrictInt | None = None
+    #: tpe: candidates drawn per ask (Optuna's n_ei_candidates, Katib's n_ei_candidates / n_EI_candidates).
+    ei_candidates: StrictInt | None = None
+    #: tpe: weight of the prior (Optuna's and hyperopt's prior_weight).
+    prior_weight: Number | None = None
+    #: tpe: hyperopt's gamma (Katib's tpe): the best ceil(gamma * sqrt(n)) trials, at most 25, are "good".
+    gamma: Number | None = None
+    #: cmaes: the initial step size as a share of each range (Optuna's sigma0; Katib's sigma).
+    sigma: Number | None = None
+
+
+class ObjectiveTerm(Model):
+    """One more objective of a multi-objective sweep: optimised together with objective.metric."""
+
+    metric: StrictStr
+    direction: Literal["maximize", "minimize"] = "maximize"
+    goal: Number | None = None
 
 
 class Objective(Model):
@@ -88,10 +114,24 @@ class Objective(Model):
     goal: Number | None = None
     regex: StrictStr | None = None
     additional_metrics: list[StrictStr] = []
+    #: More objectives, optimised together with ``metric`` (a Pareto front instead of one best).
+    additional_objectives: list[ObjectiveTerm] = []
+    #: Which printed value of a metric counts: the last (Katib's latest, the default), min or max.
+    strategies: dict[StrictStr, Literal["min", "max", "latest"]] = {}
     #: The key that numbers a trial's reports: ``epoch`` in ``epoch=3 accuracy=0.9`` or in the JSON
     #: line ``{"epoch": 3, "accuracy": 0.9}``. None: the first of step, epoch, iteration, timestamp
     #: that the report carries, else its place in the log (1, 2, 3, ...).
     step: StrictStr | None = None
+
+    def terms(self) -> list[tuple[str, str]]:
+        """(metric, direction) of every objective, ``metric``'s first."""
+        return [(self.metric, self.direction), *((o.metric, o.direction) for o in self.additional_objectives)]
+
+    def goals(self) -> list[tuple[str, str, float]]:
+        """(metric, direction, goal) of every objective that has a goal."""
+        terms = [(self.metric, self.direction, self.goal),
+                 *((o.metric, o.direction, o.goal) for o in self.additional_objectives)]
+        return [(m, d, g) for m, d, g in terms if g is not None]
 
 
 class EarlyStopping(Model):

@@ -15,6 +15,7 @@ from kubesweep.errors import Collector
 from kubesweep.spec.space import MAX_COUNT, domain
 from kubesweep.spec.model import BUILTINS, MAX_EXPERIMENT_NAME, MAX_TRIAL_LIMIT, EnvSource, Experiment, Parameter, did_you_mean
 from kubesweep.spec.yamlsource import Positions
+from kubesweep.plan import adaptive
 
 # Every pattern below is used with fullmatch(): "$" would also match before a trailing newline,
 # and "team-a\n" (easy to get from a YAML block scalar) would pass and make an invalid object.
@@ -66,6 +67,9 @@ def _check_param(out: Collector, pos: Positions, name: str, p: Parameter, algori
             out.add(pos.key(here + (ranged[0],)), f"parameter {name!r}: use either 'values' or a range ('min'/'max'), not both")
         if not p.values:
             out.add(pos.value(here + ("values",)), f"parameter {name!r} has an empty list of values")
+        for key in ("distribution", "mu", "sigma"):
+            if key in p.model_fields_set:
+                out.add(pos.key(here + (key,)), f"parameter {name!r}: {key} shapes how a min/max range is drawn, not listed values")
         seen: dict[object, int] = {}
         for i, v in enumerate(p.values):
             key = (type(v).__name__ if isinstance(v, bool) else "x", v)
@@ -105,8 +109,26 @@ def _check_param(out: Collector, pos: Positions, name: str, p: Parameter, algori
             v = getattr(p, key)
             if isinstance(v, float) and not v.is_integer():
                 out.add(pos.value(here + (key,)), f"parameter {name!r} is of type int but {key} is not a whole number", v)
+    _check_distribution(out, pos, name, p, algorithm)
     if algorithm == "grid" and p.step is None and p.count is None and not (p.is_int and p.scale == "linear"):
         out.add(pos.value(here), f"parameter {name!r} is a continuous range: grid search needs 'step' (or 'count', or 'values'); random and tpe search sample it as is")
+
+
+def _check_distribution(out: Collector, pos: Positions, name: str, p: Parameter, algorithm: str) -> None:
+    here = ("parameters", name)
+    if p.distribution == "uniform":
+        for key in ("mu", "sigma"):
+            if getattr(p, key) is not None:
+                out.add(pos.key(here + (key,)), f"parameter {name!r}: {key} belongs to distribution: normal")
+        return
+    if p.sigma is not None and not p.sigma > 0:
+        out.add(pos.value(here + ("sigma",)), f"parameter {name!r}: sigma must be above 0", p.sigma)
+    if p.count is not None:
+        out.add(pos.key(here + ("count",)), f"parameter {name!r}: count spaces points evenly; distribution normal draws "
+                "them (leave count out, or the distribution)")
+    if algorithm == "grid":
+        out.add(pos.value(here + ("distribution",)), f"parameter {name!r}: grid search walks every point; distribution "
+                "normal is how random search draws (use random, or leave the distribution out)", p.distribution)
 
 
 def _larger_than_kubernetes(value: str | int | float) -> bool:
@@ -344,8 +366,7 @@ def check(exp: Experiment, pos: Positions) -> None:
                 out.add(pos.key(("parameters", name)), f"parameter {name!r} is not used: reference it as ${{{name}}} in command or env (or pass all with ${{args}})")
 
     s = exp.search
-    if s.algorithm in ("random", "tpe") and s.trials is None:
-        out.add(pos.value(("search",)), f"{s.algorithm} search needs search.trials (how many to sample)")
+    adaptive.check(exp, pos, out)
     if s.trials is not None and s.trials < 1:
         out.add(pos.value(("search", "trials")), "search.trials must be at least 1", s.trials)
     if s.trial_limit < 1:
@@ -359,8 +380,10 @@ def check(exp: Experiment, pos: Positions) -> None:
             out.add(here, f"search.longestFirst names {key!r}, which is not a parameter{did_you_mean(key, sorted(exp.parameters))}", key)
         elif not _numeric(exp.parameters[key]):
             out.add(here, f"search.longestFirst orders by numbers, but parameter {key!r} has values that are not numbers", key)
-    if s.longest_first and s.algorithm == "tpe":
-        out.add(pos.value(("search", "longestFirst")), "search.longestFirst orders a plan made in advance (grid, random); tpe asks for its trials one batch at a time")
+    if s.longest_first and adaptive.incremental(exp):
+        out.add(pos.value(("search", "longestFirst")), "search.longestFirst orders a plan made in advance (grid, random "
+                f"with search.trials); {s.algorithm} search{' without search.trials' if s.algorithm == 'random' else ''} "
+                "asks for its trials one batch at a time")
     if exp.batch_size < 1:
         out.add(pos.value(("batchSize",)), "batchSize must be at least 1", exp.batch_size)
     if exp.max_failed_trials is not None and exp.max_failed_trials < 0:

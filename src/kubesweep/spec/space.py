@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, localcontext
 from typing import Union
 
@@ -47,6 +47,9 @@ class Domain:
     is_int: bool = False
     values: tuple[Value, ...] | None = None
     step: Decimal | int | None = None
+    #: distribution normal: mean and standard deviation (of the log for log ranges); None: uniform.
+    mu: float | None = None
+    sigma: float | None = None
 
     @property
     def finite(self) -> bool:
@@ -69,6 +72,8 @@ class Domain:
         return [self.point(i) for i in range(self.size)]
 
     def sample(self, rng: random.Random) -> Value:
+        if self.sigma is not None and self.mu is not None:
+            return self._normal(rng)
         if self.size is not None:
             return self.point(rng.randrange(self.size))
         if self.log:
@@ -76,6 +81,24 @@ class Domain:
         else:
             x = rng.uniform(self.lo, self.hi)
         return int(round(x)) if self.is_int else tidy(x)
+
+
+    def _normal(self, rng: random.Random) -> Value:
+        """A draw of the normal (log-normal) distribution inside lo..hi: one outside is drawn again
+        (after 100 misses, the nearest bound); stepped and int ranges take the nearest point."""
+        assert self.mu is not None and self.sigma is not None
+        lo, hi = (math.log(self.lo), math.log(self.hi)) if self.log else (float(self.lo), float(self.hi))
+        for _ in range(100):
+            z = rng.gauss(self.mu, self.sigma)
+            if lo <= z <= hi:
+                break
+        else:
+            z = min(max(z, lo), hi)
+        x = min(max(math.exp(z) if self.log else z, float(self.lo)), float(self.hi))
+        if self.size is not None and self.step is not None:
+            i = round((x - float(self.lo)) / float(self.step))
+            return self.point(min(max(i, 0), self.size - 1))
+        return int(round(x)) if self.is_int else min(max(tidy(x), self.lo), self.hi)
 
 
 def stepped_size(lo: float | int, hi: float | int, step: float | int, is_int: bool) -> int:
@@ -109,13 +132,19 @@ def _small(d: Domain) -> Domain:
     """``d`` with its points listed when there are few (as many as ``count`` may ask): a grid
     then reads each point from a tuple instead of computing it for every trial."""
     if d.values is None and d.size is not None and d.size <= MAX_COUNT:
-        return Domain(d.name, d.size, d.lo, d.hi, d.log, d.is_int, tuple(d.points()), d.step)
+        return replace(d, values=tuple(d.points()))
     return d
 
 
 def domain(name: str, p: Parameter) -> Domain:
     """The domain of one (already checked) parameter."""
-    return _small(_domain(name, p))
+    d = _small(_domain(name, p))
+    if p.distribution == "normal" and p.values is None and p.min is not None and p.max is not None:
+        # Katib's normal and logNormal: mu the middle of the range, sigma a sixth of it (log scale for log)
+        lo, hi = (math.log(p.min), math.log(p.max)) if p.scale == "log" and p.min > 0 else (float(p.min), float(p.max))
+        d = replace(d, mu=float(p.mu) if p.mu is not None else (lo + hi) / 2,
+                    sigma=float(p.sigma) if p.sigma is not None else (hi - lo) / 6)
+    return d
 
 
 def _domain(name: str, p: Parameter) -> Domain:

@@ -1,8 +1,9 @@
 """Katib ``Experiment`` (kubeflow.org/v1beta1) read as it is, into the native spec.
 
 Supported: parameters (double, int, discrete, categorical; feasibleSpace min/max/step/list and
-distribution uniform/logUniform), objective (type, goal, objectiveMetricName,
-additionalMetricNames), algorithm random and tpe (algorithmSettings random_state) and grid,
+distribution uniform/logUniform/normal/logNormal), objective (type, goal, objectiveMetricName,
+additionalMetricNames, metricStrategies), the algorithms random, grid, tpe, multivariate-tpe,
+cmaes, sobol and bayesianoptimization with their settings (katib_search.py),
 parallelTrialCount, maxTrialCount, maxFailedTrialCount, the StdOut metrics collector with one
 metricsFormat regex, and a trialTemplate whose trialSpec is a batch/v1 Job with one container.
 Everything else is refused with the reason, never ignored.
@@ -17,6 +18,7 @@ import re
 from typing import Any
 
 from .base import Translator
+from . import katib_search
 from .katib_trial import metrics_collector, trial_template
 
 API_VERSION = "kubeflow.org/v1beta1"
@@ -30,7 +32,6 @@ _SPEC_MEANINGLESS = {
 RESUME_POLICIES = ("Never", "LongRunning", "FromVolume")
 #: Katib's medianstop settings → the native earlyStopping keys.
 _MEDIANSTOP = {"min_trials_required": "minTrials", "start_step": "startStep"}
-_ALGORITHMS = {"random": "random", "grid": "grid", "tpe": "tpe"}  # tpe: Optuna's, where Katib uses hyperopt's
 
 
 def _number(t: Translator, path: tuple, text: Any, is_int: bool) -> Any:
@@ -155,8 +156,10 @@ def _parameters(t: Translator, search: str) -> dict[str, str]:
             t.put(dst + ("scale",), "log", fs + ("distribution",))
             if "step" in space:
                 t.error_key(fs + ("step",), f"parameter {name!r}: a logUniform range with a step has no grid meaning; remove step (random search samples log-uniformly)")
+        elif dist in ("normal", "logNormal"):
+            katib_search.distribution(t, fs, space, dst, name)
         else:
-            t.error(fs + ("distribution",), f"distribution {dist!r} is not supported (uniform, logUniform)", dist)
+            t.error(fs + ("distribution",), f"distribution {dist!r} is not supported (uniform, logUniform, normal, logNormal)", dist)
     return types
 
 
@@ -210,31 +213,7 @@ def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
         t.error(("spec", "resumePolicy"), f"spec.resumePolicy must be one of {', '.join(RESUME_POLICIES)}", policy)
     _early_stopping(t)
 
-    algo = t.mapping(("spec", "algorithm"), required=True)
-    t.known_keys(("spec", "algorithm"), ["algorithmName", "algorithmSettings"])
-    name = algo.get("algorithmName")
-    search: dict[str, Any] = {}
-    t.put(("search",), search, ("spec", "algorithm"))
-    if isinstance(name, str) and name in _ALGORITHMS:
-        search["algorithm"] = _ALGORITHMS[name]
-        t.at(("search", "algorithm"), ("spec", "algorithm", "algorithmName"))
-    elif algo:
-        t.error(("spec", "algorithm", "algorithmName"), "algorithm must be random, grid or tpe (other adaptive algorithms need Katib's suggestion services)", name)
-    for i, setting in enumerate(t.sequence(("spec", "algorithm", "algorithmSettings"))):
-        sp = ("spec", "algorithm", "algorithmSettings", i)
-        if isinstance(setting, dict) and setting.get("name") == "random_state" and name in ("random", "tpe"):
-            try:
-                search["seed"] = int(str(setting.get("value")))
-                t.at(("search", "seed"), sp + ("value",))
-            except ValueError:
-                t.error(sp + ("value",), "random_state must be an integer", setting.get("value"))
-        else:
-            setting_name = setting.get("name") if isinstance(setting, dict) else setting
-            t.error(sp, f"algorithm setting {setting_name!r} is not supported for {name} (only random_state)"
-                    if name in ("random", "tpe") else f"algorithm setting {setting_name!r} has no meaning for {name}")
-    if "maxTrialCount" in spec:
-        search["trials"] = spec["maxTrialCount"]
-        t.at(("search", "trials"), ("spec", "maxTrialCount"))
+    search = katib_search.algorithm(t, spec)
     t.copy(("spec", "parallelTrialCount"), ("batchSize",))
     t.copy(("spec", "maxFailedTrialCount"), ("maxFailedTrials",))
 
@@ -248,9 +227,7 @@ def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
     t.copy(ob + ("type",), ("objective", "direction"))
     t.copy(ob + ("goal",), ("objective", "goal"))
     t.copy(ob + ("additionalMetricNames",), ("objective", "additionalMetrics"))
-    for i, strategy in enumerate(objective.get("metricStrategies") or []):
-        if not isinstance(strategy, dict) or strategy.get("value") != "latest":
-            t.error(ob + ("metricStrategies", i), "only the 'latest' metric strategy is supported (kubesweep reads the last value printed)", strategy)
+    katib_search.metric_strategies(t, objective)
 
     metrics_collector(t)
 

@@ -1,0 +1,201 @@
+"""Katib's search, read into the native one: spec.algorithm (its suggestion services' algorithms
+and settings), spec.objective.metricStrategies, and feasibleSpace.distribution normal/logNormal.
+
+What each Katib algorithm and setting becomes is taken from Katib's suggestion services
+(pkg/suggestion/v1beta1: hyperopt for random and tpe, optuna for multivariate-tpe and grid,
+goptuna for cmaes and sobol, skopt for bayesianoptimization; their ValidateAlgorithmSettings say
+which settings each defines). A setting Katib defines that Optuna has no equivalent for is refused
+with the reason; one Katib does not define is refused as unknown, as Katib's validation would.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .base import Translator
+
+#: Katib's algorithm names → the native search.algorithm.
+ALGORITHMS = {"random": "random", "grid": "grid", "tpe": "tpe", "multivariate-tpe": "multivariate-tpe",
+              "bayesianoptimization": "gp", "cmaes": "cmaes", "sobol": "sobol"}
+#: Katib algorithms that need something kubesweep is not.
+UNSUPPORTED = {
+    "hyperband": "Katib's hyperband runs trials on budgets through its suggestion service; use random (or tpe) "
+                 "search with earlyStopping (grid.yaml: earlyStopping: {pruner: hyperband})",
+    "enas": "neural architecture search is out of scope",
+    "darts": "neural architecture search is out of scope",
+    "pbt": "population based training exchanges checkpoints between running trials, which plain Jobs do not",
+}
+
+
+def _int(low: int) -> Callable[[str], Any]:
+    def read(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError("must be an integer") from None
+        if value < low:
+            raise ValueError(f"must be at least {low}")
+        return value
+    return read
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _float(text)
+    if not value > 0:
+        raise ValueError("must be above 0")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _float(text)
+    if not 0 < value < 1:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
+def _one_of(*accepted: str) -> Callable[[str], Any]:
+    def read(text: str) -> None:
+        if text not in accepted:
+            raise ValueError(f"must be {' or '.join(accepted)}")
+    return read
+
+
+#: Per Katib algorithm: setting → (native search key or None when it only has to be valid, reader).
+#: tpe takes hyperopt's settings (Katib's default tpe service) and Optuna's (its optuna service).
+SETTINGS: dict[str, dict[str, tuple[str | None, Callable[[str], Any]]]] = {
+    "random": {"random_state": ("seed", _int(0))},
+    "tpe": {"random_state": ("seed", _int(0)), "n_EI_candidates": ("eiCandidates", _int(1)),
+            "n_ei_candidates": ("eiCandidates", _int(1)), "n_startup_trials": ("startupTrials", _int(0)),
+            "prior_weight": ("priorWeight", _positive), "gamma": ("gamma", _fraction)},
+    "multivariate-tpe": {"random_state": ("seed", _int(0)), "n_startup_trials": ("startupTrials", _int(0)),
+                         "n_ei_candidates": ("eiCandidates", _int(1))},
+    "cmaes": {"random_state": ("seed", _int(0)), "sigma": ("sigma", _positive),
+              "restart_strategy": (None, _one_of("none", "None"))},
+    "sobol": {},
+    "grid": {},
+    "bayesianoptimization": {"random_state": ("seed", _int(0)), "n_initial_points": ("startupTrials", _int(0)),
+                             "base_estimator": (None, _one_of("GP")), "acq_func": (None, _one_of("EI")),
+                             "acq_optimizer": (None, _one_of("auto"))},
+}
+#: Settings Katib defines that have no Optuna equivalent: why each is refused.
+NO_EQUIVALENT = {
+    ("cmaes", "restart_strategy"): "Optuna's CmaEsSampler has had no restarts since Optuna 4.4 (restart_strategy "
+                                   "falls back to none there; ipop and bipop moved to OptunaHub): remove it or set none",
+    ("bayesianoptimization", "base_estimator"): "kubesweep's bayesian optimisation is Optuna's GPSampler, a Gaussian "
+                                                "process: only GP (scikit-optimize's RF, ET and GBRT have no equivalent)",
+    ("bayesianoptimization", "acq_func"): "Optuna's GPSampler maximises (log) expected improvement: only EI "
+                                          "(gp_hedge, LCB, PI, EIps and PIps have no equivalent)",
+    ("bayesianoptimization", "acq_optimizer"): "Optuna's GPSampler optimises the acquisition its own way (sampling, "
+                                               "then L-BFGS-B from the best points): only auto",
+    ("grid", "random_state"): "Katib's grid shuffles its order with it; kubesweep walks the grid in the written order",
+}
+
+
+def algorithm(t: Translator, spec: dict[str, Any]) -> dict[str, Any]:
+    """spec.algorithm → the native search mapping (also spec.maxTrialCount)."""
+    base = ("spec", "algorithm")
+    algo = t.mapping(base, required=True)
+    t.known_keys(base, ["algorithmName", "algorithmSettings"])
+    name = algo.get("algorithmName")
+    search: dict[str, Any] = {}
+    t.put(("search",), search, base)
+    if isinstance(name, str) and name in ALGORITHMS:
+        search["algorithm"] = ALGORITHMS[name]
+        t.at(("search", "algorithm"), base + ("algorithmName",))
+    elif isinstance(name, str) and name in UNSUPPORTED:
+        t.error(base + ("algorithmName",), f"algorithm {name} is not supported: {UNSUPPORTED[name]}", name)
+    elif algo and not isinstance(name, str):
+        t.error(base + ("algorithmName",), "spec.algorithm.algorithmName must be a string", name)
+    elif algo:
+        t.error(base + ("algorithmName",), f"unknown Katib algorithm (known: {', '.join(ALGORITHMS)})", name)
+    known = SETTINGS.get(name, {}) if isinstance(name, str) else {}
+    for i, setting in enumerate(t.sequence(base + ("algorithmSettings",))):
+        sp = base + ("algorithmSettings", i)
+        if not isinstance(setting, dict) or not isinstance(setting.get("name"), str):
+            t.error(sp, "an algorithm setting is a mapping with name and value", setting)
+            continue
+        t.known_keys(sp, ["name", "value"])
+        key, value = setting["name"], setting.get("value")
+        if not isinstance(name, str) or name not in SETTINGS:
+            continue  # the algorithm is reported above
+        if (name, key) in NO_EQUIVALENT and key not in known:
+            t.error(sp + ("name",), f"algorithm setting {key} of {name} is not supported: {NO_EQUIVALENT[name, key]}", key)
+            continue
+        if key not in known:
+            takes = f"its settings: {', '.join(known)}" if known else "it takes no settings"
+            t.error(sp + ("name",), f"unknown setting {key!r} for Katib's {name} ({takes})", key)
+            continue
+        dst, read = known[key]
+        try:
+            parsed = read(str(value).strip())
+        except ValueError as exc:
+            reason = NO_EQUIVALENT.get((name, key))
+            t.error(sp + ("value",), f"algorithm setting {key} of {name} is not supported: {reason}"
+                    if reason and dst is None else f"algorithm setting {key} {exc}", value)
+            continue
+        if dst is not None:
+            search[dst] = parsed
+            t.at(("search", dst), sp + ("value",))
+    if "maxTrialCount" in spec:
+        search["trials"] = spec["maxTrialCount"]
+        t.at(("search", "trials"), ("spec", "maxTrialCount"))
+    return search
+
+
+#: Katib's metric strategies: the value a trial reports for a metric it printed several times.
+STRATEGIES = ("min", "max", "latest")
+
+
+def metric_strategies(t: Translator, objective: dict[str, Any]) -> None:
+    """spec.objective.metricStrategies → objective.strategies, with Katib's defaults: a metric
+    without a strategy takes min when the objective minimizes and max when it maximizes (Katib's
+    experiment defaults, for the objective metric and the additional ones alike)."""
+    ob = ("spec", "objective")
+    names = [objective.get("objectiveMetricName"), *(objective.get("additionalMetricNames") or [])]
+    names = [n for n in names if isinstance(n, str)]
+    default = {"minimize": "min", "maximize": "max"}.get(objective.get("type"), "latest")
+    out: dict[str, str] = {n: default for n in names}
+    seen: set[str] = set()
+    for i, strategy in enumerate(t.sequence(ob + ("metricStrategies",))):
+        sp = ob + ("metricStrategies", i)
+        if not isinstance(strategy, dict):
+            t.error(sp, "a metric strategy is a mapping with name and value", strategy)
+            continue
+        t.known_keys(sp, ["name", "value"])
+        name, value = strategy.get("name"), strategy.get("value")
+        if name not in names:
+            t.error(sp + ("name",), "a metric strategy names the objective metric or an additional metric "
+                    f"({', '.join(names) or 'none'})", name)
+        elif name in seen:
+            t.error(sp + ("name",), f"metric {name!r} has two strategies", name)
+        elif value not in STRATEGIES:
+            t.error(sp + ("value",), "a metric strategy is min, max or latest", value)
+        else:
+            seen.add(name)
+            out[name] = value
+            t.at(("objective", "strategies", name), sp + ("value",))
+    if out:
+        t.out.setdefault("objective", {})["strategies"] = out
+
+
+def distribution(t: Translator, fs: tuple, space: dict[str, Any], dst: tuple, name: str) -> None:
+    """feasibleSpace.distribution normal / logNormal: Katib's hyperopt service draws from a normal
+    of mu = the middle of min and max and sigma = a sixth of the range (on the log scale for
+    logNormal); the native parameter says the same with distribution: normal."""
+    dist = space.get("distribution")
+    t.put(dst + ("distribution",), "normal", fs + ("distribution",))
+    if dist == "logNormal":
+        t.put(dst + ("scale",), "log", fs + ("distribution",))
+        if "step" in space:
+            t.error_key(fs + ("step",), f"parameter {name!r}: a logNormal range with a step has no grid meaning; "
+                        "remove step")
