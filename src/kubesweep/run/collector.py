@@ -107,11 +107,14 @@ def judge(objective: Any, name: str, outcome: str, reason: str | None, message: 
 class Collector:
     """Log reads for one sweep, answered through ``events``. ``pods`` gives a trial's pod as last
     watched (None: looked up by its Job's name); ``closing`` set means the sweep is ending, and
-    reads stop retrying."""
+    reads stop retrying. ``container``: the container whose log holds the metrics
+    (manifest.metrics_container: the trial's, or the sidecar that streams its metrics file)."""
 
     def __init__(self, c: kube.Clients, namespace: str, events: queue.Queue,
-                 pods: Callable[[str], dict[str, Any] | None], closing: threading.Event, *, follow: bool = False):
+                 pods: Callable[[str], dict[str, Any] | None], closing: threading.Event, *, follow: bool = False,
+                 container: str = manifest.CONTAINER):
         self.c, self.ns, self.events, self.pods, self.closing = c, namespace, events, pods, closing
+        self.container = container
         self.logs = ThreadPoolExecutor(max_workers=4, thread_name_prefix="log")
         self.follows = ThreadPoolExecutor(max_workers=2, thread_name_prefix="follow") if follow else None
         self.following: set[str] = set()         # a read of its log is on its way
@@ -144,7 +147,7 @@ class Collector:
                 if not items:
                     return ""
                 pod = items[-1]
-            return kube.pod_log(self.c, self.ns, pod["metadata"]["name"], manifest.CONTAINER, timeout=15)
+            return kube.pod_log(self.c, self.ns, pod["metadata"]["name"], self.container, timeout=15)
 
         try:
             return kube.patiently(read, c=self.c, stop=self.closing), None
@@ -179,7 +182,7 @@ class Collector:
 
     def read_new(self, cursor: LogCursor) -> str | None:
         try:
-            text = kube.pod_log(self.c, self.ns, cursor.pod, manifest.CONTAINER, since_time=cursor.since(),
+            text = kube.pod_log(self.c, self.ns, cursor.pod, self.container, since_time=cursor.since(),
                                 timestamps=True, timeout=15)
         except Exception:  # noqa: BLE001 - best effort: the next round reads it again
             return None

@@ -434,7 +434,8 @@ class Sweep:
         started = time.monotonic()
         c = kube.clients(self.kubeconfig, self.context)
         self.collector = Collector(c, self.exp.namespace, self.events, self.pods.get, self.closing,
-                                   follow=self.progress is not None or self.exp.early_stopping is not None)
+                                   follow=self.progress is not None or self.exp.early_stopping is not None,
+                                   container=manifest.metrics_container(self.exp))
         self._submit_pool = ThreadPoolExecutor(max_workers=submit.WORKERS, thread_name_prefix="submit")
         watcher = Watcher(c, self.exp.namespace, self.selector, self.events)
         stopped: str | None = None
