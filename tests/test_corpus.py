@@ -151,7 +151,7 @@ def test_katib_file_collector_streams_the_file_from_a_native_sidecar():
 def test_katib_early_stopping_and_trial_metadata_map_to_the_native_keys():
     p = planner.plan(CORPUS / "katib/examples/v1beta1/early-stopping/median-stop-with-json-format.yaml")
     es = p.experiment.early_stopping
-    assert (es.pruner, es.min_trials, es.start_step) == ("median", 1, 2)
+    assert (es.pruner, es.min_trials, es.start_step) == ("medianstop", 1, 2)
     from kubesweep.run.metrics import read_objective
     # hypertune's JSON lines (values as strings, or numbers), the later ones the larger (so that Katib's
     # default strategy for a maximized objective, max, and latest agree)
@@ -185,3 +185,13 @@ if __name__ == "__main__":
 
     with tempfile.TemporaryDirectory() as tmp:
         print(counts(Path(tmp)))
+
+
+def test_wandb_default_name_is_a_dns_label_and_a_builtin_named_parameter_passes_through_args(tmp_path):
+    config = tmp_path / "My_Sweep.yaml"
+    config.write_text("program: main.py\nmethod: grid\nmetric: {name: loss}\n"
+                      "parameters: {experiment: {values: [expt001]}, lr: {value: 0.1}}\n")
+    p = planner.plan(config, image=WANDB_IMAGE)
+    assert p.experiment.name == "my-sweep"
+    argv = manifest.build_job(p.experiment, p.trials[0])["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert argv[-2:] == ["--experiment=expt001", "--lr=0.1"], argv

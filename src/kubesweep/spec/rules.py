@@ -59,8 +59,6 @@ def _check_param(out: Collector, pos: Positions, name: str, p: Parameter, algori
     here = ("parameters", name)
     if not PARAM_NAME.fullmatch(name):
         out.add(pos.key(here), f"parameter name {name!r} must start with a letter or '_' and use letters, digits, '_', '.', '-'")
-    if name in BUILTINS:
-        out.add(pos.key(here), f"parameter name {name!r} is reserved for the built-in placeholder ${{{name}}}")
     ranged = [k for k in ("min", "max", "step", "count") if getattr(p, k) is not None]
     if p.values is not None:
         if ranged:
@@ -360,6 +358,11 @@ def check(exp: Experiment, pos: Positions) -> None:
                 used.add(ref)
                 if ref in ("args", "args_no_hyphens") and (path[0] != "command" or text != f"${{{ref}}}"):
                     out.add(pos.value(path), f"${{{ref}}} expands to several arguments, so it must stand alone as one command item", text)
+    # A parameter named like a built-in is ambiguous where ${name} could mean either; passed only
+    # through ${args} (as a W&B config passes every parameter) it is not.
+    for name in exp.parameters:
+        if name in BUILTINS and (name in used or not used & {"args", "args_no_hyphens", "args_json"}):
+            out.add(pos.key(("parameters", name)), f"parameter name {name!r} is reserved for the built-in placeholder ${{{name}}}")
     if not used & {"args", "args_no_hyphens", "args_json"}:
         for name in exp.parameters:
             if name not in used:

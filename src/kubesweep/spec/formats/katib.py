@@ -164,7 +164,8 @@ def _parameters(t: Translator, search: str) -> dict[str, str]:
 
 
 def _early_stopping(t: Translator) -> None:
-    """spec.earlyStopping: Katib's medianstop (min_trials_required, start_step) → the native median pruner."""
+    """spec.earlyStopping: Katib's medianstop (min_trials_required, start_step) → the native medianstop pruner
+    (Katib's rule, run in the client: run/pruning.py)."""
     es = ("spec", "earlyStopping")
     if t.get(es) is None:
         return
@@ -175,7 +176,7 @@ def _early_stopping(t: Translator) -> None:
         t.error(es + ("algorithmName",) if "algorithmName" in given else es,
                 "spec.earlyStopping.algorithmName must be medianstop (Katib's one early-stopping algorithm)", name)
         return
-    out: dict[str, Any] = {"pruner": "median"}
+    out: dict[str, Any] = {"pruner": "medianstop"}
     t.put(("earlyStopping",), out, es)
     t.at(("earlyStopping", "pruner"), es + ("algorithmName",))
     for i, setting in enumerate(t.sequence(es + ("algorithmSettings",))):

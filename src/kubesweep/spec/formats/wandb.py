@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 from kubesweep.errors import Mark
+from kubesweep.spec.model import MAX_EXPERIMENT_NAME
 from .base import Translator
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
@@ -59,7 +60,7 @@ def _parameter(t: Translator, name: str, method: str) -> None:
     dist = spec.get("distribution")
     if "probabilities" in spec:
         t.error_key(p + ("probabilities",), f"parameter {name!r}: weighted categorical sampling is not supported")
-    if dist in _UNSUPPORTED_DIST:
+    if isinstance(dist, str) and dist in _UNSUPPORTED_DIST:
         t.error(p + ("distribution",), f"parameter {name!r}: distribution {dist!r} is not supported: "
                 f"{_UNSUPPORTED_DIST[dist]}", dist)
         return
@@ -309,14 +310,16 @@ def read(data: dict[str, Any], t: Translator, image: str | None = None, api_key_
     if method not in ("grid", "random", "bayes"):
         t.error(("method",), "method must be grid, random or bayes", method)
     # bayes: W&B's Gaussian-process model; here Optuna's GPSampler (search.algorithm: gp)
-    native = {"grid": "grid", "random": "random", "bayes": "gp"}.get(method, "grid")  # type: ignore[arg-type]
+    native = {"grid": "grid", "random": "random", "bayes": "gp"}.get(method, "grid") if isinstance(method, str) else "grid"
     t.put(("search",), {"algorithm": native}, ("method",))
     if "run_cap" in data:
         t.put(("search", "trials"), data["run_cap"], ("run_cap",))
 
     name = data.get("name")
     if name is None:
+        # the file's name, made a DNS label as trial and Job names need (sweep_config.yaml: sweep-config)
         stem = re.sub(r"\.ya?ml$", "", t.pos.file.rsplit("/", 1)[-1])
+        stem = re.sub(r"[^a-z0-9]+", "-", stem.lower())[:MAX_EXPERIMENT_NAME].strip("-") or "sweep"
         t.put(("name",), stem, mark=Mark(t.pos.file, 1, 1))
     else:
         t.copy(("name",), ("name",))
