@@ -282,3 +282,28 @@ def test_an_optuna_plot_that_raises_is_left_out_with_its_reason(tmp_path, monkey
     monkeypatch.setattr(plots, "write", boom)  # whatever goes wrong there, the table and best.json stand
     files = write(tmp_path / "again", sweep_records(14))
     assert "Optuna's plots not drawn: ValueError: cannot evaluate" in reasons(files) and files["csv"].exists()
+
+
+def test_a_multi_objective_sweep_s_report_draws_the_front_pareto_py_finds(tmp_path, grid_file):
+    from kubesweep import sweep as sweeps
+    from kubesweep.run.pareto import pareto_front
+
+    grid = grid_file("name: mo\nimage: localhost:5000/t:1\ncommand: [run, \"${width}\"]\n"
+                     "parameters: {width: [1, 2, 3, 4, 5, 6, 7, 8]}\n"
+                     "objective: {metric: acc, additionalObjectives: [{metric: latency, direction: minimize}]}\n")
+    plan = sweeps.plan(str(grid))
+    done = {}
+    for i, t in enumerate(plan.trials):
+        w = t.params["width"]  # wider: more accurate and slower; widths 7 and 8 are slow for nothing
+        acc, latency = (0.5 + 0.05 * w, 10.0 + 2 * w) if w <= 6 else (0.6, 30.0 + w)
+        done[t.name] = TrialRecord(name=t.name, batch="batch-000", params=t.params, state=SUCCEEDED,
+                                   metrics={"acc": acc, "latency": latency}, end=f"2026-01-01T00:00:0{i}Z").as_dict()
+    files = sweeps.report(plan, tmp_path, done)
+    front = {r["name"] for r in pareto_front(list(done.values()), [("acc", "maximize"), ("latency", "minimize")])}
+    assert len(front) == 6
+    assert {p["trial"] for p in json.loads(files["best"].read_text())["pareto_front"]} == front
+    assert files[plots.PARETO].read_bytes()[:8] == PNG
+    traces = figures(files["interactive"].read_text())[plots.PARETO]
+    best = max(traces, key=lambda t: len(t["x"]))  # Optuna's own front: the trials it marks best
+    assert {json.loads(s.replace("<br>", ""))["user_attrs"]["trial"] for s in best["text"]} == front
+    assert "latency" in next(csv.reader(files["csv"].open()))  # the second objective has its column
