@@ -307,3 +307,5 @@ def test_a_multi_objective_sweep_s_report_draws_the_front_pareto_py_finds(tmp_pa
     best = max(traces, key=lambda t: len(t["x"]))  # Optuna's own front: the trials it marks best
     assert {json.loads(s.replace("<br>", ""))["user_attrs"]["trial"] for s in best["text"]} == front
     assert "latency" in next(csv.reader(files["csv"].open()))  # the second objective has its column
+    importance = figures(files["interactive"].read_text())[plots.IMPORTANCE]
+    assert [t["name"] for t in importance] == ["acc", "latency"]  # one bar per objective, by its name

@@ -183,11 +183,20 @@ def _figures(kind: str, st: Any, objectives: list[tuple[str, str]]) -> dict[str,
     return {
         HISTORY: lambda: mod.plot_optimization_history(st, target=target, target_name=target_name),
         PARALLEL: lambda: mod.plot_parallel_coordinate(st, target=target, target_name=target_name),
-        IMPORTANCE: lambda: mod.plot_param_importances(st, evaluator=_evaluator(),
-                                                        target=target, target_name=target_name),
+        # several objectives: one bar per objective and parameter (Optuna draws them side by side)
+        IMPORTANCE: (lambda: mod.plot_param_importances(st, evaluator=_evaluator())) if multi else
+        (lambda: mod.plot_param_importances(st, evaluator=_evaluator(), target_name=target_name)),
         CURVES: lambda: mod.plot_intermediate_values(st),
         PARETO: lambda: mod.plot_pareto_front(st, target_names=[m for m, _ in objectives]),
     }
+
+
+def _objective_name(label: str, objectives: list[tuple[str, str]]) -> str:
+    """Optuna's "Objective Value 1" as the sweep's name for it."""
+    head, _, index = label.rpartition(" ")
+    if head == "Objective Value" and index.isdigit() and int(index) < len(objectives):
+        return objectives[int(index)][0]
+    return label
 
 
 def _evaluator() -> Any:
@@ -273,6 +282,9 @@ def write(results_dir: Path, records: list[dict[str, Any]], *, metric: str, dire
                 ax = ax.flat[0] if hasattr(ax, "flat") else ax
                 if k == CURVES:
                     _mark_pruned_mpl(ax, pruned_ends, curves_of or "", n_curves)
+                if ax.get_legend() is not None:
+                    for text in ax.get_legend().get_texts():
+                        text.set_text(_objective_name(text.get_text(), objectives))
                 fig = ax.figure
                 if title:
                     fig.suptitle(title, fontsize=10)
@@ -316,6 +328,9 @@ def _interactive(results_dir: Path, st: Any, objectives: list[tuple[str, str]], 
                 fig = make[k]()
                 if k == CURVES:
                     _mark_pruned_plotly(fig, pruned_ends, names, curves_of or "")
+                for tr in fig.data:
+                    if getattr(tr, "name", None):
+                        tr.name = _objective_name(tr.name, objectives)
             divs.append(f"<h2>{html.escape(TITLES[k])}</h2>" + pio.to_html(
                 fig, full_html=False, include_plotlyjs=False, div_id=f"plot-{k}", default_height="520px",
                 config={"displaylogo": False, "responsive": True}))
