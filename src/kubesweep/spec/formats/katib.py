@@ -4,8 +4,9 @@ Supported: parameters (double, int, discrete, categorical; feasibleSpace min/max
 distribution uniform/logUniform/normal/logNormal), objective (type, goal, objectiveMetricName,
 additionalMetricNames, metricStrategies), the algorithms random, grid, tpe, multivariate-tpe,
 cmaes, sobol and bayesianoptimization with their settings (katib_search.py),
-parallelTrialCount, maxTrialCount, maxFailedTrialCount, the StdOut metrics collector with one
-metricsFormat regex, and a trialTemplate whose trialSpec is a batch/v1 Job with one container.
+parallelTrialCount, maxTrialCount, maxFailedTrialCount, the StdOut and File metrics collectors,
+earlyStopping medianstop, resumePolicy (all three values: kubesweep always resumes from its Jobs
+and journal), and a trialTemplate whose trialSpec is a batch/v1 Job with one container.
 Everything else is refused with the reason, never ignored.
 
 The trial template and the metrics collector are read by katib_trial.py.

@@ -3,10 +3,12 @@ must be a batch/v1 Job with one (primary) container — command and args, env (v
 references to Secrets, ConfigMaps and fields), envFrom, resources (extended ones too), labels and
 annotations, nodeSelector, affinity, tolerations, priority and runtime class, imagePullSecrets,
 the pod's user, /dev/shm as a memory emptyDir, the Job's limits — and its
-metricsCollectorSpec (the StdOut collector with one metricsFormat regex).
+metricsCollectorSpec (StdOut, or File: a native sidecar streams the file to its log; one
+metricsFormat regex, or JSON lines).
 
-Katib's ``${trialParameters.<name>}`` and ``${trialSpec.Name}`` / ``${trialSpec.Namespace}`` become
-kubesweep's placeholders; every other ``$`` stays as written. Valid Kubernetes fields kubesweep
+Katib's ``${trialParameters.<name>}`` become kubesweep's placeholders, and a trialParameter may
+reference the trial's metadata as Katib defines it (``${trialSpec.Name}``, ``.Namespace``,
+``.Kind``, ``.APIVersion``, ``.Labels[key]``, ``.Annotations[key]``); every other ``$`` stays as written. Valid Kubernetes fields kubesweep
 does not carry are refused with the reason, never ignored.
 """
 

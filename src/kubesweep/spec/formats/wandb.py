@@ -5,7 +5,8 @@ Supported: method grid/random/bayes (bayes: Optuna's GPSampler, search.algorithm
 categorical, int_uniform, uniform, q_uniform, log_uniform_values, log_uniform,
 inv_log_uniform_values, inv_log_uniform, normal, q_normal and log_normal (mu, sigma: truncated at
 mu ± 3 sigma), run_cap (none: random and bayes run until stopped), program, command with the macros ${env},
-${interpreter}, ${program}, ${args}, ${args_no_hyphens}, ${args_json}; project and entity become
+${interpreter}, ${program}, ${args}, ${args_no_hyphens}, ${args_json}, early_terminate hyperband
+(→ earlyStopping asha); project and entity become
 WANDB_PROJECT / WANDB_ENTITY in each trial. A sweep config names no container image, so the
 image comes from ``--image``; nor does it name the API key: ``--wandb-secret NAME[:KEY]`` gives each
 trial WANDB_API_KEY from that Secret's key (default ``api-key``), as a reference the kubelet reads.
