@@ -192,6 +192,12 @@ def test_multi_objective_draws_the_pareto_front(tmp_path):
     assert [p["trial"] for p in best["pareto_front"]] == ["t4", "t8"]
     assert best["objectives"][1] == {"metric": "latency", "direction": "minimize"}
     assert "Pareto front:</b> t4" in files["html"].read_text()
+    for r in recs:
+        r["metrics"].update(memory=1.0, energy=2.0)
+    four = [("acc", "maximize"), ("latency", "minimize"), ("memory", "minimize"), ("energy", "minimize")]
+    files = write(tmp_path / "four", recs, params=("lr", "opt"), objectives=four, front=front)
+    assert plots.PARETO not in files and plots.IMPORTANCE in files
+    assert "Pareto front not drawn: Optuna draws the front of 2 or 3 objectives; this sweep has 4" in reasons(files)
 
 
 def test_sweep_report_passes_the_sweep_file_s_scale_and_early_stopping_metric(tmp_path, grid_file):

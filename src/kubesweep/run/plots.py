@@ -157,6 +157,8 @@ def _why_not(name: str, st: Any, objectives: list[tuple[str, str]], curves_of: s
         return None
     if name == PARETO and len(objectives) < 2:
         return "single objective"
+    if name == PARETO and len(objectives) > 3:
+        return f"Optuna draws the front of 2 or 3 objectives; this sweep has {len(objectives)} (best.json lists it)"
     if not complete:
         return f"no trial finished with a numeric {metric}"
     if name == PARALLEL and not with_params:
