@@ -97,7 +97,7 @@ def test_a_sweep_gets_optuna_plots_and_one_offline_page(tmp_path):
     assert "not drawn" not in html
 
 
-def test_a_sweep_with_early_stopping_draws_the_judged_metric(tmp_path):
+def test_a_sweep_with_early_stopping_draws_the_judged_metric(tmp_path, monkeypatch):
     recs = sweep_records(14)
     for r in recs:
         if r["curves"]:
@@ -106,6 +106,18 @@ def test_a_sweep_with_early_stopping_draws_the_judged_metric(tmp_path):
     curves = figures(files["interactive"].read_text())[plots.CURVES]
     t0 = next(t for t in curves if t.get("name") == "t000")
     assert t0["y"][-1] == pytest.approx(1 - recs[0]["curves"]["acc"][-1][1])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as vism
+
+    drawn, real = [], vism.plot_intermediate_values
+    monkeypatch.setattr(vism, "plot_intermediate_values", lambda st: drawn.append(real(st)) or drawn[-1])
+    write(tmp_path / "legend", recs, early_metric="loss")  # Optuna's own plot, its Axes kept to read the legend
+    legend = [t.get_text() for t in drawn[0].get_legend().get_texts()]
+    assert "t000" in legend and not any(t.startswith("Trial") for t in legend)  # the sweep's names, few curves
+    plt.close("all")
     rows = list(csv.DictReader(files["csv"].open()))
     assert {r["trial"]: r["last_step"] for r in rows}["t000"] == "10"
 

@@ -193,6 +193,13 @@ def _figures(kind: str, st: Any, objectives: list[tuple[str, str]]) -> dict[str,
     }
 
 
+def _trial_name(label: str, names: dict[int, str]) -> str:
+    """Optuna's "Trial12" as the sweep's name of that trial."""
+    if label.startswith("Trial") and label[5:].isdigit():
+        return names.get(int(label[5:]), label)
+    return label
+
+
 def _objective_name(label: str, objectives: list[tuple[str, str]]) -> str:
     """Optuna's "Objective Value 1" as the sweep's name for it."""
     head, _, index = label.rpartition(" ")
@@ -226,8 +233,8 @@ def _mark_pruned_plotly(fig: Any, pruned_ends: list[tuple[str, int, float]], nam
     import plotly.graph_objects as go
 
     for tr in fig.data:  # optuna names them Trial<number>: show the sweep's trial names instead
-        if tr.name and tr.name.startswith("Trial") and tr.name[5:].isdigit():
-            tr.name = names.get(int(tr.name[5:]), tr.name)
+        if tr.name:
+            tr.name = _trial_name(tr.name, names)
     if pruned_ends:
         fig.add_trace(go.Scatter(x=[s for _, s, _ in pruned_ends], y=[v for _, _, v in pruned_ends], mode="markers",
                                  marker={"symbol": "x", "size": 10, "color": "#d62728"},
@@ -286,7 +293,7 @@ def write(results_dir: Path, records: list[dict[str, Any]], *, metric: str, dire
                     _mark_pruned_mpl(ax, pruned_ends, curves_of or "", n_curves)
                 if ax.get_legend() is not None:
                     for text in ax.get_legend().get_texts():
-                        text.set_text(_objective_name(text.get_text(), objectives))
+                        text.set_text(_trial_name(_objective_name(text.get_text(), objectives), names))
                 fig = ax.figure
                 if title:
                     fig.suptitle(title, fontsize=10)
