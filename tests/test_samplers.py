@@ -469,3 +469,38 @@ def test_wandb_normal_takes_mu_and_sigma_not_a_range(tmp_path):
         load_experiment(_wandb(tmp_path, params="  lr:\n    distribution: normal\n    sigma: -1\n"), image=IMAGE)
     with pytest.raises(SpecError, match="mu belongs to the normal, q_normal and log_normal distributions"):
         load_experiment(_wandb(tmp_path, params="  lr:\n    min: 0.0\n    max: 1.0\n    mu: 0.5\n"), image=IMAGE)
+
+
+def test_gp_plumbing_with_a_stand_in_for_the_gaussian_process(grid_file, monkeypatch):
+    """Without torch, GPSampler itself cannot run here; a stand-in with its signature checks what
+    kubesweep hands it: the options, and trials still running told as the worst value so far."""
+    import inspect
+
+    import optuna
+
+    real = inspect.signature(optuna.samplers.GPSampler.__init__)
+    told = []
+
+    class StandIn(optuna.samplers.RandomSampler):
+        def __init__(self, **kwargs):
+            real.bind(None, **kwargs)  # only options the real GPSampler takes
+            assert kwargs["n_startup_trials"] == 2
+            super().__init__(seed=kwargs["seed"])
+
+        def sample_independent(self, study, trial, name, dist):
+            if name == "x":
+                told.append(sorted(t.values[0] for t in study.get_trials(deepcopy=False)
+                                   if t.state == optuna.trial.TrialState.COMPLETE))
+            return super().sample_independent(study, trial, name, dist)
+
+    monkeypatch.setattr(adaptive, "torch_missing", lambda: None)
+    monkeypatch.setattr(optuna.samplers, "GPSampler", StandIn)
+    exp = experiment(grid_file, "gp", **{"seed: 3}": "seed: 3, startupTrials: 2}"})
+    trials = search.expand(exp, loads("parameters: {}\n", "grid.yaml")[1])
+    done = {t.name: {"state": "succeeded", "metrics": {"loss": float(i)}} for i, t in enumerate(trials[:4])}
+    told.clear()
+    following = search.next_batch(exp, trials, done, WHERE)  # trials 4 and 5 still running
+    assert len(following) == 6 and [t.params for t in following] == [
+        t.params for t in search.next_batch(exp, trials, done, WHERE)]
+    # first ask: 4 results and the 2 running told as the worst (3.0); each later ask adds its predecessor
+    assert told[0] == [0.0, 1.0, 2.0, 3.0, 3.0, 3.0] and len(told[5]) == 11

@@ -367,8 +367,7 @@ def _unit(d: Domain, u: float) -> Value:
 
 
 def first_batch(exp: Experiment, where: Mark) -> list[Trial]:
-    n = exp.search.trials
-    want = exp.batch_size if n is None else min(exp.batch_size, n)
+    want = min(n for n in (exp.batch_size, exp.search.trials, exp.search.trial_limit) if n is not None)
     return trials_.make(exp.name, suggest(exp, [], 0, want), batch=lambda i: 0, where=where)
 
 

@@ -173,7 +173,7 @@ def metric_strategies(t: Translator, objective: dict[str, Any]) -> None:
             continue
         t.known_keys(sp, ["name", "value"])
         name, value = strategy.get("name"), strategy.get("value")
-        if name not in names:
+        if not isinstance(name, str) or name not in names:
             t.error(sp + ("name",), "a metric strategy names the objective metric or an additional metric "
                     f"({', '.join(names) or 'none'})", name)
         elif name in seen:
