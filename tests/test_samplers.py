@@ -3,6 +3,7 @@ without a count; Katib's algorithms and settings, metric strategies and distribu
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import statistics
@@ -383,8 +384,6 @@ def test_strategies_in_the_sweep_file_choose_the_value_read(grid_file):
 
 
 def test_the_report_of_two_objectives_holds_the_pareto_front(grid_file, tmp_path):
-    import json
-
     from kubesweep import sweep as sweeps
 
     plan = render.plan(grid_file(MULTI.replace("ALGORITHM", "tpe")))
@@ -504,3 +503,37 @@ def test_gp_plumbing_with_a_stand_in_for_the_gaussian_process(grid_file, monkeyp
         t.params for t in search.next_batch(exp, trials, done, WHERE)]
     # first ask: 4 results and the 2 running told as the worst (3.0); each later ask adds its predecessor
     assert told[0] == [0.0, 1.0, 2.0, 3.0, 3.0, 3.0] and len(told[5]) == 11
+
+
+# ---------------------------------------------------------------- the command
+
+def test_max_trials_cuts_a_dry_run_and_is_refused_for_a_plan_made_in_advance(grid_file, tmp_path, capsys):
+    from kubesweep.cli import commands
+    from kubesweep.sweep import Workspace
+
+    path = grid_file(SWEEP.replace("ALGORITHM", "sobol").replace("trials: 48, ", ""))
+    where = Workspace.under(tmp_path)
+    assert commands.guard(commands.sweep, str(path), where=where, dry_run=True, max_trials=4) == 0
+    assert len(list((tmp_path / "jobs" / "demo").glob("batch-*/*.yaml"))) == 4
+    assert "asked batch by batch until stopped" in capsys.readouterr().out
+    grid = grid_file(SWEEP.replace("ALGORITHM", "grid").replace("x: {min: -5.0, max: 5.0}", "x: [1, 2]")
+                     .replace("y: {min: -5.0, max: 5.0}", "y: [1, 2]").replace("trials: 48, ", ""), name="g.yaml")
+    assert commands.guard(commands.sweep, str(grid), where=where, dry_run=True, max_trials=4) == 2
+    assert "--max-trials limits a search asked batch by batch; grid search plans its 8 trials in advance" in \
+        capsys.readouterr().err
+
+
+def test_results_of_two_objectives_name_the_pareto_front(grid_file, tmp_path, capsys):
+    from kubesweep.cli import commands
+    from kubesweep.run import journal
+    from kubesweep.sweep import Workspace
+
+    path = grid_file(MULTI.replace("ALGORITHM", "tpe"))
+    plan = render.plan(path)
+    trials, done = drive_two(plan.experiment, batches=1)
+    for t in trials:
+        journal.append(tmp_path / "results" / "demo", {**done[t.name], "batch": "batch-000"})
+    commands.results(str(path), Workspace.under(tmp_path))
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("Pareto front"))
+    front = json.loads((tmp_path / "results" / "demo" / "best.json").read_text())["pareto_front"]
+    assert front and line == "Pareto front (min loss, min cost): " + ", ".join(p["trial"] for p in front)

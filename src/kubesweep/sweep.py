@@ -28,7 +28,7 @@ from kubesweep.run.trialstate import FINAL, TrialRecord
 plan = _plan
 render = write
 
-__all__ = ["PLAN_FILE", "Hooks", "Outcome", "Plan", "Target", "Workspace", "build_image", "dry_run",
+__all__ = ["PLAN_FILE", "Hooks", "Outcome", "Plan", "Target", "Workspace", "build_image", "dry_run", "limit",
            "make_pull_secret", "plan", "render", "report", "run", "with_pull_secret"]
 
 
@@ -98,6 +98,24 @@ def _check_kept(plan_: Plan, results_dir: Path, retry_failed: bool) -> None:
     kept = results_dir / exp.name
     provenance.check_results(kept, exp.name, job.trial_template(exp, plan_.image),
                              provenance.kept(journal.load(kept), retry_failed))
+
+
+def limit(plan_: Plan, max_trials: int | None) -> Plan:
+    """The plan of a search asked batch by batch, its first batch cut to ``max_trials`` (--max-trials);
+    a plan made in advance (grid, random with search.trials) refuses the limit, which it could not keep."""
+    from kubesweep.plan.adaptive import incremental
+
+    if max_trials is None:
+        return plan_
+    exp = plan_.experiment
+    if max_trials < 1:
+        raise KubesweepError(f"--max-trials must be at least 1 (got {max_trials})")
+    if not incremental(exp):
+        raise KubesweepError(f"--max-trials limits a search asked batch by batch; {exp.search.algorithm} search "
+                             f"{'with search.trials ' if exp.search.algorithm == 'random' else ''}plans its "
+                             f"{len(plan_.trials):,} trials in advance: set search.trials (or --trial-limit) instead")
+    plan_.trials = plan_.trials[:max_trials]
+    return plan_
 
 
 def dry_run(plan_: Plan, where: Workspace = Workspace(), *, retry_failed: bool = False) -> tuple[Path, str | None]:
@@ -183,8 +201,10 @@ def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), 
         earlier = adaptive.asked(exp, where.jobs_dir, PLAN_FILE)
         if earlier:
             plan_.trials = earlier
-        elif max_trials is not None:  # a first batch larger than the limit
-            plan_.trials = plan_.trials[:max(max_trials, 1)]
+        else:  # a first batch larger than the limit is cut
+            limit(plan_, max_trials)
+    else:
+        limit(plan_, max_trials)  # refused: a plan made in advance
     unplaceable = placement.check(kube.clients(target.kubeconfig, target.context), plan_)
     if unplaceable:
         hooks.notice(unplaceable)

@@ -82,9 +82,7 @@ def sweep(grid: str, target: Target = Target(), where: Workspace = Workspace(), 
           max_trials: int | None = None, **overrides: Any) -> int:
     """Plan, then either show the plan (dry run) or run the sweep live; the exit code says how it ended.
     With ``pull_secret`` the trials pull with that Secret, made from the user's docker credentials."""
-    if max_trials is not None and max_trials < 1:
-        raise KubesweepError(f"--max-trials must be at least 1 (got {max_trials})")
-    plan = sweeps.plan(grid, **_namespaced(target, overrides))
+    plan = sweeps.limit(sweeps.plan(grid, **_namespaced(target, overrides)), max_trials)
     exp = plan.experiment
     if pull_secret:
         sweeps.with_pull_secret(plan, pull_secret)  # made (from the credentials) only by a real run
@@ -172,6 +170,10 @@ def results(grid: str, where: Workspace = Workspace(), *, rows: int = 20, target
                 break
             table.add_row(*(cell(row[i]) for i in keep))
     out.print(table)
+    front = json.loads(files["best"].read_text()).get("pareto_front")
+    if front is not None:  # several objectives: the trials none beats, after the table ranked by the first
+        print(f"Pareto front ({', '.join(f'{d[:3]} {m}' for m, d in exp.objective.terms())}): "
+              + (", ".join(p["trial"] for p in front) or "no trial succeeded with every objective"))
     print(f"csv: {files['csv']}  plot: {files['plot']}  report: {files['html']}"
           + (f"  interactive: {files['interactive']}" if "interactive" in files else ""))
     if changed:

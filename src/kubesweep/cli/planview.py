@@ -42,8 +42,15 @@ def show(p: Plan, jobs_dir: str, console: Console | None = None, rows: int = 20)
     head = Table(title=cell(f"experiment {exp.name} → {jobs_dir}/{exp.name}/"), show_header=False, box=None)
     head.add_row("input", cell(f"{p.source.path} ({p.source.format})"))
     head.add_row("image", cell(p.image))
-    head.add_row("search", f"{exp.search.algorithm}" + (f", seed {exp.search.seed}" if exp.search.algorithm == "random" else ""))
-    head.add_row("objective", cell(f"{exp.objective.direction} {exp.objective.metric!r}" + (f", stop at {exp.objective.goal}" if exp.objective.goal is not None else "")))
+    from kubesweep.plan.adaptive import incremental
+
+    head.add_row("search", f"{exp.search.algorithm}" + (f", seed {exp.search.seed}" if exp.search.algorithm != "grid" else "")
+                 + (", asked batch by batch" + ("" if exp.search.trials else " until stopped") if incremental(exp) else ""))
+    terms = [(m, d) for m, d in exp.objective.terms()]
+    head.add_row("objective", cell(", ".join(f"{d} {m!r}" for m, d in terms)
+                                   + (" (a Pareto front)" if len(terms) > 1 else "")
+                                   + "".join(f", stop at {m} {g}" if len(terms) > 1 else f", stop at {g}"
+                                             for m, _, g in exp.objective.goals())))
     head.add_row("trials", f"{s['trials']:,} in {s['batches']:,} batches of ≤ {s['batch_size']} (run at once)")
     extended = "".join(f", {name} {count}" for name, count in exp.resources.extended.items())  # amd.com/gpu, ...
     head.add_row("per trial", cell(f"cpu {_cores(s['cpu_per_trial'])}, memory {_gib(s['memory_per_trial'])}, "
