@@ -146,7 +146,7 @@ class EarlyStopping(Model):
     metric: StrictStr | None = None
     #: median, medianstop: finished trials needed before any trial is pruned (Katib min_trials_required).
     min_trials: StrictInt = Field(default=3, ge=0)
-    #: median: steps a trial runs before it can be pruned; medianstop: reports (Katib start_step).
+    #: median: steps before this one are never judged; medianstop: reports a trial needs before it is (Katib start_step).
     start_step: StrictInt = Field(default=4, ge=0)
     #: asha, hyperband: the step of the first rung (W&B min_iter); hyperband: "auto" when left out.
     min_resource: StrictInt | None = Field(default=None, ge=1)
