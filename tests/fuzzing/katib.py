@@ -41,7 +41,7 @@ def parameter(draw: st.DrawFn, name: str, algorithm: str) -> dict[str, Any]:
         if algorithm == "grid" or draw(st.booleans()):
             space["step"] = num(0.01)
         elif draw(st.booleans()):
-            space["distribution"] = "logUniform"
+            space["distribution"] = draw(st.sampled_from(["logUniform", "normal", "logNormal"]))
     elif kind == "int":
         lo = draw(st.integers(0, 5))
         space = {"min": num(lo), "max": num(lo + draw(st.integers(1, 4)))}
@@ -58,7 +58,7 @@ def parameter(draw: st.DrawFn, name: str, algorithm: str) -> dict[str, Any]:
 
 @st.composite
 def valid_document(draw: st.DrawFn) -> dict[str, Any]:
-    algorithm = draw(st.sampled_from(["random", "grid", "tpe"]))
+    algorithm = draw(st.sampled_from(["random", "grid", "tpe", "multivariate-tpe", "sobol"]))
     names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True))
     params = [draw(parameter(n, algorithm)) for n in names]
     refs = {n: draw(st.sampled_from([n, n + "Param", "p" + str(i)])) for i, n in enumerate(names)}
@@ -101,7 +101,7 @@ def valid_document(draw: st.DrawFn) -> dict[str, Any]:
             "trialSpec": {"apiVersion": "batch/v1", "kind": "Job", "spec": job_spec},
         },
     }
-    if algorithm != "grid" and draw(st.booleans()):
+    if algorithm not in ("grid", "sobol") and draw(st.booleans()):  # Katib's sobol takes no settings
         spec["algorithm"]["algorithmSettings"] = [{"name": "random_state", "value": str(draw(st.integers(0, 99)))}]
     if draw(st.integers(0, 3)) == 0:
         spec["objective"]["goal"] = 0.99

@@ -70,9 +70,10 @@ def parameter(draw: st.DrawFn, algorithm: str) -> tuple[Any, int | None]:
         return {"min": 0.0, "max": 1.0, "count": count}, count
     if algorithm == "grid":
         return {"min": 1, "max": 3}, 3
+    shape = {"distribution": "normal"} if algorithm == "random" and draw(st.booleans()) else {}
     if draw(st.booleans()):
-        return {"min": 1e-5, "max": 1e-1, "scale": "log"}, None
-    return {"min": 0.0, "max": 1.0}, None
+        return {"min": 1e-5, "max": 1e-1, "scale": "log", **shape}, None
+    return {"min": 0.0, "max": 1.0, **shape}, None
 
 
 def _command(draw: st.DrawFn, names: list[str]) -> list[str]:
@@ -94,7 +95,7 @@ def _command(draw: st.DrawFn, names: list[str]) -> list[str]:
 @st.composite
 def valid_document(draw: st.DrawFn) -> dict[str, Any]:
     """A native sweep that kubesweep should accept (small: a few trials)."""
-    algorithm = draw(st.sampled_from(["grid", "grid", "random", "tpe"]))
+    algorithm = draw(st.sampled_from(["grid", "grid", "random", "tpe", "multivariate-tpe", "sobol"]))
     names = draw(st.lists(st.sampled_from(PARAM_NAMES), min_size=1, max_size=3, unique=True))
     params: dict[str, Any] = {}
     sizes: list[int | None] = []
@@ -107,12 +108,13 @@ def valid_document(draw: st.DrawFn) -> dict[str, Any]:
     search: dict[str, Any] = {"algorithm": algorithm}
     space = math.inf if any(s is None for s in sizes) else math.prod(s or 1 for s in sizes)
     if algorithm != "grid":
-        search["trials"] = int(min(draw(st.integers(1, 6)), space))
+        if draw(st.integers(0, 3)):  # else none: asked batch by batch until stopped
+            search["trials"] = int(min(draw(st.integers(1, 6)), space))
         search["seed"] = draw(st.integers(0, 2**32))  # 2**32 included: numpy seeds stop at 2**32 - 1
     elif draw(st.booleans()):
         search["trials"] = draw(st.integers(1, 5))
     numeric = [n for n, p in params.items() if isinstance(p, dict) and "min" in p]
-    if numeric and algorithm != "tpe" and draw(st.booleans()):
+    if numeric and algorithm in ("grid", "random") and (algorithm == "grid" or "trials" in search) and draw(st.booleans()):
         search["longestFirst"] = numeric[:1]
     doc["search"] = search
     doc["objective"] = {"metric": draw(st.sampled_from(["accuracy", "Test accuracy", "loss"]))}

@@ -21,7 +21,9 @@ DISTRIBUTIONS = ["constant", "categorical", "int_uniform", "uniform", "q_uniform
 
 @st.composite
 def parameter(draw: st.DrawFn, method: str) -> dict[str, Any]:
-    kinds = ["values", "value", "int_uniform", "q_uniform"] + (["uniform", "log_uniform_values", "log_uniform"] if method == "random" else [])
+    kinds = ["values", "value", "int_uniform", "q_uniform"] + (["uniform", "log_uniform_values", "log_uniform", "normal",
+                                                                "q_normal", "log_normal", "inv_log_uniform_values"]
+                                                               if method == "random" else [])
     kind = draw(st.sampled_from(kinds))
     if kind == "values":
         values = draw(st.lists(st.sampled_from(["sgd", "adam", 16, 32, 0.5, True]) | nasty_strings(), min_size=1,
@@ -36,8 +38,14 @@ def parameter(draw: st.DrawFn, method: str) -> dict[str, Any]:
         return {"distribution": "q_uniform", "min": 0.0, "max": 0.5, "q": 0.1}
     if kind == "uniform":
         return {"distribution": "uniform", "min": 0.0, "max": 1.0} if draw(st.booleans()) else {"min": 0.0, "max": 1.0}
-    if kind == "log_uniform_values":
-        return {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1}
+    if kind in ("log_uniform_values", "inv_log_uniform_values"):
+        return {"distribution": kind, "min": 1e-4, "max": 1e-1}
+    if kind == "normal":
+        return {"distribution": "normal", "mu": draw(st.sampled_from([0, 0.5, -3])), "sigma": 0.2}
+    if kind == "q_normal":
+        return {"distribution": "q_normal", "mu": 32, "sigma": 8, "q": draw(st.sampled_from([1, 4, 0.5]))}
+    if kind == "log_normal":
+        return {"distribution": "log_normal", "mu": -4.6, "sigma": 1.0}
     return {"distribution": "log_uniform", "min": -9.2, "max": -2.3}
 
 
