@@ -62,7 +62,7 @@ def drive(exp, batches=None, value=loss):
         trials, asked = trials + following, asked + 1
 
 
-@pytest.mark.parametrize("algorithm", ["tpe", "multivariate-tpe", "cmaes", "sobol"])
+@pytest.mark.parametrize("algorithm", ["tpe", "multivariate-tpe", "cmaes", "sobol", "nsga2"])
 def test_the_same_seed_and_history_ask_the_same_batch_and_nothing_twice(grid_file, algorithm):
     exp = experiment(grid_file, algorithm)
     trials, done = drive(exp, batches=4)
@@ -335,11 +335,6 @@ def test_multi_objective_tpe_spreads_along_the_front_better_than_random(grid_fil
     nearer to it than random search's."""
     from kubesweep.run.pareto import pareto_front
 
-    def off_front(p):  # distance from the segment (1.5, -2) .. (-4, 3)
-        ax, ay, bx, by = 1.5, -2.0, -4.0, 3.0
-        t = max(0.0, min(1.0, ((p["x"] - ax) * (bx - ax) + (p["y"] - ay) * (by - ay)) / ((bx - ax) ** 2 + (by - ay) ** 2)))
-        return math.hypot(p["x"] - (ax + t * (bx - ax)), p["y"] - (ay + t * (by - ay)))
-
     model_trials, model_done = drive_two(experiment(grid_file, "tpe", MULTI))
     rand_trials, _ = drive_two(experiment(grid_file, "random", MULTI))
     late = statistics.median(off_front(t.params) for t in model_trials[-12:])
@@ -537,3 +532,58 @@ def test_results_of_two_objectives_name_the_pareto_front(grid_file, tmp_path, ca
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("Pareto front"))
     front = json.loads((tmp_path / "results" / "demo" / "best.json").read_text())["pareto_front"]
     assert front and line == "Pareto front (min loss, min cost): " + ", ".join(p["trial"] for p in front)
+
+
+# ---------------------------------------------------------------- nsga2
+
+def test_nsga2_generations_rebuilt_from_batches_match_what_the_sampler_assigned(grid_file):
+    """Asking with one live study (the sampler assigns generations itself) and asking batch by
+    batch from rebuilt studies give the same generations: the rebuild applies the sampler's rule."""
+    import optuna
+
+    exp = experiment(grid_file, "nsga2", MULTI, **{"seed: 3}": "seed: 3, populationSize: 8}"})
+    trials, done = drive_two(exp, batches=6)
+    history = adaptive.history(trials, done, ["loss", "cost"])
+    sampler = adaptive._sampler(exp, 0)
+    attrs = adaptive._generations(sampler, [h["batch"] for h in history],
+                                  [(h["params"], None, h["values"]) for h in history], 8)
+    key = sampler._get_generation_key()
+    got = [a[key] for a in attrs]
+    # live: a study told each batch's results before the next batch is asked
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    live = []
+    for _ in range(6):
+        asked = [study.ask() for _ in range(6)]
+        for t in asked:
+            t.suggest_float("x", -5, 5)
+        live += [study._storage.get_trial(t._trial_id).system_attrs[key] for t in asked]
+        for t in asked:
+            study.tell(t, [0.0, 0.0])
+    assert got == live == [0] * 12 + [1] * 12 + [2] * 12
+
+
+def off_front(p):
+    """Distance from the Pareto set of loss and cost: the segment (1.5, -2) .. (-4, 3)."""
+    ax, ay, bx, by = 1.5, -2.0, -4.0, 3.0
+    t = max(0.0, min(1.0, ((p["x"] - ax) * (bx - ax) + (p["y"] - ay) * (by - ay)) / ((bx - ax) ** 2 + (by - ay) ** 2)))
+    return math.hypot(p["x"] - (ax + t * (bx - ax)), p["y"] - (ay + t * (by - ay)))
+
+
+def test_nsga2_asks_distinct_deterministic_batches_nearer_the_front_than_random(grid_file):
+    exp = experiment(grid_file, "nsga2", MULTI, **{"trials: 48": "trials: 96"})
+    trials, done = drive_two(exp, batches=8)
+    assert [t.params for t in search.next_batch(exp, trials, done, WHERE)] == \
+        [t.params for t in search.next_batch(exp, list(trials), dict(done), WHERE)]
+    trials, _ = drive_two(exp)
+    assert len({t.name for t in trials}) == len(trials) == 96
+    rand, _ = drive_two(experiment(grid_file, "random", MULTI, **{"trials: 48": "trials: 96"}))
+    late = statistics.median(off_front(t.params) for t in trials[-24:])
+    r_late = statistics.median(off_front(t.params) for t in rand[-24:])
+    assert late < 0.8 * r_late, (late, r_late)
+
+
+def test_nsga2_takes_a_population_size_of_two_or_more(grid_file):
+    with pytest.raises(SpecError, match="search.populationSize must be at least 2"):
+        experiment(grid_file, "nsga2", MULTI, **{"seed: 3}": "seed: 3, populationSize: 1}"})
+    with pytest.raises(SpecError, match="search.populationSize applies to nsga2 search, not tpe"):
+        experiment(grid_file, "tpe", MULTI, **{"seed: 3}": "seed: 3, populationSize: 4}"})

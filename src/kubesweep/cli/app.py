@@ -101,7 +101,7 @@ def _overrides(g: Globals, experiment: str | None, image: str | None = None,
 @click.option("--retry-failed", is_flag=True, help="Run the trials that failed in earlier runs again.")
 @PULL_SECRET
 @click.option("--max-trials", type=click.IntRange(min=1), metavar="N",
-              help="Ask no more than N trials in all (searches asked batch by batch: tpe, gp, cmaes, sobol, "
+              help="Ask no more than N trials in all (searches asked batch by batch: tpe, gp, cmaes, sobol, nsga2, "
               "and random without search.trials, which otherwise runs until cancelled or its goal).")
 @click.pass_obj
 def sweep(g: Globals, file: str, dry_run: bool, experiment: str | None, image: str | None, trial_limit: int | None,

@@ -1,7 +1,8 @@
 """Adaptive search: a sampler asked one batch at a time, the study rebuilt from disk each time.
 
 ``search.algorithm`` here: ``tpe`` and ``multivariate-tpe`` (Optuna's TPESampler, multivariate;
-see below), ``gp`` (Optuna's GPSampler: needs torch), ``cmaes`` (Optuna's CmaEsSampler), ``sobol``
+see below), ``gp`` (Optuna's GPSampler: needs torch), ``cmaes`` (Optuna's CmaEsSampler), ``nsga2``
+(Optuna's NSGAIISampler, a genetic algorithm for several objectives), ``sobol``
 (a scrambled Sobol sequence, as Optuna's QMCSampler draws it), and ``random`` without
 ``search.trials`` (the seeded stream of search.py's random search, one batch at a time).
 
@@ -18,7 +19,9 @@ for exactly the same trials (same names), and resume continues the same study.
 
 What each sampler keeps besides the trials is rebuilt too: CMA-ES's distribution by replaying
 every full generation of finished trials (in the order they were asked) through a fresh
-optimizer; Sobol's place in its sequence by walking it from the start past every point asked.
+optimizer; NSGA-II's generation of each trial by the rule it assigned them by (a batch joins the
+latest generation of finished trials until that one is full); Sobol's place in its sequence by
+walking it from the start past every point asked.
 
 ``tpe`` is multivariate TPE with constant liar, as it has been since kubesweep added it (Optuna
 recommends multivariate; a study resumed after an upgrade keeps its sampler); ``multivariate-tpe``
@@ -31,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+from collections import Counter
 import warnings
 from pathlib import Path
 from typing import Any
@@ -43,12 +47,15 @@ from kubesweep.plan import trials as trials_
 from kubesweep.plan.trials import Trial, canonical_json
 
 #: The algorithms asked batch by batch (random too when it has no search.trials).
-ADAPTIVE = ("tpe", "multivariate-tpe", "gp", "cmaes", "sobol")
+ADAPTIVE = ("tpe", "multivariate-tpe", "gp", "cmaes", "sobol", "nsga2")
 #: What each search setting applies to (rules: a setting given for another algorithm is refused).
 SETTINGS = {"startupTrials": ("tpe", "multivariate-tpe", "gp"), "eiCandidates": ("tpe", "multivariate-tpe"),
-            "priorWeight": ("tpe", "multivariate-tpe"), "gamma": ("tpe", "multivariate-tpe"), "sigma": ("cmaes",)}
+            "priorWeight": ("tpe", "multivariate-tpe"), "gamma": ("tpe", "multivariate-tpe"), "sigma": ("cmaes",),
+            "populationSize": ("nsga2",)}
 #: Samplers that model several objectives (a Pareto front); cmaes models one.
-MULTI_OBJECTIVE = ("grid", "random", "tpe", "multivariate-tpe", "gp", "sobol")
+MULTI_OBJECTIVE = ("grid", "random", "tpe", "multivariate-tpe", "gp", "sobol", "nsga2")
+#: NSGA-II's default generation: at least this many trials (a batch when batches are larger).
+MIN_POPULATION = 8
 # Random trials before TPE models anything: Optuna's default is 10; a sweep of a few batches
 # would then never leave the random phase, so take one batch's worth (at least 4).
 MIN_STARTUP = 4
@@ -101,6 +108,9 @@ def check(exp: Experiment, pos: Positions, out: Collector) -> None:
     if s.gamma is not None and not 0 < s.gamma < 1:
         out.add(pos.value(("search", "gamma")), "search.gamma must be between 0 and 1 (hyperopt's share of good "
                 "trials)", s.gamma)
+    if s.population_size is not None and s.population_size < 2:
+        out.add(pos.value(("search", "populationSize")), "search.populationSize must be at least 2 (parents for "
+                "crossover)", s.population_size)
     if s.sigma is not None and not s.sigma > 0:
         out.add(pos.value(("search", "sigma")), "search.sigma must be above 0 (a share of each range)", s.sigma)
     if s.algorithm == "cmaes":
@@ -193,6 +203,8 @@ def _sampler(exp: Experiment, batch: int):  # noqa: ANN202
         if s.algorithm == "gp":
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup,
                                              independent_sampler=optuna.samplers.RandomSampler(seed=seed))
+        if s.algorithm == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=population(exp))
         if s.algorithm == "cmaes":
             # n_startup_trials=0 as Katib's goptuna cmaes: the first generation is CMA-ES's own
             return optuna.samplers.CmaEsSampler(seed=seed, sigma0=s.sigma, n_startup_trials=0,
@@ -252,7 +264,12 @@ def suggest(exp: Experiment, history: list[dict[str, Any]], batch: int, count: i
             state = TS.RUNNING
         told.append((params, state, values))
     liar = _liar(exp, told) if exp.search.algorithm == "gp" else None
-    attrs = _cma_attrs(exp, study, dists, told) if exp.search.algorithm == "cmaes" else [{}] * len(told)
+    if exp.search.algorithm == "cmaes":
+        attrs = _cma_attrs(exp, study, dists, told)
+    elif exp.search.algorithm == "nsga2":
+        attrs = _generations(study.sampler, [h.get("batch", 0) for h in history], told, population(exp))
+    else:
+        attrs = [{}] * len(told)
     for (params, state, values), system_attrs in zip(told, attrs):
         if state == TS.RUNNING and liar is not None:  # GP has no constant liar of its own
             state, values = TS.COMPLETE, liar
@@ -323,6 +340,32 @@ def _cma_attrs(exp: Experiment, study: Any, dists: dict[str, Any],
     if full:
         attrs[done[full - 1]].update(sampler._split_optimizer_str(pickle.dumps(optimizer).hex()))
     return attrs
+
+
+def population(exp: Experiment) -> int:
+    return exp.search.population_size or max(MIN_POPULATION, exp.batch_size)
+
+
+def _generations(sampler: Any, batches: list[int], told: list[tuple[dict[str, Any], Any, list[float] | None]],
+                 size: int) -> list[dict[str, Any]]:
+    """NSGA-II's generation of each asked trial, as its sampler assigned them: every trial of a
+    batch joins the latest generation of the trials finished before the batch was asked, or the
+    next one once that generation has ``size`` finished trials (Optuna's BaseGASampler rule;
+    within a batch nothing finishes)."""
+    key = sampler._get_generation_key()
+    generation: dict[int, int] = {}
+    order = sorted(range(len(told)), key=lambda i: (batches[i], i))
+    finished: Counter[int] = Counter()  # finished trials per generation, of the batches before this one
+    current_batch, current, previous = None, 0, []  # type: ignore[var-annotated]
+    for i in order:
+        if batches[i] != current_batch:
+            finished.update(generation[j] for j in previous if told[j][2] is not None)
+            current_batch, previous = batches[i], []
+            latest = max(finished, default=0)
+            current = latest if finished[latest] < size else latest + 1
+        generation[i] = current
+        previous.append(i)
+    return [{key: generation[i]} for i in range(len(told))]
 
 
 def _sobol(exp: Experiment, history: list[dict[str, Any]], count: int) -> list[dict[str, Value]]:
@@ -421,7 +464,8 @@ def history(trials: list[Trial], done: dict[str, dict[str, Any]], metrics: str |
         rec = done.get(t.name) or {}
         got = rec.get("metrics") or {}
         values = [got.get(m) for m in names]
-        out.append({"params": t.params, "state": rec.get("state"), "value": values[0], "values": values})
+        out.append({"params": t.params, "state": rec.get("state"), "value": values[0], "values": values,
+                    "batch": t.batch})
     return out
 
 

@@ -80,7 +80,7 @@ class Parameter(Model):
 
 class Search(Model):
     #: plan/adaptive.py: tpe, multivariate-tpe, gp, cmaes and sobol ask one batch at a time.
-    algorithm: Literal["grid", "random", "tpe", "multivariate-tpe", "gp", "cmaes", "sobol"] = "grid"
+    algorithm: Literal["grid", "random", "tpe", "multivariate-tpe", "gp", "cmaes", "sobol", "nsga2"] = "grid"
     seed: StrictInt = 0
     trials: StrictInt | None = Field(default=None, description="random and adaptive: how many (none: until "
                                      "cancelled, the goal, or --max-trials); grid: a cap")
@@ -98,6 +98,8 @@ class Search(Model):
     gamma: Number | None = None
     #: cmaes: the initial step size as a share of each range (Optuna's sigma0; Katib's sigma).
     sigma: Number | None = None
+    #: nsga2: trials per generation (default: max(8, batchSize); a generation may span batches).
+    population_size: StrictInt | None = None
 
 
 class ObjectiveTerm(Model):
@@ -109,7 +111,9 @@ class ObjectiveTerm(Model):
 
 
 class Objective(Model):
-    metric: StrictStr
+    #: None: no metric (a W&B config without ``metric``): every trial that exits 0 succeeds, none is
+    #: best, and only grid or random search without early stopping can run it.
+    metric: StrictStr | None = None
     direction: Literal["maximize", "minimize"] = "maximize"
     goal: Number | None = None
     regex: StrictStr | None = None
@@ -124,7 +128,9 @@ class Objective(Model):
     step: StrictStr | None = None
 
     def terms(self) -> list[tuple[str, str]]:
-        """(metric, direction) of every objective, ``metric``'s first."""
+        """(metric, direction) of every objective, ``metric``'s first (none without a metric)."""
+        if self.metric is None:
+            return []
         return [(self.metric, self.direction), *((o.metric, o.direction) for o in self.additional_objectives)]
 
     def goals(self) -> list[tuple[str, str, float]]:
