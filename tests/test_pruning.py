@@ -281,3 +281,51 @@ def test_a_lagging_trial_is_pruned_its_job_deleted_and_a_rerun_keeps_it_pruned(t
         again = runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results", kubeconfig=tmp_path / "config").run()
     assert again.records[bad].state == PRUNED and not created  # never revived
     assert [p for p in deleted if bad in p]  # its Job, still listed as running, is deleted on resume
+
+
+def test_a_trial_printing_its_metric_without_the_configured_step_key_is_marked_and_runs_on(tmp_path):
+    """objective.step names a key the trainer never prints: early stopping cannot judge the trial.
+    It is not pruned (nor failed): the running trial is marked StepMissing, with the key named."""
+    import time as time_
+
+    from kubesweep.plan import job as manifest
+    from kubesweep.run import runner
+    from kubesweep.run.trialstate import RUNNING
+
+    from .fakeapi import serve
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(textwrap.dedent("""\
+        name: nostep
+        image: localhost:5000/t:1
+        command: [train, "${i}"]
+        parameters: {i: [1]}
+        objective: {metric: acc, step: epoch}
+        earlyStopping: {pruner: median, minTrials: 0, startStep: 0, intervalSeconds: 0.1}
+        """))
+    plan = render.plan(grid)
+    name = plan.trials[0].name
+    job = {"metadata": {"name": name, "uid": "u1", "labels": {manifest.L_TRIAL: name}}, "status": {}}
+    pod = {"metadata": {"name": f"{name}-x", "labels": {manifest.L_TRIAL: name, "job-name": name,
+                                                          "batch.kubernetes.io/controller-uid": "u1"}},
+           "spec": {"nodeName": "n1"}, "status": {"phase": "Running", "startTime": "2026-01-01T00:00:00Z"}}
+
+    def answer(method: str, path: str, body):
+        if method in ("POST", "DELETE"):
+            return 201, body or {}
+        if "/log" in path:
+            return 200, b"2026-01-01T00:00:01Z step 1: acc=0.5\n2026-01-01T00:00:02Z iteration=2 acc=0.1\n"
+        if "watch=true" in path:
+            time_.sleep(0.2)
+            return 200, {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "1"}}}
+        return 200, {"metadata": {"resourceVersion": "1"}, "items": [pod] if "/pods" in path else [job]}
+
+    seen: list = []
+    with serve(answer, tmp_path / "config"):
+        sweep = runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results", kubeconfig=tmp_path / "config",
+                             on_change=lambda rec: seen.append((rec.state, rec.reason, rec.message)),
+                             stop_after=lambda: any(r == "StepMissing" for _, r, _ in seen))
+        sweep.run()
+    state, _, message = next(s for s in seen if s[1] == "StepMissing")
+    assert state == RUNNING and "without the step key 'epoch'" in message
+    assert PRUNED not in [s for s, _, _ in seen]

@@ -69,3 +69,22 @@ def test_a_lagging_trial_is_pruned_its_job_deleted_and_a_rerun_leaves_it_so(tmp_
         from kubesweep.k8s import client as kube
 
         lifecycle.clean(kube.clients(kubeconfig), "prune")
+
+
+def test_the_pruning_benchmark_runs_at_toy_size(local_cluster):
+    """bench/pruning.py gives the figures docs/benchmarks.md quotes; run small here (two arms, one
+    seed, short trials) so it cannot rot between measurements: counts, not times, are asserted."""
+    import re
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "pruning.py"), "--arms", "random,random+asha",
+                          "--trials", "4", "--epochs", "4", "--epoch-seconds", "0.5", "--batch-size", "2",
+                          "--kubeconfig", str(local_cluster["kubeconfig"])],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = dict(re.findall(r"^\| (random|random\+asha) \| (\d+) \|", run.stdout, re.M))
+    assert rows == {"random": "4", "random+asha": "4"}, run.stdout  # every trial of both arms ran or was pruned
+    assert re.search(r"^random\+asha: [\d.]+× random's trial-seconds, best -?[\d.]+ points below it", run.stdout, re.M), run.stdout
