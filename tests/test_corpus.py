@@ -11,6 +11,7 @@ it is taken off the list, and so does one that stops rendering or is refused for
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -49,8 +50,6 @@ REFUSED: dict[str, str] = {
         "the Custom metrics collector is not supported",
     # the trial Job is in a ConfigMap in the cluster
     "katib/examples/v1beta1/trial-template/trial-configmap-source.yaml": "trial templates from a ConfigMap need the cluster",
-    # a sweep with no metric: every point is run and none is best (the objective is not optional yet)
-    "wandb/examples/wandb-sweeps/sweeps-boolean-parameters/sweep-bool.yaml": "the document needs 'metric'",
     # W&B Launch: the trial is a Launch job, run by W&B Launch's scheduler
     "wandb/examples/launch/launch-sweeps/quickstart/launch_sweep_config.yaml": "a W&B Launch job is run by W&B Launch",
 }
@@ -195,3 +194,32 @@ def test_wandb_default_name_is_a_dns_label_and_a_builtin_named_parameter_passes_
     assert p.experiment.name == "my-sweep"
     argv = manifest.build_job(p.experiment, p.trials[0])["spec"]["template"]["spec"]["containers"][0]["command"]
     assert argv[-2:] == ["--experiment=expt001", "--lr=0.1"], argv
+
+
+def test_a_wandb_sweep_without_a_metric_runs_every_point_and_names_no_best(tmp_path):
+    from kubesweep import sweep
+    from kubesweep.run.collector import judge
+
+    p = planner.plan(CORPUS / "wandb/examples/wandb-sweeps/sweeps-boolean-parameters/sweep-bool.yaml", image=WANDB_IMAGE)
+    assert (p.experiment.objective.metric, len(p.trials)) == (None, 8)
+    # a trial that exits 0 succeeds whatever it prints (no MetricMissing)
+    assert judge(p.experiment.objective, "t", "succeeded", None, None, "done\n", None, {}) == ("succeeded", None, None, {})
+    done = {t.name: {"name": t.name, "batch": "batch-000", "params": t.params, "state": "succeeded", "metrics": {}}
+            for t in p.trials}
+    files = sweep.report(p, tmp_path, done)
+    best = json.loads(files["best"].read_text())
+    assert (best["best"], best["succeeded"], best["metric"]) == (None, 8, None)
+    assert files["csv"].read_text().splitlines()[0].split(",")[5:] == [
+        "state", "node", "start", "end", "duration_s", "last_step", "reason", "message"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("method: bayes\nrun_cap: 4\n", "gp search needs metric.name"),
+    ("method: grid\nearly_terminate: {type: hyperband, min_iter: 3}\n", "earlyStopping needs metric.name"),
+])
+def test_what_needs_a_metric_is_refused_without_one(tmp_path, extra, message):
+    config = tmp_path / "nometric.yaml"
+    config.write_text("program: train.py\n" + extra + "parameters: {lr: {values: [0.1, 0.2]}}\n")
+    with pytest.raises(SpecError) as exc:
+        planner.plan(config, image=WANDB_IMAGE)
+    assert message in str(exc.value), str(exc.value)

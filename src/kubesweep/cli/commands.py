@@ -100,7 +100,7 @@ def sweep(grid: str, target: Target = Target(), where: Workspace = Workspace(), 
     total = len(plan.trials)
     if adaptive.incremental(exp):  # asked batch by batch: as many as the sweep may ask
         total = min(n for n in (exp.search.trials, max_trials, exp.search.trial_limit) if n is not None)
-    view = live.View(exp.name, exp.objective.metric, total)
+    view = live.View(exp.name, exp.objective.metric or "", total)
     hooks = sweeps.Hooks(notice=lambda text: print(text, file=sys.stderr), built=_say_built, change=view.change,
                          resumed=view.resumed, progress=view if view.live_mode else None)
     with view:
@@ -158,7 +158,8 @@ def results(grid: str, where: Workspace = Workspace(), *, rows: int = 20, target
         changed = f"note: {exc}"
     import csv
 
-    table = Table(title=cell(f"{exp.name}: best first ({exp.objective.direction} {exp.objective.metric})"))
+    table = Table(title=cell(f"{exp.name}: best first ({exp.objective.direction} {exp.objective.metric})"
+                             if exp.objective.metric else f"{exp.name}: no metric"))
     with open(files["csv"], newline="") as f:
         reader = csv.reader(f)
         header = next(reader)

@@ -47,7 +47,7 @@ def show(p: Plan, jobs_dir: str, console: Console | None = None, rows: int = 20)
     head.add_row("search", f"{exp.search.algorithm}" + (f", seed {exp.search.seed}" if exp.search.algorithm != "grid" else "")
                  + (", asked batch by batch" + ("" if exp.search.trials else " until stopped") if incremental(exp) else ""))
     terms = [(m, d) for m, d in exp.objective.terms()]
-    head.add_row("objective", cell(", ".join(f"{d} {m!r}" for m, d in terms)
+    head.add_row("objective", cell((", ".join(f"{d} {m!r}" for m, d in terms) or "no metric: every trial runs, none is best")
                                    + (" (a Pareto front)" if len(terms) > 1 else "")
                                    + "".join(f", stop at {m} {g}" if len(terms) > 1 else f", stop at {g}"
                                              for m, _, g in exp.objective.goals())))

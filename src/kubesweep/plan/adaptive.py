@@ -181,8 +181,9 @@ def _value(d: Domain, raw: Any) -> Value:
 
 
 def directions(exp: Experiment) -> list[str]:
-    """The direction of each objective, the objective metric's first."""
-    return [direction for _, direction in exp.objective.terms()]
+    """The direction of each objective, the objective metric's first (a sweep without a metric,
+    random only, tells its study no values: any one direction)."""
+    return [direction for _, direction in exp.objective.terms()] or ["minimize"]
 
 
 def _seed(exp: Experiment, batch: int) -> int:
@@ -478,6 +479,6 @@ def next_batch(exp: Experiment, trials: list[Trial], done: dict[str, dict[str, A
     if want <= 0:
         return []
     batch = max((t.batch for t in trials), default=-1) + 1
-    metrics = [m for m, _ in exp.objective.terms()]
+    metrics = [m for m, _ in exp.objective.terms()] or [""]  # no metric: no values to tell
     params = suggest(exp, history(trials, done, metrics), batch, want)
     return trials_.make(exp.name, params, first_index=len(trials), batch=lambda i: batch, taken=trials, where=where)

@@ -88,7 +88,7 @@ def judge(objective: Any, name: str, outcome: str, reason: str | None, message: 
                 "reads it while the pod exists, `kubesweep sweep --retry-failed` runs the trial again", None)
     if outcome == SUCCEEDED:
         metrics = read_objective(log, objective)
-        if metrics.get(objective.metric) is None:
+        if objective.metric is not None and metrics.get(objective.metric) is None:  # None: no metric asked
             tail = "\n".join(log.splitlines()[-5:])
             return (FAILED, "MetricMissing",
                     f"the trial succeeded but never printed {objective.metric!r}; last lines:\n{tail}", metrics)

@@ -190,7 +190,7 @@ def read_curves(text: str, metrics: list[str], regex: str | None = None, step: s
 def curve_metrics(exp: Any) -> list[str]:
     """The metrics whose curves a sweep keeps: the objective's, the additional ones, and the one
     early stopping judges."""
-    names = [exp.objective.metric, *exp.objective.additional_metrics]
+    names = [m for m in (exp.objective.metric, *exp.objective.additional_metrics) if m is not None]
     if exp.early_stopping is not None and exp.early_stopping.metric:
         names.append(exp.early_stopping.metric)
     return list(dict.fromkeys(names))

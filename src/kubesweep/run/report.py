@@ -54,7 +54,8 @@ def write(results_dir: Path, records: list[dict[str, Any]], *, experiment: str, 
     results_dir.mkdir(parents=True, exist_ok=True)
     rows = ranked(records, metric, direction)
     curves_of = plots.curve_metric(records, metric, early_metric)
-    columns = ["trial", "batch", *params, "state", "node", "start", "end", "duration_s", metric, *extra_metrics,
+    judged = [metric] if metric is not None else []  # None: a sweep without a metric (no best)
+    columns = ["trial", "batch", *params, "state", "node", "start", "end", "duration_s", *judged, *extra_metrics,
                "last_step", "reason", "message"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -62,7 +63,7 @@ def write(results_dir: Path, records: list[dict[str, Any]], *, experiment: str, 
     for r in rows:
         m = r.get("metrics") or {}
         w.writerow([r["name"], r.get("batch"), *(r["params"].get(p) for p in params), r.get("state"), r.get("node"),
-                    r.get("start"), r.get("end"), _duration(r), m.get(metric), *(m.get(x) for x in extra_metrics),
+                    r.get("start"), r.get("end"), _duration(r), *(m.get(x) for x in judged), *(m.get(x) for x in extra_metrics),
                     _last_step(r, curves_of), r.get("reason"), (r.get("message") or "").replace("\n", " | ")])
     (results_dir / CSV).write_text(buf.getvalue())
     top = best(records, metric, direction)
@@ -82,6 +83,8 @@ def write(results_dir: Path, records: list[dict[str, Any]], *, experiment: str, 
     if png:
         (results_dir / PLOT).write_bytes(png)
     try:
+        if metric is None:
+            raise ValueError("the sweep names no metric")
         drawn = plots.write(results_dir, records, metric=metric, direction=direction, params=params,
                             log_params=log_params, early_metric=early_metric, objectives=objectives, title=experiment)
     except Exception as exc:  # noqa: BLE001 - the table and best.json stand without the plots

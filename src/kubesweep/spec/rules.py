@@ -399,8 +399,17 @@ def check(exp: Experiment, pos: Positions) -> None:
             out.add(pos.value((key,)), f"{key} must be at least {least}", value)
 
     o = exp.objective
-    if not o.metric.strip():
+    if o.metric is not None and not o.metric.strip():
         out.add(pos.value(("objective", "metric")), "objective.metric must name the metric", o.metric)
+    if o.metric is None:  # run every point, judge none: what a W&B config without a metric asks
+        for what, given, path in (("objective.goal", o.goal is not None, ("objective", "goal")),
+                                  ("objective.additionalObjectives", bool(o.additional_objectives),
+                                   ("objective", "additionalObjectives")),
+                                  (f"{exp.search.algorithm} search", exp.search.algorithm not in ("grid", "random"),
+                                   ("search", "algorithm")),
+                                  ("earlyStopping", exp.early_stopping is not None, ("earlyStopping",))):
+            if given:
+                out.add(pos.value(path), f"{what} needs objective.metric (the metric it judges trials by)")
     if o.regex is not None:
         try:
             rx = re.compile(o.regex)

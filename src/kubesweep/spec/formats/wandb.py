@@ -326,15 +326,18 @@ def read(data: dict[str, Any], t: Translator, image: str | None = None, api_key_
         t.copy(("name",), ("name",))
 
     t.known_keys(("metric",), ["name", "goal", "target"])
-    metric = t.mapping(("metric",), required=True)
-    t.put(("objective",), {}, ("metric",))
-    if metric and "name" not in metric:
-        t.error(("metric",), "metric needs name (the metric to optimise)")
-    t.copy(("metric", "name"), ("objective", "metric"))
-    # W&B's default goal is minimize; the native default is maximize, so always write it.
-    goal = metric.get("goal", "minimize")
-    t.put(("objective", "direction"), goal, ("metric", "goal") if "goal" in metric else ("metric",))
-    t.copy(("metric", "target"), ("objective", "goal"))
+    metric = t.mapping(("metric",))
+    if "metric" not in data:  # W&B runs a grid or random sweep without one: every point, none best
+        t.put(("objective",), {}, mark=Mark(t.pos.file, 1, 1))
+    else:
+        t.put(("objective",), {}, ("metric",))
+        if metric and "name" not in metric:
+            t.error(("metric",), "metric needs name (the metric to optimise)")
+        t.copy(("metric", "name"), ("objective", "metric"))
+        # W&B's default goal is minimize; the native default is maximize, so always write it.
+        goal = metric.get("goal", "minimize")
+        t.put(("objective", "direction"), goal, ("metric", "goal") if "goal" in metric else ("metric",))
+        t.copy(("metric", "target"), ("objective", "goal"))
 
     params = t.mapping(("parameters",), required=True)
     t.put(("parameters",), {}, ("parameters",))
