@@ -329,3 +329,36 @@ def test_a_trial_printing_its_metric_without_the_configured_step_key_is_marked_a
     state, _, message = next(s for s in seen if s[1] == "StepMissing")
     assert state == RUNNING and "without the step key 'epoch'" in message
     assert PRUNED not in [s for s, _, _ in seen]
+
+
+def test_tpe_is_told_a_pruned_trial_as_pruned_with_its_curve_not_as_a_failure(tmp_path, monkeypatch):
+    """The next batch's study sees a pruned trial as Optuna's PRUNED, with the judged metric's
+    intermediate values (TPE ranks it by its last one), not as a failure it would leave out."""
+    import optuna
+
+    from kubesweep.plan import adaptive
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(textwrap.dedent("""\
+        name: tpeprune
+        image: localhost:5000/t:1
+        command: [train, "${x}"]
+        parameters: {x: {min: 0.0, max: 1.0}}
+        search: {algorithm: tpe, trials: 12}
+        batchSize: 2
+        objective: {metric: acc}
+        earlyStopping: {pruner: median, metric: val}
+        """))
+    exp = render.plan(grid).experiment
+    told = []
+    real = optuna.study.Study.add_trial
+    monkeypatch.setattr(optuna.study.Study, "add_trial", lambda self, t: told.append(t) or real(self, t))
+    history = [{"params": {"x": 0.5}, "state": "succeeded", "value": 0.9},
+               {"params": {"x": 0.1}, "state": "pruned", "value": 0.2,
+                "curves": {"val": [[1, 0.1], [2, 0.2], [2.5, 0.25]], "acc": [[1, 0.0], [2, 0.0]]}},
+               {"params": {"x": 0.2}, "state": "pruned", "value": None, "curves": {}}]
+    first = adaptive.suggest(exp, history, 1, 2)
+    assert [t.state.name for t in told] == ["COMPLETE", "PRUNED", "FAIL"]  # no curve to tell: a failure
+    assert told[1].intermediate_values == {1: 0.1, 2: 0.2, 3: 0.25}  # the fractional step becomes its place
+    told.clear()
+    assert adaptive.suggest(exp, history, 1, 2) == first and len(first) == 2  # deterministic, distinct

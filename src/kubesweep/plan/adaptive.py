@@ -236,6 +236,24 @@ def _outcome(h: dict[str, Any], count: int) -> list[float] | None:
     return [float(v) for v in values]
 
 
+def _pruned_curve(exp: Experiment, h: dict[str, Any]) -> dict[int, float] | None:
+    """A pruned trial's intermediate values of the metric early stopping judged, with whole rising
+    steps (a fractional or repeated step becomes the report's place), or None: told PRUNED with
+    them, TPE ranks the trial by its last value below every completed one, instead of leaving it
+    out (FAIL) and asking near it again. One objective only (Optuna's pruned trials have one)."""
+    if h.get("state") != "pruned" or len(directions(exp)) != 1:
+        return None
+    metric = (exp.early_stopping.metric if exp.early_stopping else None) or exp.objective.metric
+    out: dict[int, float] = {}
+    for i, (step, value) in enumerate((h.get("curves") or {}).get(metric) or []):
+        whole = int(step) if float(step).is_integer() else i + 1
+        if out and whole <= max(out):
+            whole = i + 1
+        if (not out or whole > max(out)) and isinstance(value, (int, float)) and math.isfinite(value):
+            out[whole] = float(value)
+    return out or None
+
+
 def suggest(exp: Experiment, history: list[dict[str, Any]], batch: int, count: int) -> list[dict[str, Value]]:
     """The next ``count`` distinct parameter sets, given every trial asked so far.
 
@@ -253,12 +271,16 @@ def suggest(exp: Experiment, history: list[dict[str, Any]], batch: int, count: i
     seen: set[str] = set()
     TS = optuna.trial.TrialState
     told: list[tuple[dict[str, Any], Any, list[float] | None]] = []
+    pruned_curves: list[dict[int, float] | None] = []  # a pruned trial's curve, as Optuna's PRUNED trials carry it
     for h in history:
         params = h["params"]
         seen.add(canonical_json(params))
         values = _outcome(h, len(dirs))
+        pruned_curves.append(_pruned_curve(exp, h))
         if values is not None:
             state = TS.COMPLETE
+        elif pruned_curves[-1] is not None:
+            state = TS.PRUNED
         elif h.get("state") in ("failed", "cancelled", "succeeded", "pruned"):
             state = TS.FAIL
         else:
@@ -271,11 +293,11 @@ def suggest(exp: Experiment, history: list[dict[str, Any]], batch: int, count: i
         attrs = _generations(study.sampler, [h.get("batch", 0) for h in history], told, population(exp))
     else:
         attrs = [{}] * len(told)
-    for (params, state, values), system_attrs in zip(told, attrs):
+    for (params, state, values), system_attrs, pruned_curve in zip(told, attrs, pruned_curves):
         if state == TS.RUNNING and liar is not None:  # GP has no constant liar of its own
             state, values = TS.COMPLETE, liar
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, state=state, values=values,
-                                                  system_attrs=system_attrs))
+                                                  system_attrs=system_attrs, intermediate_values=pruned_curve))
     out: list[dict[str, Value]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -466,7 +488,7 @@ def history(trials: list[Trial], done: dict[str, dict[str, Any]], metrics: str |
         got = rec.get("metrics") or {}
         values = [got.get(m) for m in names]
         out.append({"params": t.params, "state": rec.get("state"), "value": values[0], "values": values,
-                    "batch": t.batch})
+                    "batch": t.batch, "curves": rec.get("curves") or {}})
     return out
 
 
