@@ -3,7 +3,8 @@
 ``search.algorithm`` here: ``tpe`` and ``multivariate-tpe`` (Optuna's TPESampler, multivariate;
 see below), ``gp`` (Optuna's GPSampler: needs torch), ``cmaes`` (Optuna's CmaEsSampler), ``nsga2``
 (Optuna's NSGAIISampler, a genetic algorithm for several objectives), ``sobol``
-(a scrambled Sobol sequence, as Optuna's QMCSampler draws it), and ``random`` without
+(a scrambled Sobol sequence, as Optuna's QMCSampler draws it), ``hyperband`` (Katib's brackets of
+successive halving on a budget parameter: plan/hyperband.py), and ``random`` without
 ``search.trials`` (the seeded stream of search.py's random search, one batch at a time).
 
 There is no study database. The state is what kubesweep already keeps on disk:
@@ -44,14 +45,17 @@ from kubesweep.spec.space import Domain, Value, domains, tidy
 from kubesweep.spec.model import Experiment, did_you_mean
 from kubesweep.spec.yamlsource import Positions
 from kubesweep.plan import trials as trials_
+from kubesweep.plan import hyperband
 from kubesweep.plan.trials import Trial, canonical_json
 
 #: The algorithms asked batch by batch (random too when it has no search.trials).
-ADAPTIVE = ("tpe", "multivariate-tpe", "gp", "cmaes", "sobol", "nsga2")
+ADAPTIVE = ("tpe", "multivariate-tpe", "gp", "cmaes", "sobol", "nsga2", "hyperband")
 #: What each search setting applies to (rules: a setting given for another algorithm is refused).
 SETTINGS = {"startupTrials": ("tpe", "multivariate-tpe", "gp"), "eiCandidates": ("tpe", "multivariate-tpe"),
             "priorWeight": ("tpe", "multivariate-tpe"), "gamma": ("tpe", "multivariate-tpe"), "sigma": ("cmaes",),
             "populationSize": ("nsga2",)}
+# hyperband's settings (plan/hyperband.py)
+SETTINGS.update({"resource": ("hyperband",), "eta": ("hyperband",), "maxResource": ("hyperband",)})
 #: Samplers that model several objectives (a Pareto front); cmaes models one.
 MULTI_OBJECTIVE = ("grid", "random", "tpe", "multivariate-tpe", "gp", "sobol", "nsga2")
 #: NSGA-II's default generation: at least this many trials (a batch when batches are larger).
@@ -135,6 +139,8 @@ def check(exp: Experiment, pos: Positions, out: Collector) -> None:
         if name not in reported:
             out.add(pos.key(("objective", "strategies", name)), f"objective.strategies names {name!r}, which is not an "
                     f"objective or additional metric{did_you_mean(name, reported)}")
+    if s.algorithm == "hyperband":
+        hyperband.check(exp, pos, out)
     if s.algorithm == "gp":
         missing = torch_missing()
         if missing:
@@ -434,6 +440,8 @@ def _unit(d: Domain, u: float) -> Value:
 
 def first_batch(exp: Experiment, where: Mark) -> list[Trial]:
     want = min(n for n in (exp.batch_size, exp.search.trials, exp.search.trial_limit) if n is not None)
+    if exp.search.algorithm == "hyperband":  # a schedule of rounds, not a sampler
+        return trials_.make(exp.name, hyperband.suggest(exp, [], want, where), batch=lambda i: 0, where=where)
     return trials_.make(exp.name, suggest(exp, [], 0, want), batch=lambda i: 0, where=where)
 
 
@@ -456,7 +464,9 @@ def asked(exp: Experiment, jobs_dir: Path, plan_file: str) -> list[Trial] | None
         if set(params) != set(doms):
             bad = sorted(set(params) ^ set(doms))
         else:
-            bad = [k for k in doms if not _fits(doms[k], params[k])]
+            # hyperband's resource holds the round's budget, not a point of its range (as in Katib)
+            bad = [k for k in doms if not _fits(doms[k], params[k])
+                   and not (exp.search.algorithm == "hyperband" and k == exp.search.resource)]
         if bad:
             # plan.json holds one trial per line, after the header line
             raise SpecError([Issue(Mark(str(index), i + 2, 3), f"trial {row['name']} was asked for a different search "
@@ -502,5 +512,9 @@ def next_batch(exp: Experiment, trials: list[Trial], done: dict[str, dict[str, A
         return []
     batch = max((t.batch for t in trials), default=-1) + 1
     metrics = [m for m, _ in exp.objective.terms()] or [""]  # no metric: no values to tell
-    params = suggest(exp, history(trials, done, metrics), batch, want)
+    if exp.search.algorithm == "hyperband":  # a schedule of rounds, not a sampler (plan/hyperband.py)
+        asked = [{**h, "name": t.name} for h, t in zip(history(trials, done, metrics), trials)]
+        params = hyperband.suggest(exp, asked, want, where)
+    else:
+        params = suggest(exp, history(trials, done, metrics), batch, want)
     return trials_.make(exp.name, params, first_index=len(trials), batch=lambda i: batch, taken=trials, where=where)

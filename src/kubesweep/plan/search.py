@@ -79,7 +79,7 @@ def count_trials(exp: Experiment, pos: Positions) -> int:
         space = space_size(doms)
         if n > s.trial_limit:
             out.add(pos.value(("search", "trials")), f"{s.algorithm} search asks for {_fmt(n)} trials, over the limit of {_fmt(s.trial_limit)} (raise search.trialLimit)", n)
-        elif n > space:
+        elif n > space and s.algorithm != "hyperband":  # hyperband reruns a configuration on larger budgets
             out.add(pos.value(("search", "trials")), f"{s.algorithm} search asks for {_fmt(n)} distinct trials but the space has only {_fmt(space)} points", n)
     out.raise_if_any()
     return n

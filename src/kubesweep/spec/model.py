@@ -80,7 +80,8 @@ class Parameter(Model):
 
 class Search(Model):
     #: plan/adaptive.py: tpe, multivariate-tpe, gp, cmaes and sobol ask one batch at a time.
-    algorithm: Literal["grid", "random", "tpe", "multivariate-tpe", "gp", "cmaes", "sobol", "nsga2"] = "grid"
+    algorithm: Literal["grid", "random", "tpe", "multivariate-tpe", "gp", "cmaes", "sobol", "nsga2",
+                       "hyperband"] = "grid"
     seed: StrictInt = 0
     trials: StrictInt | None = Field(default=None, description="random and adaptive: how many (none: until "
                                      "cancelled, the goal, or --max-trials); grid: a cap")
@@ -88,6 +89,12 @@ class Search(Model):
     longest_first: list[StrictStr] = Field(
         default=[], description="numeric parameters whose product grows with a trial's run time (epochs, "
         "layers): the plan starts the longest trials first, so the sweep does not end waiting on a few long ones")
+    #: hyperband (plan/hyperband.py): the parameter each trial's budget is set in (epochs, steps).
+    resource: StrictStr | None = None
+    #: hyperband: the largest budget, Katib's r_l (default: the resource parameter's max).
+    max_resource: Number | None = None
+    #: hyperband: the halving rate: the best 1/eta of a round go on with eta times the budget (default 3).
+    eta: StrictInt | None = None
     #: tpe, multivariate-tpe, gp: random trials before the model (default: max(4, batchSize)).
     startup_trials: StrictInt | None = None
     #: tpe: candidates drawn per ask (Optuna's n_ei_candidates, Katib's n_ei_candidates / n_EI_candidates).

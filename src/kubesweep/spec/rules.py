@@ -339,6 +339,8 @@ def check(exp: Experiment, pos: Positions) -> None:
     if not exp.parameters:
         out.add(pos.value(("parameters",)), "parameters must name at least one parameter")
     for name, p in exp.parameters.items():
+        if exp.search.algorithm == "hyperband" and name == exp.search.resource and p.min is not None and p.min == p.max:
+            continue  # hyperband's budget: its range is not sampled (Katib's example gives it min = max)
         _check_param(out, pos, name, p, exp.search.algorithm)
 
     known = set(exp.parameters) | set(BUILTINS)

@@ -10,17 +10,16 @@ with the reason; one Katib does not define is refused as unknown, as Katib's val
 
 from __future__ import annotations
 
+import math  # hyperband
 from typing import Any, Callable
 
 from .base import Translator
 
 #: Katib's algorithm names → the native search.algorithm.
 ALGORITHMS = {"random": "random", "grid": "grid", "tpe": "tpe", "multivariate-tpe": "multivariate-tpe",
-              "bayesianoptimization": "gp", "cmaes": "cmaes", "sobol": "sobol"}
+              "bayesianoptimization": "gp", "cmaes": "cmaes", "sobol": "sobol", "hyperband": "hyperband"}
 #: Katib algorithms that need something kubesweep is not.
 UNSUPPORTED = {
-    "hyperband": "Katib's hyperband runs trials on budgets through its suggestion service; use random (or tpe) "
-                 "search with earlyStopping (grid.yaml: earlyStopping: {pruner: hyperband})",
     "enas": "neural architecture search is out of scope",
     "darts": "neural architecture search is out of scope",
     "pbt": "population based training exchanges checkpoints between running trials, which plain Jobs do not",
@@ -101,6 +100,70 @@ NO_EQUIVALENT = {
 }
 
 
+def _hyperband_eta(text: str) -> int:
+    """Katib's hyperband eta: its validation reads int(float(eta)) and its service float(eta), each
+    taking 3 for a value not above 0; a fraction would be read two ways, so it is refused."""
+    value = _float(text)
+    if value <= 0:
+        return 3
+    if not value.is_integer():
+        raise ValueError("must be a whole number (Katib's hyperband validation reads int(eta), its service the "
+                         "fraction)")
+    return int(value)
+
+
+def _hyperband_r_l(text: str) -> int | float:
+    value = _float(text)
+    if value < 0:
+        raise ValueError("must be a positive float number (Katib's hyperband validation)")
+    return int(value) if value.is_integer() else value
+
+
+#: Katib's hyperband settings (pkg/suggestion/v1beta1/hyperband/service.py, ValidateAlgorithmSettings).
+SETTINGS["hyperband"] = {"resource_name": ("resource", str), "eta": ("eta", _hyperband_eta),
+                         "r_l": ("maxResource", _hyperband_r_l)}
+
+
+def _hyperband(t: Translator, spec: dict[str, Any], search: dict[str, Any]) -> None:
+    """What Katib's hyperband validation asks beyond each setting: r_l and resource_name set,
+    resource_name one of the parameters (an int or double one: its service writes int budgets into
+    it), and parallelTrialCount at least eta^s_max, the first bracket's size."""
+    from kubesweep.plan import hyperband
+
+    base = ("spec", "algorithm")
+    where = base + (("algorithmSettings",) if "algorithmSettings" in (spec.get("algorithm") or {}) else ("algorithmName",))
+    settings = (spec.get("algorithm") or {}).get("algorithmSettings") or []
+    given = {st.get("name") for st in settings if isinstance(st, dict)}
+    missing = [k for k in ("r_l", "resource_name") if k not in given]
+    if missing:
+        t.error(where, f"Katib's hyperband needs the settings r_l and resource_name (\"r_l and resource_name must be "
+                f"set.\"): {' and '.join(missing)} missing")
+        return
+    if "maxResource" not in search or "resource" not in search:
+        return  # a setting that is not valid: refused where it is written
+    params = {p.get("name"): p for p in spec.get("parameters") or [] if isinstance(p, dict)}
+    resource = search["resource"]
+    at = next((base + ("algorithmSettings", i, "value") for i, st in enumerate(settings)
+               if isinstance(st, dict) and st.get("name") == "resource_name"), where)
+    if resource not in params:
+        t.error(at, f"resource_name {resource!r} is not a parameter (\"value of resource_name setting "
+                f"must be in parameters.\"; parameters: {', '.join(map(str, params))})", resource)
+        return
+    if params[resource].get("parameterType") not in ("int", "double"):
+        t.error(at, f"resource_name {resource!r} is a {params[resource].get('parameterType')} parameter: Katib's "
+                "hyperband writes an integer budget into it, so it must be int or double", resource)
+        return
+    eta, r_l = search.get("eta", hyperband.DEFAULT_ETA), float(search["maxResource"])
+    if eta < 2 or r_l < 1:
+        return  # refused with the native settings (search.eta, search.maxResource), where they are written
+    need = int(math.ceil(eta ** hyperband.s_max(r_l, eta)))
+    parallel = spec.get("parallelTrialCount", 3)  # Katib's default
+    if isinstance(parallel, int) and parallel < need:
+        t.error(("spec", "parallelTrialCount") if "parallelTrialCount" in spec else where,
+                f"Katib's hyperband needs parallelTrialCount of at least eta^s_max = {need} (its first bracket, run at "
+                f"once; \"parallelTrialCount must be not less than {need}.\")", parallel)
+
+
 def algorithm(t: Translator, spec: dict[str, Any]) -> dict[str, Any]:
     """spec.algorithm → the native search mapping (also spec.maxTrialCount)."""
     base = ("spec", "algorithm")
@@ -146,6 +209,8 @@ def algorithm(t: Translator, spec: dict[str, Any]) -> dict[str, Any]:
         if dst is not None:
             search[dst] = parsed
             t.at(("search", dst), sp + ("value",))
+    if name == "hyperband":
+        _hyperband(t, spec, search)
     if "maxTrialCount" in spec:
         search["trials"] = spec["maxTrialCount"]
         t.at(("search", "trials"), ("spec", "maxTrialCount"))
