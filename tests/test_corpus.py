@@ -61,7 +61,6 @@ _BAYES = "bayes needs the W&B server"
 #: the reasons listed (before their work, or after it).
 PENDING: dict[str, tuple[str, ...]] = {
     "katib/examples/v1beta1/hp-tuning/bayesian-optimization.yaml": (_SUGGESTION, _TORCH),
-    "katib/examples/v1beta1/hp-tuning/cma-es.yaml": (_SUGGESTION, "restart_strategy"),
     "katib/examples/v1beta1/hp-tuning/simple-pbt.yaml": (_SUGGESTION, "algorithm pbt is not supported"),
     "katib/examples/v1beta1/hp-tuning/multivariate-tpe.yaml": (_SUGGESTION,),
     "katib/examples/v1beta1/hp-tuning/sobol.yaml": (_SUGGESTION,),

@@ -190,6 +190,7 @@ def _katib(tmp_path, algorithm, settings="", extra=""):
      '      - {name: n_ei_candidates, value: "30"}\n', {"startupTrials": 3, "eiCandidates": 30}),
     ("cmaes", "cmaes", '      - {name: sigma, value: "0.2"}\n      - {name: restart_strategy, value: none}\n'
      '      - {name: random_state, value: "1"}\n', {"sigma": 0.2, "seed": 1}),
+    ("cmaes", "cmaes", '      - {name: restart_strategy, value: bipop}\n', {"restartStrategy": "bipop"}),
     ("sobol", "sobol", "", {}),
 ])
 def test_katib_algorithms_and_settings_become_the_native_search(tmp_path, katib, native, settings, search):
@@ -200,8 +201,8 @@ def test_katib_algorithms_and_settings_become_the_native_search(tmp_path, katib,
 
 
 @pytest.mark.parametrize("algorithm, settings, message", [
-    ("cmaes", "      - {name: restart_strategy, value: ipop}\n",
-     "algorithm setting restart_strategy of cmaes is not supported: Optuna's CmaEsSampler has had no restarts"),
+    ("cmaes", "      - {name: restart_strategy, value: always}\n",
+     "algorithm setting restart_strategy must be none, ipop or bipop"),
     ("bayesianoptimization", "      - {name: base_estimator, value: RF}\n",
      "algorithm setting base_estimator of bayesianoptimization is not supported: kubesweep's bayesian optimisation"),
     ("bayesianoptimization", "      - {name: acq_func, value: gp_hedge}\n", "only EI"),

@@ -20,7 +20,8 @@ for exactly the same trials (same names), and resume continues the same study.
 
 What each sampler keeps besides the trials is rebuilt too: CMA-ES's distribution by replaying
 every full generation of finished trials (in the order they were asked) through a fresh
-optimizer; NSGA-II's generation of each trial by the rule it assigned them by (a batch joins the
+optimizer (restarted where it should stop, under search.restartStrategy ipop or bipop);
+NSGA-II's generation of each trial by the rule it assigned them by (a batch joins the
 latest generation of finished trials until that one is full); Sobol's place in its sequence by
 walking it from the start past every point asked.
 
@@ -60,6 +61,8 @@ SETTINGS.update({"resource": ("hyperband",), "eta": ("hyperband",), "maxResource
 MULTI_OBJECTIVE = ("grid", "random", "tpe", "multivariate-tpe", "gp", "sobol", "nsga2")
 #: NSGA-II's default generation: at least this many trials (a batch when batches are larger).
 MIN_POPULATION = 8
+# CMA-ES's restarts (search.restartStrategy ipop / bipop, search.incPopsize): see _Restarts
+SETTINGS.update({"restartStrategy": ("cmaes",), "incPopsize": ("cmaes",)})
 # Random trials before TPE models anything: Optuna's default is 10; a sweep of a few batches
 # would then never leave the random phase, so take one batch's worth (at least 4).
 MIN_STARTUP = 4
@@ -117,6 +120,12 @@ def check(exp: Experiment, pos: Positions, out: Collector) -> None:
                 "crossover)", s.population_size)
     if s.sigma is not None and not s.sigma > 0:
         out.add(pos.value(("search", "sigma")), "search.sigma must be above 0 (a share of each range)", s.sigma)
+    if s.inc_popsize is not None and s.inc_popsize < 2:
+        out.add(pos.value(("search", "incPopsize")), "search.incPopsize must be at least 2 (the population grows by "
+                "this factor at each restart)", s.inc_popsize)
+    if s.inc_popsize is not None and s.restart_strategy == "none" and s.algorithm == "cmaes":
+        out.add(pos.key(("search", "incPopsize")), "search.incPopsize applies to restarts: set "
+                "search.restartStrategy to ipop or bipop, or remove it")
     if s.algorithm == "cmaes":
         ranges = [p for p in exp.parameters.values() if p.values is None and p.count is None]
         if len(ranges) < 2:
@@ -294,7 +303,7 @@ def suggest(exp: Experiment, history: list[dict[str, Any]], batch: int, count: i
         told.append((params, state, values))
     liar = _liar(exp, told) if exp.search.algorithm == "gp" else None
     if exp.search.algorithm == "cmaes":
-        attrs = _cma_attrs(exp, study, dists, told)
+        attrs = _cma_attrs(exp, study, dists, told, [h.get("batch", 0) for h in history])
     elif exp.search.algorithm == "nsga2":
         attrs = _generations(study.sampler, [h.get("batch", 0) for h in history], told, population(exp))
     else:
@@ -336,39 +345,149 @@ def _liar(exp: Experiment, told: list[tuple[dict[str, Any], Any, list[float] | N
 
 
 def _cma_attrs(exp: Experiment, study: Any, dists: dict[str, Any],
-               told: list[tuple[dict[str, Any], Any, list[float] | None]]) -> list[dict[str, Any]]:
+               told: list[tuple[dict[str, Any], Any, list[float] | None]], batches: list[int]) -> list[dict[str, Any]]:
     """CMA-ES's state for the rebuilt study: every full generation of finished trials (in the
-    order they were asked) is told to a fresh optimizer, which is stored on the last of them as
-    Optuna's CmaEsSampler stores it; the finished trials after it are marked as the current
-    generation, so the sampler tells them once a generation is full.
+    order they were asked) is told to a fresh optimizer (restarted where search.restartStrategy
+    says, see _cma_replay), which is stored on the last of them as Optuna's CmaEsSampler stores
+    it; the finished trials after it are marked as the current generation, so the sampler tells
+    them once a generation is full.
 
     Relies on CmaEsSampler's trial attributes (Optuna 4.x, pinned below 5)."""
+    attrs: list[dict[str, Any]] = [{} for _ in told]
+    replay = _cma_replay(exp, study.sampler, dists, told, batches)
+    if replay is None:
+        return attrs
+    optimizer, runs = replay
+    sampler = study.sampler
+    for i in runs[-1].pending:
+        attrs[i][sampler._attr_key_generation] = optimizer.generation
+    last = next((run.told[-1] for run in reversed(runs) if run.told), None)  # the last trial told
+    if last is not None:
+        attrs[last].update(sampler._split_optimizer_str(pickle.dumps(optimizer).hex()))
+    return attrs
+
+
+class CmaRun:
+    """One run of CMA-ES between restarts, as the replay rebuilt it."""
+
+    def __init__(self, popsize: int, poptype: str) -> None:
+        self.popsize = popsize
+        #: bipop: "large" (the IPOP regime) or "small" (a small population, a short budget); the
+        #: first run counts as small, as BIPOP-CMA-ES (Hansen 2009) and goptuna have it.
+        self.poptype = poptype
+        #: indices (into the history) of the trials told to it, generation after generation.
+        self.told: list[int] = []
+        #: its finished trials of a generation not yet full (the last run's are told when it is).
+        self.pending: list[int] = []
+        self.generations = 0
+        #: whether it asked for a restart (should_stop: converged, stagnant or diverging).
+        self.stopped = False
+
+
+class _Restarts:
+    """IPOP and BIPOP restarts of CMA-ES as Optuna's CmaEsSampler made them until Optuna 4.4, and
+    goptuna (Katib's cmaes) makes them: when the optimizer should stop, a new one starts from a
+    random mean with the initial sigma. IPOP: the population grows by inc_popsize each restart.
+    BIPOP: the evaluations spent in the large and in the small regime are counted; while the
+    small regime has spent less, the next run is small (popsize0 * (inc^large_restarts)^(u^2),
+    u uniform in 0..1), else large (popsize0 * inc^(large_restarts + 1)).
+
+    Its random numbers (BIPOP's u, the new mean) come from search.seed alone, in a fixed order,
+    so replaying the same history restarts at the same trials with the same populations."""
+
+    def __init__(self, exp: Experiment, popsize0: int) -> None:
+        import numpy as np
+
+        self.strategy = exp.search.restart_strategy
+        self.inc = exp.search.inc_popsize or DEFAULT_INC_POPSIZE
+        self.popsize0 = popsize0
+        self.rng = np.random.RandomState(exp.search.seed % 2**32)
+        self.large_restarts = 0
+        self.small_eval = self.large_eval = 0
+
+    def next(self, run: CmaRun) -> CmaRun:
+        if self.strategy == "ipop":
+            return CmaRun(run.popsize * self.inc, "large")
+        spent = run.popsize * run.generations
+        if run.poptype == "small":
+            self.small_eval += spent
+        else:
+            self.large_eval += spent
+        if self.small_eval < self.large_eval:
+            u = self.rng.uniform()
+            return CmaRun(math.floor(self.popsize0 * (self.inc ** self.large_restarts) ** (u ** 2)), "small")
+        self.large_restarts += 1
+        return CmaRun(self.popsize0 * self.inc ** self.large_restarts, "large")
+
+
+#: IPOP's and BIPOP's population factor per restart (Optuna's and goptuna's default; Katib's fixed value).
+DEFAULT_INC_POPSIZE = 2
+
+
+def _cma_replay(exp: Experiment, sampler: Any, dists: dict[str, Any],
+                told: list[tuple[dict[str, Any], Any, list[float] | None]],
+                batches: list[int]) -> tuple[Any, list[CmaRun]] | None:
+    """The optimizer after every full generation of finished trials, and its runs (one without
+    restarts). None when no parameter is a CMA-ES dimension.
+
+    Trials are taken batch by batch in the order they were asked. A restart is decided where the
+    generation that converged is told; a batch asked before that (its run, the run the replay
+    had reached when the batch began, is an earlier one) holds samples of the old distribution,
+    and its trials are not told to the new run, as Optuna and goptuna tag each trial with the
+    run that asked it."""
     from optuna._transform import _SearchSpaceTransform
 
     optuna = _optuna()
-    sampler = study.sampler
     space = {k: d for k, d in dists.items()
              if not isinstance(d, optuna.distributions.CategoricalDistribution) and not d.single()}
-    attrs: list[dict[str, Any]] = [{} for _ in told]
     if not space:
-        return attrs
+        return None
     trans = _SearchSpaceTransform(space, transform_step=True, transform_0_1=True)
-    optimizer = sampler._init_optimizer(trans, study.direction)
-    key = sampler._attr_key_generation
-    done = [i for i, (_, _, values) in enumerate(told) if values is not None]
-    size = optimizer.population_size
+    optimizer = sampler._init_optimizer(trans, optuna.study.StudyDirection.MINIMIZE)  # (only read for warm starts)
     sign = -1.0 if exp.objective.direction == "maximize" else 1.0
-    full = len(done) // size * size
-    for start in range(0, full, size):
-        chunk = done[start:start + size]
-        for i in chunk:
-            attrs[i][key] = optimizer.generation
-        optimizer.tell([(trans.transform({k: told[i][0][k] for k in space}), sign * told[i][2][0]) for i in chunk])
-    for i in done[full:]:
-        attrs[i][key] = optimizer.generation
-    if full:
-        attrs[done[full - 1]].update(sampler._split_optimizer_str(pickle.dumps(optimizer).hex()))
-    return attrs
+    runs = [CmaRun(optimizer.population_size, "small")]
+    restarts = _Restarts(exp, optimizer.population_size) if exp.search.restart_strategy != "none" else None
+    run_of_batch: dict[int, int] = {}
+    for i in sorted(range(len(told)), key=lambda i: (batches[i], i)):
+        asked_by = run_of_batch.setdefault(batches[i], len(runs) - 1)
+        if told[i][2] is None or asked_by != len(runs) - 1:
+            continue
+        run = runs[-1]
+        run.pending.append(i)
+        if len(run.pending) < run.popsize:
+            continue
+        optimizer.tell([(trans.transform({k: told[j][0][k] for k in space}), sign * told[j][2][0])
+                        for j in run.pending])
+        run.told += run.pending
+        run.pending = []
+        run.generations += 1
+        if restarts is not None and optimizer.should_stop():
+            run.stopped = True
+            runs.append(restarts.next(run))
+            optimizer = _restarted(exp, trans, runs[-1].popsize, restarts.rng)
+    return optimizer, runs
+
+
+def _restarted(exp: Experiment, trans: Any, popsize: int, rng: Any) -> Any:
+    """A new CMA-ES run as Optuna's sampler started one (randomize_start_point): a mean drawn
+    uniformly in the (0..1-scaled) space, the initial sigma, the given population."""
+    import cmaes
+    import numpy as np
+
+    lower, upper = trans.bounds[:, 0], trans.bounds[:, 1]
+    mean = lower + (upper - lower) * rng.rand(len(trans.bounds))
+    sigma0 = exp.search.sigma if exp.search.sigma is not None else float(np.min((upper - lower) / 6))
+    return cmaes.CMA(mean=mean, sigma=max(float(sigma0), 1e-10), bounds=trans.bounds, seed=rng.randint(1, 2**31 - 2),
+                     n_max_resampling=10 * len(trans.bounds), population_size=popsize)
+
+
+def cma_runs(exp: Experiment, history: list[dict[str, Any]]) -> list[CmaRun]:
+    """CMA-ES's runs between restarts for this history (``suggest``'s): what the next batch is
+    asked from is the last one's optimizer."""
+    dirs = directions(exp)
+    told = [(h["params"], None, _outcome(h, len(dirs))) for h in history]
+    replay = _cma_replay(exp, _sampler(exp, 0), distributions(exp), told, [h.get("batch", 0) for h in history])
+    return replay[1] if replay is not None else []
 
 
 def population(exp: Experiment) -> int:

@@ -105,6 +105,11 @@ class Search(Model):
     gamma: Number | None = None
     #: cmaes: the initial step size as a share of each range (Optuna's sigma0; Katib's sigma).
     sigma: Number | None = None
+    #: cmaes: restart when the optimizer should stop (Katib's restart_strategy): ipop grows the
+    #: population each restart, bipop alternates large and small ones (plan/adaptive.py).
+    restart_strategy: Literal["none", "ipop", "bipop"] = "none"
+    #: cmaes with restarts: the population's factor per (large) restart (goptuna's and Optuna's inc_popsize; 2).
+    inc_popsize: StrictInt | None = None
     #: nsga2: trials per generation (default: max(8, batchSize); a generation may span batches).
     population_size: StrictInt | None = None
 

@@ -69,6 +69,14 @@ def _one_of(*accepted: str) -> Callable[[str], Any]:
     return read
 
 
+def _restart_strategy(text: str) -> str:
+    """Katib's cmaes restart_strategy (goptuna's: none, ipop, bipop; its optuna service also reads
+    None), with the population factor Katib fixes at 2 (search.incPopsize's default)."""
+    if text not in ("none", "None", "ipop", "bipop"):
+        raise ValueError("must be none, ipop or bipop (goptuna's restart strategies)")
+    return text.lower()
+
+
 #: Per Katib algorithm: setting → (native search key or None when it only has to be valid, reader).
 #: tpe takes hyperopt's settings (Katib's default tpe service) and Optuna's (its optuna service).
 SETTINGS: dict[str, dict[str, tuple[str | None, Callable[[str], Any]]]] = {
@@ -79,7 +87,7 @@ SETTINGS: dict[str, dict[str, tuple[str | None, Callable[[str], Any]]]] = {
     "multivariate-tpe": {"random_state": ("seed", _int(0)), "n_startup_trials": ("startupTrials", _int(0)),
                          "n_ei_candidates": ("eiCandidates", _int(1))},
     "cmaes": {"random_state": ("seed", _int(0)), "sigma": ("sigma", _positive),
-              "restart_strategy": (None, _one_of("none", "None"))},
+              "restart_strategy": ("restartStrategy", _restart_strategy)},
     "sobol": {},
     "grid": {},
     "bayesianoptimization": {"random_state": ("seed", _int(0)), "n_initial_points": ("startupTrials", _int(0)),
@@ -88,8 +96,6 @@ SETTINGS: dict[str, dict[str, tuple[str | None, Callable[[str], Any]]]] = {
 }
 #: Settings Katib defines that have no Optuna equivalent: why each is refused.
 NO_EQUIVALENT = {
-    ("cmaes", "restart_strategy"): "Optuna's CmaEsSampler has had no restarts since Optuna 4.4 (restart_strategy "
-                                   "falls back to none there; ipop and bipop moved to OptunaHub): remove it or set none",
     ("bayesianoptimization", "base_estimator"): "kubesweep's bayesian optimisation is Optuna's GPSampler, a Gaussian "
                                                 "process: only GP (scikit-optimize's RF, ET and GBRT have no equivalent)",
     ("bayesianoptimization", "acq_func"): "Optuna's GPSampler maximises (log) expected improvement: only EI "
