@@ -28,7 +28,7 @@ from kubesweep.run.trialstate import FINAL, TrialRecord
 plan = _plan
 render = write
 
-__all__ = ["PLAN_FILE", "Hooks", "Outcome", "Plan", "Target", "Workspace", "build_image", "dry_run", "limit",
+__all__ = ["PLAN_FILE", "Hooks", "Outcome", "Plan", "Target", "Workspace", "build_image", "configmaps", "dry_run", "limit",
            "make_pull_secret", "plan", "render", "report", "run", "with_pull_secret"]
 
 
@@ -40,6 +40,36 @@ class Target:
 
     kubeconfig: str | None = None
     context: str | None = None
+
+
+def configmaps(target: Target) -> Callable[[str, str], dict[str, str]]:
+    """The reader of a Katib trialTemplate.configMap: (namespace, name) -> the ConfigMap's data,
+    one GET through ``target``'s kubeconfig and context, made only when a sweep file names one
+    (so that a file without one never needs a cluster). Why it cannot be read is one line:
+    spec.formats.katib_trial.ConfigMapUnavailable."""
+
+    def read(namespace: str, name: str) -> dict[str, str]:
+        from kubernetes.client.exceptions import ApiException
+
+        from kubesweep.k8s import client as kube
+        from kubesweep.spec.formats.katib_trial import ConfigMapUnavailable
+
+        try:
+            c = kube.clients(target.kubeconfig, target.context)
+            got = kube.request(c, "GET", kube.path("configmaps", namespace, name), timeout=(10, 30))
+        except kube.ClusterUnreachable as exc:
+            raise ConfigMapUnavailable(f"{exc} (--kubeconfig/--context name the cluster that holds it)") from None
+        except ApiException as exc:
+            raise ConfigMapUnavailable(kube.api_error(exc)) from None
+        except Exception as exc:
+            why = kube.no_answer(exc)
+            if why is None:
+                raise
+            raise ConfigMapUnavailable(f"{why.split('. Nothing was lost')[0]} (--kubeconfig/--context name the cluster "
+                                       "that holds it)") from None
+        return {k: v for k, v in (got.get("data") or {}).items() if isinstance(v, str)}
+
+    return read
 
 
 @dataclass(frozen=True)

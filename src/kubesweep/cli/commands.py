@@ -61,8 +61,12 @@ def guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
 
 def _namespaced(target: Target | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """A sweep file without a namespace runs in the kubeconfig context's, as kubectl would (a
-    kubeconfig scoped to one namespace names it there); --namespace still wins."""
-    if target is not None and not overrides.get("namespace"):
+    kubeconfig scoped to one namespace names it there); --namespace still wins. A Katib
+    trialTemplate.configMap is read from the same cluster (one GET, only for such a file)."""
+    if target is None:
+        return overrides
+    overrides = {**overrides, "configmaps": sweeps.configmaps(target)}
+    if not overrides.get("namespace"):
         from kubesweep.k8s.client import context_namespace
 
         return {**overrides, "default_namespace": context_namespace(target.kubeconfig, target.context)}

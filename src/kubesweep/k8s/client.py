@@ -40,7 +40,8 @@ class Clients:
 
 
 # The API group of each resource kubesweep reads or writes: every path is spelled here only.
-GROUPS = {"pods": "/api/v1", "nodes": "/api/v1", "events": "/api/v1", "jobs": "/apis/batch/v1"}
+GROUPS = {"pods": "/api/v1", "nodes": "/api/v1", "events": "/api/v1", "configmaps": "/api/v1",
+          "jobs": "/apis/batch/v1"}
 
 
 def path(resource: str, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:

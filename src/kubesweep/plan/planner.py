@@ -6,6 +6,7 @@ validated before anything is written, and the write itself is atomic (see writer
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from kubesweep.plan import job as manifest
 from kubesweep.k8s import jobschema as validation
 from kubesweep.errors import Collector, Issue, SpecError
 from kubesweep.spec.formats import Source, load_experiment
+from kubesweep.spec.formats.katib_trial import ConfigMaps
 from kubesweep.plan.search import expand
 from kubesweep.plan.trials import Trial
 from kubesweep.k8s.versions import KUBERNETES_VERSION
@@ -43,13 +45,14 @@ class Plan:
 
 def plan(path: str | Path, *, image: str | None = None, name: str | None = None,
          namespace: str | None = None, trial_limit: int | None = None, default_namespace: str | None = None,
-         wandb_secret: str | None = None) -> Plan:
+         wandb_secret: str | None = None, configmaps: ConfigMaps | None = None) -> Plan:
     """Validate the input and expand its trials; raise SpecError (with positions) if anything is
     wrong. ``namespace`` overrides the file's; ``default_namespace`` (the kubeconfig context's)
     applies only where the file names none (else: ``default``). ``wandb_secret`` (NAME[:KEY], W&B
-    configs only) is the Secret the trials read WANDB_API_KEY from."""
+    configs only) is the Secret the trials read WANDB_API_KEY from. ``configmaps`` reads a Katib
+    trialTemplate.configMap from the cluster (sweep.configmaps)."""
     source = load_experiment(path, image=image, name=name, namespace=namespace, trial_limit=trial_limit,
-                             default_namespace=default_namespace, wandb_secret=wandb_secret)
+                             default_namespace=default_namespace, wandb_secret=wandb_secret, configmaps=configmaps)
     exp = source.experiment
     try:
         trials = expand(exp, source.positions)
@@ -114,7 +117,11 @@ def plan_index(p: Plan) -> str:
         "experiment": exp.name,
         "namespace": exp.namespace,
         "image": p.image,
-        "source": {"path": p.source.path, "format": p.source.format},
+        "source": {"path": p.source.path, "format": p.source.format,
+                   # a trial template read from the cluster is part of what the plan is made from
+                   **({"configMaps": {file: hashlib.sha256(text.encode()).hexdigest()
+                                      for file, (_, text) in p.source.configmaps.items()}}
+                      if p.source.configmaps else {})},
         "kubernetesVersion": KUBERNETES_VERSION,
         "search": exp.search.model_dump(by_alias=True),
         "objective": exp.objective.model_dump(by_alias=True, exclude_none=True),

@@ -14,6 +14,7 @@ from kubesweep.spec.model import Experiment
 from kubesweep.spec.yamlsource import Positions, load
 from . import katib, wandb
 from .base import Translator
+from .katib_trial import ConfigMaps
 
 NATIVE, KATIB, WANDB = "grid", "katib", "wandb"
 
@@ -27,10 +28,23 @@ class Source:
     format: str
     path: str
     names: dict[str, str] | None = None  # native field name → the user's, for foreign formats
+    #: trial templates read from the cluster (Katib's trialTemplate.configMap): the name their
+    #: marks carry as file → (the mark of the configMap reference, the template's text)
+    configmaps: dict[str, tuple[Mark, str]] | None = None
 
     def explain(self, exc: SpecError) -> SpecError:
         """The same errors, in the words of the file the user wrote."""
-        return in_their_words(exc, self.names or {})
+        return from_configmap(in_their_words(exc, self.names or {}), self.configmaps)
+
+
+def from_configmap(exc: SpecError, configmaps: dict[str, tuple[Mark, str]] | None) -> SpecError:
+    """Errors inside a trial template read from a ConfigMap, each also naming the Experiment's
+    file:line:col of the configMap reference."""
+    if not configmaps or not any(i.mark.file in configmaps for i in exc.issues):
+        return exc
+    return SpecError([replace(i, message=f"{i.message} (the trial template that spec.trialTemplate.configMap at "
+                                         f"{configmaps[i.mark.file][0]} names)") if i.mark.file in configmaps else i
+                      for i in exc.issues])
 
 
 def in_their_words(exc: SpecError, names: dict[str, str]) -> SpecError:
@@ -68,16 +82,21 @@ def _override(data: dict[str, Any], pos: Positions, key: str, value: str | None,
 
 def load_experiment(path: str | Path, *, image: str | None = None, name: str | None = None,
                     namespace: str | None = None, trial_limit: int | None = None,
-                    default_namespace: str | None = None, wandb_secret: str | None = None) -> Source:
+                    default_namespace: str | None = None, wandb_secret: str | None = None,
+                    configmaps: ConfigMaps | None = None) -> Source:
     """Read any supported format, validate it fully, and return the native experiment. A file
-    that names no namespace gets ``default_namespace`` (the kubeconfig context's), if given."""
+    that names no namespace gets ``default_namespace`` (the kubeconfig context's), if given.
+    ``configmaps`` reads a ConfigMap from the cluster, for a Katib trialTemplate.configMap (None:
+    no cluster; such a file is refused saying how to give one)."""
     data, pos = load(path)
     fmt = detect(data)
     names: dict[str, str] = {}
+    fetched: dict[str, tuple[Mark, str]] = {}
     if fmt != NATIVE:
         t = Translator(data, pos, "Katib" if fmt == KATIB else "W&B")
+        fetched = t.configmaps
         if fmt == KATIB:
-            katib.read(data, t, image=image)
+            katib.read(data, t, image=image, configmaps=configmaps)
         else:
             wandb.read(data, t, image=image, api_key_secret=wandb_secret)
         if t.problems:
@@ -89,7 +108,8 @@ def load_experiment(path: str | Path, *, image: str | None = None, name: str | N
                 spec.parse(t.out, t.out_pos)
             except SpecError as exc:
                 t.problems.issues.extend(i for i in exc.issues if "needs" not in i.message and i.mark not in reported)
-            t.problems.raise_if_any()
+            if t.problems:
+                raise from_configmap(SpecError(t.problems.issues), fetched)
         data, pos = t.out, t.out_pos
         names = {**t.names, "search.trialLimit": "--trial-limit"}
     elif isinstance(data, dict):
@@ -110,5 +130,5 @@ def load_experiment(path: str | Path, *, image: str | None = None, name: str | N
         experiment = spec.parse(data, pos)
         checks.check(experiment, pos)
     except SpecError as exc:
-        raise in_their_words(exc, names) from None
-    return Source(experiment, pos, fmt, str(path), names)
+        raise from_configmap(in_their_words(exc, names), fetched) from None
+    return Source(experiment, pos, fmt, str(path), names, fetched or None)

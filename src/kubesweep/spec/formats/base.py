@@ -25,6 +25,9 @@ class Translator:
         self.problems = Collector()
         #: native field names → the user's (set by each reader), so messages use their words
         self.names: dict[str, str] = {}
+        #: trial templates read from a ConfigMap (Katib's trialTemplate.configMap): the file name
+        #: their marks carry → (the mark of the configMap reference, the template's text)
+        self.configmaps: dict[str, tuple[Mark, str]] = {}
 
     # ---- reading the source
     def get(self, path: PathKey, default: Any = None) -> Any:

@@ -6,7 +6,8 @@ additionalMetricNames, metricStrategies), the algorithms random, grid, tpe, mult
 cmaes, sobol and bayesianoptimization with their settings (katib_search.py),
 parallelTrialCount, maxTrialCount, maxFailedTrialCount, the StdOut and File metrics collectors,
 earlyStopping medianstop, resumePolicy (all three values: kubesweep always resumes from its Jobs
-and journal), and a trialTemplate whose trialSpec is a batch/v1 Job with one container.
+and journal), and a trialTemplate whose trialSpec is a batch/v1 Job with one container (inline, or read from
+a ConfigMap in the cluster: trialTemplate.configMap).
 Everything else is refused with the reason, never ignored.
 
 The trial template and the metrics collector are read by katib_trial.py.
@@ -20,7 +21,7 @@ from typing import Any
 
 from .base import Translator
 from . import katib_search
-from .katib_trial import metrics_collector, trial_template
+from .katib_trial import ConfigMaps, metrics_collector, trial_template
 
 API_VERSION = "kubeflow.org/v1beta1"
 
@@ -194,7 +195,7 @@ def _early_stopping(t: Translator) -> None:
             t.error(sp + ("value",), f"medianstop {key} must be an integer", setting.get("value"))
 
 
-def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
+def read(data: dict[str, Any], t: Translator, image: str | None = None, configmaps: ConfigMaps | None = None) -> None:
     t.names.update({"earlyStopping.minTrials": "min_trials_required", "earlyStopping.startStep": "start_step",
                     "search.trials": "spec.maxTrialCount", "batchSize": "spec.parallelTrialCount",
                     "maxFailedTrials": "spec.maxFailedTrialCount", "search.seed": "random_state",
@@ -234,6 +235,6 @@ def read(data: dict[str, Any], t: Translator, image: str | None = None) -> None:
     metrics_collector(t)
 
     params = _parameters(t, search.get("algorithm", "grid"))
-    trial_template(t, params)
+    trial_template(t, params, configmaps)
     if image is not None:
         t.out["image"] = image

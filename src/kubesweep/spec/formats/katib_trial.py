@@ -10,14 +10,35 @@ Katib's ``${trialParameters.<name>}`` become kubesweep's placeholders, and a tri
 reference the trial's metadata as Katib defines it (``${trialSpec.Name}``, ``.Namespace``,
 ``.Kind``, ``.APIVersion``, ``.Labels[key]``, ``.Annotations[key]``); every other ``$`` stays as written. Valid Kubernetes fields kubesweep
 does not carry are refused with the reason, never ignored.
+
+A trialTemplate.configMap (configMapName, configMapNamespace, templatePath) is read as Katib's
+controller reads it: the trialSpec is the YAML text under that key of the ConfigMap in the cluster.
+This module does no network I/O: the caller passes a reader (``configmaps``) that fetches the
+ConfigMap; the text is then validated exactly like an inline trialSpec, its errors placed at
+``configmap NAMESPACE/NAME key TEMPLATEPATH:line:col``.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
+from kubesweep.errors import SpecError
+from kubesweep.spec.yamlsource import loads
 from .base import Translator
+
+#: A Katib trialTemplate.configMap's reader: (namespace, name) -> the ConfigMap's data (key -> text),
+#: or ConfigMapUnavailable saying why in one line. None where no cluster was given.
+ConfigMaps = Callable[[str, str], dict[str, str]]
+
+
+class ConfigMapUnavailable(Exception):
+    """The ConfigMap holding a trial template could not be read (no cluster, 403, 404, no answer)."""
+
+
+def configmap_file(namespace: str, name: str, key: str) -> str:
+    """What marks inside a ConfigMap's trial template name as their file."""
+    return f"configmap {namespace}/{name} key {key}"
 
 _REF = re.compile(r"\$\{(trialParameters|trialSpec)\.([^}]*)\}")
 
@@ -131,18 +152,64 @@ def _pod_metadata(t: Translator, js: tuple) -> None:
         t.out_pos.values.setdefault((part,), t.pos.value(pm + (part,)))
 
 
-def trial_template(t: Translator, params: dict[str, str]) -> None:
-    """spec.trialTemplate: the trial Job and its one container; ``params``: the parameter types by name."""
+def _configmap_template(t: Translator, tt: tuple, configmaps: ConfigMaps | None) -> bool:
+    """spec.trialTemplate.configMap, as Katib's controller reads it (GetTrialTemplate): the text under
+    templatePath in ConfigMap configMapNamespace/configMapName, fetched by ``configmaps``, put in the
+    source as the trialSpec (with its own positions) so that it is validated exactly like an inline
+    one. False when it cannot be read (reported at the configMap reference)."""
+    cm = tt + ("configMap",)
+    ref = t.mapping(cm)
+    if not isinstance(t.get(cm), dict):  # reported by mapping()
+        return False
+    t.known_keys(cm, ["configMapName", "configMapNamespace", "templatePath"])
+    if t.get(tt + ("trialSpec",)) is not None:
+        t.error_key(cm, "only one of spec.trialTemplate.trialSpec or spec.trialTemplate.configMap can be specified")
+        return False
+    namespace, name, key = (ref.get(k) for k in ("configMapNamespace", "configMapName", "templatePath"))
+    if not all(isinstance(v, str) and v for v in (namespace, name, key)):
+        t.error_key(cm, "spec.trialTemplate.configMap needs configMapName, configMapNamespace and templatePath (as Katib)")
+        return False
+    where = f"key {key!r} of ConfigMap {namespace}/{name}"
+    if configmaps is None:
+        t.error_key(cm, f"the trial template is {where} in the cluster, and no cluster was given: name the one that "
+                "holds it with --kubeconfig/--context (or inline the Job as trialSpec)")
+        return False
+    try:
+        data = configmaps(namespace, name)
+    except ConfigMapUnavailable as exc:
+        t.error_key(cm, f"the trial template is {where} in the cluster, which cannot be read: {exc}")
+        return False
+    if not isinstance(data.get(key), str):
+        keys = ", ".join(sorted(data)) or "none"
+        t.error(cm + ("templatePath",), f"ConfigMap {namespace}/{name} has no key {key!r} (its keys: {keys})", key)
+        return False
+    file = configmap_file(namespace, name, key)
+    t.configmaps[file] = (t.pos.key(cm), data[key])
+    try:
+        doc, pos = loads(data[key], file)
+    except SpecError as exc:  # bad YAML inside: reported where it is in the ConfigMap's text
+        t.problems.issues.extend(exc.issues)
+        return False
+    t.src = {**t.src, "spec": {**t.src["spec"], "trialTemplate": {**t.get(tt), "trialSpec": doc}}}
+    pos.rebase((), tt + ("trialSpec",), t.pos)
+    return True
+
+
+def trial_template(t: Translator, params: dict[str, str], configmaps: ConfigMaps | None = None) -> None:
+    """spec.trialTemplate: the trial Job and its one container; ``params``: the parameter types by
+    name; ``configmaps``: the reader of a trialTemplate.configMap from the cluster (None: no cluster)."""
     tt = ("spec", "trialTemplate")
     t.mapping(tt, required=True)
-    t.known_keys(tt, ["primaryContainerName", "trialParameters", "trialSpec", "successCondition", "failureCondition", "retain"],
-                 {"configMap": "trial templates from a ConfigMap need the cluster; inline the Job as trialSpec",
-                  "primaryPodLabels": "only Job trials are supported; their pods are labelled by kubesweep"})
+    t.known_keys(tt, ["primaryContainerName", "trialParameters", "trialSpec", "configMap", "successCondition",
+                      "failureCondition", "retain"],
+                 {"primaryPodLabels": "only Job trials are supported; their pods are labelled by kubesweep"})
     for key, default in (("successCondition", "status.conditions.#(type==\"Complete\")#|#(status==\"True\")#"),
                          ("failureCondition", "status.conditions.#(type==\"Failed\")#|#(status==\"True\")#")):
         value = t.get(tt + (key,))
         if value is not None and value != default:
             t.error(tt + (key,), f"{key} other than Katib's default for Jobs is not supported: kubesweep reads the Job's Complete/Failed condition", value)
+    # before the trialParameters, whose ${trialSpec.Labels[key]} read the template's metadata
+    template_read = t.get(tt + ("configMap",)) is None or _configmap_template(t, tt, configmaps)
     refs: dict[str, str | None] = {}
     for i, item in enumerate(t.sequence(tt + ("trialParameters",))):
         p = tt + ("trialParameters", i)
@@ -161,6 +228,8 @@ def trial_template(t: Translator, params: dict[str, str]) -> None:
             continue
         refs[item["name"]] = "${" + item["reference"] + "}"
 
+    if not template_read:  # its configMap could not be read (reported)
+        return
     js = tt + ("trialSpec",)
     job = t.mapping(js, required=True)
     if not job:
