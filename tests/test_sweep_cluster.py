@@ -89,7 +89,7 @@ def test_mnist_example_end_to_end(tmp_path, local_cluster, api):
                    str(tmp_path / "results"))
     assert shown.returncode == 0 and best["best"]["trial"] in shown.stdout
     status = invoke("status", "--experiment", "mnist-e2e", "--kubeconfig", str(local_cluster["kubeconfig"]))
-    assert status.returncode == 0 and status_rows(status.stdout)["default/mnist-e2e"] == ["0", "0", "12", "0"], status.stdout
+    assert status.returncode == 0 and status_rows(status.stdout)["default/mnist-e2e"] == ["0", "0", "12", "0", "0"], status.stdout
     logs = invoke("logs", best["best"]["trial"], "--kubeconfig", str(local_cluster["kubeconfig"]))
     assert "Test accuracy:" in logs.stdout
     clean = invoke("clean", "mnist-e2e", "--kubeconfig", str(local_cluster["kubeconfig"]))
@@ -420,7 +420,7 @@ def test_cancel_from_another_shell_stops_the_running_sweep(tmp_path, local_clust
                        str(local_cluster["kubeconfig"]))
         assert shown.returncode == 0, shown.stdout + shown.stderr
         rows = status_rows(shown.stdout)
-        assert rows["default/cancel"] == ["0", "2", "0", "0"], shown.stdout  # pending, running, succeeded, failed
+        assert rows["default/cancel"] == ["0", "2", "0", "0", "0"], shown.stdout  # pending, running, succeeded, failed, pruned
         for pod in _pods(api, "cancel"):  # each trial in flight, on the node it runs on
             assert rows[pod.metadata.labels[manifest.L_TRIAL]][:2] == ["running", pod.spec.node_name], shown.stdout
         cancelled = invoke("cancel", "cancel", "--kubeconfig", str(local_cluster["kubeconfig"]))
