@@ -43,8 +43,10 @@ def test_without_a_step_key_a_report_s_place_is_its_step_and_a_repeated_step_rep
 
 def test_a_configured_step_key_the_trainer_never_prints_is_counted_not_guessed():
     r = read_curves("epoch=1 acc=0.1\nacc=0.2\n", ["acc"], step="iteration")
-    assert r.unnumbered == 2 and r.points["acc"] == [[1, 0.1], [2, 0.2]]
-    assert read_curves("iteration=7 acc=0.1\n", ["acc"], step="iteration").unnumbered == 0
+    assert r.unnumbered == {"acc": 2} and r.points["acc"] == [[1, 0.1], [2, 0.2]]
+    # per metric: a final metric printed once without the step does not mark the judged one
+    r = read_curves("iteration=7 acc=0.1\nTest accuracy: 0.9\n", ["acc", "Test accuracy"], step="iteration")
+    assert r.unnumbered == {"Test accuracy": 1}
 
 
 def test_katib_s_metrics_format_regex_reads_the_step_like_any_other_name():

@@ -110,14 +110,14 @@ class CurveReader:
     accuracy=0.91``, Katib's default; the objective's regex when it has one). A report's step is
     its ``step`` key's value (objective.step), or the first of STEP_KEYS on the line, or else its
     place among that metric's reports (1, 2, 3, ...). NaN is skipped; a step seen again replaces
-    its value. ``unnumbered`` counts reports that lacked a configured step key.
+    its value. ``unnumbered`` counts, per metric, the reports that lacked a configured step key.
     """
 
     def __init__(self, metrics: list[str], regex: str | None = None, step: str | None = None):
         self.metrics = list(dict.fromkeys(metrics))
         self.regex, self.step = regex, step
         self.points: dict[str, list[list[float]]] = {m: [] for m in self.metrics}
-        self.unnumbered = 0
+        self.unnumbered: dict[str, int] = {}
 
     def feed(self, text: str) -> bool:
         """Read more of the log; whether any metric got a new point."""
@@ -141,6 +141,8 @@ class CurveReader:
             return False
         step = self._step(line, data)
         for m, value in found.items():
+            if step is None and self.step:
+                self.unnumbered[m] = self.unnumbered.get(m, 0) + 1
             curve = self.points[m]
             at = step if step is not None else (curve[-1][0] + 1 if curve else 1)
             if curve and curve[-1][0] == at:
@@ -159,8 +161,6 @@ class CurveReader:
                 value = values[-1] if values else None
             if value is not None and math.isfinite(value):
                 return int(value) if value.is_integer() else value
-        if self.step:
-            self.unnumbered += 1
         return None
 
     def curves(self) -> dict[str, list[list[float]]]:

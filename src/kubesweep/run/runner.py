@@ -333,12 +333,11 @@ class Sweep:
             last = reader.last(self.exp.objective.metric)
             self.progress.seen(ev.trial, *(last[::-1] if last else (None, None)))
         if self.pruning is not None:
-            if reader.unnumbered and rec.reason != "StepMissing":
-                self.book.set(rec, reason="StepMissing", message=(
-                    f"it prints {self.pruning.metric!r} without the step key {self.exp.objective.step!r} "
-                    "(objective.step), so early stopping cannot judge it; it runs to the end"))
-                return
-            if reader.unnumbered:
+            if reader.unnumbered.get(self.pruning.metric):  # only the judged metric's reports matter
+                if rec.reason != "StepMissing":
+                    self.book.set(rec, reason="StepMissing", message=(
+                        f"it prints {self.pruning.metric!r} without the step key {self.exp.objective.step!r} "
+                        "(objective.step), so early stopping cannot judge it; it runs to the end"))
                 return
             why = self.pruning.check(ev.trial, reader.points.get(self.pruning.metric) or [])
             if why is not None:
