@@ -251,22 +251,29 @@ def _outcome(h: dict[str, Any], count: int) -> list[float] | None:
     return [float(v) for v in values]
 
 
-def _pruned_curve(exp: Experiment, h: dict[str, Any]) -> dict[int, float] | None:
-    """A pruned trial's intermediate values of the metric early stopping judged, with whole rising
-    steps (a fractional or repeated step becomes the report's place), or None: told PRUNED with
-    them, TPE ranks the trial by its last value below every completed one, instead of leaving it
-    out (FAIL) and asking near it again. One objective only (Optuna's pruned trials have one)."""
-    if h.get("state") != "pruned" or len(directions(exp)) != 1:
-        return None
-    metric = (exp.early_stopping.metric if exp.early_stopping else None) or exp.objective.metric
+def whole_steps(points: list[list[float]]) -> dict[int, float]:
+    """A curve as Optuna takes intermediate values: whole, rising steps (a fractional or repeated
+    step becomes the report's place in the curve, 1-based; a point still not past the last step is
+    dropped), finite values only."""
     out: dict[int, float] = {}
-    for i, (step, value) in enumerate((h.get("curves") or {}).get(metric) or []):
+    for i, (step, value) in enumerate(points):
         whole = int(step) if float(step).is_integer() else i + 1
         if out and whole <= max(out):
             whole = i + 1
         if (not out or whole > max(out)) and isinstance(value, (int, float)) and math.isfinite(value):
             out[whole] = float(value)
-    return out or None
+    return out
+
+
+def _pruned_curve(exp: Experiment, h: dict[str, Any]) -> dict[int, float] | None:
+    """A pruned trial's intermediate values of the metric early stopping judged (whole_steps), or
+    None: told PRUNED with them, TPE ranks the trial by its last value below every completed one,
+    instead of leaving it out (FAIL) and asking near it again. One objective only (Optuna's pruned
+    trials have one)."""
+    if h.get("state") != "pruned" or len(directions(exp)) != 1:
+        return None
+    metric = (exp.early_stopping.metric if exp.early_stopping else None) or exp.objective.metric
+    return whole_steps((h.get("curves") or {}).get(metric) or []) or None
 
 
 def suggest(exp: Experiment, history: list[dict[str, Any]], batch: int, count: int) -> list[dict[str, Value]]:

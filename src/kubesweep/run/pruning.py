@@ -33,6 +33,7 @@ import statistics
 import warnings
 from typing import Any, Iterable
 
+from kubesweep.plan.adaptive import whole_steps
 from kubesweep.spec.model import Experiment
 from kubesweep.run.trialstate import PRUNED, SUCCEEDED, TrialRecord
 
@@ -87,21 +88,6 @@ def make_pruner(exp: Experiment) -> Any:
                                    reduction_factor=es.reduction_factor)
 
 
-def _steps(points: list[list[float]]) -> list[tuple[int, float]]:
-    """(whole step, value) per point, steps rising: a fractional or repeated step becomes the point's
-    place in the curve (1-based) when that is later than the last one, else the point is dropped."""
-    out: list[tuple[int, float]] = []
-    for i, (step, value) in enumerate(points):
-        s = int(step) if float(step).is_integer() else i + 1
-        if out and s <= out[-1][0]:
-            s = i + 1
-            if s <= out[-1][0]:
-                continue
-        if math.isfinite(value):
-            out.append((s, float(value)))
-    return out
-
-
 class Pruning:
     """One sweep's early stopping: which running trials to stop, given everything reported."""
 
@@ -135,7 +121,7 @@ class Pruning:
         stop = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for step, value in _steps(points):
+            for step, value in whole_steps(points).items():
                 if step <= self.reported[name]:
                     continue
                 t.report(value, step)
