@@ -38,6 +38,7 @@ DEFAULT_RULES = {  # roles/kubeconfig_user/defaults/main.yml, as (group, resourc
     ("", "pods"): {"get", "list", "watch", "create", "delete"},
     ("", "pods/log"): {"get"},
     ("", "events"): {"get", "list", "watch"},
+    ("", "configmaps"): {"get"},
 }
 
 
