@@ -49,7 +49,7 @@ replace k8s.io/kubectl => ./staging/src/k8s.io/kubectl
 
 V = versions.Versions(kube="1.35.8", etcd="3.6.16", pause="3.10.1", cni="1.9.1", crictl="1.36.0", kwok="0.8.0",
                     nvidia_device_plugin="0.19.0", flannel="0.26.7", minikube="1.36.0", coredns="1.13.1",
-                    local_path_provisioner="0.0.30")
+                    local_path_provisioner="0.0.30", kueue="0.17.0")
 
 FAKE_MINIKUBE_GOMOD = """\
 module k8s.io/minikube
@@ -253,7 +253,7 @@ def test_wrappers_build_the_commands_the_mirror_needs():
                                                gorecipes.cni_plugins("1"), gorecipes.kwok("1", "1"), mk)
                 for b in w.binaries}
     needed = {key for item in mirror_layout.layout(V) for _, key in item.sources}
-    assert needed <= produced
+    assert needed - produced == {"kueue/manifests.yaml"}  # rendered by kueue_manifests.py, not compiled
 
 
 # ----------------------------------------------------------------------------- toolchain
@@ -537,6 +537,7 @@ def test_mirror_paths_are_the_official_urls_minus_the_scheme():
         "github.com/etcd-io/etcd/releases/download/v3.6.16/etcd-v3.6.16-linux-amd64/etcdctl",
         "github.com/kubernetes-sigs/kwok/releases/download/v0.8.0/kwok-linux-amd64",
         "storage.googleapis.com/minikube/releases/v1.36.0/minikube-linux-amd64",
+        "github.com/kubernetes-sigs/kueue/releases/download/v0.17.0/manifests.yaml",
     ]
 
 
@@ -579,7 +580,9 @@ def test_lay_out_writes_each_file_its_sha256_and_sha256sums(tmp_path):
         assert tar.getnames() == ["./crictl"]
     sums = dict(reversed(line.split("  ", 1)) for line in (root / "SHA256SUMS").read_text().splitlines())
     on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"SHA256SUMS"}
-    assert set(sums) == on_disk and len(on_disk) == 2 * len(mirror_layout.layout(V))
+    # every file has its .sha256 but Kueue's manifests.yaml (its release publishes none)
+    assert set(sums) == on_disk and len(on_disk) == 2 * len(mirror_layout.layout(V)) - 1
+    assert not (root / "github.com/kubernetes-sigs/kueue/releases/download/v0.17.0/manifests.yaml.sha256").exists()
     for rel, hexd in sums.items():
         assert hashlib.sha256((root / rel).read_bytes()).hexdigest() == hexd
     assert result["files"] == len(on_disk)
@@ -652,6 +655,10 @@ def test_versions_are_read_from_versions_yml_and_missing_pins_are_named(tmp_path
     with pytest.raises(KubesweepError, match="does not pin coredns_version, local_path_provisioner_version"):
         versions.Versions.load(path)
     path.write_text(path.read_text() + 'coredns_version: "v1.13.1"\nlocal_path_provisioner_version: "0.0.30"\n')
+    with pytest.raises(KubesweepError, match="does not pin kueue_version"):
+        versions.Versions.load(path)
+    path.write_text(path.read_text() + 'kueue_version: "v0.17.0"\n')
+    assert versions.Versions.load(path).kueue == "0.17.0"
     assert versions.Versions.load(path).coredns == "1.13.1"
     assert versions.Versions.load(path).etcd == "3.6.16"
     assert versions.Versions.load(path).minikube == "1.36.0"
@@ -879,7 +886,7 @@ def test_the_node_image_runs_sshd_with_its_own_host_keys_and_no_passwords(tmp_pa
 def test_the_cluster_part_builds_no_minikube_kwok_or_device_plugin():
     names = lambda parts: [w.name for w in mirror.wrappers_for(V, frozenset(parts))]  # noqa: E731
     assert names([versions.CLUSTER]) == ["kubernetes", "etcd", "cri-tools", "cni-plugins", "flannel", "coredns",
-                                       "local-path-provisioner"]
+                                       "local-path-provisioner", "kueue"]
     assert names([versions.CLUSTER, versions.GPU]) == names([versions.CLUSTER]) + ["nvidia-device-plugin"]
     assert set(names(versions.COMPONENTS)) == set(names([versions.CLUSTER])) | {"kwok", "nvidia-device-plugin", "minikube",
                                                                           "kubernetes-e2e"}

@@ -1,6 +1,6 @@
 """What the offline build compiles, one wrapper module recipe (gobuild.Wrapper) per project:
 Kubernetes, etcd, crictl, the CNI plugins, kwok, flannel, CoreDNS, local-path-provisioner,
-minikube, the NVIDIA device plugin, the sample API server and Kubernetes' e2e tests; and the
+Kueue, minikube, the NVIDIA device plugin, the sample API server and Kubernetes' e2e tests; and the
 flags of pause (built from this checkout by gobuild.build_local).
 
 Version strings are injected with ``-ldflags -X`` exactly where each project's own release
@@ -76,6 +76,20 @@ def nvidia_device_plugin_ldflags(version: str, info: ModuleInfo | None) -> str:
     if info and info.origin_hash:
         flags += f" -X {pkg}.gitCommit={info.origin_hash}"
     return flags
+
+
+KUEUE_MODULE = "sigs.k8s.io/kueue"
+
+
+def kueue_ldflags(version: str, info: ModuleInfo | None) -> str:
+    """Kueue's Makefile LD_FLAGS: pkg/version's GitVersion (the tag, with the v), GitCommit and
+    BuildDate (here the version's commit time, not "now"). GitCommit is empty when the proxy does
+    not know the commit: the package's own default is a made-up hash (abcd01234)."""
+    pkg = f"{KUEUE_MODULE}/pkg/version"
+    values = {"GitVersion": f"v{version.lstrip('v')}",
+              "GitCommit": info.origin_hash if info and info.origin_hash else "",
+              "BuildDate": info.time if info and info.time else "1970-01-01T00:00:00Z"}
+    return " ".join(["-s", "-w", *(f"-X {pkg}.{k}={val}" for k, val in values.items())])
 
 
 MINIKUBE_MODULE = "k8s.io/minikube"
@@ -212,6 +226,14 @@ def local_path_provisioner(version: str) -> Wrapper:
     return Wrapper("local-path-provisioner", v, ((LOCAL_PATH_PROVISIONER_MODULE, f"v{v}"),),
                    (Binary("local-path-provisioner", LOCAL_PATH_PROVISIONER_MODULE),),
                    lambda infos: f"-s -w -X main.VERSION=v{v}")
+
+
+def kueue(version: str) -> Wrapper:
+    """Kueue's controller manager (the Makefile's `build`: cmd/kueue as bin/manager, static like
+    its distroless image). kueue_manifests.py renders the release manifests from the same module."""
+    v = version.lstrip("v")
+    return Wrapper("kueue", v, ((KUEUE_MODULE, f"v{v}"),), (Binary("manager", f"{KUEUE_MODULE}/cmd/kueue"),),
+                   lambda infos: kueue_ldflags(v, infos.get(KUEUE_MODULE)))
 
 
 SAMPLE_APISERVER_MODULE = "k8s.io/sample-apiserver"

@@ -20,6 +20,8 @@ module proxy (see gobuild.py). So:
   etcd: just the static binary in /usr/local/bin plus a 1777 /tmp (distroless upstream images
   are about the same); kube-proxy: the node root filesystem plus the binary, because it execs
   iptables, ip6tables, nft and conntrack; pause: our own program (images/pause).
+* ``registry.k8s.io/kueue/kueue`` — Kueue's controller manager (static) as /manager, run as
+  65532 like upstream's distroless image; its manifests are kueue_manifests.py's.
 * ``nvcr.io/nvidia/k8s-device-plugin`` — a bare ``debootstrap --variant=minbase`` root filesystem
   (glibc, which the cgo-built plugin links against, and ldconfig, which the NVIDIA container
   runtime's hooks run) plus the plugin as /usr/bin/nvidia-device-plugin, with upstream's
@@ -139,6 +141,17 @@ def own_image(name: str, tag: str, rootfs: Rootfs, changes: Sequence[str]) -> Im
     return ImageSpec("", ref, ref, tuple(changes), base=rootfs.path, base_sha256=rootfs.sha256)
 
 
+# upstream's Dockerfile: gcr.io/distroless/static:nonroot with the binary at /manager, WORKDIR /,
+# USER 65532:65532 (the Deployment also asks runAsNonRoot), ENTRYPOINT ["/manager"]
+KUEUE_CHANGES = ('ENTRYPOINT ["/manager"]', "USER 65532:65532", "WORKDIR /", f"ENV {PATH_ENV}")
+
+
+def kueue_image(version: str, manager: FileEntry) -> ImageSpec:
+    """registry.k8s.io/kueue/kueue:v<version>: the static controller manager at /manager and
+    a 1777 /tmp, like upstream's distroless image (which has no shell either)."""
+    return k8s_image("kueue/kueue", f"v{version.lstrip('v')}", [manager], changes=KUEUE_CHANGES)
+
+
 NVIDIA_DEVICE_PLUGIN_CHANGES = (  # upstream's deployments/container/Dockerfile
     'ENTRYPOINT ["nvidia-device-plugin"]', f"ENV {PATH_ENV}", "ENV NVIDIA_DISABLE_REQUIRE=true",
     "ENV NVIDIA_VISIBLE_DEVICES=all", "ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility")
@@ -183,6 +196,8 @@ def image_specs(v: Versions, art: Mapping[str, Built], node: Rootfs,
         f"kubesweep/local-path-provisioner:v{v.local_path_provisioner}",
         ('CMD ["local-path-provisioner"]', f"ENV {PATH_ENV}"), base=minbase.path, base_sha256=minbase.sha256,
         files=(file("local-path-provisioner/local-path-provisioner", "usr/bin/local-path-provisioner"),)))
+    if "kueue/manager" in art:
+        specs.append(kueue_image(v.kueue, file("kueue/manager", "manager")))
     specs.append(own_image("node", "bookworm", node,
                            ['CMD ["/sbin/init"]', "ENV container=docker"]))
     specs.append(own_image("python-base", "bookworm", pybase,

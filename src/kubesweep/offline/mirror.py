@@ -7,7 +7,8 @@ the file mirror (mirror_layout.py), copies kwok's stages, and imports the images
 (image_recipes.py, e2e_images.py) into the local docker (image_import.py).
 
 Everything comes from source (gobuild.py) or Debian (debootstrap.py); nothing is downloaded from
-dl.k8s.io, GitHub, Docker Hub or registry.k8s.io. The Go builds and the debootstraps run side by
+dl.k8s.io, GitHub, Docker Hub or registry.k8s.io; Kueue's release manifests are rendered from its
+module (kueue_manifests.py). The Go builds and the debootstraps run side by
 side (the compiler is CPU-bound, debootstrap mostly waits on the network and dpkg). Every step
 is cached (cache.Stamp), so a second run only checks stamps and finishes in seconds.
 """
@@ -26,6 +27,7 @@ from kubesweep.local import services
 from kubesweep.local.paths import checkout
 from . import (
     busybox, debootstrap, e2e_images, gobuild, gomodules, gorecipes, gotoolchain, image_import, image_recipes, image_tar,
+    kueue_manifests,
 )
 from .cache import GiB, Cache, OfflineError, require_free_space, write_if_changed
 from .mirror_layout import Artifact, lay_out, layout
@@ -41,7 +43,7 @@ def wrappers_for(v: Versions, components: frozenset[str]) -> list[gobuild.Wrappe
     if CLUSTER in components:
         out += [gorecipes.kubernetes(v.kube), gorecipes.etcd(v.etcd), gorecipes.cri_tools(v.crictl),
                 gorecipes.cni_plugins(v.cni), gorecipes.flannel(v.flannel), gorecipes.coredns(v.coredns),
-                gorecipes.local_path_provisioner(v.local_path_provisioner)]
+                gorecipes.local_path_provisioner(v.local_path_provisioner), gorecipes.kueue(v.kueue)]
     if KWOK in components:
         out.append(gorecipes.kwok(v.kwok, v.kube))
     if GPU in components:
@@ -119,7 +121,8 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
     if CLUSTER not in wanted:
         wanted |= {CLUSTER}  # every other part runs on (or beside) the cluster
     say(f"artifacts ({', '.join(c for c in COMPONENTS if c in wanted)}): Kubernetes {v.kube}, etcd {v.etcd}, CNI plugins {v.cni}, crictl {v.crictl}, kwok {v.kwok}, "
-        f"pause {v.pause}, NVIDIA device plugin {v.nvidia_device_plugin}, flannel {v.flannel}, minikube {v.minikube} -> {cache.root}")
+        f"pause {v.pause}, NVIDIA device plugin {v.nvidia_device_plugin}, flannel {v.flannel}, Kueue {v.kueue}, "
+        f"minikube {v.minikube} -> {cache.root}")
     tc = gotoolchain.find_go()
     docker_state = None
     if with_images:
@@ -195,6 +198,10 @@ def build(progress: Callable[[str], None] = print, *, cache_root: Path | str | N
             lane()
 
     t = time.monotonic()
+    if CLUSTER in wanted:  # Kueue's release manifests, rendered by the kubectl just built
+        b = kueue_manifests.render(cache, kubectl=built["kubernetes/kubectl"].path,
+                                   module_dir=infos[gorecipes.KUEUE_MODULE].dir, version=v.kueue, progress=say)
+        built[f"kueue/{b.name}"] = b
     arts = {key: Artifact(b.path, b.sha256, _epoch(infos.get(_module_of(b.group), _NO_INFO).time))
             for key, b in built.items()}
     # the mirror files of what was built (files of parts built by an earlier run stay where they are)
@@ -258,7 +265,7 @@ _NO_INFO = gomodules.ModuleInfo("", "", Path(), Path())
 _GROUP_MODULES = {"kubernetes": "k8s.io/kubernetes", "etcd": "go.etcd.io/etcd/server/v3",
                   "cri-tools": "sigs.k8s.io/cri-tools", "cni-plugins": "github.com/containernetworking/plugins",
                   "kwok": "sigs.k8s.io/kwok", "nvidia-device-plugin": gorecipes.NVIDIA_DEVICE_PLUGIN_MODULE,
-                  "minikube": gorecipes.MINIKUBE_MODULE}
+                  "minikube": gorecipes.MINIKUBE_MODULE, "kueue": gorecipes.KUEUE_MODULE}
 
 
 def _module_of(group: str) -> str:

@@ -15,6 +15,8 @@ are the official URLs minus ``https://`` (served over HTTP as files_repo)::
                                                                       + <file>.sha256 ("<hex>  <name>")
     storage.googleapis.com/minikube/releases/v{minikube}/minikube-linux-amd64
                                                                       + <file>.sha256 ("<hex>\\n")
+    github.com/kubernetes-sigs/kueue/releases/download/v{kueue}/manifests.yaml
+                                                                      (no .sha256: the release has none)
     SHA256SUMS                                                        every file, "<hex>  <path>"
 
 The NVIDIA device plugin is built too (gobuild.py) but is not a mirror file: NVIDIA publishes it
@@ -60,7 +62,8 @@ class MirrorItem:
     rel: str
     sources: tuple[tuple[str, str], ...]  # (name inside the archive, artifact key "group/name")
     archive: bool
-    sha256_style: str                     # "hex" (dl.k8s.io), "hexline" (minikube) or "sum" (GitHub: "<hex>  <name>")
+    sha256_style: str                     # "hex" (dl.k8s.io), "hexline" (minikube), "sum" (GitHub: "<hex>  <name>")
+                                          # or "none" (no .sha256 file, like Kueue's manifests.yaml upstream)
     dir_entry: bool = False               # archive starts with a "./" entry (like upstream CNI)
 
 
@@ -81,6 +84,9 @@ def layout(v: Versions) -> list[MirrorItem]:
                             (("kwok", "kwok/kwok"),), False, "sum"))
     items.append(MirrorItem(f"storage.googleapis.com/minikube/releases/v{v.minikube}/minikube-linux-amd64",
                             (("minikube", "minikube/minikube"),), False, "hexline"))
+    # rendered from Kueue's module (kueue_manifests.py), not a binary
+    items.append(MirrorItem(f"{gh}/kubernetes-sigs/kueue/releases/download/v{v.kueue}/manifests.yaml",
+                            (("manifests.yaml", "kueue/manifests.yaml"),), False, "none"))
     return items
 
 
@@ -176,6 +182,8 @@ def lay_out(cache: Cache, items: Sequence[MirrorItem], artifacts: Mapping[str, A
             changed += place(art.path, dst)
             digest = art.sha256
         digests.digest(dst, known=digest)
+        if item.sha256_style == "none":
+            continue
         changed += write_if_changed(root / (item.rel + ".sha256"), sha256_file_text(item, digest))
     listing = write_sha256sums(root, digests)
     digests.forget_missing()

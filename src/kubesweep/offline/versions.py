@@ -29,12 +29,13 @@ class Versions:
     minikube: str
     coredns: str
     local_path_provisioner: str
+    kueue: str
 
     KEYS: ClassVar[dict[str, str]] = {"kube": "kube_version", "etcd": "etcd_version", "pause": "pause_version", "cni": "cni_version",
             "crictl": "crictl_version", "kwok": "kwok_version",
             "nvidia_device_plugin": "nvidia_device_plugin_version", "flannel": "flannel_version",
             "minikube": "minikube_offline_version", "coredns": "coredns_version",
-            "local_path_provisioner": "local_path_provisioner_version"}
+            "local_path_provisioner": "local_path_provisioner_version", "kueue": "kueue_version"}
 
     @classmethod
     def load(cls, path: Path | None = None) -> Versions:
@@ -55,7 +56,7 @@ class Versions:
 # What each part of the offline build is for. `invoke setup` builds only CLUSTER (plus GPU when its
 # inventory has GPU workers); the rest is built when something asks for it (`invoke cluster
 # --fake-nodes` for kwok, `invoke artifacts` and `invoke test` for everything).
-CLUSTER = "cluster"          # a kubeadm cluster with DNS and storage, and the trainer's base image
+CLUSTER = "cluster"          # a kubeadm cluster with DNS, storage and Kueue, and the trainer's base image
 GPU = "gpu"                  # the NVIDIA device plugin image (GPU workers)
 KWOK = "kwok"                # fake nodes for scale work
 MINIKUBE = "minikube"        # the minikube path's binary
