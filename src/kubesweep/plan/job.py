@@ -98,8 +98,29 @@ def batch_name(index: int) -> str:
 
 
 def output_dir(exp: Experiment, trial_name: str) -> str:
+    """The trial's own directory: <mountPath>/<experiment>/<trial>, or on the shared storage
+    (output.share) <share>/<namespace>/<experiment>/<trial>, the namespace standing for the team."""
+    if exp.output is not None and exp.output.share is not None:
+        return f"{exp.output.share.rstrip('/')}/{exp.namespace}/{exp.name}/{trial_name}"
     mount = exp.output.mount_path if exp.output else "/output"
     return f"{mount.rstrip('/')}/{exp.name}/{trial_name}"
+
+
+#: With output.share, the file in the trial's directory that holds everything its command printed.
+SHARE_STDOUT = "stdout.log"
+#: With output.share the trial's command runs under this POSIX sh script (sh, mkdir, mktemp,
+#: mkfifo and tee: coreutils or busybox), so its output is archived by the pod itself, wherever
+#: kubesweep runs: it makes the trial's directory ($KUBESWEEP_OUTPUT_DIR; a failure there fails
+#: the trial with mkdir's message), runs the command with stdout and stderr into a FIFO that tee
+#: copies both to the container's log (read for the metrics, as before) and to stdout.log there,
+#: passes SIGTERM and SIGINT (a deleted Job, a pruned trial) on to the command, and exits with
+#: the command's status once tee has written the last line.
+_ARCHIVE = (
+    'd=$KUBESWEEP_OUTPUT_DIR; mkdir -p "$d" || exit 1; p=$(mktemp -d) && mkfifo "$p/out" || exit 1; '
+    f'tee -a "$d/{SHARE_STDOUT}" < "$p/out" & t=$!; "$@" > "$p/out" 2>&1 & c=$!; '
+    "trap 'kill -TERM $c 2>/dev/null' TERM INT; "
+    'wait $c; rc=$?; while kill -0 $c 2>/dev/null; do wait $c; rc=$?; done; wait $t; rm -rf "$p"; exit $rc'
+)
 
 
 # --------------------------------------------------------------------- placeholder substitution
@@ -272,6 +293,9 @@ def _assemble(exp: Experiment, v: TrialValues, image: str | None) -> dict[str, A
         {"name": "KUBESWEEP_EXPERIMENT", "value": exp.name},
         {"name": "KUBESWEEP_TRIAL", "value": v.name},
     ]
+    share = exp.output.share if exp.output is not None else None
+    if share is not None:  # the trial's directory on the shared storage, which outlives the Job
+        env.append({"name": "KUBESWEEP_OUTPUT_DIR", "value": v.output})
     # A Secret's or ConfigMap's value is never read here: the manifest names it and the kubelet reads it.
     env += [{"name": key, "valueFrom": given.manifest()} if isinstance(given, EnvSource) else {"name": key, "value": value}
             for (key, given), value in zip(exp.env.items(), v.env)]
@@ -291,6 +315,9 @@ def _assemble(exp: Experiment, v: TrialValues, image: str | None) -> dict[str, A
     if exp.output is None:
         volume: dict[str, Any] = {"name": OUTPUT_VOLUME, "emptyDir": {}}
         mount = "/output"
+    elif share is not None:  # type Directory: a node without the share fails the mount, nothing is made there
+        volume = {"name": OUTPUT_VOLUME, "hostPath": {"path": share, "type": "Directory"}}
+        mount = share
     elif exp.output.host_path is not None:
         volume = {"name": OUTPUT_VOLUME, "hostPath": {"path": exp.output.host_path, "type": "DirectoryOrCreate"}}
         mount = exp.output.mount_path
@@ -312,7 +339,7 @@ def _assemble(exp: Experiment, v: TrialValues, image: str | None) -> dict[str, A
         "name": CONTAINER,
         "image": image or exp.image,
         "imagePullPolicy": exp.image_pull_policy,
-        "command": v.argv,
+        "command": ["sh", "-c", kube_escape(_ARCHIVE), "kubesweep-archive", *v.argv] if share is not None else v.argv,
         "env": env,
         "resources": {"requests": requests, "limits": limits},
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},

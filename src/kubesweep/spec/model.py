@@ -214,9 +214,20 @@ class Resources(Model):
 
 
 class Output(Model):
+    """Where each trial writes: an emptyDir at /output by default; a directory of the node
+    (``hostPath``) or a claim (``pvc``) at ``mountPath``; or the shared storage every node mounts
+    at the same path (``share``, e.g. /share), mounted there in the trial too, where each trial
+    writes to <share>/<namespace>/<experiment>/<trial>/ and its stdout is archived."""
+
     host_path: StrictStr | None = None
     pvc: StrictStr | None = None
+    share: StrictStr | None = None
     mount_path: StrictStr = "/output"
+
+    @property
+    def mounted_at(self) -> str:
+        """Where the trial's container has the output volume: a share at its own path."""
+        return self.share if self.share is not None else self.mount_path
 
 
 class SecurityContext(Model):

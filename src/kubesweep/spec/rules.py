@@ -282,7 +282,7 @@ def _check_pod(out: Collector, pos: Positions, exp: Experiment) -> None:
         out.add(pos.value(("shmSize",)), f"shmSize is {what}", exp.shm_size)
     if exp.metrics_file is not None:
         folder = exp.metrics_file.rsplit("/", 1)[0]
-        taken = {"/dev/shm", exp.output.mount_path.rstrip("/") if exp.output else "/output"}
+        taken = {"/dev/shm", exp.output.mounted_at.rstrip("/") if exp.output else "/output"}
         if not folder or folder in taken:
             out.add(pos.value(("metricsFile",)), "metricsFile must be in a folder of its own (not /, /dev/shm or the "
                     "output mount): that folder is a volume shared with the sidecar that reads the file", exp.metrics_file)
@@ -438,18 +438,28 @@ def check(exp: Experiment, pos: Positions) -> None:
 
     if exp.output is not None:
         out_ = exp.output
-        if (out_.host_path is None) == (out_.pvc is None):
-            out.add(pos.value(("output",)), "output needs exactly one of 'hostPath' or 'pvc'")
+        if sum(v is not None for v in (out_.host_path, out_.pvc, out_.share)) != 1:
+            out.add(pos.value(("output",)), "output needs exactly one of 'hostPath', 'pvc' or 'share'")
+        if out_.share is not None:
+            parts = out_.share.split("/")
+            if not out_.share.startswith("/") or ".." in parts or out_.share.rstrip("/") == "" or ":" in out_.share:
+                out.add(pos.value(("output", "share")), "output.share must be the absolute path where every node mounts "
+                        "the shared storage (e.g. /share), not / and without '..'", out_.share)
+            if "mount_path" in out_.model_fields_set:
+                out.add(pos.key(("output", "mountPath")), "output.mountPath is for hostPath and pvc: the share is "
+                        "mounted at its own path in the trial, the path every node has it at")
         if out_.host_path is not None and (not out_.host_path.startswith("/") or ".." in out_.host_path.split("/")):
             out.add(pos.value(("output", "hostPath")), "output.hostPath must be an absolute path without '..'", out_.host_path)
         if out_.pvc is not None and not DNS_SUBDOMAIN.fullmatch(out_.pvc):
             out.add(pos.value(("output", "pvc")), "output.pvc must name a PersistentVolumeClaim (DNS-1123 subdomain)", out_.pvc)
         if not out_.mount_path.startswith("/") or ":" in out_.mount_path:
             out.add(pos.value(("output", "mountPath")), "output.mountPath must be an absolute path", out_.mount_path)
-        for key, value in (("hostPath", out_.host_path), ("pvc", out_.pvc), ("mountPath", out_.mount_path)):
+        for key, value in (("hostPath", out_.host_path), ("pvc", out_.pvc), ("share", out_.share),
+                           ("mountPath", out_.mount_path)):
             if value is not None and "$" in value:
+                mine = "<share>/<namespace>" if key == "share" else "<mountPath>"
                 out.add(pos.value(("output", key)), f"output.{key} is the same for every trial, so placeholders are not "
-                        "substituted there; each trial writes to <mountPath>/<experiment>/<trial> ($OUTPUT_DIR, ${output})", value)
+                        f"substituted there; each trial writes to {mine}/<experiment>/<trial> ($OUTPUT_DIR, ${{output}})", value)
     sc = exp.security_context
     if sc.run_as_user < 0:
         out.add(pos.value(("securityContext", "runAsUser")), "securityContext.runAsUser must be a uid (>= 0)", sc.run_as_user)
