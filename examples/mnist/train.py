@@ -6,7 +6,9 @@ scikit-learn's bundled 8×8 digits (1,797 images, shipped with the package: noth
 downloaded). It prints ``Test accuracy: X`` like the seed, plus Katib-style ``name=value``
 lines per epoch (``epoch=3 loss=… train_accuracy=… val_accuracy=…``, the held-out quarter's accuracy
 after each epoch: the learning curve early stopping judges), and writes ``checkpoint/`` and
-``logs/`` under $OUTPUT_DIR like seed 002.
+``logs/`` under its output directory like seed 002: $KUBESWEEP_OUTPUT_DIR when set (the trial's
+directory on the shared storage, output.share in docs/grid.md, which outlives the pod), else
+$OUTPUT_DIR; there also ``metrics.json``, the learning curve and the final test metrics.
 
     python train.py 5 adam 0.5                  # seed 000 style (positional)
     python train.py --epochs 5 --optimizer adam --dropout 0.5 --lr 0.01   # seed 002 style
@@ -39,7 +41,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epoch-seconds", type=float, default=0.0,
                     help="wait this long after each epoch, standing in for a larger model's epoch (benchmarks)")
-    ap.add_argument("--output-dir", default=os.environ.get("OUTPUT_DIR", "output"))
+    ap.add_argument("--output-dir", default=os.environ.get("KUBESWEEP_OUTPUT_DIR") or os.environ.get("OUTPUT_DIR", "output"))
     args = ap.parse_args(argv)
     pos = list(args.pos)
     if len(pos) > 3:
@@ -129,6 +131,7 @@ def main(argv: list[str]) -> int:
     os.makedirs(ckpt_dir, exist_ok=True)
     os.makedirs(log_dir, exist_ok=True)
     started = time.time()
+    curve = []
     with open(os.path.join(log_dir, "train.log"), "w", encoding="utf-8") as log:
         for epoch in range(1, args.epochs + 1):
             order = rng.permutation(len(x_train))
@@ -151,6 +154,8 @@ def main(argv: list[str]) -> int:
             line = f"epoch={epoch} loss={loss:.4f} train_accuracy={acc:.4f} val_accuracy={val_acc:.4f}"
             print(line, flush=True)
             log.write(line + "\n")
+            curve.append({"epoch": epoch, "loss": round(loss, 4), "train_accuracy": round(acc, 4),
+                          "val_accuracy": round(val_acc, 4)})
             if args.epoch_seconds > 0:
                 time.sleep(args.epoch_seconds)
         test_loss, test_acc = evaluate(params, x_test, y_test)
@@ -159,6 +164,8 @@ def main(argv: list[str]) -> int:
     with open(os.path.join(ckpt_dir, "meta.json"), "w", encoding="utf-8") as f:
         json.dump({"epochs": args.epochs, "optimizer": args.optimizer, "dropout": args.dropout, "lr": args.lr,
                    "test_accuracy": test_acc, "seconds": round(time.time() - started, 3)}, f, sort_keys=True)
+    with open(os.path.join(args.output_dir, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump({"epochs": curve, "test_loss": round(test_loss, 4), "test_accuracy": round(test_acc, 4)}, f, indent=1)
     print("Test loss:", round(test_loss, 4))
     print("Test accuracy:", round(test_acc, 4), flush=True)
     return 0
