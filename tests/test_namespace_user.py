@@ -39,6 +39,9 @@ DEFAULT_RULES = {  # roles/kubeconfig_user/defaults/main.yml, as (group, resourc
     ("", "pods/log"): {"get"},
     ("", "events"): {"get", "list", "watch"},
     ("", "configmaps"): {"get"},
+    ("kueue.x-k8s.io", "localqueues"): {"get", "list"},
+    ("kueue.x-k8s.io", "workloads"): {"get", "list", "watch"},
+    ("visibility.kueue.x-k8s.io", "localqueues/pendingworkloads"): {"get"},
 }
 
 

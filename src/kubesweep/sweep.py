@@ -29,7 +29,7 @@ plan = _plan
 render = write
 
 __all__ = ["PLAN_FILE", "Hooks", "Outcome", "Plan", "Target", "Workspace", "build_image", "configmaps", "dry_run", "limit",
-           "make_pull_secret", "plan", "render", "report", "run", "with_pull_secret"]
+           "make_pull_secret", "plan", "render", "report", "run", "with_pull_secret", "with_queue"]
 
 
 @dataclass(frozen=True)
@@ -190,6 +190,22 @@ def with_pull_secret(plan_: Plan, name: str) -> Plan:
     return plan_
 
 
+def with_queue(plan_: Plan, target: Target = Target()) -> str | None:
+    """The plan, its trials going to the Kueue LocalQueue of their namespace (or the one the sweep
+    file names, which must exist there: ``run.kueue.QueueMissing`` otherwise); what is worth saying.
+    A namespace without a LocalQueue (or a cluster without Kueue) leaves the plan as it is."""
+    from dataclasses import replace
+
+    from kubesweep.k8s import client as kube
+    from kubesweep.run import kueue
+
+    exp = plan_.experiment
+    choice = kueue.choose(kube.clients(target.kubeconfig, target.context), exp.namespace, exp.queue)
+    if choice.queue != exp.queue:
+        plan_.source = replace(plan_.source, experiment=exp.model_copy(update={"queue": choice.queue}))
+    return choice.note
+
+
 def make_pull_secret(plan_: Plan, name: str, target: Target = Target()) -> str:
     """Create or update Secret ``name`` (kubernetes.io/dockerconfigjson) in the sweep's namespace
     from the user's docker credentials for the image's registry; say what was done."""
@@ -220,8 +236,11 @@ def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), 
     hooks = hooks or Hooks()
     if pull_secret:
         with_pull_secret(plan_, pull_secret)
-    exp = plan_.experiment
     _check_kept(plan_, where.results_dir, retry_failed)  # before the image is built or anything written
+    note = with_queue(plan_, target)  # Kueue: the namespace's LocalQueue, or the one named (which must exist)
+    if note:
+        hooks.notice(note)
+    exp = plan_.experiment
     if exp.build is not None:
         hooks.built(build_image(plan_))
     if pull_secret:

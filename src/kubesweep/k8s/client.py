@@ -41,7 +41,9 @@ class Clients:
 
 # The API group of each resource kubesweep reads or writes: every path is spelled here only.
 GROUPS = {"pods": "/api/v1", "nodes": "/api/v1", "events": "/api/v1", "configmaps": "/api/v1",
-          "jobs": "/apis/batch/v1"}
+          "jobs": "/apis/batch/v1",
+          # Kueue (run/kueue.py): its storage version in v0.17
+          "localqueues": "/apis/kueue.x-k8s.io/v1beta2", "workloads": "/apis/kueue.x-k8s.io/v1beta2"}
 
 
 def path(resource: str, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:

@@ -21,7 +21,7 @@ import yaml
 
 from kubesweep.k8s import quantity
 from kubesweep.spec.rules import PLACEHOLDER
-from kubesweep.spec.model import EnvSource, Experiment
+from kubesweep.spec.model import QUEUE_LABEL, EnvSource, Experiment
 from kubesweep.plan.trials import Trial, canonical_json, format_value
 
 Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -388,6 +388,10 @@ def _assemble(exp: Experiment, v: TrialValues, image: str | None) -> dict[str, A
         spec["activeDeadlineSeconds"] = exp.active_deadline_seconds
     if exp.ttl_seconds_after_finished is not None:
         spec["ttlSecondsAfterFinished"] = exp.ttl_seconds_after_finished
+    job_labels = dict(labels)
+    if exp.queue:  # Kueue admits the Job: created suspended, the queue on the Job only (not its pods)
+        job_labels[QUEUE_LABEL] = exp.queue
+        spec["suspend"] = True
     spec["template"] = {
         "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
         "spec": pod_spec,
@@ -398,7 +402,7 @@ def _assemble(exp: Experiment, v: TrialValues, image: str | None) -> dict[str, A
         "metadata": {
             "name": v.name,
             "namespace": exp.namespace,
-            "labels": labels,
+            "labels": job_labels,
             "annotations": annotations,
         },
         "spec": spec,

@@ -26,6 +26,14 @@ class JobChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkloadChanged:
+    """A Kueue Workload of the sweep's namespace (any Job's: Workloads carry no kubesweep labels)."""
+
+    change: Change
+    workload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class LogRead:
     """A finished trial's log, read: how its Job ended (``outcome``, ``reason``, ``message``) and
     what it printed (``log``), or why it could not be read (``log_error``)."""
@@ -65,4 +73,4 @@ class WatchRefused:
     message: str
 
 
-Event = Union[PodChanged, JobChanged, LogRead, LogFollowed, CreateFailed, WatchRefused]
+Event = Union[WorkloadChanged, PodChanged, JobChanged, LogRead, LogFollowed, CreateFailed, WatchRefused]

@@ -13,6 +13,7 @@ from kubesweep.k8s import client as kube
 from kubesweep.plan import job as manifest
 from kubesweep.spec.rules import DNS_LABEL
 from kubesweep.errors import KubesweepError
+from kubesweep.run import kueue
 from kubesweep.run.trialstate import PENDING, RUNNING, job_outcome, pod_lost, pod_phase, pod_problem
 
 
@@ -48,13 +49,19 @@ def status(c: kube.Clients, experiment: str | None = None, namespace: str | None
             newest[key] = pod
     out: dict[str, ExperimentStatus] = defaultdict(ExperimentStatus)
     jobs = _list(c, "jobs", selector, namespace)
+    queued = _queued(c, [j for j in jobs if kueue.suspended(j) and kueue.queue_of(j) and job_outcome(j)[0] is None])
     failed_creates = _failed_creates(c, {j["metadata"]["namespace"] for j in jobs
                                          if (j["metadata"]["namespace"], j["metadata"]["name"]) not in newest})
     for job in jobs:
         meta = job["metadata"]
         exp = out[f"{meta['namespace']}/{meta['labels'][manifest.L_EXPERIMENT]}"]
         state, _, _ = job_outcome(job)
-        if state is None:
+        if state is None and (meta["namespace"], meta["name"]) in queued:
+            flight = InFlight(meta["name"], PENDING, since=meta.get("creationTimestamp"),
+                              waiting=queued[(meta["namespace"], meta["name"])])
+            exp.in_flight.append(flight)
+            state = flight.state
+        elif state is None:
             flight = _in_flight(job, newest.get((meta["namespace"], meta["name"])),
                                 failed_creates.get(meta.get("uid") or ""))
             exp.in_flight.append(flight)
@@ -63,6 +70,28 @@ def status(c: kube.Clients, experiment: str | None = None, namespace: str | None
     for exp in out.values():
         exp.in_flight.sort(key=lambda f: (f.state != RUNNING, f.since or "", f.trial))
     return dict(out)
+
+
+def _queued(c: kube.Clients, jobs: list[dict]) -> dict[tuple[str, str], str]:
+    """(namespace, Job) -> what a Job Kueue holds suspended waits on: "queued in Q: " Kueue's
+    reason (its Workload's) and place in line (the visibility API), as far as they may be read."""
+    if not jobs:
+        return {}
+    workloads = kueue.workloads_by_job(c, {j["metadata"]["namespace"] for j in jobs})
+    places: dict[tuple[str, str], dict[str, kueue.Position]] = {}
+    out: dict[tuple[str, str], str] = {}
+    for job in jobs:
+        ns, name, queue = job["metadata"]["namespace"], job["metadata"]["name"], kueue.queue_of(job) or ""
+        wl = workloads.get((ns, name))
+        why = kueue.waiting(wl) if wl is not None else None
+        if why is None:
+            out[(ns, name)] = f"queued in {queue}" + ("" if wl is not None else " (no Kueue Workload seen)")
+            continue
+        if (ns, queue) not in places:
+            places[(ns, queue)] = kueue.positions(c, ns, queue)
+        place = places[(ns, queue)].get(wl["metadata"]["name"]) if wl is not None else None
+        out[(ns, name)] = f"queued in {queue}: {kueue.described(why, place)}"
+    return out
 
 
 def _failed_creates(c: kube.Clients, namespaces: set[str]) -> dict[str, str]:

@@ -1,7 +1,10 @@
 """One watch per resource kind (pods, Jobs) on the experiment's label selector, feeding the
 sweep's event queue with ``PodChanged`` / ``JobChanged``; and one on the namespace's FailedCreate
 events of Jobs (``CreateFailed``: a pod the Job controller could not create, a full quota above
-all), which an identity that may not read events goes without.
+all), which an identity that may not read events goes without. A sweep through Kueue also watches
+the namespace's Workloads (``WorkloadChanged``: why a trial waits in the queue, or was evicted);
+they carry no kubesweep labels, so all of the namespace's are watched, and an identity that may
+not read them goes without.
 
 Events are parsed as plain JSON (kube.watch), not into the generated models: at thousands of
 trials the model round trip was most of the client's CPU.
@@ -15,9 +18,11 @@ import time
 from typing import Any
 
 from kubesweep.k8s import client as kube
-from kubesweep.run.events import CreateFailed, Event, JobChanged, PodChanged, WatchRefused
+from kubesweep.run.events import CreateFailed, Event, JobChanged, PodChanged, WatchRefused, WorkloadChanged
 
-RESOURCES = {"pod": "pods", "job": "jobs"}
+RESOURCES = {"pod": "pods", "job": "jobs", "workload": "workloads"}
+#: Watches the sweep can do without: a refusal ends that watch quietly instead of the sweep.
+OPTIONAL = frozenset({"workload"})
 #: The events that say a Job's pod could not be created.
 FAILED_CREATE = "involvedObject.kind=Job,reason=FailedCreate"
 
@@ -29,6 +34,8 @@ def slim(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def event(kind: str, change: str, obj: dict[str, Any]) -> Event:
+    if kind == "workload":
+        return WorkloadChanged(change, obj)  # type: ignore[arg-type]
     return PodChanged(change, obj) if kind == "pod" else JobChanged(change, obj)  # type: ignore[arg-type]
 
 
@@ -40,17 +47,19 @@ class Watcher:
     # fill slots (a trial is collected when its pod succeeds), so that watch pauses briefly. A
     # Job's events only tell of failures, deletions and its uid, which cost no slot time when
     # seen a second later, and they are half of all events (the Job controller's status updates).
-    GATHER_S = {"pod": 0.1, "job": 1.0}
+    GATHER_S = {"pod": 0.1, "job": 1.0, "workload": 1.0}
     WAITED_S = 0.002
 
-    def __init__(self, c: kube.Clients, namespace: str, selector: str, out: queue.Queue):
+    def __init__(self, c: kube.Clients, namespace: str, selector: str, out: queue.Queue, *, workloads: bool = False):
         self.c, self.ns, self.selector, self.out = c, namespace, selector, out
+        self.selectors = {"pod": selector, "job": selector, "workload": None}
+        self.workloads = workloads
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         # kind -> object name -> what a DELETED event of it needs of its metadata (``slim``), as
         # last seen; each kind's own thread keeps its map. A relist compares with it to tell which
         # objects were deleted while the watch was away.
-        self.known: dict[str, dict[str, dict[str, Any]]] = {"pod": {}, "job": {}}
+        self.known: dict[str, dict[str, dict[str, Any]]] = {"pod": {}, "job": {}, "workload": {}}
 
     def start(self, pods: dict[str, Any], jobs: dict[str, Any]) -> None:
         """Watch from the versions of these two lists (the sweep's own, just read)."""
@@ -63,6 +72,10 @@ class Watcher:
         t = threading.Thread(target=self.failed_creates, daemon=True, name="watch-failed-creates")
         t.start()
         self.threads.append(t)
+        if self.workloads:  # listed first by its own thread (relist), then watched
+            t = threading.Thread(target=self.watch, args=("workload", None), daemon=True, name="watch-workload")
+            t.start()
+            self.threads.append(t)
 
     def failed_creates(self) -> None:
         """FailedCreate events of the namespace's Jobs (those listed first, then as they come),
@@ -109,7 +122,7 @@ class Watcher:
         """After 410 Gone: every object again as MODIFIED, each one deleted meanwhile as DELETED first
         (with its metadata as last seen: a relist shows only what exists, and a trial whose Job
         vanished unseen would hold its slot for good), and the version to watch from."""
-        listed = kube.request(self.c, "GET", kube.path(RESOURCES[kind], self.ns), query={"labelSelector": self.selector})
+        listed = kube.request(self.c, "GET", kube.path(RESOURCES[kind], self.ns), query={"labelSelector": self.selectors[kind]})
         items = listed.get("items") or []
         now_there = {o["metadata"]["name"]: slim(o["metadata"]) for o in items}
         for name, meta in self.known[kind].items():
@@ -130,7 +143,7 @@ class Watcher:
                 if rv is None:  # after 410 Gone: list again (inside the try: a relist may fail too)
                     rv = self.relist(kind)
                 before = time.monotonic()
-                for ev in kube.watch(self.c, path, {"labelSelector": self.selector, "resourceVersion": rv}):
+                for ev in kube.watch(self.c, path, {"labelSelector": self.selectors[kind], "resourceVersion": rv}):
                     if self.stop.is_set():
                         break
                     etype, obj = ev.get("type"), ev.get("object") or {}
@@ -156,6 +169,8 @@ class Watcher:
             except ApiException as exc:
                 if exc.status == 410:
                     rv = None
+                elif kind in OPTIONAL and exc.status in (401, 403, 404) and kube.ready(self.c):
+                    return  # a detail the sweep goes without (may not read Workloads; Kueue gone)
                 elif exc.status in (401, 403) and kube.ready(self.c):  # the sweep cannot follow its trials:
                     self.out.put(WatchRefused(RESOURCES[kind], kube.api_error(exc)))  # it stops, saying why
                     return

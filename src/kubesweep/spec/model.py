@@ -312,11 +312,17 @@ class Build(Model):
     args: dict[str, StrictStr] = {}
 
 
+#: Kueue's label naming the LocalQueue of a Job (``Experiment.queue``; run/kueue.py).
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+
 class Experiment(Model):
     """A whole sweep: what to run, over which parameters, how to judge and where."""
 
     name: StrictStr
     namespace: StrictStr = "default"
+    #: The Kueue LocalQueue the trials' Jobs go to (None: the namespace's own, when it has one; run/kueue.py).
+    queue: StrictStr | None = None
     image: StrictStr
     build: Build | None = None
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"

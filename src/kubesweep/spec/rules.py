@@ -13,7 +13,7 @@ import re
 from kubesweep.k8s import quantity
 from kubesweep.errors import Collector
 from kubesweep.spec.space import MAX_COUNT, domain
-from kubesweep.spec.model import BUILTINS, MAX_EXPERIMENT_NAME, MAX_TRIAL_LIMIT, EnvSource, Experiment, Parameter, did_you_mean
+from kubesweep.spec.model import BUILTINS, MAX_EXPERIMENT_NAME, MAX_TRIAL_LIMIT, QUEUE_LABEL, EnvSource, Experiment, Parameter, did_you_mean
 from kubesweep.spec.yamlsource import Positions
 from kubesweep.plan import adaptive
 
@@ -326,6 +326,12 @@ def check(exp: Experiment, pos: Positions) -> None:
         out.add(pos.value(("name",)), f"name must be a DNS-1123 label of at most {MAX_EXPERIMENT_NAME} characters (lowercase letters, digits, '-'; start and end alphanumeric), since trial and Job names are built from it", exp.name)
     if not DNS_LABEL.fullmatch(exp.namespace) or len(exp.namespace) > 63:
         out.add(pos.value(("namespace",)), "namespace must be a DNS-1123 label (lowercase letters, digits, '-')", exp.namespace)
+    if exp.queue is not None and (not DNS_SUBDOMAIN.fullmatch(exp.queue) or len(exp.queue) > 63):
+        out.add(pos.value(("queue",)), "queue must name a Kueue LocalQueue (a DNS-1123 subdomain of at most 63 "
+                "characters: it is a label value)", exp.queue)
+    if QUEUE_LABEL in exp.labels:
+        out.add(pos.key(("labels", QUEUE_LABEL)), "labels: name the Kueue queue with queue: instead "
+                "(kubesweep then creates the Jobs suspended, as Kueue expects, and labels the Job, not its pods)")
     if not IMAGE.fullmatch(exp.image) or len(exp.image) > 255:
         out.add(pos.value(("image",)), "image is not a valid image reference ([registry[:port]/]name[:tag][@sha256:digest], lowercase name)", exp.image)
     if exp.build is not None and (":" in exp.image.rsplit("/", 1)[-1] or "@" in exp.image):

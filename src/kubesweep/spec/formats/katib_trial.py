@@ -24,6 +24,7 @@ import re
 from typing import Any, Callable
 
 from kubesweep.errors import SpecError
+from kubesweep.spec.model import QUEUE_LABEL
 from kubesweep.spec.yamlsource import loads
 from .base import Translator
 
@@ -240,6 +241,9 @@ def trial_template(t: Translator, params: dict[str, str], configmaps: ConfigMaps
     t.known_keys(js, ["apiVersion", "kind", "metadata", "spec"])
     t.known_keys(js + ("metadata",), ["labels", "annotations"], _JOB_METADATA)
     t.copy(js + ("metadata", "labels"), ("labels",))
+    labels = t.out.get("labels")
+    if isinstance(labels, dict) and QUEUE_LABEL in labels:  # Katib's way to Kueue: the label on the trial's Job
+        t.put(("queue",), labels.pop(QUEUE_LABEL), js + ("metadata", "labels", QUEUE_LABEL))
     t.copy(js + ("metadata", "annotations"), ("annotations",))
     t.known_keys(js + ("spec",), ["template", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"], _JOB_SPEC)
     for key in ("backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
