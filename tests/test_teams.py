@@ -123,6 +123,7 @@ def test_the_objects_of_a_team():
     assert cq["apiVersion"] == "kueue.x-k8s.io/v1beta2" and cq["metadata"]["name"] == "vision"
     assert cq["spec"]["cohortName"] == "shared"
     assert cq["spec"]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "vision"}}
+    assert cq["spec"]["preemption"] == {"reclaimWithinCohort": "Any"}  # a team gets its lent quota back
     (group,) = cq["spec"]["resourceGroups"]
     assert group["coveredResources"] == ["cpu", "memory", "nvidia.com/gpu"]
     # the CPU flavor first: a pod without GPUs never takes the GPU flavor's place
@@ -269,6 +270,7 @@ def test_the_queues_point_at_the_teams_cluster_queue_in_the_cohort(two_teams, ad
         queue = custom.get_cluster_custom_object(*KUEUE, "clusterqueues", team)
         assert queue["spec"]["cohortName"] == cohort
         assert queue["spec"]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": team}}
+        assert queue["spec"]["preemption"]["reclaimWithinCohort"] == "Any"
         flavors = {f["name"]: {r["name"]: r for r in f["resources"]} for f in queue["spec"]["resourceGroups"][0]["flavors"]}
         assert set(flavors) == {"default", "gpu"}
         assert flavors["gpu"]["cpu"]["nominalQuota"] == cpu and flavors["gpu"]["cpu"].get("borrowingLimit") == borrow

@@ -227,10 +227,12 @@ def _resources(team: dict, with_gpu: bool) -> list[dict]:
     return out
 
 
-def teams_manifests(teams, cpu_flavor: str = "default", gpu_flavor: str = "gpu", queues: bool = True) -> list[dict]:
+def teams_manifests(teams, cpu_flavor: str = "default", gpu_flavor: str = "gpu", queues: bool = True,
+                    reclaim: str = "Any") -> list[dict]:
     """For each (normalized) team: its Namespace, ResourceQuota and, with queues, its ClusterQueue
     and LocalQueue. One resource group covers cpu, memory and GPUs, so a pod's CPU and memory are
-    counted on the flavor its node has: the CPU flavor first (no GPUs), then the GPU flavor."""
+    counted on the flavor its node has: the CPU flavor first (no GPUs), then the GPU flavor.
+    reclaim: how a team gets back its lent quota (Kueue's reclaimWithinCohort)."""
     out: list[dict] = []
     for team in teams or []:
         name, namespace = team["name"], team["namespace"]
@@ -248,6 +250,7 @@ def teams_manifests(teams, cpu_flavor: str = "default", gpu_flavor: str = "gpu",
                     "metadata": {"name": name, "labels": labels},
                     "spec": {"cohortName": team["cohort"],
                              "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                             "preemption": {"reclaimWithinCohort": reclaim},
                              "resourceGroups": [{"coveredResources": ["cpu", "memory", GPU], "flavors": flavors}]}})
         out.append({"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue",
                     "metadata": {"name": name, "namespace": namespace, "labels": labels},
