@@ -249,3 +249,17 @@ def test_a_katib_trial_job_labelled_with_a_queue_goes_through_that_queue(tmp_pat
         render.plan(src)
     line = bad.splitlines().index("          kueue.x-k8s.io/queue-name: Team_A") + 1
     assert f"corpus-random.yaml:{line}:38: queue must name a Kueue LocalQueue" in str(err.value)
+
+
+def test_through_a_queue_kueue_is_the_scheduler_unless_the_file_sets_batch_size(tmp_path):
+    from kubesweep.run import policy
+
+    queued = render.plan(_grid(tmp_path)).experiment
+    assert policy.in_flight_cap(queued, "trial") == policy.KUEUE_IN_FLIGHT  # no batchSize: Kueue's quotas decide
+    assert policy.in_flight_cap(queued, "batch") == queued.batch_size        # batch refill waits on batch directories
+    capped = render.plan(_grid(tmp_path, "queue: team-a-queue\nbatchSize: 5\n")).experiment
+    assert policy.in_flight_cap(capped, "trial") == 5
+    plain = render.plan(_grid(tmp_path, "")).experiment
+    assert policy.in_flight_cap(plain, "trial") == plain.batch_size == 3
+    found = plain.model_copy(update={"queue": "lq"})  # the namespace's own queue, found by the sweep
+    assert policy.in_flight_cap(found, "trial") == policy.KUEUE_IN_FLIGHT

@@ -20,6 +20,19 @@ NODE_LOSS_MARGIN_S = 10.0
 
 GOAL, MAX_FAILED, CANCELLED = "goal", "max-failed", "cancelled"
 
+#: Through Kueue, with no batchSize in the sweep file, Kueue decides how many trials run: the
+#: sweep keeps up to this many of its Jobs in the queue at once (batchSize, when given, caps it).
+KUEUE_IN_FLIGHT = 1000
+
+
+def in_flight_cap(exp: Any, refill: str) -> int:
+    """How many of the sweep's Jobs may exist at once: batchSize, except through a Kueue queue
+    when the file does not set it (trial refill): then Kueue's quotas are the scheduler, and
+    KUEUE_IN_FLIGHT only keeps a huge grid from being created in one go."""
+    if exp.queue and "batch_size" not in exp.model_fields_set and refill == "trial":
+        return max(exp.batch_size, KUEUE_IN_FLIGHT)
+    return exp.batch_size
+
 
 def stop_reason(book: TrialBook, max_failed: int | None, node_loss_retries: int, cancelled: bool) -> str | None:
     """Why the sweep stops now (None: it goes on)."""

@@ -22,7 +22,8 @@ which is what applying batch directories one by one means.
 Through Kueue (the sweep's ``queue``, kueue.py), the Jobs are created suspended and Kueue admits
 them: a trial waits as submitted with Kueue's reason and place in line, and one Kueue evicts
 (preemption, a deactivated Workload) goes back to waiting in the queue — not a failure, and the
-same Job, so nothing is created twice. batchSize is then only a cap on the Jobs that exist.
+same Job, so nothing is created twice. batchSize is then only a cap on the Jobs that exist, and
+without one in the sweep file Kueue's quotas alone decide (policy.in_flight_cap).
 
 The parts: the trial book (book.py) holds every record and count; the watcher turns the watches
 into typed events (events.py); the collector reads logs off the loop and ``judge`` says what a
@@ -196,7 +197,7 @@ class Sweep:
     def _fill(self, c: kube.Clients) -> int:
         if time.monotonic() < self.quota_wait_until:
             return 0
-        free = self.exp.batch_size - len(self.book.in_flight_names())
+        free = policy.in_flight_cap(self.exp, self.refill) - len(self.book.in_flight_names())
         if free <= 0 or (self.refill == "batch" and self.book.busy()):
             return 0
         pending = self.book.take_pending(free, one_batch=self.refill == "batch")
