@@ -354,3 +354,38 @@ def test_bad_teams_are_refused_with_every_problem_and_nothing_is_created(local_c
         assert not (tmp_path / "kube").exists()
     finally:
         _cleanup(admin, [taken, theirs, f"{prefix}-good"], [])
+
+
+@pytest.mark.cluster
+def test_a_member_sweeps_through_the_teams_queue_with_their_own_kubeconfig(two_teams, tmp_path):
+    """The whole path a team member takes: the kubeconfig the role wrote, a sweep file naming no
+    queue, the team's LocalQueue found by the sweep (the member's Role may list it), Kueue
+    admitting the trials within the team's quota, the results in."""
+    import textwrap
+
+    from kubesweep import sweep
+    from kubesweep.local import image
+
+    from .conftest import EXAMPLES
+
+    if not two_teams["queues"]:
+        pytest.skip("no Kueue on this cluster")
+    a = two_teams["a"]
+    trainer = image.ensure(EXAMPLES, "kubesweep/mnist", build_args={"BASE": "kubesweep/python-base:bookworm"}).reference
+    grid = tmp_path / "team.yaml"
+    grid.write_text(textwrap.dedent(f"""\
+        name: team-sweep
+        image: {trainer}
+        command: [python3, -c, "import sys; print('acc=' + sys.argv[1])", "${{i}}"]
+        parameters: {{i: [1, 2, 3]}}
+        batchSize: 3
+        objective: {{metric: acc}}
+        resources: {{cpu: 100m, memory: 64Mi}}
+        """))
+    notes: list[str] = []
+    target = sweep.Target(str(two_teams["kubeconfig"]["alice"]))
+    plan = sweep.plan(str(grid), default_namespace=a)  # the kubeconfig context's namespace, as the CLI passes it
+    out = sweep.run(plan, target, sweep.Workspace(tmp_path / "jobs", tmp_path / "results"),
+                    hooks=sweep.Hooks(notice=notes.append))
+    assert any(f"namespace {a} has Kueue LocalQueue {a}" in n for n in notes), notes
+    assert out.counts["succeeded"] == 3 and out.best["value"] == 3.0, (out.counts, notes)
