@@ -37,8 +37,11 @@ Goals (the issue): utilisation ≥ 95 %, shares within 5 % of the quota's while 
 borrowing within 10 s. Each arm deletes what it made (namespaces, queues, flavor) before the next;
 the fake nodes are removed at the end (other tests sum the nodes' GPUs). Hold the cluster lock:
 
-    flock /tmp/kubesweep-cluster.lock python bench/teams.py            (needs `invoke cluster` with Kueue)
-    python bench/teams.py --nodes 4 --trials 20 --durations 2,3,4      (a toy run)
+    flock /tmp/kubesweep-cluster.lock python bench/teams.py --arms kueue,kueue-reclaim,throttle --kueue-batch 400
+    flock /tmp/kubesweep-cluster.lock python bench/teams.py --nodes 4 --gpus 2 --trials 10 --durations 3,4,5,6,7
+
+(the first needs `invoke cluster --inventory inventory/local`, which installs Kueue; about 22
+minutes on the 2-core VM; the second is the toy run the cluster test makes)
 """
 
 from __future__ import annotations
