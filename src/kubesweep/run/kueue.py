@@ -64,7 +64,8 @@ def choose(c: kube.Clients, namespace: str, named: str | None) -> Choice:
     """The queue of a sweep in ``namespace``: the one it names (which must exist), else the
     namespace's only LocalQueue, else its LocalQueue ``default``; none when the namespace has no
     LocalQueue or the cluster no Kueue. Several LocalQueues and none named ``default``: refused,
-    naming them (a Job without a queue would pass Kueue's quotas by). Raises ``QueueMissing``."""
+    naming them (a Job without a queue would pass Kueue's quotas by). An identity that may not list
+    LocalQueues gets the queue it names, or none. Raises ``QueueMissing``."""
     from kubernetes.client.exceptions import ApiException
 
     try:
@@ -74,8 +75,10 @@ def choose(c: kube.Clients, namespace: str, named: str | None) -> Choice:
             if named:  # cannot look: trust the file; Kueue itself says if it is wrong (the trials stay queued)
                 return Choice(named, f"queue {named}: cannot check that namespace {namespace} has this LocalQueue "
                                      f"({kube.api_error(exc)}); the trials are sent to it as named")
-            return Choice(None, f"cannot see whether namespace {namespace} has a Kueue LocalQueue ({kube.api_error(exc)}); "
-                                "the trials are sent without a queue: name one with queue: to use Kueue")
+            # Said nowhere: RBAC answers 403 before knowing whether Kueue is installed at all, so an
+            # identity whose Role predates Kueue would hear it on every sweep of a cluster without one.
+            # (Kueue itself still queues the Jobs of a namespace whose LocalQueue is named default.)
+            return Choice(None)
         raise
     if queues is None:
         if named:
