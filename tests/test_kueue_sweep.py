@@ -263,3 +263,21 @@ def test_through_a_queue_kueue_is_the_scheduler_unless_the_file_sets_batch_size(
     assert policy.in_flight_cap(plain, "trial") == plain.batch_size == 3
     found = plain.model_copy(update={"queue": "lq"})  # the namespace's own queue, found by the sweep
     assert policy.in_flight_cap(found, "trial") == policy.KUEUE_IN_FLIGHT
+
+
+def test_a_suspended_job_event_that_arrives_after_its_pod_runs_is_not_an_eviction(tmp_path):
+    """The Job and pod watches are not ordered with each other: the Job as created (suspended) may
+    be read after its admitted pod was seen running. Only the Job's own stream going from
+    unsuspended back to suspended is an eviction."""
+    plan = render.plan(_grid(tmp_path))
+    sweep = runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results")
+    rec = sweep.records[plan.trials[0].name]
+    sweep.book.set(rec, state=SUBMITTED)
+    sweep.handle(PodChanged("ADDED", _pod(rec.name, "p1")))           # admitted, running
+    sweep.handle(JobChanged("ADDED", _job(rec.name, True)))           # ...the Job as it was created, read late
+    assert rec.state == RUNNING and sweep.evictions == 0 and rec.start is not None
+    sweep.handle(JobChanged("MODIFIED", _job(rec.name, False)))       # its admission
+    sweep.handle(PodChanged("MODIFIED", _pod(rec.name, "p1")))
+    assert rec.state == RUNNING and sweep.evictions == 0
+    sweep.handle(JobChanged("MODIFIED", _job(rec.name, True)))        # now a real eviction
+    assert (rec.state, rec.reason, sweep.evictions) == (SUBMITTED, kueue.EVICTED, 1)

@@ -145,7 +145,8 @@ class Sweep:
         # pods of runs Kueue evicted (their last events are not the trial's), places in line
         self.queue_why: dict[str, tuple[str, str]] = {}
         self.workload_of: dict[str, str] = {}       # Workload name -> trial
-        self.suspended: set[str] = set()
+        self.suspended: set[str] = set()            # Jobs whose latest event shows them suspended
+        self.admitted: set[str] = set()             # ...and those it shows unsuspended (admitted)
         self.evicted_pods: set[str] = set()
         self.evictions = 0
         self.places: dict[str, kueue.Position] = {}  # Workload name -> place
@@ -249,7 +250,8 @@ class Sweep:
         uid = pod_controller_uid(pod)
         if uid and (uid in self.stale_uids or self.job_uid.get(name, uid) != uid):
             return  # a pod of an earlier Job of this trial (left on a lost node)
-        if pod["metadata"]["name"] in self.evicted_pods or (name in self.suspended and change != "DELETED"):
+        if pod["metadata"]["name"] in self.evicted_pods or (
+                name in self.suspended and pod["metadata"].get("deletionTimestamp") and change != "DELETED"):
             if change == "DELETED":
                 self.evicted_pods.discard(pod["metadata"]["name"])
             return  # a run Kueue evicted, ending: the trial waits in the queue again
@@ -315,11 +317,17 @@ class Sweep:
             return
         self.job_uid[name] = job["metadata"].get("uid", "")
         if self.exp.queue and kueue.suspended(job):
+            # An eviction is the Job suspended again after its own stream showed it admitted: a
+            # suspended Job event that merely arrives after the pod was seen running (the two
+            # watches are not ordered with each other) is the Job as it was before admission.
+            evicted = name in self.admitted
             self.suspended.add(name)
-            if rec.state == RUNNING:
+            self.admitted.discard(name)
+            if evicted and rec.state == RUNNING:
                 self._evicted(rec)
         else:
             self.suspended.discard(name)
+            self.admitted.add(name)
         outcome, reason, message = job_outcome(job)
         if outcome is None:
             return
