@@ -119,7 +119,15 @@ def test_the_objects_of_a_team():
     labels = {"app.kubernetes.io/managed-by": "kubesweep", "kubesweep.io/team": "vision"}
     assert ns == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vision", "labels": labels}}
     assert quota["metadata"]["namespace"] == "vision"
-    assert quota["spec"] == {"hard": {"requests.nvidia.com/gpu": "2", "requests.cpu": "4", "requests.memory": "8Gi"}}
+    # Kueue lends: the namespace's quota lets the team's pods take its quota plus its borrowing
+    # limit (cpu has none: up to what the nodes have, when they are known)
+    assert quota["spec"] == {"hard": {"requests.nvidia.com/gpu": "4", "requests.cpu": "4", "requests.memory": "12Gi"}}
+    on_nodes = teams.teams_manifests([team], "default", "gpu", nodes=NODES * 3)[1]
+    assert on_nodes["spec"]["hard"]["requests.cpu"] == "17850m" and on_nodes["spec"]["hard"]["requests.memory"] == "12Gi"
+    half = teams.teams_manifests([{**team, "borrowing_limit": {"cpu": "500m"}}], "default", "gpu", nodes=[])[1]
+    assert half["spec"]["hard"]["requests.cpu"] == "4500m"  # as the API server writes it back
+    plain = teams.teams_manifests([team], "default", "gpu", queues=False)[1]  # no Kueue: no borrowing
+    assert plain["spec"] == {"hard": {"requests.nvidia.com/gpu": "2", "requests.cpu": "4", "requests.memory": "8Gi"}}
     assert cq["apiVersion"] == "kueue.x-k8s.io/v1beta2" and cq["metadata"]["name"] == "vision"
     assert cq["spec"]["cohortName"] == "shared"
     assert cq["spec"]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "vision"}}
@@ -251,8 +259,15 @@ def test_two_teams_rerun_with_a_changed_quota_changes_only_that(two_teams):
 @pytest.mark.cluster
 def test_the_namespaces_and_quotas_have_the_teams_numbers(two_teams, admin):
     a, b = two_teams["a"], two_teams["b"]
-    for team, hard in ((a, {"requests.nvidia.com/gpu": "0", "requests.cpu": "2", "requests.memory": "1Gi"}),
-                       (b, {"requests.nvidia.com/gpu": "0", "requests.cpu": "500m", "requests.memory": "512Mi"})):
+    nodes = [{"status": {"allocatable": n.status.allocatable}} for n in admin["core"].list_node().items]
+    everything = teams._allocatable(nodes)  # what a resource without a borrowing limit may reach
+    cpu, memory = (teams._canonical(k, everything[k]) for k in ("cpu", "memory"))
+    if not two_teams["queues"]:  # no Kueue, no borrowing: the quotas as given
+        cpu, memory = None, None
+    for team, hard in ((a, {"requests.nvidia.com/gpu": "0", "requests.cpu": "2500m" if cpu else "2",
+                            "requests.memory": memory or "1Gi"}),
+                       (b, {"requests.nvidia.com/gpu": "0", "requests.cpu": cpu or "500m",
+                            "requests.memory": memory or "512Mi"})):
         labels = admin["core"].read_namespace(team).metadata.labels
         assert labels["kubesweep.io/team"] == team and labels["app.kubernetes.io/managed-by"] == "kubesweep"
         assert admin["core"].read_namespaced_resource_quota("kubesweep-team", team).spec.hard == hard

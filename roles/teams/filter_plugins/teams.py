@@ -227,12 +227,44 @@ def _resources(team: dict, with_gpu: bool) -> list[dict]:
     return out
 
 
+def _canonical(resource: str, number: Decimal) -> str:
+    """A quantity as the API server writes it back (so a rerun compares equal): whole numbers plain,
+    fractional cpu in millicores, memory in the largest binary unit that holds it exactly."""
+    if resource == "memory":
+        for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
+            if number >= SCALE[suffix] and number % SCALE[suffix] == 0:
+                return f"{_plain(number / SCALE[suffix])}{suffix}"
+        return _plain(number)
+    if number == number.to_integral_value():
+        return _plain(number)
+    return f"{_plain((number * 1000).to_integral_value())}m"
+
+
+def _ceiling(team: dict, key: str, allocatable: dict[str, Decimal] | None) -> str:
+    """What a team's ResourceQuota allows of a resource when Kueue lends it quota: its own quota
+    plus its borrowing limit, or without a limit what the nodes have — Kueue admits borrowed work,
+    and a ResourceQuota at the nominal quota would refuse the pods of everything it lends."""
+    own = quantity(team["quota"][key]) or Decimal(0)
+    limit = team["borrowing_limit"].get(key)
+    if limit is not None and limit != "":
+        top = own + (quantity(limit) or Decimal(0))
+    elif allocatable is not None:
+        top = max(own, allocatable.get(RESOURCES[key], own))
+    else:
+        top = own
+    return text(team["quota"][key]) if top == own else _canonical(key, top)
+
+
 def teams_manifests(teams, cpu_flavor: str = "default", gpu_flavor: str = "gpu", queues: bool = True,
-                    reclaim: str = "Any") -> list[dict]:
+                    reclaim: str = "Any", nodes=None) -> list[dict]:
     """For each (normalized) team: its Namespace, ResourceQuota and, with queues, its ClusterQueue
     and LocalQueue. One resource group covers cpu, memory and GPUs, so a pod's CPU and memory are
     counted on the flavor its node has: the CPU flavor first (no GPUs), then the GPU flavor.
-    reclaim: how a team gets back its lent quota (Kueue's reclaimWithinCohort)."""
+    reclaim: how a team gets back its lent quota (Kueue's reclaimWithinCohort). With queues the
+    ResourceQuota's ceiling is the quota plus what the team may borrow (``_ceiling``; ``nodes``:
+    the cluster's nodes, whose allocatable bounds a resource without a borrowing limit); without
+    them, the quota itself."""
+    allocatable = _allocatable(nodes) if nodes is not None else None
     out: list[dict] = []
     for team in teams or []:
         name, namespace = team["name"], team["namespace"]
@@ -240,7 +272,8 @@ def teams_manifests(teams, cpu_flavor: str = "default", gpu_flavor: str = "gpu",
         out.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}})
         out.append({"apiVersion": "v1", "kind": "ResourceQuota",
                     "metadata": {"name": "kubesweep-team", "namespace": namespace, "labels": labels},
-                    "spec": {"hard": {f"requests.{RESOURCES[key]}": text(team["quota"][key])
+                    "spec": {"hard": {f"requests.{RESOURCES[key]}": (_ceiling(team, key, allocatable) if queues
+                                                                     else text(team["quota"][key]))
                                       for key in ("gpu", "cpu", "memory")}}})
         if not queues:
             continue
