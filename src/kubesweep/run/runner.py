@@ -144,7 +144,7 @@ class Sweep:
         # Kueue (only with a queue): why each trial waits there, its Workload, Jobs held suspended,
         # pods of runs Kueue evicted (their last events are not the trial's), places in line
         self.queue_why: dict[str, tuple[str, str]] = {}
-        self.workload_of: dict[str, str] = {}       # Workload name -> trial
+        self.workload_of: dict[str, str] = {}       # trial -> its Workload's name
         self.suspended: set[str] = set()            # Jobs whose latest event shows them suspended
         self.admitted: set[str] = set()             # ...and those it shows unsuspended (admitted)
         self.evicted_pods: set[str] = set()
@@ -343,10 +343,11 @@ class Sweep:
             return  # another Job's Workload (they carry no kubesweep labels)
         wl_name = workload["metadata"]["name"]
         if change == "DELETED":
-            self.workload_of.pop(wl_name, None)
-            self.queue_why.pop(name, None)
+            if self.workload_of.get(name) == wl_name:  # not a newer Workload of the same Job
+                del self.workload_of[name]
+                self.queue_why.pop(name, None)
             return
-        self.workload_of[wl_name] = name
+        self.workload_of[name] = wl_name
         why = kueue.waiting(workload)
         if why is None:
             self.queue_why.pop(name, None)
@@ -363,7 +364,7 @@ class Sweep:
             if rec.reason in (kueue.QUEUED, kueue.EVICTED):
                 self.book.set(rec, reason=None, message=None)
             return
-        place = next((self.places[w] for w, t in self.workload_of.items() if t == rec.name and w in self.places), None)
+        place = self.places.get(self.workload_of.get(rec.name, ""))
         message = kueue.described(why, place)
         if (rec.reason, rec.message) != (why[0], message):
             self.book.set(rec, reason=why[0], message=message)
