@@ -8,7 +8,12 @@ lines per epoch (``epoch=3 loss=… train_accuracy=… val_accuracy=…``, the h
 after each epoch: the learning curve early stopping judges), and writes ``checkpoint/`` and
 ``logs/`` under its output directory like seed 002: $KUBESWEEP_OUTPUT_DIR when set (the trial's
 directory on the shared storage, output.share in docs/grid.md, which outlives the pod), else
-$OUTPUT_DIR; there also ``metrics.json``, the learning curve and the final test metrics.
+$OUTPUT_DIR; there also ``metrics.json``, the learning curve and the final test metrics, and a
+TensorBoard event file (``events.out.tfevents.*``: loss, train_accuracy and val_accuracy per epoch,
+test_loss and test_accuracy at the last), so TensorBoard pointed at the experiment's directory
+shows one run per trial (``kubesweep tensorboard``). The event file is written by the few lines of
+``EventWriter`` below, with the standard library only: the trainer needs neither TensorFlow,
+tensorboard nor tensorboardX (``--no-tensorboard`` writes none).
 
     python train.py 5 adam 0.5                  # seed 000 style (positional)
     python train.py --epochs 5 --optimizer adam --dropout 0.5 --lr 0.01   # seed 002 style
@@ -19,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
+import struct
 import sys
 import time
 
@@ -41,6 +48,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epoch-seconds", type=float, default=0.0,
                     help="wait this long after each epoch, standing in for a larger model's epoch (benchmarks)")
+    ap.add_argument("--no-tensorboard", dest="tensorboard", action="store_false",
+                    help="write no TensorBoard event file")
     ap.add_argument("--output-dir", default=os.environ.get("KUBESWEEP_OUTPUT_DIR") or os.environ.get("OUTPUT_DIR", "output"))
     args = ap.parse_args(argv)
     pos = list(args.pos)
@@ -92,6 +101,85 @@ class Optimizer:
                 p -= self.lr * m_hat / (np.sqrt(v_hat) + 1e-8)
 
 
+# ------------------------------------------------------------------ TensorBoard event files
+# An event file is a TFRecord file of ``Event`` protocol buffers (tensorflow/core/util/event.proto):
+# each record is its length (uint64, little-endian), the masked CRC-32C of those 8 bytes, the
+# bytes, and their masked CRC-32C. The first event names the file version; each scalar is an
+# Event{wall_time, step, summary: Summary{value: [Value{tag, simple_value}]}}, which TensorBoard
+# reads as the scalar plugin's data (what tensorboardX's add_scalar writes too).
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for n in range(256):
+        for _ in range(8):
+            n = (n >> 1) ^ 0x82F63B78 if n & 1 else n >> 1
+        table.append(n)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _masked(data: bytes) -> bytes:
+    crc = crc32c(data)
+    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, wire: int, payload: bytes) -> bytes:
+    key = _varint(number << 3 | wire)
+    return key + (_varint(len(payload)) + payload if wire == 2 else payload)
+
+
+class EventWriter:
+    """Scalars into ``<logdir>/events.out.tfevents.<time>.<host>``, flushed after each call."""
+
+    def __init__(self, logdir: str) -> None:
+        os.makedirs(logdir, exist_ok=True)
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}"
+        self.path = os.path.join(logdir, name)
+        self._file = open(self.path, "ab")
+        self._write(_field(1, 1, struct.pack("<d", time.time())) + _field(3, 2, b"brain.Event:2"))
+
+    def _write(self, event: bytes) -> None:
+        length = struct.pack("<Q", len(event))
+        self._file.write(length + _masked(length) + event + _masked(event))
+        self._file.flush()
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        summary = b"".join(_field(1, 2, _field(1, 2, tag.encode()) + _field(2, 5, struct.pack("<f", value)))
+                           for tag, value in values.items())
+        self._write(_field(1, 1, struct.pack("<d", time.time())) + _field(2, 0, _varint(step))
+                    + _field(5, 2, summary))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class NoWriter:
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def forward(params, x, dropout, rng):
     w1, b1, w2, b2 = params
     h = np.maximum(x @ w1 + b1, 0.0)
@@ -132,6 +220,7 @@ def main(argv: list[str]) -> int:
     os.makedirs(log_dir, exist_ok=True)
     started = time.time()
     curve = []
+    events = EventWriter(args.output_dir) if args.tensorboard else NoWriter()
     with open(os.path.join(log_dir, "train.log"), "w", encoding="utf-8") as log:
         for epoch in range(1, args.epochs + 1):
             order = rng.permutation(len(x_train))
@@ -154,12 +243,15 @@ def main(argv: list[str]) -> int:
             line = f"epoch={epoch} loss={loss:.4f} train_accuracy={acc:.4f} val_accuracy={val_acc:.4f}"
             print(line, flush=True)
             log.write(line + "\n")
+            events.scalars(epoch, {"loss": loss, "train_accuracy": acc, "val_accuracy": val_acc})
             curve.append({"epoch": epoch, "loss": round(loss, 4), "train_accuracy": round(acc, 4),
                           "val_accuracy": round(val_acc, 4)})
             if args.epoch_seconds > 0:
                 time.sleep(args.epoch_seconds)
         test_loss, test_acc = evaluate(params, x_test, y_test)
         log.write(f"test_loss={test_loss:.4f} test_accuracy={test_acc:.4f}\n")
+        events.scalars(args.epochs, {"test_loss": test_loss, "test_accuracy": test_acc})
+        events.close()
     np.savez(os.path.join(ckpt_dir, "model.npz"), *params)
     with open(os.path.join(ckpt_dir, "meta.json"), "w", encoding="utf-8") as f:
         json.dump({"epochs": args.epochs, "optimizer": args.optimizer, "dropout": args.dropout, "lr": args.lr,
