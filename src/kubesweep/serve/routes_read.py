@@ -1,0 +1,285 @@
+"""The API's GET routes: experiments, trials, curves, logs, results, TensorBoard, events.
+
+Every route answers an experiment the caller may not see (another team's namespace) with 404,
+exactly as one that does not exist. JSON is encoded with orjson: an experiment of 2,000 trials is
+a few hundred kilobytes, which FastAPI's own encoder walks value by value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, Response, StreamingResponse
+
+from kubesweep.errors import KubesweepError
+from kubesweep.run import report as reports
+from kubesweep.serve import auth
+from kubesweep.serve.store import Store
+
+router = APIRouter(prefix="/api")
+
+#: Seconds between the keepalive comments of an event stream (proxies close idle connections).
+KEEPALIVE_S = 15.0
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+def store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def _seen(s: Store, name: str, caller: auth.Caller) -> None:
+    """404 unless the experiment exists and the caller sees its namespace."""
+    if not s.exists(name) or not caller.sees(s.namespace(name)):
+        raise HTTPException(404, f"no experiment {name}")
+
+
+@router.get("/health")
+def health() -> JSON:
+    return JSON({"ok": True})
+
+
+@router.get("/experiments", summary="Every experiment the caller sees, with counts by state and the best trial")
+def experiments(request: Request, caller: auth.Caller = Depends(auth.reader)) -> JSON:
+    s = store(request)
+    found = []
+    for name in s.names():
+        summary = s.summary(name)
+        if summary is not None and caller.sees(summary["namespace"]):
+            found.append(summary)
+    return JSON({"experiments": found})
+
+
+@router.get("/experiments/{name}", summary="One experiment: its summary and every trial's row")
+def experiment(name: str, request: Request, caller: auth.Caller = Depends(auth.reader)) -> JSON:
+    s = store(request)
+    _seen(s, name, caller)
+    got = s.experiment(name)
+    if got is None:
+        raise HTTPException(404, f"no experiment {name}")
+    return JSON(got)
+
+
+@router.get("/experiments/{name}/curves", summary="Learning curves: trial -> [[step, value], ...]")
+def curves(name: str, request: Request, caller: auth.Caller = Depends(auth.reader)) -> JSON:
+    s = store(request)
+    _seen(s, name, caller)
+    got = s.curves(name)
+    if got is None:
+        raise HTTPException(404, f"no experiment {name}")
+    return JSON(got)
+
+
+def _trial_of(s: Store, name: str, trial: str) -> None:
+    got = s.experiment(name)
+    if got is None or not any(r["name"] == trial for r in got["trials"]):
+        raise HTTPException(404, f"no trial {trial} in experiment {name}")
+
+
+def _clients(request: Request) -> Any:
+    from kubesweep.k8s import client as kube
+
+    target = request.app.state.cfg.target
+    return kube.clients(target.kubeconfig, target.context)
+
+
+def _cluster_error(exc: Exception) -> HTTPException:
+    """What the cluster said, as the CLI prints it: 404 for a log that is gone, 503 otherwise."""
+    from kubernetes.client.exceptions import ApiException
+
+    from kubesweep.k8s import client as kube
+
+    if isinstance(exc, ApiException):
+        return HTTPException(404 if exc.status == 404 else 502, kube.api_error(exc))
+    if isinstance(exc, KubesweepError):
+        return HTTPException(404 if str(exc).startswith("no pod") else 503, str(exc))
+    why = kube.no_answer(exc)
+    if why is None:
+        raise exc
+    return HTTPException(503, why)
+
+
+@router.get("/experiments/{name}/trials/{trial}/log", response_class=StreamingResponse,
+            summary="A trial's log as text; follow=1 streams it until the pod ends (?token= allowed)")
+def trial_log(name: str, trial: str, request: Request, follow: bool = False,
+              tail: int | None = Query(None, ge=0), caller: auth.Caller = Depends(auth.stream_reader)) -> Response:
+    s = store(request)
+    _seen(s, name, caller)
+    _trial_of(s, name, trial)
+    namespace = s.namespace(name)
+    try:
+        c = _clients(request)
+        if not follow:
+            from kubesweep.run import lifecycle
+
+            return Response(lifecycle.logs(c, trial, tail, namespace), media_type="text/plain; charset=utf-8")
+        stream = _follow(c, namespace, trial, tail)
+        first = next(stream, b"")  # errors (no pod, no permission) are answered here, before the 200
+    except Exception as exc:  # noqa: BLE001 - sorted by _cluster_error, the rest raised again
+        raise _cluster_error(exc) from None
+
+    def rest() -> Iterator[bytes]:
+        yield first
+        yield from stream
+
+    return StreamingResponse(rest(), media_type="text/plain; charset=utf-8",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _follow(c: Any, namespace: str | None, trial: str, tail: int | None) -> Iterator[bytes]:
+    """The log of the trial's newest pod, followed (the API server ends it when the container ends)."""
+    from kubesweep.k8s import client as kube
+    from kubesweep.plan import job as manifest
+    from kubesweep.run import lifecycle
+
+    lifecycle._check_name("trial", trial)
+    pods = kube.request(c, "GET", kube.path("pods", namespace), query={"labelSelector": f"{manifest.L_TRIAL}={trial}"},
+                        timeout=(10, 30)).get("items") or []
+    if not pods:
+        raise KubesweepError(f"no pod for trial {trial}" + (f" in namespace {namespace}" if namespace else "")
+                             + " (finished Jobs may have been cleaned; see results/)")
+    pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")["metadata"]
+    resp = c.core.read_namespaced_pod_log(pod["name"], pod["namespace"], container=manifest.CONTAINER, follow=True,
+                                          tail_lines=tail, _preload_content=False, _request_timeout=(10, None))
+    yield b""
+    try:
+        for chunk in resp.stream(amt=4096, decode_content=True):
+            yield chunk
+    finally:
+        resp.close()
+
+
+def _results(s: Store, name: str) -> Path:
+    return s.results_dir / name
+
+
+@router.get("/experiments/{name}/results", summary="best.json of the experiment's report")
+def results(name: str, request: Request, caller: auth.Caller = Depends(auth.reader)) -> Response:
+    s = store(request)
+    _seen(s, name, caller)
+    path = _results(s, name) / reports.BEST
+    if not path.is_file():
+        raise HTTPException(404, f"{name} has no report yet (it is written when a sweep ends)")
+    return Response(path.read_bytes(), media_type="application/json")
+
+
+@router.get("/experiments/{name}/results/trials.csv", summary="trials.csv of the experiment's report")
+def results_csv(name: str, request: Request, caller: auth.Caller = Depends(auth.reader)) -> Response:
+    s = store(request)
+    _seen(s, name, caller)
+    path = _results(s, name) / reports.CSV
+    if not path.is_file():
+        raise HTTPException(404, f"{name} has no report yet (it is written when a sweep ends)")
+    return FileResponse(path, media_type="text/csv; charset=utf-8", filename=f"{name}-trials.csv")
+
+
+def inside(root: Path, relative: str) -> Path | None:
+    """``root/relative`` when it is a file inside ``root`` once every link is followed; else None."""
+    if not relative or "\x00" in relative:
+        return None
+    base = root.resolve()
+    try:
+        path = (base / relative).resolve()
+    except (OSError, RuntimeError, ValueError):  # a link loop, a name the OS refuses
+        return None
+    if path == base or not path.is_relative_to(base):
+        return None
+    return path if path.is_file() else None
+
+
+@router.get("/experiments/{name}/results/files/{file:path}", summary="A file of the report (PNG, HTML) under results/<experiment>/")
+def results_file(name: str, file: str, request: Request, caller: auth.Caller = Depends(auth.reader)) -> Response:
+    s = store(request)
+    _seen(s, name, caller)
+    path = inside(_results(s, name), file)
+    if path is None:
+        raise HTTPException(404, f"no file {file} in the results of {name}")
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=kind, headers={"X-Content-Type-Options": "nosniff"})
+
+
+_forward_lock = threading.Lock()
+#: How long the tensorboard route waits for the TensorBoard pod to be ready before answering 503.
+TENSORBOARD_WAIT_S = 120.0
+
+
+def _tensorboard_image(cfg: Any) -> str:
+    """--tensorboard-image, else the image built here (tensorboard from PyPI) and pushed to the local
+    registry, as `kubesweep tensorboard` does (nothing is built when the registry has it)."""
+    if cfg.tensorboard_image:
+        return cfg.tensorboard_image
+    from kubesweep.local import tensorboard_image
+
+    return tensorboard_image.ensure().reference
+
+
+@router.get("/experiments/{name}/tensorboard", summary="Start or reuse the experiment's TensorBoard; its URL")
+def tensorboard(name: str, request: Request, caller: auth.Caller = Depends(auth.reader)) -> JSON:
+    from kubesweep.run import tensorboard as tb
+
+    s = store(request)
+    _seen(s, name, caller)
+    namespace = s.namespace(name)
+    if namespace is None:
+        raise HTTPException(404, f"{name} has no plan (jobs/{name}/plan.json), so its namespace is unknown")
+    forwards: dict[str, Any] = request.app.state.forwards
+    with _forward_lock:  # one Deployment and one port-forward per experiment, however many ask at once
+        held = forwards.get(name)
+        if held is None:
+            try:
+                c = _clients(request)
+                service = tb.ensure(c, namespace, name, image=_tensorboard_image(request.app.state.cfg))
+                held = forwards[name] = tb.forward(c, namespace, service, timeout_s=TENSORBOARD_WAIT_S)
+            except Exception as exc:  # noqa: BLE001 - sorted by _cluster_error, the rest raised again
+                raise _cluster_error(exc) from None
+    return JSON({"url": held.url})
+
+
+@router.get("/events", summary="Server-sent events: trial, experiment, progress (?token= allowed)",
+            response_class=StreamingResponse)
+async def events(request: Request, experiment: str | None = None,
+                 caller: auth.Caller = Depends(auth.stream_reader)) -> StreamingResponse:
+    s: Store = request.app.state.store
+    sub = request.app.state.broker.subscribe()
+
+    def visible(event: str, data: dict[str, Any]) -> bool:
+        name = data.get("name") if event == "experiment" else data.get("experiment")
+        if experiment is not None and name != experiment:
+            return False
+        if caller.namespaces is None:
+            return True
+        namespace = data.get("namespace") if "namespace" in data else (s.namespace(name) if name else None)
+        return caller.sees(namespace)
+
+    async def stream() -> Any:
+        try:
+            yield b"retry: 3000\n\n"
+            while True:
+                try:
+                    item = await sub.get(KEEPALIVE_S)
+                except StopAsyncIteration:  # dropped for falling behind: EventSource reconnects
+                    return
+                if item is None:
+                    yield b": keepalive\n\n"
+                    continue
+                event, data = item
+                if visible(event, data):
+                    yield b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data, default=str) + b"\n\n"
+        except asyncio.CancelledError:
+            raise
+        finally:
+            sub.close()
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

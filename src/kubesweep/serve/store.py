@@ -1,0 +1,270 @@
+"""Experiments and trials as the API shows them, read from the workspace.
+
+An experiment is what jobs/<exp>/plan.json (its plan: namespace, objective, trials) and
+results/<exp>/trials.jsonl (its journal: every finished trial) say, merged with the rows of the
+trials in flight that the sweeps this server drives report (``Manager.live``). Nothing is kept
+but caches: each file is parsed again only when its size or modification time changed, and the
+journal, which only grows while a sweep runs, is read on from where the last read stopped; so
+listing an experiment of thousands of trials costs a stat of two files, not a parse.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from kubesweep.plan.planner import PLAN_FILE
+from kubesweep.run import journal
+from kubesweep.run import report as reports
+from kubesweep.run.trialstate import CANCELLED, FAILED, FINAL, PENDING, PRUNED, RUNNING, SUBMITTED, SUCCEEDED
+from kubesweep.run.trialstate import elapsed, reached
+from kubesweep.spec.rules import DNS_SUBDOMAIN
+
+COUNTED = (PENDING, RUNNING, SUCCEEDED, FAILED, PRUNED, CANCELLED)
+
+
+def valid_name(name: str) -> bool:
+    """An experiment's name as kubesweep writes it (a DNS subdomain): never a path."""
+    return bool(DNS_SUBDOMAIN.fullmatch(name)) and len(name) <= 253
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+@dataclass
+class _Journal:
+    """A journal read so far: the latest record per trial and where the read stopped."""
+
+    inode: int = -1
+    offset: int = 0
+    mtime: int = 0
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    version: int = 0  # bumped whenever a record was added
+
+
+@dataclass
+class _Plan:
+    stamp: tuple[int, int, int]
+    index: dict[str, Any]
+
+
+@dataclass
+class _Base:
+    """An experiment's rows from its plan and journal alone, and what they were made from."""
+
+    key: tuple[Any, ...]
+    meta: dict[str, Any]
+    rows: dict[str, dict[str, Any]]
+    best: dict[str, Any] | None
+
+
+class Store:
+    """The workspace's experiments; thread-safe (the API's routes run in a thread pool)."""
+
+    def __init__(self, jobs_dir: Path, results_dir: Path,
+                 live: Callable[[str], dict[str, dict[str, Any]]] = lambda name: {},
+                 driven: Callable[[], set[str]] = set):
+        self.jobs_dir, self.results_dir = Path(jobs_dir), Path(results_dir)
+        self.live, self.driven = live, driven
+        self._lock = threading.Lock()
+        self._journals: dict[str, _Journal] = {}
+        self._plans: dict[str, _Plan | None] = {}
+        self._bases: dict[str, _Base] = {}
+
+    # --- files ------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Every experiment with a plan or a journal in the workspace."""
+        found = set()
+        for root, marker in ((self.jobs_dir, PLAN_FILE), (self.results_dir, journal.FILE)):
+            try:
+                entries = os.scandir(root)
+            except OSError:
+                continue
+            with entries:
+                found.update(e.name for e in entries if e.is_dir() and valid_name(e.name)
+                             and os.path.exists(os.path.join(e.path, marker)))
+        return sorted(found)
+
+    def _plan(self, name: str) -> dict[str, Any] | None:
+        path = self.jobs_dir / name / PLAN_FILE
+        stamp = _stamp(path)
+        cached = self._plans.get(name)
+        if stamp is None:
+            self._plans.pop(name, None)
+            return None
+        if cached is None or cached.stamp != stamp:
+            try:
+                index = json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                return None  # being replaced (writer.replace_tree swaps it atomically): next request
+            cached = self._plans[name] = _Plan(stamp, index)
+        return cached.index
+
+    def _journal(self, name: str) -> _Journal:
+        """The journal's records, reading only what was appended since the last call (a file that
+        shrank or was replaced, as --retry-failed's ``journal.forget`` does, is read again)."""
+        path = journal.path(self.results_dir / name)
+        stamp = _stamp(path)
+        j = self._journals.get(name)
+        if stamp is None:
+            self._journals.pop(name, None)
+            return _Journal()
+        inode, size, mtime = stamp
+        if j is None or j.inode != inode or size < j.offset or (size == j.offset and mtime != j.mtime):
+            j = self._journals[name] = _Journal(inode=inode, version=(j.version + 1) if j else 0)
+        if size > j.offset:
+            with open(path, "rb") as f:
+                f.seek(j.offset)
+                data = f.read(size - j.offset)
+            end = data.rfind(b"\n") + 1  # a line being written is read next time, whole
+            for line in data[:end].splitlines():
+                try:
+                    rec = json.loads(line)
+                    j.records[rec["name"]] = rec
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by a crash (journal.load skips it too)
+            j.offset += end
+            j.version += 1
+        j.mtime = mtime
+        return j
+
+    # --- experiments ------------------------------------------------------------------------
+
+    def _base(self, name: str) -> _Base | None:
+        index = self._plan(name)
+        j = self._journal(name)
+        if index is None and not j.records:
+            return None
+        key = (self._plans[name].stamp if index is not None else None, j.inode, j.version)
+        cached = self._bases.get(name)
+        if cached is not None and cached.key == key:
+            return cached
+        objective = (index or {}).get("objective") or {}
+        metric, direction = objective.get("metric"), objective.get("direction", "maximize")
+        if index is None:  # a journal without its plan (jobs/ cleaned): what best.json says
+            metric, direction = _best_file(self.results_dir / name, metric, direction)
+        rows: dict[str, dict[str, Any]] = {}
+        params: list[str] = []
+        for t in (index or {}).get("trials") or []:
+            rows[t["name"]] = {"name": t["name"], "batch": t.get("batch"), "state": PENDING, "params": t.get("params") or {},
+                               "node": None, "metric": None, "metrics": {}, "step": None, "start": None, "end": None,
+                               "duration": None, "message": None}
+            if not params:
+                params = list(t.get("params") or {})
+        for rec in j.records.values():
+            rows[rec["name"]] = row(rec, metric)
+            if not params:
+                params = list(rec.get("params") or {})
+        top = reports.best(list(j.records.values()), metric, direction) if metric else None
+        best = None if top is None else {"trial": top["name"], "value": top["metrics"][metric], "params": top["params"]}
+        meta = {"name": name, "namespace": (index or {}).get("namespace"), "metric": metric, "direction": direction,
+                "parameters": params}
+        base = self._bases[name] = _Base(key, meta, rows, best)
+        return base
+
+    def _merged(self, name: str) -> tuple[_Base, dict[str, dict[str, Any]], bool] | None:
+        with self._lock:
+            base = self._base(name)
+        if base is None:
+            return None
+        live = self.live(name) or {}
+        rows = base.rows
+        if live:
+            rows = dict(rows)
+            for trial, r in live.items():
+                done = rows.get(trial)
+                if done is not None and done["state"] in FINAL:
+                    continue  # the journal has its end: a late hook does not bring it back
+                rows[trial] = {**(done or {}), **r}
+        return base, rows, name in self.driven()
+
+    def summary(self, name: str) -> dict[str, Any] | None:
+        merged = self._merged(name)
+        return None if merged is None else _summary(*merged)
+
+    def experiment(self, name: str) -> dict[str, Any] | None:
+        """The summary and every trial's row, in plan order (trials asked later after)."""
+        merged = self._merged(name)
+        if merged is None:
+            return None
+        return {**_summary(*merged), "trials": list(merged[1].values())}
+
+    def namespace(self, name: str) -> str | None:
+        with self._lock:
+            index = self._plan(name)
+        return (index or {}).get("namespace")
+
+    def exists(self, name: str) -> bool:
+        return valid_name(name) and ((self.jobs_dir / name / PLAN_FILE).exists()
+                                     or journal.path(self.results_dir / name).exists())
+
+    def records(self, name: str) -> dict[str, dict[str, Any]]:
+        """The journal's records (trial -> its latest record), cached."""
+        with self._lock:
+            return dict(self._journal(name).records)
+
+    def curves(self, name: str) -> dict[str, Any] | None:
+        """The learning curves of the objective (or of what early stopping judged, where the
+        journal has it), finished trials from the journal and running ones from the live rows."""
+        from kubesweep.run import plots
+
+        merged = self._merged(name)
+        if merged is None:
+            return None
+        base, rows, _ = merged
+        metric = base.meta["metric"]
+        records = list(self.records(name).values())
+        drawn = plots.curve_metric(records, metric, None) or metric
+        curves = {r["name"]: [list(p) for p in plots.curve(r, drawn)] for r in records}
+        for trial, r in (self.live(name) or {}).items():
+            if trial not in curves and r.get("curve"):
+                curves[trial] = r["curve"]
+        return {"metric": drawn, "curves": {t: c for t, c in curves.items() if c}}
+
+
+def row(rec: dict[str, Any], metric: str | None) -> dict[str, Any]:
+    """A journal record as the API's trial row."""
+    metrics = rec.get("metrics") or {}
+    took = elapsed(rec.get("start"), rec.get("end")) if rec.get("end") else None
+    return {"name": rec["name"], "batch": rec.get("batch"), "state": rec.get("state") or PENDING,
+            "params": rec.get("params") or {}, "node": rec.get("node"),
+            "metric": metrics.get(metric) if metric else None, "metrics": metrics, "step": reached(rec),
+            "start": rec.get("start"), "end": rec.get("end"), "duration": None if took is None else round(took, 1),
+            "message": rec.get("message")}
+
+
+def _summary(base: _Base, rows: dict[str, dict[str, Any]], driven: bool) -> dict[str, Any]:
+    counts = dict.fromkeys(COUNTED, 0)
+    for r in rows.values():
+        state = PENDING if r["state"] == SUBMITTED else r["state"]
+        if state in counts:
+            counts[state] += 1
+    total = len(rows)
+    final = sum(counts[s] for s in FINAL)
+    if driven:
+        state = "running"
+    elif total and final == total:
+        state = "finished"
+    elif final:
+        state = "stopped"
+    else:
+        state = "idle"
+    return {**base.meta, "total": total, "counts": counts, "best": base.best, "driven": driven, "state": state}
+
+
+def _best_file(results: Path, metric: str | None, direction: str) -> tuple[str | None, str]:
+    try:
+        kept = json.loads((results / reports.BEST).read_text())
+    except (OSError, ValueError):
+        return metric, direction
+    return kept.get("metric") or metric, kept.get("direction") or direction
