@@ -133,6 +133,13 @@ def image(c, grid, pull_secret=None, kubeconfig=None, namespace=None):
     call(cli.image, grid, Target(kubeconfig), pull_secret=pull_secret, namespace=namespace)
 
 
+@task(help={"registry": "where to push it (default localhost:5000, the local cluster's registry)"})
+def serve_image(c, registry="localhost:5000"):
+    """Build and push the image of `kubesweep serve` in the cluster (this checkout with its serve extra on
+    python-base), tagged by content; roles/kubesweep_serve takes the reference it prints."""
+    call(develop.serve_image, registry)
+
+
 @task(help={"inventory": "the Ansible inventory of the local cluster (default inventory/single)",
             "down": "tear the local cluster down: nodes, volumes, mirror, kwok, the dockerd kubesweep started",
             "fake_nodes": "also run kwok with this many fake nodes against the real control plane",

@@ -104,3 +104,13 @@ def run_pytest(args: list[str], cwd: Path) -> int:
         print("pytest collected no tests: failing on purpose", file=sys.stderr)
         return 1
     return code
+
+
+def serve_image(registry: str) -> None:
+    """Build and push the image roles/kubesweep_serve runs (local/serve_image.py) and say its reference."""
+    from kubesweep.local import serve_image as serve
+
+    built = serve.ensure(registry)
+    state = "built and pushed" if built.pushed else "already in the registry"
+    print(f"{built.reference} ({state}, {built.seconds:.0f}s); written to {serve.reference_file()}, which "
+          "roles/kubesweep_serve reads when kubesweep_serve_image is not set")
