@@ -190,6 +190,29 @@ def clean(g: Globals, experiment: str, outputs: bool) -> None:
     _exit(commands.clean, g.target, experiment, outputs=outputs, where=g.where, namespace=g.namespace)
 
 
+@main.command("tensorboard", context_settings=CONTEXT_SETTINGS)
+@click.argument("experiment", metavar="EXPERIMENT")
+@click.option("--image", metavar="REF", help="A TensorBoard image to run (its entrypoint: tensorboard). Default: "
+              "build kubesweep/tensorboard (tensorboard from PyPI on python-base) and push it to --registry.")
+@click.option("--registry", default="localhost:5000", show_default=True, metavar="HOST[:PORT]",
+              help="Where the built TensorBoard image is pushed (the cluster's nodes pull it from there).")
+@click.option("--share", default="/share", show_default=True, metavar="PATH",
+              help="Where the nodes mount the shared storage (the sweep file's output.share).")
+@click.option("--port", type=click.IntRange(0, 65535), default=6006, show_default=True,
+              help="Local port to forward (0: any free one).")
+@click.option("--address", default="127.0.0.1", show_default=True, metavar="ADDR", help="Local address to listen on.")
+@click.pass_obj
+def tensorboard(g: Globals, experiment: str, image: str | None, registry: str, share: str, port: int,
+                address: str) -> None:
+    """Start (or reuse) EXPERIMENT's TensorBoard in its namespace, reading its shared output
+    (<share>/<namespace>/<experiment>: one run per trial), and port-forward it here until Ctrl-C.
+    The namespace: -n, else jobs/EXPERIMENT/plan.json's, else the kubeconfig context's."""
+    from kubesweep.cli import tensorboard as tb
+
+    _exit(tb.run, experiment, g.target, g.where, namespace=g.namespace, image=image, registry=registry,
+          share=share, port=port, address=address)
+
+
 @main.command(context_settings=CONTEXT_SETTINGS)
 @FILE
 @PULL_SECRET

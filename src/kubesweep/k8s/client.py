@@ -42,6 +42,7 @@ class Clients:
 # The API group of each resource kubesweep reads or writes: every path is spelled here only.
 GROUPS = {"pods": "/api/v1", "nodes": "/api/v1", "events": "/api/v1", "configmaps": "/api/v1",
           "jobs": "/apis/batch/v1",
+          "services": "/api/v1", "deployments": "/apis/apps/v1",  # an experiment's TensorBoard (run/tensorboard.py)
           # Kueue (run/kueue.py): its storage version in v0.17
           "localqueues": "/apis/kueue.x-k8s.io/v1beta2", "workloads": "/apis/kueue.x-k8s.io/v1beta2"}
 
