@@ -37,13 +37,13 @@ def _high(fd: int) -> int:
 
 
 class _Pipe:
-    def __init__(self, exe: str, profile: str) -> None:
+    def __init__(self, exe: str, profile: str, resolve: str = "MAP * ~NOTFOUND") -> None:
         to_r, self._to_w = (_high(fd) for fd in os.pipe())
         self._from_r, from_w = (_high(fd) for fd in os.pipe())
         args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-features=Translate,OptimizationHints,MediaRouter", f"--user-data-dir={profile}",
-                "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND", "about:blank"]
+                "--proxy-server=127.0.0.1:9", f"--host-resolver-rules={resolve}", "about:blank"]
         # the browser reads fd 3 and writes fd 4: the shell moves the pipe's ends there
         self.proc = subprocess.Popen(
             ["bash", "-c", f'exec "$0" "$@" 3<&{to_r} 4>&{from_w} {to_r}<&- {from_w}>&-', *args],
@@ -139,3 +139,89 @@ def open_offline(url: str, expression: str, *, exe: str, settle_s: float = 2.0, 
     errors += [json.dumps(e["params"].get("args"))[:500] for e in ev
                if e.get("method") == "Runtime.consoleAPICalled" and e["params"].get("type") == "error"]
     return {"requests": requests, "errors": errors, "value": value["result"].get("value")}
+
+
+class Tab:
+    """One page in a headless Chromium that a test drives step by step: open a URL, wait until a
+    JavaScript expression is true, evaluate, click. The network is not emulated offline (the page
+    talks to a server on 127.0.0.1); every URL it requests is kept in ``requests`` so that a test
+    can check nothing went anywhere else, and names other than loopback resolve to nothing.
+
+        with headless.Tab(exe) as tab:
+            tab.open("http://127.0.0.1:8080/")
+            tab.wait("document.querySelectorAll('tr').length > 3")
+    """
+
+    def __init__(self, exe: str) -> None:
+        self._profile = tempfile.TemporaryDirectory()
+        # no name resolves; 127.0.0.1 itself is let through (the rules apply to addresses too)
+        self.pipe = _Pipe(exe, self._profile.name, resolve="MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+        try:
+            target = self.pipe.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+            self.session = self.pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            for domain in ("Page", "Network", "Runtime", "Log"):
+                self.pipe.send(f"{domain}.enable", session=self.session)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Tab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.pipe is not None:
+            self.pipe.close()
+            self.pipe = None  # type: ignore[assignment]
+        self._profile.cleanup()
+
+    def open(self, url: str, timeout: float = 60) -> None:
+        """Navigate and wait for the load event (none comes when only the fragment changed)."""
+        self.pipe.events[:] = [e for e in self.pipe.events if e.get("method") != "Page.loadEventFired"]
+        got = self.pipe.send("Page.navigate", {"url": url}, session=self.session)
+        if "errorText" in got:
+            raise RuntimeError(f"{url}: {got['errorText']}")
+        if got.get("loaderId"):  # a new document, not a move within this one
+            self.pipe.wait_for("Page.loadEventFired", timeout)
+
+    def evaluate(self, expression: str, timeout: float = 30) -> Any:
+        """The value of ``expression`` (a promise is awaited); a JavaScript exception raises."""
+        got = self.pipe.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
+                                                  "awaitPromise": True}, session=self.session, timeout=timeout)
+        if "exceptionDetails" in got:
+            raise RuntimeError(f"evaluating {expression[:200]!r} failed: {got['exceptionDetails']}")
+        return got["result"].get("value")
+
+    def wait(self, expression: str, timeout: float = 30, every: float = 0.05) -> Any:
+        """Poll ``expression`` until it is truthy; its value. TimeoutError with the last value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{expression[:300]!r} still {value!r} after {timeout} s; errors: {self.errors}")
+            time.sleep(every)
+
+    def click(self, selector: str) -> None:
+        """Click the element ``selector`` picks (a DOM click event, as a user's)."""
+        ok = self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
+                           "if (!e) return false; e.click(); return true; })()")
+        if not ok:
+            raise LookupError(f"nothing on the page matches {selector!r}")
+
+    @property
+    def requests(self) -> list[str]:
+        return [e["params"]["request"]["url"] for e in self.pipe.events if e.get("method") == "Network.requestWillBeSent"]
+
+    @property
+    def errors(self) -> list[str]:
+        ev = self.pipe.events
+        errors = [json.dumps(e["params"])[:800] for e in ev if e.get("method") == "Runtime.exceptionThrown"]
+        errors += [e["params"]["entry"]["text"] for e in ev
+                   if e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") == "error"]
+        errors += [json.dumps(e["params"].get("args"))[:800] for e in ev
+                   if e.get("method") == "Runtime.consoleAPICalled" and e["params"].get("type") == "error"]
+        return errors

@@ -1,0 +1,216 @@
+"""The page of `kubesweep serve` in Debian's headless Chromium: a real uvicorn on 127.0.0.1 serving
+create_app over a workspace with a real plan and journal (no cluster), and, on the local cluster, a
+real sweep whose Cancel button the test clicks before it looks at the cluster's Jobs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from kubesweep import sweep
+from kubesweep.run import journal
+from kubesweep.run.trialstate import CANCELLED, FAILED, PRUNED, SUCCEEDED, TrialRecord
+
+from . import headless
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID = ROOT / "examples" / "mnist" / "grid.yaml"
+BROWSER = headless.browser()
+
+
+@pytest.fixture
+def browser_exe() -> str:
+    if BROWSER is None:
+        if os.environ.get("CI"):
+            pytest.fail("no headless Chromium: .ci/run installs Debian's chromium-headless-shell")
+        pytest.skip("no headless Chromium (apt-get install chromium-headless-shell)")
+    return BROWSER
+
+
+@contextlib.contextmanager
+def serving(project: Path, target: sweep.Target = sweep.Target(), *, tokens: Any = None) -> Iterator[tuple[str, Any]]:
+    """A real uvicorn on a free port of 127.0.0.1 serving create_app over ``project``: (base URL, app)."""
+    from kubesweep.serve import auth
+    from kubesweep.serve.app import create_app
+    from kubesweep.serve.config import ServeConfig
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    cfg = ServeConfig(where=sweep.Workspace.under(project), target=target, state_dir=project / ".kubesweep-serve",
+                      host="127.0.0.1", port=port, tokens=tokens or auth.Tokens.generated())
+    app = create_app(cfg)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
+def workspace(tmp_path: Path, grid: Path = GRID) -> tuple[sweep.Plan, list[dict[str, Any]]]:
+    """The mnist example's plan rendered under tmp_path/jobs, and a journal under tmp_path/results
+    where some trials finished (succeeded with a learning curve, failed, pruned, cancelled) and the
+    rest never ran."""
+    project = tmp_path
+    shutil.copytree(grid.parent, project / "mnist")
+    plan = sweep.plan(project / "mnist" / grid.name, namespace="team-a")
+    sweep.render(plan, project / "jobs")
+    recs = []
+    states = [SUCCEEDED, SUCCEEDED, FAILED, SUCCEEDED, PRUNED, SUCCEEDED, CANCELLED, SUCCEEDED]
+    rnd = random.Random(5)
+    for i, t in enumerate(plan.trials[:len(states)]):
+        state = states[i]
+        top = round(0.8 + 0.1 * rnd.random(), 4)
+        reached = 5 if state == SUCCEEDED else 2
+        curve = [[s, round(top * (1 - math.exp(-s)), 4)] for s in range(1, reached + 1)]
+        rec = TrialRecord(name=t.name, batch=t.batch, params=dict(t.params), state=state, node=f"node-{i % 3}",
+                          start=f"2026-01-01T00:00:{i:02d}Z", end=f"2026-01-01T00:{i + 1:02d}:{i:02d}Z",
+                          metrics={"Test accuracy": curve[-1][1] if state in (SUCCEEDED, PRUNED) else None},
+                          curves={} if state in (FAILED, CANCELLED) else {"Test accuracy": curve},
+                          message="OOMKilled <script>alert(1)</script>" if state == FAILED else None)
+        journal.append(project / "results" / plan.experiment.name, rec.as_dict())
+        recs.append(rec.as_dict())
+    return plan, recs
+
+
+EVIL = '<img src=x id=pwned>"&'
+
+
+def rows_js(table: str) -> str:
+    return (f"Array.from(document.querySelectorAll('{table} tbody tr')).map(tr => "
+            "Array.from(tr.cells).map(td => td.textContent))")
+
+
+@pytest.mark.slow
+def test_the_page_shows_experiments_trials_and_plots_from_a_real_server(tmp_path, browser_exe):
+    plan, recs = workspace(tmp_path)
+    name = plan.experiment.name
+    # a trial asked later (not in the plan) whose parameter value is markup: shown as text
+    evil = TrialRecord(name="mnist-late-1", batch="batch-009", params={"epochs": 3, "optimizer": EVIL, "dropout": 0.3},
+                       state=SUCCEEDED, node="node-0", start="2026-01-01T01:00:00Z", end="2026-01-01T01:00:30Z",
+                       metrics={"Test accuracy": 0.5}, curves={"Test accuracy": [[1, 0.4], [2, 0.5]]})
+    journal.append(tmp_path / "results" / name, evil.as_dict())
+    recs.append(evil.as_dict())
+    by_name = {r["name"]: r for r in recs}
+    scored = [r for r in recs if r["metrics"].get("Test accuracy") is not None and r["state"] == SUCCEEDED]
+    best = max(scored, key=lambda r: r["metrics"]["Test accuracy"])
+    with serving(tmp_path) as (base, app), headless.Tab(browser_exe) as tab:
+        token = app.state.cfg.tokens.entries[0].secret
+        tab.open(f"{base}/#token={token}")
+        assert tab.wait("location.hash === '#/' && sessionStorage.getItem('kubesweep.token')") == token  # out of the URL
+        tab.wait("document.querySelectorAll('#experiments tbody tr').length === 1")
+        (row,) = tab.evaluate(rows_js("#experiments"))
+        assert row[0] == name and row[1] == "team-a" and row[3] == f"{len(recs)} / {len(plan.trials) + 1}", row
+        assert float(row[5]) == pytest.approx(best["metrics"]["Test accuracy"], abs=1e-4) and row[6] == best["name"]
+
+        tab.click("#experiments tbody a")  # to the experiment, as a user
+        tab.wait("window.kubesweepRendered && window.kubesweepRendered.table")
+        head = tab.evaluate("Array.from(document.querySelectorAll('#trials thead th')).map(th => th.textContent)")
+        assert head == ["Trial", "State", "Node", "Test accuracy", "Step", "Duration", "epochs", "optimizer", "dropout"]
+        shown = {r[0]: r for r in tab.evaluate(rows_js("#trials"))}
+        assert set(shown) == {t.name for t in plan.trials} | {evil.name}
+        for t in plan.trials:
+            r, rec = shown[t.name], by_name.get(t.name)
+            assert r[6:] == [str(t.params["epochs"]), t.params["optimizer"], str(t.params["dropout"])], r
+            if rec is None:
+                assert r[1:6] == ["pending", "", "", "", ""], r
+                continue
+            value = rec["metrics"]["Test accuracy"]
+            assert r[1:3] == [rec["state"], rec["node"]], r
+            assert (r[3] == "" if value is None else float(r[3]) == pytest.approx(value, abs=1e-4)), r
+            assert r[4] == ("" if not rec["curves"] else str(len(rec["curves"]["Test accuracy"]))), r
+            assert r[5].endswith("0s") and r[5] != "", r  # a whole number of minutes in this journal
+        assert shown[evil.name][7] == EVIL and tab.evaluate("document.getElementById('pwned')") is None
+        counts = json.loads(tab.evaluate("document.getElementById('exp-summary').dataset.counts"))
+        assert counts == {"pending": 4, "running": 0, "succeeded": 6, "failed": 1, "pruned": 1, "cancelled": 1}
+        failed = next(r for r in recs if r["state"] == FAILED)
+        assert tab.evaluate(f"document.evaluate('//tr[td/a={json.dumps(failed['name'])}]', document).iterateNext()"
+                            ".title") == failed["message"]  # why it failed, as text
+
+        # sorting: a click on the metric sorts ascending (blanks last), a second descending
+        tab.click("#trials th[data-key=metric]")
+        tab.click("#trials th[data-key=metric]")
+        firsts = tab.evaluate(rows_js("#trials"))
+        assert firsts[0][0] == best["name"] and firsts[-1][3] == ""
+        values = [float(r[3]) for r in firsts if r[3]]
+        assert values == sorted(values, reverse=True)
+
+        # live: a trial event from the broker turns a pending row into a running one, progress moves it
+        pending = next(t for t in plan.trials if t.name not in by_name)
+        app.state.broker.publish("trial", {"experiment": name, "namespace": "team-a", "name": pending.name,
+                                           "batch": pending.batch, "state": "running", "params": dict(pending.params),
+                                           "node": "node-7", "metric": None, "metrics": {}, "step": None,
+                                           "start": "2026-01-01T02:00:00Z", "end": None, "duration": None,
+                                           "message": None})
+        app.state.broker.publish("progress", {"experiment": name, "trial": pending.name, "metric": "Test accuracy",
+                                              "value": 0.6543, "step": 3})
+        live = tab.wait(f"(() => {{ const r = {rows_js('#trials')}.find(r => r[0] === {json.dumps(pending.name)});"
+                        " return r && r[4] === '3' && r; })()", timeout=15)
+        assert live[1:5] == ["running", "node-7", "0.6543", "3"], live
+        assert json.loads(tab.evaluate("document.getElementById('exp-summary').dataset.counts"))["running"] == 1
+
+        # plots: plotly.js from this server, each figure drawn with its traces
+        tab.click(".tab[data-tab=plots]")
+        tab.wait("window.kubesweepRendered.plots", timeout=60)
+        figs = tab.evaluate("""Array.from(document.querySelectorAll('.js-plotly-plot')).map(d => ({
+            id: d.id || d.dataset.param, traces: (d.data || []).length, svg: !!d.querySelector('svg.main-svg'),
+            drawn: d.querySelectorAll('.scatterlayer .trace, .parcoords').length,
+            dims: d.data[0].dimensions ? d.data[0].dimensions.map(x => x.label) : null,
+            points: (d.data[0].x || d.data[0].dimensions[0].values).length}))""")
+        figs = {f["id"]: f for f in figs}
+        assert set(figs) == {"plot-parallel", "plot-curves", "epochs", "optimizer", "dropout"}, figs
+        assert all(f["svg"] and f["traces"] >= 1 and f["drawn"] >= 1 for f in figs.values()), figs
+        with_metric = sum(1 for r in recs if r["metrics"].get("Test accuracy") is not None) + 1  # + the live one
+        assert figs["plot-parallel"]["dims"] == ["epochs", "optimizer", "dropout", "Test accuracy"]
+        assert figs["plot-parallel"]["points"] == figs["dropout"]["points"] == with_metric
+        assert figs["plot-curves"]["traces"] == 2  # every curve in one trace, and the best trial's
+        curve_points = tab.evaluate("document.getElementById('plot-curves').data[0].x.filter(x => x !== null).length")
+        assert curve_points == sum(len(r["curves"].get("Test accuracy", [])) for r in recs)
+
+        requests = tab.requests
+        assert tab.errors == []
+    assert f"{base}/static/plotly.min.js" in requests
+    assert requests and all(u.startswith(base + "/") for u in requests), requests  # nothing leaves 127.0.0.1
+
+
+def test_static_files_are_the_packaged_ones_cached_and_nothing_else(tmp_path):
+    import httpx
+
+    from kubesweep.serve import page
+
+    with serving(tmp_path) as (base, _), httpx.Client(base_url=base) as http:
+        index = http.get("/")
+        assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in index.headers["content-security-policy"] and "set-cookie" not in index.headers
+        js = http.get("/static/plotly.min.js")
+        assert js.status_code == 200 and js.headers["content-encoding"] == "gzip"
+        assert js.content == page.plotly_js().read_bytes()  # httpx unpacks it: the plotly package's own
+        again = http.get("/static/plotly.min.js", headers={"If-None-Match": js.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+        plain = http.get("/static/app.js", headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers
+        assert plain.content == (page.STATIC / "app.js").read_bytes()
+        for bad in ("/static/index.html.bak", "/static/..%2Fpage.py", "/static/%2E%2E/page.py", "/static/"):
+            assert http.get(bad).status_code == 404, bad
