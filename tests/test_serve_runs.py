@@ -345,3 +345,32 @@ def test_start_resumes_what_a_state_dir_says_was_running(tmp_path, fake):
     assert call["plan"].experiment.name == "demo" and call["plan"].experiment.namespace == "team-a"
     assert state_of(cfg, "demo")["started"] == "2026-01-01T00:00:00Z"
     assert state_of(cfg, "done")["state"] == "finished"
+
+
+def test_katib_and_wandb_bodies_are_detected_as_the_cli_does(tmp_path, fake):
+    from tests.conftest import EXAMPLES
+
+    cfg = cfg_for(tmp_path)
+    katib = (EXAMPLES / "katib.yaml").read_bytes()
+    wandb = (EXAMPLES / "wandb.yaml").read_bytes()
+    with client_for(cfg) as client:
+        r = post(client, "/api/sweeps", katib, content_type="text/yaml")
+        assert r.status_code == 201, r.text
+        assert r.json() == {"experiment": "mnist-katib", "namespace": "default",
+                            "trials": len(sweeps.plan(EXAMPLES / "katib.yaml").trials)}
+        # a W&B config names no image: the CLI's --image, as a query parameter
+        r = post(client, "/api/sweeps", wandb, content_type="text/yaml")
+        assert r.status_code == 422 and "--image" in r.json()["message"] and str(tmp_path) not in r.text
+        r = client.post("/api/sweeps?image=localhost:5000/kubesweep/mnist:1", content=wandb,
+                        headers={"authorization": f"Bearer {ADMIN}", "content-type": "text/plain"})
+        assert r.status_code == 201, r.text
+        assert r.json()["trials"] == len(sweeps.plan(EXAMPLES / "wandb.yaml", image="localhost:5000/kubesweep/mnist:1").trials)
+        assert wait_for(lambda: all((state_of(cfg, n) or {}).get("state") == "finished"
+                                    for n in ("mnist-katib", "mnist-wandb")))
+    assert state_of(cfg, "mnist-wandb")["options"]["image"] == "localhost:5000/kubesweep/mnist:1"
+    assert {c["plan"].experiment.name: c["plan"].image for c in fake.calls}["mnist-wandb"] == "localhost:5000/kubesweep/mnist:1"
+    # a restart resumes it with the same --image
+    runs.write_json(cfg.state_dir / "runs" / "mnist-wandb.json", {**state_of(cfg, "mnist-wandb"), "state": "running"})
+    with client_for(cfg):
+        assert wait_for(lambda: (state_of(cfg, "mnist-wandb") or {}).get("state") == "finished")
+    assert fake.calls[-1]["plan"].image == "localhost:5000/kubesweep/mnist:1"

@@ -66,16 +66,19 @@ async def _read_body(request: Request) -> bytes:
 
 @router.post("/api/sweeps", status_code=201, openapi_extra={"requestBody": SWEEP_BODY},
              summary="Submit a sweep (a sweep file as text, or the JSON form)")
-async def submit(request: Request, caller: auth.Caller = Depends(auth.writer)) -> Any:
+async def submit(request: Request, caller: auth.Caller = Depends(auth.writer), image: str | None = None,
+                 name: str | None = None, namespace: str | None = None) -> Any:
     """The body is a sweep file (grid.yaml, Katib Experiment or W&B config: the format is detected
     from its content, as the CLI does) or the JSON form. Validated exactly as `kubesweep sweep`
     does; problems come back as 422 with ``body:LINE:COL`` positions. 201:
-    ``{"experiment", "namespace", "trials"}``; the sweep runs on in the server."""
+    ``{"experiment", "namespace", "trials"}``; the sweep runs on in the server. The query
+    parameters are the CLI's --image (a W&B config names no image), --name and --namespace."""
     try:
         body = await _read_body(request)
-        return JSONResponse(await run_in_threadpool(request.app.state.manager.submit, body,
-                                                    request.headers.get("content-type", ""), caller),
-                            status_code=201)
+        return JSONResponse(await run_in_threadpool(
+            lambda: request.app.state.manager.submit(body, request.headers.get("content-type", ""), caller,
+                                                     image=image, name=name, namespace=namespace)),
+            status_code=201)
     except Exception as exc:
         return _answer(exc)
 

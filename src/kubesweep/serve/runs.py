@@ -76,6 +76,7 @@ class Run:
     namespace: str
     body: Path
     retry_failed: bool = False
+    image: str | None = None    # ?image= at submission (a W&B config names none): --image
     submitted_by: str | None = None
     started: str | None = None
     metric: str | None = None
@@ -180,7 +181,7 @@ class Manager:
                 continue
             run = Run(saved["experiment"], saved["namespace"], self.state_dir / saved["body"],
                       retry_failed=bool(saved.get("options", {}).get("retry_failed")),
-                      submitted_by=saved.get("submitted_by"))
+                      image=saved.get("options", {}).get("image"), submitted_by=saved.get("submitted_by"))
             log.info("resuming sweep %s (namespace %s)", run.name, run.namespace)
             self._launch(run, saved)
 
@@ -199,15 +200,17 @@ class Manager:
             run.thread.join(max(deadline - time.monotonic(), 0.1))
 
     # ------------------------------------------------------------------ submit
-    def submit(self, body: bytes, content_type: str, caller: Any) -> dict[str, Any]:
+    def submit(self, body: bytes, content_type: str, caller: Any, *, image: str | None = None,
+               name: str | None = None, namespace: str | None = None) -> dict[str, Any]:
         """Validate the body as the CLI would and start it; Refused (with the HTTP status) if not.
-        Nothing is written on a refusal: the body is planned from a temporary file that is removed."""
+        Nothing is written on a refusal: the body is planned from a temporary file that is removed.
+        ``image``, ``name``, ``namespace``: the CLI's --image, --name, --namespace."""
         text, fields = sweep_text(body, content_type)
         self.submissions.mkdir(parents=True, exist_ok=True)
         incoming = self.submissions / f".incoming-{secrets.token_hex(8)}.yaml"
         incoming.write_bytes(text)
         try:
-            plan = self._validate(incoming, fields, caller)
+            plan = self._validate(incoming, fields, caller, image=image, name=name, namespace=namespace)
             exp = plan.experiment
             with self._lock:
                 current = self._runs.get(exp.name)
@@ -216,13 +219,13 @@ class Manager:
                                   "or wait for it to end")
                 saved = self.submissions / f"{exp.name}.yaml"
                 os.replace(incoming, saved)
-                run = Run(exp.name, exp.namespace, saved, submitted_by=caller.name)
+                run = Run(exp.name, exp.namespace, saved, image=image, submitted_by=caller.name)
                 self._launch(run, None)
         finally:
             incoming.unlink(missing_ok=True)
         return {"experiment": exp.name, "namespace": exp.namespace, "trials": len(plan.trials)}
 
-    def _validate(self, path: Path, fields: dict[int, str] | None, caller: Any) -> sweeps.Plan:
+    def _validate(self, path: Path, fields: dict[int, str] | None, caller: Any, **overrides: str | None) -> sweeps.Plan:
         from kubesweep.k8s.client import context_namespace
         from kubesweep.plan import job, provenance
         from kubesweep.run import journal
@@ -233,7 +236,7 @@ class Manager:
         saved = str(path)
         _no_build(path, fields)
         try:
-            plan = sweeps.plan(saved, default_namespace=default, configmaps=sweeps.configmaps(target))
+            plan = sweeps.plan(saved, default_namespace=default, configmaps=sweeps.configmaps(target), **overrides)
         except SpecError as exc:
             raise refused(exc, saved, fields) from None
         exp = plan.experiment
@@ -257,12 +260,16 @@ class Manager:
     # ------------------------------------------------------------------ cancel / retry
     def _namespace_of(self, name: str, caller: Any) -> str:
         """The namespace of an experiment the caller sees; Refused 404 otherwise (another team's too)."""
-        saved = self.state(name) if "/" not in name and not name.startswith(".") else None
+        from kubesweep.serve.store import valid_name
+
+        if not valid_name(name):
+            raise Refused(404, f"no experiment {name}")
+        saved = self.state(name)
         namespace = saved.get("namespace") if saved else None
         if namespace is None:
             index = Path(self.cfg.where.jobs_dir) / name / sweeps.PLAN_FILE
             try:
-                namespace = json.loads(index.read_text()).get("namespace") if "/" not in name else None
+                namespace = json.loads(index.read_text()).get("namespace")
             except (OSError, ValueError):
                 namespace = None
         if namespace is None or not caller.sees(namespace):
@@ -296,14 +303,16 @@ class Manager:
             current = self._runs.get(name)
             if current is not None and current.alive():
                 raise Refused(409, f"experiment {name} is running; retry it once it has ended")
-            run = Run(name, namespace, self.state_dir / saved["body"], retry_failed=True, submitted_by=caller.name)
+            run = Run(name, namespace, self.state_dir / saved["body"], retry_failed=True,
+                      image=saved.get("options", {}).get("image"), submitted_by=caller.name)
             self._launch(run, None)
         return {"experiment": name, "namespace": namespace, "retrying": True}
 
     # ------------------------------------------------------------------ the sweep threads
     def _save(self, run: Run, state: str, **extra: Any) -> None:
         data = {"experiment": run.name, "namespace": run.namespace, "started": run.started,
-                "body": str(run.body.relative_to(self.state_dir)), "options": {"retry_failed": run.retry_failed},
+                "body": str(run.body.relative_to(self.state_dir)),
+                "options": {"retry_failed": run.retry_failed, **({"image": run.image} if run.image else {})},
                 "state": state, "submitted_by": run.submitted_by, **extra}
         write_json(self.runs_dir / f"{run.name}.json", data)
 
@@ -392,7 +401,8 @@ class Manager:
         message: str | None = None
         state = FAILED
         try:
-            plan = sweeps.plan(str(run.body), namespace=run.namespace, configmaps=sweeps.configmaps(self.cfg.target))
+            plan = sweeps.plan(str(run.body), name=run.name, namespace=run.namespace, image=run.image,
+                               configmaps=sweeps.configmaps(self.cfg.target))
             exp = plan.experiment
             run.metric, run.direction = exp.objective.metric, exp.objective.direction
             run.parameters, run.total = list(exp.parameters), len(plan.trials)
