@@ -446,6 +446,8 @@
       for (const [kind, data] of early) applyEvent(kind, data);
       onEvent = applyEvent;
       mark('table');
+      // plotly.js (4.8 MB) is read while the user looks at the table, not when Plots is clicked
+      (window.requestIdleCallback || setTimeout)(() => { loadPlotly().catch(() => {}); });
     } else {
       follow(name);
     }
@@ -488,7 +490,10 @@
   }
 
   async function drawPlots() {
+    const t0 = performance.now();
     const Plotly = await loadPlotly();
+    const t1 = performance.now();
+    performance.measure('kubesweep:plotly-load', {start: t0, end: t1});
     const sum = exp.summary;
     if (!sum || exp.tab !== 'plots') return;
     exp.plotsDirty = false;
@@ -525,6 +530,8 @@
       {title: {text: 'Parameters → ' + metric}, margin: {l: 60, r: 80, t: 70, b: 30}}, CONFIG);
     }
 
+    const t2 = performance.now();
+    performance.measure('kubesweep:parallel', {start: t1, end: t2});
     // the metric against each parameter
     const box = $('plot-scatter');
     const have = new Map(Array.from(box.children).map((d) => [d.dataset.param, d]));
@@ -545,6 +552,8 @@
         yaxis: {title: {text: metric}}}, CONFIG);
     }
 
+    const t3 = performance.now();
+    performance.measure('kubesweep:scatter', {start: t2, end: t3});
     // learning curves: one trace, trials separated by gaps (2,000 traces would crawl)
     if (exp.curvesStale && Date.now() - exp.curvesAt > CURVES_REFRESH_MS) {
       try {
@@ -579,6 +588,7 @@
         xaxis: {title: {text: 'step'}}, yaxis: {title: {text: metric}}, showlegend: true,
         legend: {orientation: 'h', y: -0.2}}, CONFIG);
     }
+    performance.measure('kubesweep:curves', {start: t3, end: performance.now()});
     exp.plotsShown = true;
   }
 

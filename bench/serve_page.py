@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Serve page benchmark: how long the page of `kubesweep serve` takes to show an experiment of N trials.
+
+Writes the same workspace as bench/serve.py (a rendered grid of N trials and a journal of N finished
+trials with 20-step learning curves), starts `kubesweep --project-dir TMP serve` on 127.0.0.1 in its
+own process, and opens ``/#/e/<experiment>`` in Debian's headless Chromium (tests/headless.py: the
+DevTools protocol over a pipe), a fresh browser profile each time (nothing cached). Reads the page's
+own performance marks, in ms from navigation start:
+
+    table     the trials table rendered (every row in the DOM, sorted)
+    plots     ``#/e/<experiment>/plots`` opened instead: plotly.js loaded (4.8 MB) and the parallel
+              coordinates, the metric against each parameter and the learning curves drawn
+
+and, once the table stands, how long a click sorting 2,000 rows by the metric takes (ms in the page).
+
+    python bench/serve_page.py --trials 2000 --reps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+
+from serve import NAME, free_port, workspace  # noqa: E402  bench/serve.py's workspace
+
+from tests import headless  # noqa: E402
+
+SORT = """(() => { const t = performance.now(); document.querySelector('#trials th[data-key=metric]').click();
+  return performance.now() - t; })()"""
+
+
+def measure(exe: str, url: str, mark: str, trials: int, sort: bool) -> tuple[float, float | None]:
+    with headless.Tab(exe) as tab:
+        tab.open(url)
+        tab.wait(f"window.kubesweepRendered && window.kubesweepRendered.{mark}", timeout=120)
+        rows = tab.evaluate("document.querySelectorAll('#trials tbody tr').length")
+        assert rows == trials, f"{rows} rows on the page, {trials} trials"
+        took = tab.evaluate(f"performance.getEntriesByName('kubesweep:{mark}')[0].startTime")
+        sorted_ms = tab.evaluate(SORT) if sort else None
+        if tab.errors:
+            raise SystemExit(f"the page logged errors: {tab.errors}")
+    return took, sorted_ms
+
+
+def main() -> None:
+    import httpx
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=2000, help="trials in the experiment (a multiple of 30)")
+    ap.add_argument("--reps", type=int, default=5, help="page loads per measure (each a fresh browser)")
+    args = ap.parse_args()
+    exe = headless.browser()
+    if exe is None:
+        raise SystemExit("no headless Chromium (apt-get install chromium-headless-shell)")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        workspace(root, args.trials)
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "kubesweep", "--project-dir", str(root), "serve",
+                                   "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        base = f"http://127.0.0.1:{port}"
+        try:
+            with httpx.Client(base_url=base, timeout=60) as c:
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        if c.get("/api/health").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit(f"the server did not start:\n{server.stdout.read() if server.stdout else ''}")
+                    time.sleep(0.1)
+                c.get(f"/api/experiments/{NAME}")  # the server's cache filled, as on a page already visited
+            table, sort, plots = [], [], []
+            for _ in range(args.reps):
+                t, s = measure(exe, f"{base}/#/e/{NAME}", "table", args.trials, sort=True)
+                table.append(t)
+                sort.append(s)
+                plots.append(measure(exe, f"{base}/#/e/{NAME}/plots", "plots", args.trials, sort=False)[0])
+        finally:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    print(f"\n{args.trials:,} trials, {args.reps} loads each, a fresh browser profile per load (ms from navigation start)\n")
+    print("| measure | median | min | max |")
+    print("|---|---|---|---|")
+    for what, vals in (("trials table rendered", table), ("plots drawn (plotly.js loaded)", plots),
+                       (f"sort {args.trials:,} rows by the metric (click)", sort)):
+        print(f"| {what} | {statistics.median(vals):.0f} | {min(vals):.0f} | {max(vals):.0f} |")
+
+
+if __name__ == "__main__":
+    main()
