@@ -10,12 +10,16 @@ listing an experiment of thousands of trials costs a stat of two files, not a pa
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
+
+import orjson
 
 from kubesweep.plan.planner import PLAN_FILE
 from kubesweep.run import journal
@@ -25,6 +29,7 @@ from kubesweep.run.trialstate import elapsed, reached
 from kubesweep.spec.rules import DNS_SUBDOMAIN
 
 COUNTED = (PENDING, RUNNING, SUCCEEDED, FAILED, PRUNED, CANCELLED)
+_EPOCHS = itertools.count()
 
 
 def valid_name(name: str) -> bool:
@@ -48,7 +53,8 @@ class _Journal:
     offset: int = 0
     mtime: int = 0
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
-    version: int = 0  # bumped whenever a record was added
+    read: list[str] = field(default_factory=list)  # trial of each line read, in order
+    epoch: int = field(default_factory=lambda: next(_EPOCHS))  # a new one for each read from the start
 
 
 @dataclass
@@ -104,8 +110,8 @@ class Store:
             return None
         if cached is None or cached.stamp != stamp:
             try:
-                index = json.loads(path.read_bytes())
-            except (OSError, ValueError):
+                index = orjson.loads(path.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
                 return None  # being replaced (writer.replace_tree swaps it atomically): next request
             cached = self._plans[name] = _Plan(stamp, index)
         return cached.index
@@ -121,7 +127,7 @@ class Store:
             return _Journal()
         inode, size, mtime = stamp
         if j is None or j.inode != inode or size < j.offset or (size == j.offset and mtime != j.mtime):
-            j = self._journals[name] = _Journal(inode=inode, version=(j.version + 1) if j else 0)
+            j = self._journals[name] = _Journal(inode=inode)
         if size > j.offset:
             with open(path, "rb") as f:
                 f.seek(j.offset)
@@ -129,12 +135,12 @@ class Store:
             end = data.rfind(b"\n") + 1  # a line being written is read next time, whole
             for line in data[:end].splitlines():
                 try:
-                    rec = json.loads(line)
+                    rec = orjson.loads(line)
                     j.records[rec["name"]] = rec
-                except (ValueError, KeyError, TypeError):
+                    j.read.append(rec["name"])
+                except (orjson.JSONDecodeError, KeyError, TypeError):
                     continue  # a line cut short by a crash (journal.load skips it too)
             j.offset += end
-            j.version += 1
         j.mtime = mtime
         return j
 
@@ -145,10 +151,12 @@ class Store:
         j = self._journal(name)
         if index is None and not j.records:
             return None
-        key = (self._plans[name].stamp if index is not None else None, j.inode, j.version)
+        key = (self._plans[name].stamp if index is not None else None, j.epoch, len(j.read))
         cached = self._bases.get(name)
         if cached is not None and cached.key == key:
             return cached
+        if cached is not None and cached.key[:2] == key[:2] and cached.key[2] < key[2]:
+            return self._appended(name, cached, j, key)
         objective = (index or {}).get("objective") or {}
         metric, direction = objective.get("metric"), objective.get("direction", "maximize")
         if index is None:  # a journal without its plan (jobs/ cleaned): what best.json says
@@ -165,11 +173,30 @@ class Store:
             rows[rec["name"]] = row(rec, metric)
             if not params:
                 params = list(rec.get("params") or {})
-        top = reports.best(list(j.records.values()), metric, direction) if metric else None
-        best = None if top is None else {"trial": top["name"], "value": top["metrics"][metric], "params": top["params"]}
+        top = best(j.records.values(), metric, direction) if metric else None
         meta = {"name": name, "namespace": (index or {}).get("namespace"), "metric": metric, "direction": direction,
                 "parameters": params}
-        base = self._bases[name] = _Base(key, meta, rows, best)
+        base = self._bases[name] = _Base(key, meta, rows, _shown(top, metric))
+        return base
+
+    def _appended(self, name: str, cached: _Base, j: _Journal, key: tuple[Any, ...]) -> _Base:
+        """The rows of ``cached`` with the journal lines read since it was made (a sweep running):
+        only those rows are made again, into a copy (a request may be reading the old one)."""
+        metric, direction = cached.meta["metric"], cached.meta["direction"]
+        rows = dict(cached.rows)
+        new = dict.fromkeys(j.read[cached.key[2]:])  # in the order read, once each
+        for trial in new:
+            rows[trial] = row(j.records[trial], metric)
+        top: dict[str, Any] | None = None
+        if metric and cached.best is not None and cached.best["trial"] in new:  # the best was run again
+            top = best(j.records.values(), metric, direction)
+        elif metric:
+            # of equals the first in the journal's order of trials, as a whole read picks
+            candidates = {*new, *([cached.best["trial"]] if cached.best is not None else [])}
+            first = {t: i for i, t in enumerate(j.records) if t in candidates} if len(candidates) > 1 else {}
+            top = best(sorted((j.records[t] for t in candidates), key=lambda r: first.get(r["name"], 0)),
+                       metric, direction)
+        base = self._bases[name] = _Base(key, cached.meta, rows, _shown(top, metric))
         return base
 
     def _merged(self, name: str) -> tuple[_Base, dict[str, dict[str, Any]], bool] | None:
@@ -230,6 +257,24 @@ class Store:
             if trial not in curves and r.get("curve"):
                 curves[trial] = r["curve"]
         return {"metric": drawn, "curves": {t: c for t, c in curves.items() if c}}
+
+
+def _shown(top: dict[str, Any] | None, metric: str | None) -> dict[str, Any] | None:
+    return None if top is None else {"trial": top["name"], "value": top["metrics"][metric], "params": top["params"]}
+
+
+def best(records: Iterable[dict[str, Any]], metric: str, direction: str) -> dict[str, Any] | None:
+    """The best trial as run/report.py's ``best`` picks it (succeeded with a number; the first of
+    equals), in one pass: its ``ranked`` sorts every record, which for a listing is wasted."""
+    top, top_value = None, None
+    sign = 1 if direction == "maximize" else -1
+    for r in records:
+        v = (r.get("metrics") or {}).get(metric)
+        if r.get("state") != SUCCEEDED or not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
+            continue
+        if top_value is None or sign * v > sign * top_value:
+            top, top_value = r, v
+    return top
 
 
 def row(rec: dict[str, Any], metric: str | None) -> dict[str, Any]:
