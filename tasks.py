@@ -133,6 +133,19 @@ def image(c, grid, pull_secret=None, kubeconfig=None, namespace=None):
     call(cli.image, grid, Target(kubeconfig), pull_secret=pull_secret, namespace=namespace)
 
 
+@task(help={"host": "address to listen on (default 127.0.0.1; anything else needs --tokens)",
+            "port": "port to listen on (default 8080)", "tokens": "YAML file of the tokens that may call it",
+            "state": "where it remembers the sweeps it drives (default .kubesweep-serve)",
+            "jobs_dir": "default: jobs/", "results_dir": "default: results/", "kubeconfig": KUBECONFIG_HELP,
+            "tensorboard_image": "the TensorBoard image (default: built here and pushed to localhost:5000)"})
+def serve(c, host="127.0.0.1", port=8080, tokens=None, state=None, jobs_dir="jobs", results_dir="results",
+          kubeconfig=None, tensorboard_image=None):
+    """The HTTP API and live page (`kubesweep serve`): submit, follow, cancel and retry sweeps from a browser."""
+    call(cli.serve, Target(kubeconfig), Workspace(Path(jobs_dir), Path(results_dir)), host=host,
+         port=int(port), state=Path(state) if state else None, tokens=Path(tokens) if tokens else None,
+         tensorboard_image=tensorboard_image)
+
+
 @task(help={"registry": "where to push it (default localhost:5000, the local cluster's registry)"})
 def serve_image(c, registry="localhost:5000"):
     """Build and push the image of `kubesweep serve` in the cluster (this checkout with its serve extra on

@@ -225,6 +225,31 @@ def image(g: Globals, file: str, pull_secret: str | None) -> None:
     _exit(commands.image, file, g.target, pull_secret=pull_secret, namespace=g.namespace)
 
 
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--host", default="127.0.0.1", show_default=True, metavar="ADDR",
+              help="Address to listen on. Anything but loopback needs --tokens.")
+@click.option("--port", type=click.IntRange(min=1, max=65535), default=8080, show_default=True, metavar="PORT",
+              help="Port to listen on.")
+@click.option("--state", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Where the server remembers the sweeps it drives and the bodies submitted. "
+                   "Default: <project-dir>/.kubesweep-serve.")
+@click.option("--tokens", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="YAML file of the tokens that may call the server ({name, token, namespaces | admin: true}). "
+                   "Without it: loopback only, reading is open and one admin token is printed.")
+@click.option("--tensorboard-image", metavar="REF",
+              help="The TensorBoard image an experiment's TensorBoard runs. Default: build kubesweep/tensorboard "
+                   "here (tensorboard from PyPI) and push it to localhost:5000, as `kubesweep tensorboard` does.")
+@click.pass_obj
+def serve(g: Globals, host: str, port: int, state: Path | None, tokens: Path | None,
+          tensorboard_image: str | None) -> None:
+    """Serve the HTTP API and the live page: submit sweeps, follow their trials, read logs and
+    results, cancel and retry, from a browser or a script. The sweeps it runs go on without one."""
+    from kubesweep.cli import commands
+
+    _exit(commands.serve, g.target, g.where, host=host, port=port, state=state, tokens=tokens,
+          tensorboard_image=tensorboard_image)
+
+
 @main.group(context_settings=CONTEXT_SETTINGS)
 def cluster() -> None:
     """The local cluster from the repository's playbooks (needs root and a checkout of kubesweep)."""

@@ -292,3 +292,29 @@ def image(grid: str, target: Target = Target(), *, pull_secret: str | None = Non
     _say_built(sweeps.build_image(plan))
     if pull_secret:
         print(sweeps.make_pull_secret(plan, pull_secret, target))
+
+
+def serve(target: Target = Target(), where: Workspace = Workspace(), *, host: str = "127.0.0.1", port: int = 8080,
+          state: Path | None = None, tokens: Path | None = None, tensorboard_image: str | None = None) -> None:
+    """Check the options (a bad tokens file, or a non-loopback address without one, stops here
+    with nothing started), then run the server until Ctrl-C."""
+    from kubesweep.serve import auth
+    from kubesweep.serve.config import ServeConfig
+
+    if tokens is None and not auth.loopback(host):
+        raise KubesweepError(f"--host {host} is not a loopback address: anyone who reaches it could run sweeps; "
+                             "give --tokens FILE (see docs/serve.md), or listen on 127.0.0.1")
+    known = auth.load(tokens) if tokens is not None else auth.Tokens.generated()
+    cfg = ServeConfig(where, target, Path(state) if state else Path(where.jobs_dir).parent / ".kubesweep-serve",
+                      host, port, known, tensorboard_image)
+    import uvicorn
+
+    from kubesweep.serve.app import create_app
+
+    app = create_app(cfg)
+    shown = f"[{host}]" if ":" in host else host
+    if known.from_file:
+        print(f"kubesweep serve: http://{shown}:{port}/ (tokens from {tokens})", flush=True)
+    else:
+        print(f"kubesweep serve: http://{shown}:{port}/#token={known.entries[0].secret}", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
