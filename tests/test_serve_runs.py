@@ -374,3 +374,13 @@ def test_katib_and_wandb_bodies_are_detected_as_the_cli_does(tmp_path, fake):
     with client_for(cfg):
         assert wait_for(lambda: (state_of(cfg, "mnist-wandb") or {}).get("state") == "finished")
     assert fake.calls[-1]["plan"].image == "localhost:5000/kubesweep/mnist:1"
+
+
+def test_json_form_nan_is_a_field_error_not_a_crash(tmp_path, fake):
+    cfg = cfg_for(tmp_path)
+    with client_for(cfg) as client:
+        r = post(client, "/api/sweeps", b'{"name": "x", "image": "i", "parameters": {"lr": [NaN]}}',
+                 content_type="application/json")
+    assert r.status_code == 422 and r.json()["errors"] == [
+        {"field": "parameters.lr", "message": "NaN and Infinity are not values a trial can be given"}]
+    assert written(tmp_path) == [] and not fake.calls

@@ -110,7 +110,10 @@ def grid_from_form(form: Any) -> tuple[str, dict[int, str]]:
     lines: list[tuple[str, str]] = []  # (yaml line, form field)
 
     def put(key: str, value: Any, field: str, indent: str = "") -> None:
-        lines.append((f"{indent}{key}: {json.dumps(value, allow_nan=False)}", field))
+        try:
+            lines.append((f"{indent}{key}: {json.dumps(value, allow_nan=False)}", field))
+        except ValueError:  # json.loads reads NaN and Infinity; no sweep file can hold them
+            raise _field_error(field, "NaN and Infinity are not values a trial can be given") from None
 
     put("name", _check_name(form, "name"), "name")
     if form.get("namespace") is not None:

@@ -86,6 +86,7 @@ class Run:
     thread: threading.Thread | None = None
     stopping: bool = False      # the server is shutting down: leave it running, resume next start
     cancelling: bool = False    # cancelled through the API
+    ended: bool = False         # its end is recorded: the thread only tells the page now
     in_sweep: bool = False      # inside sweep.run: where an interrupt is Ctrl-C's (guarded by ``guard``)
     guard: threading.Lock = field(default_factory=threading.Lock)
     states: dict[str, str] = field(default_factory=dict)         # trial -> state
@@ -94,7 +95,8 @@ class Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        """Driven now: its thread runs and has not recorded its end (a retry may follow at once)."""
+        return self.thread is not None and self.thread.is_alive() and not self.ended
 
     def interrupt(self) -> None:
         """Raise KeyboardInterrupt in the sweep thread, as Ctrl-C does in the CLI's: sweep.run says
@@ -190,10 +192,11 @@ class Manager:
         running, and the next ``start`` resumes them."""
         self._stopped = True
         with self._lock:
-            runs = [r for r in self._runs.values() if r.alive()]
+            runs = [r for r in self._runs.values() if r.thread is not None and r.thread.is_alive()]
         for run in runs:
-            run.stopping = True
-            run.interrupt()
+            if not run.ended:
+                run.stopping = True
+                run.interrupt()
         deadline = time.monotonic() + STOP_WAIT_S
         for run in runs:
             assert run.thread is not None
@@ -387,6 +390,8 @@ class Manager:
         """The library call; an interrupt (stop, cancel) is delivered only while inside it."""
         try:
             with run.guard:
+                if run.cancelling or run.stopping:  # asked while the body was planned: not started at all
+                    raise KeyboardInterrupt
                 run.in_sweep = True
             return sweeps.run(plan, self.cfg.target, self.cfg.where, retry_failed=run.retry_failed,
                               hooks=self._hooks(run))
@@ -431,6 +436,7 @@ class Manager:
         finally:
             with run.lock:
                 run.rows.clear()
+            run.ended = True
             self._announce(run, state, message)
 
 
