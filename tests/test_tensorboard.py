@@ -334,3 +334,22 @@ def test_train_py_writes_an_event_file_of_its_curve_and_without_it_none(tmp_path
     assert sorted(scalars) == ["loss", "test_accuracy", "test_loss", "train_accuracy", "val_accuracy"]
     assert train.main(["1", "--no-tensorboard", "--output-dir", str(tmp_path / "n")]) == 0
     assert not list((tmp_path / "n").glob("events.*")) and (tmp_path / "n" / "metrics.json").is_file()
+
+
+def test_a_refusal_is_one_line_and_nothing_is_created(monkeypatch):
+    from kubernetes.client.exceptions import ApiException
+
+    sent = []
+
+    def request(c, method, path, **_):
+        sent.append((method, path))
+        exc = ApiException(status=403, reason="Forbidden")
+        exc.body = json.dumps({"kind": "Status", "message": 'deployments.apps "tensorboard-mnist" is forbidden: '
+                               'User "alice" cannot get resource "deployments" in API group "apps" in the namespace '
+                               '"team-a"', "reason": "Forbidden", "code": 403})
+        raise exc
+
+    monkeypatch.setattr(tb.kube, "request", request)
+    with pytest.raises(tb.TensorBoardError, match="alice may not get deployments") as err:
+        tb.ensure(None, "team-a", "mnist", image="i")
+    assert "\n" not in str(err.value) and sent == [("GET", "/apis/apps/v1/namespaces/team-a/deployments/tensorboard-mnist")]

@@ -173,8 +173,8 @@ def ensure(c: kube.Clients, namespace: str, experiment: str, *, image: str, shar
         raise TensorBoardError("no TensorBoard image given")
     dep, svc = deployment(namespace, experiment, image=image, share=share), service(namespace, experiment)
     name = dep["metadata"]["name"]
-    found = _get(c, "deployments", namespace, name)
     try:
+        found = _get(c, "deployments", namespace, name)
         if found is None:
             kube.request(c, "POST", kube.path("deployments", namespace), body=dep)
         else:
