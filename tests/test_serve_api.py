@@ -246,6 +246,47 @@ def test_any_results_path_stays_inside(tmp_path, parts):
     assert got is None or (got.is_file() and got.resolve().is_relative_to(root.resolve()))
 
 
+def test_trial_log_from_the_api_server(workspace, tmp_path):
+    """The log route reads the trial's newest pod's log through the client (a stand-in API server):
+    whole or followed, with tail; a trial whose pods are gone, and a refusal, say so."""
+    from .fakeapi import serve as fake_api
+
+    where, plans = workspace
+    trial = plans["mnist"].trials[0].name
+    pods = {"items": [{"metadata": {"name": "old-pod", "namespace": "team-a", "creationTimestamp": "2026-01-01T00:00:00Z"}},
+                      {"metadata": {"name": "new-pod", "namespace": "team-a", "creationTimestamp": "2026-01-02T00:00:00Z"}}]}
+    gone = plans["mnist"].trials[1].name
+
+    def answer(method: str, path: str, body):
+        if path.startswith("/api/v1/namespaces/team-a/pods?"):
+            return 200, pods if trial in path else {"items": []}
+        if path.startswith("/api/v1/namespaces/team-a/pods/new-pod/log?"):
+            return 200, b"epoch 1\nTest accuracy: 0.91\n"
+        return 404, {"kind": "Status", "code": 404, "message": "not found"}
+
+    kubeconfig = tmp_path / "kubeconfig"
+    with fake_api(answer, kubeconfig) as api:
+        cfg = ServeConfig(where, sweep.Target(str(kubeconfig)), tmp_path / "state", "127.0.0.1", 8080,
+                          auth.Tokens.generated())
+        with client(create_app(cfg, manager=Manager())) as c:
+            r = c.get(f"/api/experiments/mnist/trials/{trial}/log?tail=5")
+            assert r.status_code == 200 and r.text == "epoch 1\nTest accuracy: 0.91\n"
+            assert r.headers["content-type"].startswith("text/plain")
+            r = c.get(f"/api/experiments/mnist/trials/{trial}/log?follow=1")
+            assert r.status_code == 200 and r.text.endswith("Test accuracy: 0.91\n")
+            r = c.get(f"/api/experiments/mnist/trials/{gone}/log?follow=1")
+            assert r.status_code == 404 and f"no pod for trial {gone}" in r.json()["detail"]
+            assert c.get(f"/api/experiments/mnist/trials/{gone}/log").status_code == 404
+        logs = [p for m, p in api.requests if "/log?" in p]
+        assert len(logs) == 2 and all(p.startswith("/api/v1/namespaces/team-a/pods/new-pod/log?") for p in logs)
+        assert "tailLines=5" in logs[0] and "follow=true" in logs[1]
+        from urllib.parse import parse_qs, urlsplit
+
+        selectors = {parse_qs(urlsplit(p).query)["labelSelector"][0] for m, p in api.requests
+                     if p.startswith("/api/v1/namespaces/team-a/pods?")}
+        assert selectors == {f"kubesweep.io/trial={trial}", f"kubesweep.io/trial={gone}"}
+
+
 # --- access ---------------------------------------------------------------------------------------
 
 

@@ -182,6 +182,14 @@ def pod_log(c: Clients, namespace: str, pod: str, container: str, *, tail: int |
     return _text(resp.read())
 
 
+def pod_log_stream(c: Clients, namespace: str, pod: str, container: str, *, tail: int | None = None) -> Any:
+    """A container's log followed as it is written (``follow``): the open urllib3 response, whose
+    ``stream()`` ends when the container does; close it when done. No read timeout: a trial may
+    print nothing for a long while."""
+    query = {"container": container, "tailLines": tail, "follow": True}
+    return _call(c, "GET", path("pods", namespace, pod, "log"), query=query, timeout=(10, None), accept="*/*").response
+
+
 def _text(data: bytes | None) -> str:
     return data.decode("utf-8", "replace") if data else ""
 

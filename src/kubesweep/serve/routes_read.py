@@ -141,17 +141,14 @@ def _follow(c: Any, namespace: str | None, trial: str, tail: int | None) -> Iter
     """The log of the trial's newest pod, followed (the API server ends it when the container ends)."""
     from kubesweep.k8s import client as kube
     from kubesweep.plan import job as manifest
-    from kubesweep.run import lifecycle
 
-    lifecycle._check_name("trial", trial)
     pods = kube.request(c, "GET", kube.path("pods", namespace), query={"labelSelector": f"{manifest.L_TRIAL}={trial}"},
                         timeout=(10, 30)).get("items") or []
     if not pods:
         raise KubesweepError(f"no pod for trial {trial}" + (f" in namespace {namespace}" if namespace else "")
                              + " (finished Jobs may have been cleaned; see results/)")
     pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")["metadata"]
-    resp = c.core.read_namespaced_pod_log(pod["name"], pod["namespace"], container=manifest.CONTAINER, follow=True,
-                                          tail_lines=tail, _preload_content=False, _request_timeout=(10, None))
+    resp = kube.pod_log_stream(c, pod["namespace"], pod["name"], manifest.CONTAINER, tail=tail)
     yield b""
     try:
         for chunk in resp.stream(amt=4096, decode_content=True):
