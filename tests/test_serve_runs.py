@@ -53,8 +53,11 @@ class FakeRun:
         self.hold = threading.Event()
         self.started = threading.Event()
         self.error: BaseException | None = None
+        self.gate = threading.Event()  # cleared: the sweep waits before it does anything
+        self.gate.set()
 
     def __call__(self, plan, target, where, *, retry_failed=False, hooks=None, **kw):
+        self.gate.wait(10)
         self.calls.append({"plan": plan, "retry_failed": retry_failed, "where": where})
         exp = plan.experiment
         sweeps.render(plan, where.jobs_dir)  # what the real call writes first: jobs/<exp>/plan.json
@@ -154,8 +157,15 @@ def test_a_sweep_file_runs_in_a_thread_and_its_outcome_is_kept(tmp_path, fake, e
 def test_live_rows_while_a_trial_runs_and_409_while_driven(tmp_path, fake):
     cfg = cfg_for(tmp_path)
     fake.hold.set()
+    fake.gate.clear()
     with client_for(cfg) as client:
         assert post(client, "/api/sweeps", GRID.encode()).status_code == 201
+        # listed at once, before the sweep thread has written anything
+        listed = client.get("/api/experiments/demo", headers={"authorization": f"Bearer {ADMIN}"})
+        assert listed.status_code == 200 and listed.json()["total"] == 6 and listed.json()["driven"] is True
+        index = json.loads((cfg.where.jobs_dir / "demo" / sweeps.PLAN_FILE).read_text())
+        assert index["source"]["path"] == str(cfg.state_dir / "submissions" / "demo.yaml")
+        fake.gate.set()
         assert fake.started.wait(10)
         manager = client.app.state.manager
         assert manager.driven() == {"demo"}

@@ -24,7 +24,7 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -222,6 +222,11 @@ class Manager:
                                   "or wait for it to end")
                 saved = self.submissions / f"{exp.name}.yaml"
                 os.replace(incoming, saved)
+                if not (Path(self.cfg.where.jobs_dir) / exp.name / sweeps.PLAN_FILE).exists():
+                    # a new experiment is listed at once, not when its thread has planned it; an
+                    # existing plan.json stays (an adaptive search's asked trials are in it)
+                    plan.source = replace(plan.source, path=str(saved))
+                    sweeps.render(plan, self.cfg.where.jobs_dir)
                 run = Run(exp.name, exp.namespace, saved, image=image, submitted_by=caller.name)
                 self._launch(run, None)
         finally:
