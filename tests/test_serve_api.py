@@ -5,6 +5,7 @@ server drives is a small double at its boundary (start/stop/live/driven)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -533,3 +534,75 @@ def test_slow_subscriber_is_dropped():
     seen, kept, dropped = asyncio.run(main())
     assert [d["i"] for _, d in seen] == list(range(8))  # the one that keeps up gets every event
     assert [d["i"] for _, d in kept] == list(range(5)) and dropped == 1  # the other: what it had, then its end
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.count, self.lock = 0, threading.Lock()
+
+    def add(self) -> None:
+        with self.lock:
+            self.count += 1
+
+
+def test_a_followed_log_streams_as_written_and_lets_go_when_the_reader_leaves(workspace, tmp_path, serve):
+    """follow=1 against an API server that writes a line, then holds the log open (a trial running
+    quietly): the line arrives at once; more follows than the server's thread pool leave the other
+    routes answering; each reader leaving closes its connection to the API server."""
+    from .fakeapi import write_kubeconfig
+
+    where, plans = workspace
+    trial = plans["mnist"].trials[0].name
+    closed = Counter()
+    listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+
+    def api() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            target = head.split(b" ", 2)[1].decode()
+            if "/log?" not in target:
+                body = json.dumps({"items": [{"metadata": {"name": "p", "namespace": "team-a"}}]}).encode()
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+                return
+            assert "follow=true" in target
+            line = b"epoch 1 loss 0.5\n"
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         + f"{len(line):x}".encode() + b"\r\n" + line + b"\r\n")
+            conn.settimeout(30)
+            try:
+                if conn.recv(1) == b"":  # nothing more is written: wait for the reader to go
+                    closed.add()
+            except OSError:
+                closed.add()
+
+    threading.Thread(target=api, daemon=True).start()
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    cfg = ServeConfig(where, sweep.Target(str(kubeconfig)), tmp_path / "state", "127.0.0.1", 8080,
+                      auth.Tokens.generated())
+    url = serve(create_app(cfg, manager=Manager()))
+    follows = 45  # more than the server's thread pool (40): a follow must not hold one of its workers
+    try:
+        with contextlib.ExitStack() as stack:
+            c = stack.enter_context(httpx.Client(timeout=10, limits=httpx.Limits(max_connections=follows + 5)))
+            for _ in range(follows):
+                r = stack.enter_context(c.stream("GET", f"{url}/api/experiments/mnist/trials/{trial}/log?follow=1"))
+                assert r.status_code == 200
+                chunks = r.iter_text()  # kept open: an iterator let go closes its response
+                stack.callback(chunks.close)
+                assert next(chunks) == "epoch 1 loss 0.5\n"
+            assert httpx.get(f"{url}/api/experiments/mnist", timeout=10).status_code == 200
+            assert closed.count == 0
+        wait_for(lambda: closed.count == follows, 10)  # each connection to the API server closed with its reader
+    finally:
+        listener.close()

@@ -11,7 +11,7 @@ import asyncio
 import mimetypes
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -124,21 +124,16 @@ def trial_log(name: str, trial: str, request: Request, follow: bool = False,
             from kubesweep.run import lifecycle
 
             return Response(lifecycle.logs(c, trial, tail, namespace), media_type="text/plain; charset=utf-8")
-        stream = _follow(c, namespace, trial, tail)
-        first = next(stream, b"")  # errors (no pod, no permission) are answered here, before the 200
+        resp = _follow(c, namespace, trial, tail)  # errors (no pod, no permission) are answered here, before the 200
     except Exception as exc:  # noqa: BLE001 - sorted by _cluster_error, the rest raised again
         raise _cluster_error(exc) from None
-
-    def rest() -> Iterator[bytes]:
-        yield first
-        yield from stream
-
-    return StreamingResponse(rest(), media_type="text/plain; charset=utf-8",
+    return StreamingResponse(_relay(resp), media_type="text/plain; charset=utf-8",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def _follow(c: Any, namespace: str | None, trial: str, tail: int | None) -> Iterator[bytes]:
-    """The log of the trial's newest pod, followed (the API server ends it when the container ends)."""
+def _follow(c: Any, namespace: str | None, trial: str, tail: int | None) -> Any:
+    """The followed log of the trial's newest pod: the open response (the API server ends it when
+    the container ends)."""
     from kubesweep.k8s import client as kube
     from kubesweep.plan import job as manifest
 
@@ -148,13 +143,68 @@ def _follow(c: Any, namespace: str | None, trial: str, tail: int | None) -> Iter
         raise KubesweepError(f"no pod for trial {trial}" + (f" in namespace {namespace}" if namespace else "")
                              + " (finished Jobs may have been cleaned; see results/)")
     pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")["metadata"]
-    resp = kube.pod_log_stream(c, pod["namespace"], pod["name"], manifest.CONTAINER, tail=tail)
-    yield b""
+    return kube.pod_log_stream(c, pod["namespace"], pod["name"], manifest.CONTAINER, tail=tail)
+
+
+#: Chunks of a followed log held for a reader that is slower than the trial writes.
+LOG_CHUNKS = 64
+
+
+async def _relay(resp: Any) -> Any:
+    """The chunks of a followed log, read by a thread of its own (a follow lasts as long as the
+    trial: the server's thread pool, which the other routes need, is not held by it). When the
+    reader leaves, the connection to the API server is shut, which ends the thread's read at once."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(LOG_CHUNKS)
+    gone = threading.Event()
+
+    def hand(item: bytes | None) -> None:
+        try:
+            put = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        except RuntimeError:  # the event loop stopped
+            return
+        while True:
+            try:
+                put.result(timeout=1)
+                return
+            except TimeoutError:  # the queue is full: the reader is slow, or gone
+                if gone.is_set():
+                    put.cancel()
+                    return
+            except Exception:  # noqa: BLE001 - cancelled with the loop
+                return
+
+    def pump() -> None:
+        try:
+            for chunk in resp.stream(amt=4096, decode_content=True):
+                if gone.is_set():
+                    break
+                hand(chunk)
+        except Exception:  # noqa: BLE001 - shut by the reader leaving, or the API server going: the stream ends
+            pass
+        finally:
+            hand(None)
+
+    threading.Thread(target=pump, name="log-follow", daemon=True).start()
     try:
-        for chunk in resp.stream(amt=4096, decode_content=True):
+        while (chunk := await queue.get()) is not None:
             yield chunk
     finally:
-        resp.close()
+        gone.set()
+        _shut(resp)
+
+
+def _shut(resp: Any) -> None:
+    """Shut the response's socket, so that a thread blocked reading it returns, then close it."""
+    import socket
+
+    sock = getattr(getattr(resp, "connection", None), "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    resp.close()
 
 
 def _results(s: Store, name: str) -> Path:
