@@ -409,6 +409,11 @@ def test_serve_command_refuses_a_public_address_without_tokens(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stdout == ""
     assert len(r.stderr.splitlines()) == 1 and "--tokens" in r.stderr and "0.0.0.0" in r.stderr
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        r = subprocess.run([sys.executable, "-m", "kubesweep", "--project-dir", str(tmp_path), "serve", "--port",
+                            str(taken.getsockname()[1])], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == "" and len(r.stderr.splitlines()) == 1
+    assert "cannot listen on 127.0.0.1:" in r.stderr and "in use" in r.stderr
     bad = tmp_path / "tokens.yaml"
     bad.write_text("tokens:\n  - {name: a, token: x, admin: true}\n")
     r = subprocess.run([sys.executable, "-m", "kubesweep", "serve", "--tokens", str(bad)],

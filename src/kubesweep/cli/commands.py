@@ -296,8 +296,8 @@ def image(grid: str, target: Target = Target(), *, pull_secret: str | None = Non
 
 def serve(target: Target = Target(), where: Workspace = Workspace(), *, host: str = "127.0.0.1", port: int = 8080,
           state: Path | None = None, tokens: Path | None = None, tensorboard_image: str | None = None) -> None:
-    """Check the options (a bad tokens file, or a non-loopback address without one, stops here
-    with nothing started), then run the server until Ctrl-C."""
+    """Check the options (a bad tokens file, a non-loopback address without one, or a port in use
+    stops here with nothing started), then run the server until Ctrl-C (exit 0)."""
     from kubesweep.serve import auth
     from kubesweep.serve.config import ServeConfig
 
@@ -307,14 +307,24 @@ def serve(target: Target = Target(), where: Workspace = Workspace(), *, host: st
     known = auth.load(tokens) if tokens is not None else auth.Tokens.generated()
     cfg = ServeConfig(where, target, Path(state) if state else Path(where.jobs_dir).parent / ".kubesweep-serve",
                       host, port, known, tensorboard_image)
+    import socket
+
     import uvicorn
 
     from kubesweep.serve.app import create_app
 
+    try:  # bound here, so that a port in use is one line (exit 2) before anything starts
+        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        raise KubesweepError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     app = create_app(cfg)
     shown = f"[{host}]" if ":" in host else host
     if known.from_file:
         print(f"kubesweep serve: http://{shown}:{port}/ (tokens from {tokens})", flush=True)
     else:
         print(f"kubesweep serve: http://{shown}:{port}/#token={known.entries[0].secret}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    with sock:
+        try:
+            uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)).run(sockets=[sock])
+        except KeyboardInterrupt:  # Ctrl-C is how a server is stopped: its sweeps' trials go on, resumed at the next start
+            pass
