@@ -95,7 +95,7 @@ def workspace(tmp_path: Path, grid: Path = GRID) -> tuple[sweep.Plan, list[dict[
     return plan, recs
 
 
-EVIL = '<img src=x id=pwned>"&'
+EVIL = '<a href="https://x.test/">a</a><b>b</b><img src=x id=pwned>"&amp;&'  # markup the page and plotly would draw
 
 
 def rows_js(table: str) -> str:
@@ -186,6 +186,10 @@ def test_the_page_shows_experiments_trials_and_plots_from_a_real_server(tmp_path
         assert figs["plot-parallel"]["dims"] == ["epochs", "optimizer", "dropout", "Test accuracy"]
         assert figs["plot-parallel"]["points"] == figs["dropout"]["points"] == with_metric
         assert figs["plot-curves"]["traces"] == 2  # every curve in one trace, and the best trial's
+        ticks = tab.evaluate("Array.from(document.querySelectorAll('[data-param=optimizer] .xtick text'))"
+                             ".map(t => t.textContent)")
+        assert EVIL in ticks, ticks  # text, not markup (plotly draws <a href>, <b>, <br> of its text)
+        assert tab.evaluate("document.querySelectorAll('#view-exp a[href^=\"https\"], #view-exp b, #pwned').length") == 0
         curve_points = tab.evaluate("document.getElementById('plot-curves').data[0].x.filter(x => x !== null).length")
         assert curve_points == sum(len(r["curves"].get("Test accuracy", [])) for r in recs)
 
@@ -214,3 +218,98 @@ def test_static_files_are_the_packaged_ones_cached_and_nothing_else(tmp_path):
         assert plain.content == (page.STATIC / "app.js").read_bytes()
         for bad in ("/static/index.html.bak", "/static/..%2Fpage.py", "/static/%2E%2E/page.py", "/static/"):
             assert http.get(bad).status_code == 404, bad
+
+
+LOUD_SLEEPER = """\
+name: {name}
+image: {trainer}
+command: [python3, -c, "import time, sys; print('trial', sys.argv[2], 'started', flush=True); time.sleep(float(sys.argv[1])); print('score=' + sys.argv[2])", "${{sleep}}", "${{i}}"]
+parameters:
+  sleep: [300]
+  i: {{min: 1, max: 4}}
+batchSize: 2
+objective: {{metric: score}}
+resources: {{cpu: 100m, memory: 64Mi}}
+"""
+
+
+@pytest.fixture
+def trainer(local_cluster):
+    from kubesweep.local import image
+
+    return image.ensure(GRID.parent, "kubesweep/mnist", build_args={"BASE": "kubesweep/python-base:bookworm"}).reference
+
+
+@pytest.mark.cluster
+def test_the_page_follows_a_real_sweep_and_its_cancel_button_deletes_the_jobs(tmp_path, local_cluster, api, trainer,
+                                                                              browser_exe):
+    import secrets
+
+    import httpx
+
+    from kubesweep.k8s import client as kube
+    from kubesweep.plan import job as manifest
+    from kubesweep.run import lifecycle
+    from kubesweep.serve import auth
+
+    name = f"serve-page-{secrets.token_hex(3)}"
+    token = "serve-page-" + secrets.token_urlsafe(16)
+    tokens = auth.Tokens((auth.Token("admin", token, None),), from_file=True)  # every GET needs it too
+    selector = f"{manifest.L_EXPERIMENT}={name}"
+
+    def jobs() -> list[Any]:
+        return api["batch"].list_namespaced_job("default", label_selector=selector).items
+
+    project = tmp_path / "project"
+    project.mkdir()
+    target = sweep.Target(kubeconfig=str(local_cluster["kubeconfig"]))
+    try:
+        with serving(project, target, tokens=tokens) as (base, app), headless.Tab(browser_exe) as tab:
+            made = httpx.post(f"{base}/api/sweeps", content=LOUD_SLEEPER.format(name=name, trainer=trainer).encode(),
+                              headers={"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"},
+                              timeout=120)
+            assert made.status_code == 201, made.text
+            tab.open(f"{base}/#token={token}")
+            tab.wait(f"!!document.querySelector('#experiments tbody tr[data-experiment={json.dumps(name)}]')")
+            tab.evaluate(f"location.hash = '#/e/{name}'")
+            # the page shows the two trials of the first batch running, on a node, from live events
+            running = tab.wait(f"""(() => {{ const r = {rows_js('#trials')}.filter(r => r[1] === 'running' && r[2]);
+                                   return r.length === 2 && r; }})()""", timeout=240)
+            assert {r[0] for r in running} == {j.metadata.name for j in jobs()}
+            assert tab.evaluate("document.getElementById('exp-driven').hidden") is False
+            assert tab.evaluate("document.getElementById('live').textContent") == "live"
+
+            # a running trial's log, followed as it is written
+            trial = sorted(r[0] for r in running)[0]
+            tab.click(f"#trials a[href$={json.dumps('/t/' + trial)}]")
+            tab.wait("document.getElementById('log').textContent.includes(' started')", timeout=60)
+            assert tab.evaluate("document.getElementById('log-state').textContent") == "following"
+
+            # Cancel: the first click asks, the second posts with the token
+            tab.evaluate(f"location.hash = '#/e/{name}'")
+            tab.wait("!document.getElementById('view-exp').hidden && !document.getElementById('btn-cancel').disabled")
+            tab.click("#btn-cancel")
+            assert "?" in tab.evaluate("document.getElementById('btn-cancel').textContent")
+            assert jobs(), "the first click cancelled already"
+            tab.click("#btn-cancel")
+            said = tab.wait("(() => { const m = document.getElementById('msg'); return !m.hidden && m.textContent; })()",
+                            timeout=120)
+            assert "2 unfinished trials cancelled" in said, said
+            deadline = time.monotonic() + 120
+            while jobs():  # the unfinished Jobs are gone from the cluster
+                assert time.monotonic() < deadline, [j.metadata.name for j in jobs()]
+                time.sleep(1)
+            shown = tab.wait(f"""(() => {{ const r = {rows_js('#trials')};
+                                 return r.filter(r => r[1] === 'cancelled').length === 2 && r; }})()""", timeout=120)
+            assert sorted(r[1] for r in shown) == ["cancelled", "cancelled", "pending", "pending"], shown
+            tab.wait("document.getElementById('exp-driven').hidden", timeout=60)  # the sweep thread stopped
+            requests, errors = tab.requests, tab.errors
+            (post,) = [e["params"]["request"] for e in tab.pipe.events if e.get("method") == "Network.requestWillBeSent"
+                       and e["params"]["request"]["url"].endswith("/cancel")]
+        assert post["method"] == "POST" and post["headers"]["Authorization"] == f"Bearer {token}"
+        assert "Cookie" not in post["headers"]
+        assert all(u.startswith(base + "/") for u in requests), requests
+        assert f"{base}/api/experiments/{name}/cancel" in requests
+        assert errors == [], errors
+    finally:
+        lifecycle.clean(kube.clients(str(local_cluster["kubeconfig"])), name, namespace="default")

@@ -480,9 +480,12 @@
   function purge(div) { if (window.Plotly && div) window.Plotly.purge(div); if (div) div.textContent = ''; }
   function note(div, text) { purge(div); div.append(el('p', 'empty', text)); }
 
-  const CONFIG = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ['sendDataToCloud']};
+  const CONFIG = {displaylogo: false, responsive: true, displayModeBar: 'hover', modeBarButtonsToRemove: ['sendDataToCloud']};
   const MARGIN = {l: 60, r: 20, t: 40, b: 50};
 
+  // plotly draws its text (titles, ticks, hover labels) from a subset of HTML: user text goes in
+  // with its markup characters as entities, which plotly shows as the characters themselves
+  function pt(v) { return String(v).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;'); }
   function numeric(values) { return values.every((v) => typeof v === 'number' && Number.isFinite(v)); }
   function logScale(values) {
     if (!numeric(values) || !values.every((v) => v > 0)) return false;
@@ -504,7 +507,7 @@
     const done = Array.from(exp.rows.values()).filter((r) => typeof r.metric === 'number' && Number.isFinite(r.metric));
     done.sort((a, b) => collator.compare(a.name, b.name));
     const ys = done.map((r) => r.metric);
-    const names = done.map((r) => r.name);
+    const names = done.map((r) => pt(r.name));
 
     // parallel coordinates: each parameter, then the metric
     const par = $('plot-parallel');
@@ -517,17 +520,17 @@
           if (logScale(vals)) {
             const lo = Math.floor(Math.log10(Math.min(...vals))), hi = Math.ceil(Math.log10(Math.max(...vals)));
             const ticks = []; for (let e = lo; e <= hi; e++) ticks.push(e);
-            return {label: p, values: vals.map(Math.log10), range: [lo, hi], tickvals: ticks, ticktext: ticks.map((e) => '1e' + e)};
+            return {label: pt(p), values: vals.map(Math.log10), range: [lo, hi], tickvals: ticks, ticktext: ticks.map((e) => '1e' + e)};
           }
-          return {label: p, values: vals};
+          return {label: pt(p), values: vals};
         }
         const cats = Array.from(new Set(vals.map(fmtParam))).sort(collator.compare);
-        return {label: p, values: vals.map((v) => cats.indexOf(fmtParam(v))), tickvals: cats.map((_, i) => i), ticktext: cats};
+        return {label: pt(p), values: vals.map((v) => cats.indexOf(fmtParam(v))), tickvals: cats.map((_, i) => i), ticktext: cats.map(pt)};
       });
-      dims.push({label: metric, values: ys});
+      dims.push({label: pt(metric), values: ys});
       await Plotly.react(par, [{type: 'parcoords', dimensions: dims,
-        line: {color: ys, colorscale, reversescale: reverse, showscale: true, colorbar: {title: {text: metric}}}}],
-      {title: {text: 'Parameters → ' + metric}, margin: {l: 60, r: 80, t: 70, b: 30}}, CONFIG);
+        line: {color: ys, colorscale, reversescale: reverse, showscale: true, colorbar: {title: {text: pt(metric)}}}}],
+      {title: {text: 'Parameters → ' + pt(metric), y: 0.98}, margin: {l: 60, r: 80, t: 100, b: 30}}, CONFIG);
     }
 
     const t2 = performance.now();
@@ -544,12 +547,12 @@
       const xs = done.map((r) => (r.params || {})[p]);
       const num = numeric(xs);
       await Plotly.react(div, [{type: done.length > 1000 ? 'scattergl' : 'scatter', mode: 'markers',
-        x: num ? xs : xs.map(fmtParam), y: ys, text: names,
-        hovertemplate: '%{text}<br>' + p.replace(/%/g, '%%') + ' = %{x}<br>' + metric.replace(/%/g, '%%') + ' = %{y}<extra></extra>',
+        x: num ? xs : xs.map((v) => pt(fmtParam(v))), y: ys, text: names,
+        hovertemplate: '%{text}<br>' + pt(p).replace(/%/g, '%%') + ' = %{x}<br>' + pt(metric).replace(/%/g, '%%') + ' = %{y}<extra></extra>',
         marker: {color: ys, colorscale, reversescale: reverse, size: 7, opacity: 0.8}}],
-      {title: {text: metric + ' against ' + p}, margin: MARGIN,
-        xaxis: {title: {text: p}, type: num ? (logScale(xs) ? 'log' : 'linear') : 'category'},
-        yaxis: {title: {text: metric}}}, CONFIG);
+      {margin: {l: 60, r: 20, t: 30, b: 50},  // the axes' titles say what it is
+        xaxis: {title: {text: pt(p)}, type: num ? (logScale(xs) ? 'log' : 'linear') : 'category'},
+        yaxis: {title: {text: pt(metric)}}}, CONFIG);
     }
 
     const t3 = performance.now();
@@ -573,7 +576,8 @@
       if (cur.firstChild && cur.firstChild.className === 'empty') cur.textContent = '';
       const x = [], y = [], text = [];
       for (const k of keys) {
-        for (const [s, v] of exp.curves[k]) { x.push(s); y.push(v); text.push(k); }
+        const label = pt(k);
+        for (const [s, v] of exp.curves[k]) { x.push(s); y.push(v); text.push(label); }
         x.push(null); y.push(null); text.push('');
       }
       const traces = [{type: keys.length > 200 ? 'scattergl' : 'scatter', mode: 'lines', name: 'trials', x, y, text,
@@ -581,11 +585,11 @@
         hovertemplate: '%{text}<br>step %{x}: %{y}<extra></extra>'}];
       const best = sum.best && exp.curves[sum.best.trial];
       if (best && best.length) {
-        traces.push({type: 'scatter', mode: 'lines', name: 'best: ' + sum.best.trial, x: best.map((p) => p[0]),
+        traces.push({type: 'scatter', mode: 'lines', name: 'best: ' + pt(sum.best.trial), x: best.map((p) => p[0]),
           y: best.map((p) => p[1]), line: {width: 3, color: '#cf222e'}});
       }
-      await Plotly.react(cur, traces, {title: {text: 'Learning curves: ' + metric}, margin: MARGIN,
-        xaxis: {title: {text: 'step'}}, yaxis: {title: {text: metric}}, showlegend: true,
+      await Plotly.react(cur, traces, {title: {text: 'Learning curves: ' + pt(metric)}, margin: MARGIN,
+        xaxis: {title: {text: 'step'}}, yaxis: {title: {text: pt(metric)}}, showlegend: true,
         legend: {orientation: 'h', y: -0.2}}, CONFIG);
     }
     performance.measure('kubesweep:curves', {start: t3, end: performance.now()});
@@ -649,8 +653,11 @@
     show('view-log');
     crumbs([[name, '#/e/' + enc(name)], [trial, null]]);
     follow(name);
-    onEvent = () => {};
-    onResync = () => {};
+    if (exp.name !== name) {  // else the experiment's rows stay live for the way back
+      exp.name = null;
+      onEvent = () => {};
+      onResync = () => {};
+    }
     setText($('log-title'), trial);
     const pre = $('log');
     pre.textContent = '';
