@@ -193,6 +193,12 @@ def test_the_page_shows_experiments_trials_and_plots_from_a_real_server(tmp_path
         curve_points = tab.evaluate("document.getElementById('plot-curves').data[0].x.filter(x => x !== null).length")
         assert curve_points == sum(len(r["curves"].get("Test accuracy", [])) for r in recs)
 
+        # the plots follow the sweep: a progress event reaches the learning curves and the scatters
+        app.state.broker.publish("progress", {"experiment": name, "trial": pending.name, "metric": "Test accuracy",
+                                              "value": 0.7777, "step": 4})
+        tab.wait("document.getElementById('plot-curves').data[0].y.includes(0.7777)"
+                 " && document.querySelector('[data-param=dropout]').data[0].y.includes(0.7777)", timeout=20)
+
         requests = tab.requests
         assert tab.errors == []
     assert f"{base}/static/plotly.min.js" in requests

@@ -218,7 +218,7 @@
   const exp = {
     name: null, summary: null, rows: new Map(), trs: new Map(), order: [], columns: [],
     sort: {key: 'name', dir: 1}, filter: '', dirty: new Set(), reorder: false, flushTimer: null,
-    curves: {}, curvesAt: 0, curvesStale: true, plotsDirty: true, plotTimer: null, plotsShown: false,
+    curves: {}, curvesAt: 0, curvesStale: true, plotsDirty: true, plotTimer: null, plotsShown: false, plotMs: 0,
     tab: 'trials', cancelArmed: null,
   };
 
@@ -364,10 +364,14 @@
   function schedulePlots() {
     exp.plotsDirty = true;
     if (exp.tab !== 'plots' || exp.plotTimer !== null) return;
-    exp.plotTimer = setTimeout(() => { exp.plotTimer = null; drawPlots().catch(fail); }, PLOT_FLUSH_MS);
+    // at most every two seconds, and never more than a fifth of the time drawing (a slow machine)
+    exp.plotTimer = setTimeout(() => { exp.plotTimer = null; drawPlots().catch(fail); },
+                               Math.max(PLOT_FLUSH_MS, 4 * exp.plotMs));
   }
 
-  function applyEvent(kind, data) {
+  // ``early``: an event sent while the experiment was being read, which the read may already be
+  // newer than: it does not take a finished trial back to running
+  function applyEvent(kind, data, early) {
     if (kind === 'experiment') {
       if (data.name !== exp.name) return;
       exp.summary = Object.assign({}, exp.summary, data);
@@ -377,6 +381,7 @@
     if (data.experiment !== exp.name) return;
     if (kind === 'trial') {
       const old = exp.rows.get(data.name) || {};
+      if (early && FINAL.has(old.state) && !FINAL.has(data.state)) return;
       const row = Object.assign({}, old, data);
       if (row.metric === null && old.metric !== undefined && old.metric !== null && !FINAL.has(row.state)) row.metric = old.metric;
       exp.rows.set(row.name, row);
@@ -441,9 +446,14 @@
       onEvent = (kind, data) => early.push([kind, data]);
       onResync = () => loadExperiment(name).catch(fail);
       follow(name);
-      await loadExperiment(name);
+      try {
+        await loadExperiment(name);
+      } catch (err) {
+        if (exp.name === name) exp.name = null;  // read again when asked again
+        throw err;
+      }
       if (exp.name !== name) return;
-      for (const [kind, data] of early) applyEvent(kind, data);
+      for (const [kind, data] of early) applyEvent(kind, data, true);
       onEvent = applyEvent;
       mark('table');
       // plotly.js (4.8 MB) is read while the user looks at the table, not when Plots is clicked
@@ -593,6 +603,7 @@
         legend: {orientation: 'h', y: -0.2}}, CONFIG);
     }
     performance.measure('kubesweep:curves', {start: t3, end: performance.now()});
+    exp.plotMs = performance.now() - t1;
     exp.plotsShown = true;
   }
 
