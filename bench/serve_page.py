@@ -41,7 +41,11 @@ SORT = """(() => { const t = performance.now(); document.querySelector('#trials 
   return performance.now() - t; })()"""
 
 
-def measure(exe: str, url: str, mark: str, trials: int, sort: bool) -> tuple[float, float | None]:
+PARTS = {"plotly-load": "  of which: plotly.js fetched and run", "parallel": "  of which: parallel coordinates",
+         "scatter": "  of which: metric against each parameter", "curves": "  of which: learning curves (+ GET /curves)"}
+
+
+def measure(exe: str, url: str, mark: str, trials: int, sort: bool) -> tuple[float, float | None, dict[str, float]]:
     with headless.Tab(exe) as tab:
         tab.open(url)
         tab.wait(f"window.kubesweepRendered && window.kubesweepRendered.{mark}", timeout=120)
@@ -49,16 +53,18 @@ def measure(exe: str, url: str, mark: str, trials: int, sort: bool) -> tuple[flo
         assert rows == trials, f"{rows} rows on the page, {trials} trials"
         took = tab.evaluate(f"performance.getEntriesByName('kubesweep:{mark}')[0].startTime")
         sorted_ms = tab.evaluate(SORT) if sort else None
+        parts = dict(tab.evaluate("performance.getEntriesByType('measure').filter(m => m.name.startsWith('kubesweep:'))"
+                                  ".map(m => [m.name.slice(10), m.duration])"))
         if tab.errors:
             raise SystemExit(f"the page logged errors: {tab.errors}")
-    return took, sorted_ms
+    return took, sorted_ms, parts
 
 
 def main() -> None:
     import httpx
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=2000, help="trials in the experiment (a multiple of 30)")
+    ap.add_argument("--trials", type=int, default=2000, help="trials in the experiment (as bench/serve.py plans them)")
     ap.add_argument("--reps", type=int, default=5, help="page loads per measure (each a fresh browser)")
     args = ap.parse_args()
     exe = headless.browser()
@@ -84,24 +90,29 @@ def main() -> None:
                     if server.poll() is not None or time.monotonic() > deadline:
                         raise SystemExit(f"the server did not start:\n{server.stdout.read() if server.stdout else ''}")
                     time.sleep(0.1)
-                c.get(f"/api/experiments/{NAME}")  # the server's cache filled, as on a page already visited
+                total = c.get(f"/api/experiments/{NAME}").json()["total"]  # (the server's cache filled)
             table, sort, plots = [], [], []
+            parts: dict[str, list[float]] = {k: [] for k in PARTS}
             for _ in range(args.reps):
-                t, s = measure(exe, f"{base}/#/e/{NAME}", "table", args.trials, sort=True)
+                t, s, _ = measure(exe, f"{base}/#/e/{NAME}", "table", total, sort=True)
                 table.append(t)
                 sort.append(s)
-                plots.append(measure(exe, f"{base}/#/e/{NAME}/plots", "plots", args.trials, sort=False)[0])
+                p, _, drawn = measure(exe, f"{base}/#/e/{NAME}/plots", "plots", total, sort=False)
+                plots.append(p)
+                for k in PARTS:
+                    parts[k].append(drawn[k])
         finally:
             server.send_signal(signal.SIGINT)
             try:
                 server.wait(15)
             except subprocess.TimeoutExpired:
                 server.kill()
-    print(f"\n{args.trials:,} trials, {args.reps} loads each, a fresh browser profile per load (ms from navigation start)\n")
+    print(f"\n{total:,} trials, {args.reps} loads each, a fresh browser profile per load (ms from navigation start)\n")
     print("| measure | median | min | max |")
     print("|---|---|---|---|")
     for what, vals in (("trials table rendered", table), ("plots drawn (plotly.js loaded)", plots),
-                       (f"sort {args.trials:,} rows by the metric (click)", sort)):
+                       *((PARTS[k], parts[k]) for k in PARTS),
+                       (f"sort {total:,} rows by the metric (click)", sort)):
         print(f"| {what} | {statistics.median(vals):.0f} | {min(vals):.0f} | {max(vals):.0f} |")
 
 
