@@ -1,0 +1,182 @@
+"""kubesweep serve inside the cluster (marker: cluster): the image of this tree built and pushed
+(`invoke serve-image`'s library step), playbooks/serve.yml installs it in a namespace of its own,
+the Deployment becomes available, /api/health answers through a port-forward of the Service and
+the API asks for the tokens of the Secret, the pod runs as non-root, its ServiceAccount may run
+sweeps in its namespace and nowhere else, its state volume outlives the pod, and a rerun of the
+playbook changes nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from .conftest import INVENTORY
+
+pytestmark = pytest.mark.cluster
+
+NAMESPACE = "kubesweep-serve-test"
+NAME = "kubesweep-serve"
+TOKEN = "ops-" + "0123456789abcdef" * 2
+SETTINGS = {"kubesweep_serve_enabled": True, "kubesweep_serve_namespace": NAMESPACE,
+            "kubesweep_serve_tokens": [{"name": "ops", "token": TOKEN, "admin": True}]}
+
+
+def _play(kubeconfig, image: str, **settings):
+    from kubesweep.local import cluster
+
+    return cluster.playbook(INVENTORY, "playbooks/serve.yml",
+                            extra=["-e", json.dumps({**SETTINGS, "kubesweep_serve_image": image, **settings})], echo=False)
+
+
+def _kubectl(kubeconfig, *args: str, timeout: int = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "-n", NAMESPACE, *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def installed(local_cluster, api):
+    from kubernetes.client.exceptions import ApiException
+
+    from kubesweep.local import serve_image
+
+    image = serve_image.ensure().reference
+    deadline = time.monotonic() + 120  # an earlier run's namespace may still be going away
+    while time.monotonic() < deadline and NAMESPACE in [n.metadata.name for n in api["core"].list_namespace().items]:
+        time.sleep(2)
+    first = _play(local_cluster["kubeconfig"], image)
+    try:
+        assert first.ok, first.output[-4000:]
+        yield {"image": image, "first": first, "kubeconfig": local_cluster["kubeconfig"]}
+    finally:
+        try:
+            api["core"].delete_namespace(NAMESPACE)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def _get(port: int, path: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_the_playbook_installs_an_available_server_that_answers_through_its_service(installed, api):
+    assert installed["first"].recap, installed["first"].output[-2000:]
+    assert any(r["changed"] > 0 for r in installed["first"].recap.values())
+    deployment = api["apps"].read_namespaced_deployment(NAME, NAMESPACE)
+    available = [c for c in deployment.status.conditions if c.type == "Available"]
+    assert available and available[0].status == "True"
+    assert deployment.spec.template.spec.containers[0].image == installed["image"]
+    forward = subprocess.Popen(["kubectl", "--kubeconfig", str(installed["kubeconfig"]), "-n", NAMESPACE,
+                                "port-forward", f"service/{NAME}", ":8080"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = forward.stdout.readline()
+        match = re.search(r"127\.0\.0\.1:(\d+) ->", line)
+        assert match, line
+        port = int(match.group(1))
+        assert _get(port, "/api/health") == (200, b'{"ok":true}')
+        # the tokens file is the Secret's: no token, 401; the inventory's token, the API
+        assert _get(port, "/api/experiments")[0] == 401
+        status, body = _get(port, "/api/experiments", TOKEN)
+        assert status == 200 and json.loads(body) == {"experiments": []}
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
+
+
+def test_its_service_account_may_run_sweeps_in_its_namespace_only(installed, api):
+    from kubernetes import client
+
+    authz = client.AuthorizationV1Api(api["core"].api_client)
+    user = f"system:serviceaccount:{NAMESPACE}:{NAME}"
+
+    def allowed(verb: str, resource: str, namespace: str | None = None, group: str = "", sub: str | None = None) -> bool:
+        review = authz.create_subject_access_review({"spec": {"user": user, "resourceAttributes": {
+            "verb": verb, "resource": resource, "group": group, "namespace": namespace, "subresource": sub}}})
+        return review.status.allowed
+
+    assert allowed("create", "jobs", NAMESPACE, "batch") and allowed("watch", "pods", NAMESPACE)
+    assert allowed("get", "pods", NAMESPACE, sub="log") and allowed("list", "events", NAMESPACE)
+    assert allowed("get", "configmaps", NAMESPACE)
+    assert allowed("list", "localqueues", NAMESPACE, "kueue.x-k8s.io") and allowed("watch", "workloads", NAMESPACE, "kueue.x-k8s.io")
+    assert not allowed("create", "jobs", "default", "batch")
+    assert not allowed("list", "jobs", None, "batch")  # not cluster-wide
+    assert not allowed("list", "nodes")
+    assert not allowed("get", "secrets", NAMESPACE)  # not even its own tokens
+    assert not allowed("create", "deployments", NAMESPACE, "apps")
+    assert not allowed("create", "rolebindings", NAMESPACE, "rbac.authorization.k8s.io")
+
+
+def _pod(api) -> str:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        pods = api["core"].list_namespaced_pod(NAMESPACE, label_selector=f"app.kubernetes.io/instance={NAME}").items
+        ready = [p for p in pods if p.metadata.deletion_timestamp is None and p.status.container_statuses
+                 and all(c.ready for c in p.status.container_statuses)]
+        if len(ready) == 1 and len(pods) == 1:
+            return ready[0].metadata.name
+        time.sleep(2)
+    raise AssertionError(f"no single ready pod of {NAME} in {NAMESPACE} after 180 s")
+
+
+def test_the_pod_runs_as_non_root_and_its_state_survives_a_pod_delete(installed, api):
+    pod = _pod(api)
+    uid = _kubectl(installed["kubeconfig"], "exec", pod, "--", "id", "-u")
+    assert uid.returncode == 0 and uid.stdout.strip() == "1000", uid.stdout + uid.stderr
+    # the server made its state directory on the volume
+    listing = _kubectl(installed["kubeconfig"], "exec", pod, "--", "ls", "-a", "/var/lib/kubesweep")
+    assert listing.returncode == 0, listing.stderr
+    marker = f"written by {pod}"
+    wrote = _kubectl(installed["kubeconfig"], "exec", pod, "--", "python3", "-c",
+                     f"open('/var/lib/kubesweep/marker', 'w').write({marker!r})")
+    assert wrote.returncode == 0, wrote.stderr
+    root = _kubectl(installed["kubeconfig"], "exec", pod, "--", "touch", "/opt/kubesweep/x")
+    assert root.returncode != 0  # a read-only root filesystem
+    api["core"].delete_namespaced_pod(pod, NAMESPACE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and pod in [p.metadata.name for p in api["core"].list_namespaced_pod(NAMESPACE).items]:
+        time.sleep(2)
+    again = _pod(api)
+    assert again != pod
+    read = _kubectl(installed["kubeconfig"], "exec", again, "--", "cat", "/var/lib/kubesweep/marker")
+    assert read.returncode == 0 and read.stdout == marker, read.stdout + read.stderr
+
+
+def test_a_rerun_of_the_playbook_changes_nothing(installed):
+    again = _play(installed["kubeconfig"], installed["image"])
+    assert again.ok, again.output[-4000:]
+    assert again.recap and all(r["changed"] == 0 for r in again.recap.values()), again.output[-3000:]
+
+
+def test_a_server_that_does_not_start_is_said_with_its_pods_state(installed, api):
+    from kubernetes.client.exceptions import ApiException
+
+    bad = "kubesweep-serve-bad"
+    try:
+        run = _play(installed["kubeconfig"], "localhost:5000/kubesweep/serve:absent000000", kubesweep_serve_namespace=bad,
+                    kubesweep_serve_ready_timeout_s=20)
+        text = " ".join(run.output.split())
+        assert not run.ok
+        assert f"Deployment {bad}/{NAME} is not available after 20 s (image localhost:5000/kubesweep/serve:absent000000)" in text, \
+            run.output[-3000:]
+        assert "ErrImagePull" in text or "ImagePullBackOff" in text, run.output[-3000:]
+        assert TOKEN not in run.output
+    finally:
+        try:
+            api["core"].delete_namespace(bad)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
