@@ -319,3 +319,30 @@ def test_the_page_follows_a_real_sweep_and_its_cancel_button_deletes_the_jobs(tm
         assert errors == [], errors
     finally:
         lifecycle.clean(kube.clients(str(local_cluster["kubeconfig"])), name, namespace="default")
+
+
+@pytest.mark.slow
+def test_behind_a_tokens_file_the_page_needs_the_token_and_shows_what_the_server_refuses(tmp_path, browser_exe):
+    from kubesweep.serve import auth
+
+    plan, _ = workspace(tmp_path)
+    name = plan.experiment.name
+    token = "page-" + "x" * 24
+    tokens = auth.Tokens((auth.Token("admin", token, None),), from_file=True)
+    with serving(tmp_path, tokens=tokens) as (base, _), headless.Tab(browser_exe) as tab:
+        tab.open(f"{base}/")  # no token: nothing is shown but where to find one
+        said = tab.wait("(() => { const m = document.getElementById('msg'); return !m.hidden && m.textContent; })()")
+        assert "#token=" in said and tab.evaluate("document.querySelectorAll('#experiments tbody tr').length") == 0
+        tab.open(f"{base}/#token={token}")
+        tab.open(f"{base}/")  # a reload without the fragment: the tab still has it (sessionStorage)
+        tab.wait("document.querySelectorAll('#experiments tbody tr').length === 1")
+        tab.evaluate(f"location.hash = '#/e/{name}'")
+        tab.wait("window.kubesweepRendered && window.kubesweepRendered.table")
+        tab.click("#btn-retry")  # not submitted to this server: the server's refusal, as it said it
+        said = tab.wait("(() => { const m = document.getElementById('msg'); return !m.hidden && m.textContent; })()")
+        assert "was not submitted to this server" in said, said
+        (post,) = [e["params"]["request"] for e in tab.pipe.events if e.get("method") == "Network.requestWillBeSent"
+                   and e["params"]["request"]["url"].endswith("/retry")]
+        assert post["method"] == "POST" and post["headers"]["Authorization"] == f"Bearer {token}"
+        unexpected = [e for e in tab.errors if "status of 401" not in e and "status of 409" not in e]
+        assert unexpected == [] and tab.evaluate("document.cookie") == ""

@@ -21,15 +21,17 @@
 
   // ---- the token ---------------------------------------------------------------------------
   let token = sessionStorage.getItem('kubesweep.token') || '';
-  (function takeToken() {
+  // at the first load, and when an address with #token= is opened in a tab that has the page
+  function takeToken() {
     const m = /(^#|[&?])token=([^&]*)/.exec(location.hash);
     if (!m) return;
     token = decodeURIComponent(m[2]);
+    if (source) { source.close(); source = null; }  // its ?token= was the old one
     sessionStorage.setItem('kubesweep.token', token);
     let rest = location.hash.slice(0, m.index) + location.hash.slice(m.index + m[0].length);
     rest = rest.replace(/^#[&?]?/, '#').replace(/[&?]$/, '');
     history.replaceState(null, '', location.pathname + location.search + (rest.length > 1 ? rest : '#/'));
-  })();
+  }
 
   function authHeaders() { return token ? {Authorization: 'Bearer ' + token} : {}; }
 
@@ -730,6 +732,7 @@
   }
 
   async function route() {
+    takeToken();
     stopLog();
     hush();
     const h = location.hash.replace(/^#\/?/, '');
