@@ -183,6 +183,7 @@ async def _relay(resp: Any) -> Any:
         except Exception:  # noqa: BLE001 - shut by the reader leaving, or the API server going: the stream ends
             pass
         finally:
+            resp.close()  # here, by the thread that reads it: a close waits for a read under way
             hand(None)
 
     threading.Thread(target=pump, name="log-follow", daemon=True).start()
@@ -191,20 +192,16 @@ async def _relay(resp: Any) -> Any:
             yield chunk
     finally:
         gone.set()
-        _shut(resp)
+        _shut(resp)  # the thread's read returns, and it closes the response
 
 
 def _shut(resp: Any) -> None:
-    """Shut the response's socket, so that a thread blocked reading it returns, then close it."""
-    import socket
-
-    sock = getattr(getattr(resp, "connection", None), "sock", None)
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-    resp.close()
+    """Shut the response's socket for reading (urllib3's ``shutdown``, TLS included), so that a
+    thread blocked reading it returns at once; a syscall, which never waits."""
+    try:
+        resp.shutdown()
+    except (AttributeError, ValueError, RuntimeError, OSError):  # its connection is gone already
+        pass
 
 
 def _results(s: Store, name: str) -> Path:
