@@ -445,6 +445,17 @@ def test_serve_command_prints_the_page_with_a_token_and_serves(workspace, tmp_pa
     assert code == 0
 
 
+def test_the_servers_connections_send_at_once():
+    """The listening socket the command hands uvicorn gives its connections TCP_NODELAY (without
+    it every small answer waited 40 ms for the client's delayed ACK)."""
+    from kubesweep.serve.app import listen
+
+    with listen("127.0.0.1", 0) as sock, socket.create_connection(sock.getsockname()[:2]):
+        conn, _ = sock.accept()
+        with conn:
+            assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(url + "/api/health", timeout=2).status_code == 200

@@ -307,14 +307,12 @@ def serve(target: Target = Target(), where: Workspace = Workspace(), *, host: st
     known = auth.load(tokens) if tokens is not None else auth.Tokens.generated()
     cfg = ServeConfig(where, target, Path(state) if state else Path(where.jobs_dir).parent / ".kubesweep-serve",
                       host, port, known, tensorboard_image)
-    import socket
-
     import uvicorn
 
-    from kubesweep.serve.app import create_app
+    from kubesweep.serve.app import create_app, listen
 
     try:  # bound here, so that a port in use is one line (exit 2) before anything starts
-        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock = listen(host, port)
     except OSError as exc:
         raise KubesweepError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     app = create_app(cfg)

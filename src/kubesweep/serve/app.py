@@ -7,6 +7,7 @@ and the port-forwards to TensorBoard the server holds. Its OpenAPI schema is at 
 
 from __future__ import annotations
 
+import socket
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -52,3 +53,13 @@ def create_app(cfg: ServeConfig, *, manager: Any = None) -> FastAPI:
     app.include_router(routes_write.router)
     app.include_router(page.router)
     return app
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound here (OSError: the address is in use, or not this
+    machine's). Its connections send at once (TCP_NODELAY, which accepted sockets inherit): uvicorn
+    given a socket leaves Nagle on, and every small answer then waited 40 ms for the client's
+    delayed ACK (bench/serve.py found it)."""
+    sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
