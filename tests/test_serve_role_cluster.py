@@ -7,6 +7,7 @@ playbook changes nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -16,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import INVENTORY
+from .conftest import EXAMPLES, INVENTORY
 
 pytestmark = pytest.mark.cluster
 
@@ -61,10 +62,27 @@ def installed(local_cluster, api):
                 raise
 
 
-def _get(port: int, path: str, token: str | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+@contextlib.contextmanager
+def forwarded(kubeconfig):
+    """kubectl port-forward of the Service (to one of its ready pods) on a free local port."""
+    forward = subprocess.Popen(["kubectl", "--kubeconfig", str(kubeconfig), "-n", NAMESPACE, "port-forward",
+                                f"service/{NAME}", ":8080"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = forward.stdout.readline()
+        match = re.search(r"127\.0\.0\.1:(\d+) ->", line)
+        assert match, line
+        yield int(match.group(1))
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
+
+
+def _get(port: int, path: str, token: str | None = None, body: bytes | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
+    if body is not None:
+        request.add_header("Content-Type", "application/yaml")
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, answer.read()
@@ -79,22 +97,12 @@ def test_the_playbook_installs_an_available_server_that_answers_through_its_serv
     available = [c for c in deployment.status.conditions if c.type == "Available"]
     assert available and available[0].status == "True"
     assert deployment.spec.template.spec.containers[0].image == installed["image"]
-    forward = subprocess.Popen(["kubectl", "--kubeconfig", str(installed["kubeconfig"]), "-n", NAMESPACE,
-                                "port-forward", f"service/{NAME}", ":8080"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        line = forward.stdout.readline()
-        match = re.search(r"127\.0\.0\.1:(\d+) ->", line)
-        assert match, line
-        port = int(match.group(1))
+    with forwarded(installed["kubeconfig"]) as port:
         assert _get(port, "/api/health") == (200, b'{"ok":true}')
         # the tokens file is the Secret's: no token, 401; the inventory's token, the API
         assert _get(port, "/api/experiments")[0] == 401
         status, body = _get(port, "/api/experiments", TOKEN)
         assert status == 200 and json.loads(body) == {"experiments": []}
-    finally:
-        forward.terminate()
-        forward.wait(timeout=10)
 
 
 def test_its_service_account_may_run_sweeps_in_its_namespace_only(installed, api):
@@ -180,3 +188,62 @@ def test_a_server_that_does_not_start_is_said_with_its_pods_state(installed, api
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+
+SLEEPER = """\
+name: inpod
+image: {trainer}
+command: [python3, -c, "import time, sys; time.sleep(float(sys.argv[1])); print('score=' + sys.argv[2])", "${{sleep}}", "${{i}}"]
+parameters:
+  sleep: [10]
+  i: {{min: 1, max: 4}}
+batchSize: 2
+objective: {{metric: score}}
+resources: {{cpu: 100m, memory: 64Mi}}
+"""
+
+
+def _until(what, timeout: float, said: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = what()
+        if found:
+            return found
+        time.sleep(2)
+    raise AssertionError(f"waited {timeout:.0f} s for {said}")
+
+
+def test_a_sweep_goes_on_when_the_servers_pod_is_replaced(installed, api):
+    """Submitted to the server in the cluster, a sweep runs in the server's namespace with nobody
+    attached; the pod deleted mid-sweep, the next one resumes it from the state volume and creates
+    no Job twice."""
+    from kubesweep.local import image
+
+    trainer = image.ensure(EXAMPLES, "kubesweep/mnist", build_args={"BASE": "kubesweep/python-base:bookworm"}).reference
+
+    def jobs():
+        return {j.metadata.name: j for j in api["batch"].list_namespaced_job(
+            NAMESPACE, label_selector="kubesweep.io/experiment=inpod").items}
+
+    def experiment(port):
+        status, body = _get(port, "/api/experiments/inpod", TOKEN)
+        return json.loads(body) if status == 200 else None
+
+    pod = _pod(api)
+    with forwarded(installed["kubeconfig"]) as port:
+        status, body = _get(port, "/api/sweeps", TOKEN, SLEEPER.format(trainer=trainer).encode())
+        assert status == 201, body
+        assert json.loads(body) == {"experiment": "inpod", "namespace": NAMESPACE, "trials": 4}
+        _until(lambda: len(jobs()) >= 2 and (experiment(port) or {}).get("counts", {}).get("running", 0) >= 1, 180,
+               "the first trials to run")
+    before = {name: job.metadata.uid for name, job in jobs().items()}
+    assert 2 <= len(before) < 4
+    api["core"].delete_namespaced_pod(pod, NAMESPACE)
+    _until(lambda: pod not in [p.metadata.name for p in api["core"].list_namespaced_pod(NAMESPACE).items], 120,
+           f"pod {pod} to go")
+    _pod(api)
+    with forwarded(installed["kubeconfig"]) as port:
+        done = _until(lambda: (e := experiment(port)) and e["state"] == "finished" and e, 300, "inpod to finish")
+    assert done["counts"]["succeeded"] == 4, done
+    after = jobs()
+    assert len(after) == 4 and all(after[name].metadata.uid == uid for name, uid in before.items())
