@@ -2,7 +2,7 @@
 cluster): a real uvicorn on 127.0.0.1 in a process of its own, a small mnist sweep submitted and
 followed to its best trial; the server killed with SIGKILL mid-sweep and a new one on the same
 state dir resuming it with no Job created twice; a cancel through the API deleting the unfinished
-Jobs."""
+Jobs, and a retry through the API running them again."""
 
 from __future__ import annotations
 
@@ -140,6 +140,10 @@ def jobs_of(api, experiment):
     return api["batch"].list_namespaced_job("default", label_selector=f"{manifest.L_EXPERIMENT}={experiment}").items
 
 
+def pods_of(api, experiment):
+    return api["core"].list_namespaced_pod("default", label_selector=f"{manifest.L_EXPERIMENT}={experiment}").items
+
+
 @pytest.fixture
 def cleaned(api, local_cluster):
     """Experiment names made for the test; their Jobs are deleted afterwards, whatever happened."""
@@ -235,11 +239,12 @@ def test_server_killed_mid_sweep_is_resumed_by_the_next_without_duplicates(tmp_p
     assert json.loads((tmp_path / "state" / "runs" / f"{name}.json").read_text())["state"] == "finished"
 
 
-def test_cancel_through_the_api_deletes_the_unfinished_jobs(tmp_path, local_cluster, api, trainer, cleaned):
+def test_cancel_through_the_api_deletes_the_unfinished_jobs_and_retry_runs_them(tmp_path, local_cluster, api, trainer,
+                                                                                  cleaned):
     name = f"serve-cancel-{secrets.token_hex(3)}"
     cleaned.append(name)
     with serving(tmp_path, local_cluster) as server:
-        status, made = server.call("POST", "/api/sweeps", SLEEPER.format(name=name, trainer=trainer, sleep=300, n=4).encode())
+        status, made = server.call("POST", "/api/sweeps", SLEEPER.format(name=name, trainer=trainer, sleep=20, n=4).encode())
         assert status == 201, made
         until(lambda: server.experiment(name)["counts"]["running"] == 2, 180, "two trials to run")
         assert server.call("POST", f"/api/experiments/{name}/retry")[0] == 409  # running
@@ -248,10 +253,22 @@ def test_cancel_through_the_api_deletes_the_unfinished_jobs(tmp_path, local_clus
         done = until(lambda: not (e := server.experiment(name))["driven"] and e, 120, f"{name} to stop")
         assert done["counts"]["cancelled"] == 2 and done["counts"]["pending"] == 2 and done["state"] == "stopped", done
         until(lambda: not jobs_of(api, name), 120, "the cancelled Jobs to be deleted")
+        # their pods go in the background (a trainer that is PID 1 ignores SIGTERM: up to the grace
+        # period); a retry while they linger would take their end for the retried trials' (the
+        # runner's resume attaches a trial's pods by label), so the retry below waits for them
+        until(lambda: not pods_of(api, name), 120, "the cancelled trials' pods to go")
         state = json.loads((tmp_path / "state" / "runs" / f"{name}.json").read_text())
         assert state["state"] == "cancelled" and state["outcome"]["stopped"] == "cancelled", state
-    # a new server does not start a cancelled sweep again
+    # a new server does not start a cancelled sweep again; retry through it runs every trial left
     with serving(tmp_path, local_cluster) as again:
         time.sleep(3)
         assert again.experiment(name)["driven"] is False and not jobs_of(api, name)
-    assert os.path.exists(tmp_path / "state" / "submissions" / f"{name}.yaml")
+        assert os.path.exists(tmp_path / "state" / "submissions" / f"{name}.yaml")
+        status, retried = again.call("POST", f"/api/experiments/{name}/retry")
+        assert status == 202 and retried["retrying"] is True, retried
+        done = until(lambda: (e := again.experiment(name))["state"] == "finished" and e, 300,
+                     f"{name} retried to finish: {again.output()}")
+        assert done["counts"]["succeeded"] == 4 and done["counts"]["cancelled"] == 0, done
+    assert len(jobs_of(api, name)) == 4
+    state = json.loads((tmp_path / "state" / "runs" / f"{name}.json").read_text())
+    assert state["state"] == "finished" and state["options"]["retry_failed"] is False  # resumed later: no second retry
