@@ -30,6 +30,9 @@ def _server(deletes: dict[str, list[int]]):
             return 200, {"kind": "JobList", "apiVersion": "batch/v1", "metadata": {}, "items": [
                 {"metadata": {"name": n, "namespace": ns}} for ns, n in (("a", "j1"), ("a", "j2"), ("b", "j3"))]}
         namespace = url.path.split("/")[5]
+        if method == "GET" and url.path.split("/")[-1] in ("deployments", "services"):  # TensorBoard: none
+            assert parse_qs(url.query)["labelSelector"] == ["kubesweep.io/tensorboard=exp"]
+            return 200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []}
         assert method == "DELETE" and url.path == f"/apis/batch/v1/namespaces/{namespace}/jobs"
         assert parse_qs(url.query) == {"labelSelector": ["kubesweep.io/experiment=exp"],
                                        "propagationPolicy": ["Foreground"]}
@@ -43,7 +46,7 @@ def _server(deletes: dict[str, list[int]]):
 
 
 def _deletes(server) -> list[str]:
-    return [urlsplit(p).path.split("/")[5] for m, p in server.requests if m == "DELETE"]
+    return [urlsplit(p).path.split("/")[5] for m, p in server.requests if m == "DELETE" and p.startswith("/apis/batch/")]
 
 
 def test_clean_sends_a_timed_out_delete_again_until_the_server_finishes_it(tmp_path):
@@ -70,6 +73,31 @@ def test_clean_reports_a_refusal_at_once(tmp_path):
         with pytest.raises(KubesweepError, match=r"labelled kubesweep.io/experiment=exp in a: the API server refused \(403 Forbidden\): jobs.batch is forbidden$"):
             lifecycle.clean(kube.clients(tmp_path / "config"), "exp")
     assert _deletes(server) == ["a"]
+
+
+def test_clean_deletes_the_experiments_tensorboard_and_passes_over_a_refusal(tmp_path):
+    """`kubesweep tensorboard`'s Deployment and Service go with the experiment's Jobs; a user who
+    may not list Deployments (403) never made one, and clean goes on."""
+    def answer(method, path, body):
+        url = urlsplit(path)
+        if url.path == "/apis/batch/v1/jobs":
+            return 200, {"kind": "JobList", "apiVersion": "batch/v1", "metadata": {}, "items": [
+                {"metadata": {"name": "j1", "namespace": "a"}}, {"metadata": {"name": "j2", "namespace": "b"}}]}
+        parts = url.path.split("/")
+        ns, resource = parts[parts.index("namespaces") + 1], parts[parts.index("namespaces") + 2]
+        if method == "GET" and resource in ("deployments", "services"):
+            if ns == "b":
+                return 403, {"kind": "Status", "status": "Failure", "code": 403, "message": f"{resource} is forbidden"}
+            return 200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": [
+                {"metadata": {"name": "tensorboard-exp", "namespace": ns}}]}
+        return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}}
+
+    with serve(answer, tmp_path / "config") as server:
+        assert lifecycle.clean(kube.clients(tmp_path / "config"), "exp") == 2
+    deleted = [urlsplit(p).path for m, p in server.requests if m == "DELETE"]
+    assert deleted == ["/apis/batch/v1/namespaces/a/jobs", "/apis/batch/v1/namespaces/b/jobs",
+                       "/apis/apps/v1/namespaces/a/deployments/tensorboard-exp",
+                       "/api/v1/namespaces/a/services/tensorboard-exp"]
 
 
 def test_cancel_marks_every_unfinished_job_before_deleting_any(tmp_path):

@@ -219,12 +219,29 @@ def clean(c: kube.Clients, experiment: str, *, results_dir: Path | None = None, 
     _check_name("experiment", experiment)  # also a folder name below: nothing outside results/ and jobs/
     selector = f"{manifest.L_EXPERIMENT}={experiment}"
     jobs = _list(c, "jobs", selector, namespace)
+    namespaces = {job["metadata"]["namespace"] for job in jobs} | ({namespace} if namespace else set())
     for ns in sorted({job["metadata"]["namespace"] for job in jobs}):
         _delete_jobs(c, ns, selector)
+    for ns in sorted(namespaces):
+        _delete_tensorboard(c, ns, experiment)
     for folder in (results_dir, jobs_dir):
         if folder is not None and (folder / experiment).is_dir():
             shutil.rmtree(folder / experiment)
     return len(jobs)
+
+
+def _delete_tensorboard(c: kube.Clients, namespace: str, experiment: str) -> None:
+    """The experiment's TensorBoard (`kubesweep tensorboard`), if it has one. A user whose Role may
+    not list Deployments or Services (a team member's) never started one: a refusal is not an error."""
+    from kubernetes.client.exceptions import ApiException
+
+    from kubesweep.run import tensorboard
+
+    try:
+        tensorboard.delete(c, namespace, experiment)
+    except ApiException as exc:
+        if exc.status not in (403, 404):
+            raise
 
 
 # The API server gives a request 60 s. Deleting thousands of Jobs in the foreground on a busy
