@@ -247,3 +247,23 @@ def test_a_sweep_goes_on_when_the_servers_pod_is_replaced(installed, api):
     assert done["counts"]["succeeded"] == 4, done
     after = jobs()
     assert len(after) == 4 and all(after[name].metadata.uid == uid for name, uid in before.items())
+
+
+def test_other_tokens_restart_the_pod_and_a_secret_made_by_hand_is_used_as_it_is(installed, api):
+    """Runs last: it leaves the server with another token."""
+    pod = _pod(api)
+    other = "other-" + "fedcba9876543210" * 2
+    changed = _play(installed["kubeconfig"], installed["image"],
+                    kubesweep_serve_tokens=[{"name": "ops", "token": other, "admin": True}])
+    assert changed.ok and changed.changed > 0, changed.output[-3000:]
+    assert other not in changed.output
+    again = _pod(api)
+    assert again != pod  # the tokens file is read at start: the pod template's digest changed
+    with forwarded(installed["kubeconfig"]) as port:
+        assert _get(port, "/api/experiments", TOKEN)[0] == 401
+        assert _get(port, "/api/experiments", other)[0] == 200
+    # no tokens in the inventory: the Secret in the namespace is used as it is (here the one just
+    # written, as if made by hand), so nothing changes and the pod stays
+    kept = _play(installed["kubeconfig"], installed["image"], kubesweep_serve_tokens=[])
+    assert kept.ok and kept.changed == 0, kept.output[-3000:]
+    assert _pod(api) == again
