@@ -526,3 +526,47 @@ def test_a_watch_the_identity_may_not_do_stops_the_sweep_with_one_line(tmp_path)
     sweep = _two_trials(tmp_path)
     with pytest.raises(KubesweepError, match=r"cannot watch its pods, so the sweep stops .*: permission denied"):
         sweep.handle(ev)
+
+
+def test_a_retried_trial_is_not_taken_for_the_pod_of_its_deleted_job_still_terminating(tmp_path):
+    """`kubesweep cancel` deletes a Job; its pod may run on for the grace period (a trainer as PID 1
+    ignores SIGTERM). A sweep resumed with --retry-failed right then must create the trial's Job
+    again, not take that pod (Running, then Failed) for the trial's new run."""
+    from kubesweep.run import journal
+
+    from .fakeapi import serve
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text("name: again\nimage: localhost:5000/t:1\ncommand: [run, \"${i}\"]\nparameters: {i: [1]}\n"
+                    "objective: {metric: acc}\n")
+    plan = render.plan(grid)
+    render.write(plan, tmp_path / "jobs")
+    (trial,) = (t.name for t in plan.trials)
+    journal.append(tmp_path / "results" / "again", {"name": trial, "batch": "batch-000", "params": {"i": 1},
+                                                    "state": "cancelled", "reason": "Cancelled", "metrics": {}})
+    ending = {"metadata": {"name": f"{trial}-old", "deletionTimestamp": "2026-01-01T00:00:00Z",
+                           "labels": {manifest.L_TRIAL: trial, manifest.L_EXPERIMENT: "again",
+                                      "batch.kubernetes.io/controller-uid": "deleted-job-uid"}},
+              "spec": {"nodeName": "n1"}, "status": {"phase": "Running", "startTime": "2026-01-01T00:00:00Z"}}
+    created: list[str] = []
+
+    def answer(method: str, path: str, body):
+        if "watch=true" in path:
+            time.sleep(0.2)
+            return 200, {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "1"}}}
+        if method == "POST":
+            if "dryRun" not in path:  # admission's check of one trial before the first create
+                created.append(body["metadata"]["name"])
+            return 201, {**body, "metadata": {**body["metadata"], "uid": "new-job-uid"}}
+        items = [ending] if "/pods" in path else []
+        return 200, {"metadata": {"resourceVersion": "1"}, "items": items}
+
+    states: list[str] = []
+    deadline = time.monotonic() + 10  # taken for the old pod's run, the trial would wait on it, creating nothing
+    with serve(answer, tmp_path / "config"):
+        runner.Sweep(plan, tmp_path / "jobs", tmp_path / "results", kubeconfig=tmp_path / "config", retry_failed=True,
+                     on_change=lambda rec: states.append(rec.state),
+                     stop_after=lambda: bool(created) or time.monotonic() > deadline).run()
+    assert created == [trial]
+    assert "running" not in states  # the old pod never made it running
+

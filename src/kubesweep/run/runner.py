@@ -525,6 +525,11 @@ class Sweep:
         self.cancels = policy.CancelWatch(items)
         for job in items:  # before the pods: a pod of an earlier Job of a trial is told apart by uid
             self.job_uid[job["metadata"]["name"]] = job["metadata"]["uid"]
+        listed = {job["metadata"]["uid"] for job in items}
+        for pod in pods.get("items") or []:  # a pod whose Job is gone (cancelled, or deleted for --retry-failed)
+            uid = pod_controller_uid(pod)    # may still be terminating: it is not the trial's next run
+            if uid and uid not in listed:
+                self.stale_uids.add(uid)
         for pod in pods.get("items") or []:
             self._on_pod("ADDED", pod)
         attached = self.book.attach(job["metadata"]["name"] for job in items)
