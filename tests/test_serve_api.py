@@ -421,6 +421,16 @@ def test_serve_command_refuses_a_public_address_without_tokens(tmp_path):
     assert r.returncode == 2 and f"{bad}:2:" in r.stderr
 
 
+def test_serve_command_without_the_serve_extra_says_how_to_install_it(tmp_path):
+    """`pip install -e .` alone has no FastAPI or uvicorn: one line naming the extra, not a traceback."""
+    hide = ("import sys; sys.modules['fastapi'] = None; from kubesweep.cli.app import main; "
+            "main(['--project-dir', sys.argv[1], 'serve'])")
+    r = subprocess.run([sys.executable, "-c", hide, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == ("kubesweep serve needs the serve extra (fastapi is not installed): "
+                                "pip install 'kubesweep[serve]'")
+
+
 def test_serve_command_prints_the_page_with_a_token_and_serves(workspace, tmp_path):
     where, _ = workspace
     port = free_port()

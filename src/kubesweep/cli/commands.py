@@ -298,6 +298,12 @@ def serve(target: Target = Target(), where: Workspace = Workspace(), *, host: st
           state: Path | None = None, tokens: Path | None = None, tensorboard_image: str | None = None) -> None:
     """Check the options (a bad tokens file, a non-loopback address without one, or a port in use
     stops here with nothing started), then run the server until Ctrl-C (exit 0)."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise KubesweepError(f"kubesweep serve needs the serve extra ({exc.name} is not installed): "
+                             "pip install 'kubesweep[serve]'") from None
     from kubesweep.serve import auth
     from kubesweep.serve.config import ServeConfig
 
