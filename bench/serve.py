@@ -70,6 +70,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start(root: Path) -> tuple[subprocess.Popen, str]:
+    """`kubesweep --project-dir ROOT serve` on a free port of 127.0.0.1, in its own process: the
+    process and its base URL, once /api/health answers."""
+    import httpx
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "kubesweep", "--project-dir", str(root), "serve",
+                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=base, timeout=60) as c:
+        while True:
+            try:
+                if c.get("/api/health").status_code == 200:
+                    return server, base
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise SystemExit(f"the server did not start:\n{server.stdout.read() if server.stdout else ''}")
+            time.sleep(0.1)
+
+
 def memory(pid: int) -> tuple[float, float]:
     """VmRSS and VmHWM of ``pid``, MiB."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
@@ -93,23 +117,9 @@ def main() -> None:
         t0 = time.perf_counter()
         workspace(root, args.trials)
         print(f"workspace of {args.trials:,} trials written in {time.perf_counter() - t0:.1f}s")
-        port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "kubesweep", "--project-dir", str(root), "serve",
-                                   "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-        base = f"http://127.0.0.1:{port}"
+        server, base = start(root)
         try:
             with httpx.Client(base_url=base, timeout=60) as c:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        if c.get("/api/health").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise SystemExit(f"the server did not start:\n{server.stdout.read() if server.stdout else ''}")
-                    time.sleep(0.1)
                 idle = memory(server.pid)[0]
                 plan_file = root / "jobs" / NAME / sweep.PLAN_FILE
                 journal_file = journal.path(root / "results" / NAME)

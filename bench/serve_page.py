@@ -19,13 +19,11 @@ and, once the table stands, how long a click sorting 2,000 rows by the metric ta
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +31,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from serve import NAME, free_port, workspace  # noqa: E402  bench/serve.py's workspace
+from serve import NAME, start, workspace  # noqa: E402  bench/serve.py's workspace and server
 
 from tests import headless  # noqa: E402
 
@@ -73,23 +71,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         workspace(root, args.trials)
-        port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "kubesweep", "--project-dir", str(root), "serve",
-                                   "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-        base = f"http://127.0.0.1:{port}"
+        server, base = start(root)
         try:
             with httpx.Client(base_url=base, timeout=60) as c:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        if c.get("/api/health").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise SystemExit(f"the server did not start:\n{server.stdout.read() if server.stdout else ''}")
-                    time.sleep(0.1)
                 total = c.get(f"/api/experiments/{NAME}").json()["total"]  # (the server's cache filled)
             table, sort, plots = [], [], []
             parts: dict[str, list[float]] = {k: [] for k in PARTS}
