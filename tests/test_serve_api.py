@@ -315,12 +315,18 @@ def test_tensorboard_started_once_per_experiment_and_let_go_at_shutdown(workspac
     monkeypatch.setattr(tensorboard, "ensure", ensure)
     monkeypatch.setattr(tensorboard, "forward", forward)
     monkeypatch.setattr(routes_read, "_clients", lambda request: object())
-    cfg = ServeConfig(where, sweep.Target(), tmp_path / "state", "127.0.0.1", 8080, auth.Tokens.generated(),
+    tokens = auth.Tokens.generated()
+    cfg = ServeConfig(where, sweep.Target(), tmp_path / "state", "127.0.0.1", 8080, tokens,
                       tensorboard_image="localhost:5000/kubesweep/tensorboard:abc")
+    admin = {"Authorization": f"Bearer {tokens.entries[0].secret}"}
     with client(create_app(cfg, manager=Manager())) as c:
+        # it creates objects in the cluster: never on a GET (open on loopback), never without the token
+        assert c.get("/api/experiments/mnist/tensorboard").status_code == 405
+        assert c.post("/api/experiments/mnist/tensorboard").status_code == 401
+        assert calls == []
         for _ in range(3):
-            assert c.get("/api/experiments/mnist/tensorboard").json() == {"url": Forward.url}
-        assert c.get("/api/experiments/nope/tensorboard").status_code == 404
+            assert c.post("/api/experiments/mnist/tensorboard", headers=admin).json() == {"url": Forward.url}
+        assert c.post("/api/experiments/nope/tensorboard", headers=admin).status_code == 404
         assert not Forward.closed
     assert calls == [("ensure", "team-a", "mnist", "localhost:5000/kubesweep/tensorboard:abc"),
                      ("forward", "team-a", "tensorboard-mnist")]
@@ -363,9 +369,10 @@ def test_team_isolation(workspace, tmp_path):
         assert c.get("/api/experiments?token=" + ALICE).status_code == 401  # ?token= is for streams only
         as_alice = {"Authorization": f"Bearer {ALICE}"}
         assert [e["name"] for e in c.get("/api/experiments", headers=as_alice).json()["experiments"]] == ["mnist"]
-        for path in ("", "/curves", "/results", "/results/trials.csv", "/trials/x/log", "/tensorboard"):
+        for path in ("", "/curves", "/results", "/results/trials.csv", "/trials/x/log"):
             r = c.get(f"/api/experiments/other{path}", headers=as_alice)
             assert r.status_code == 404, path  # as if absent
+        assert c.post("/api/experiments/other/tensorboard", headers=as_alice).status_code == 404
         assert c.get("/api/experiments/mnist", headers=as_alice).status_code == 200
         as_bob = {"Authorization": f"Bearer {BOB}"}  # team: without namespaces sees the team's namespace
         assert [e["name"] for e in c.get("/api/experiments", headers=as_bob).json()["experiments"]] == ["other"]

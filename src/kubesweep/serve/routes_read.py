@@ -268,8 +268,10 @@ def _tensorboard_image(cfg: Any) -> str:
     return tensorboard_image.ensure().reference
 
 
-@router.get("/experiments/{name}/tensorboard", summary="Start or reuse the experiment's TensorBoard; its URL")
-def tensorboard(name: str, request: Request, caller: auth.Caller = Depends(auth.reader)) -> JSON:
+@router.post("/experiments/{name}/tensorboard", summary="Start or reuse the experiment's TensorBoard; its URL")
+def tensorboard(name: str, request: Request, caller: auth.Caller = Depends(auth.writer)) -> JSON:
+    """A POST with the token: it may create a Deployment and a Service in the cluster, which a GET
+    (open on loopback, and sent by any page's <img>) must never do."""
     from kubesweep.run import tensorboard as tb
 
     s = store(request)

@@ -652,7 +652,7 @@
     const label = b.textContent;
     b.textContent = 'TensorBoard starting…';
     try {
-      const got = await api(expPath(exp.name) + '/tensorboard');
+      const got = await api(expPath(exp.name) + '/tensorboard', {method: 'POST'});
       if (w) { w.opener = null; w.location.href = got.url; } else say('TensorBoard: ' + got.url, true);
     } catch (err) { if (w) w.close(); fail(err); } finally { b.disabled = false; b.textContent = label; }
   }
