@@ -94,6 +94,15 @@ def start(root: Path) -> tuple[subprocess.Popen, str]:
             time.sleep(0.1)
 
 
+def stop(server: subprocess.Popen) -> None:
+    """Ctrl-C, as a user stops it; killed if it has not ended within 15 s."""
+    server.send_signal(signal.SIGINT)
+    try:
+        server.wait(15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def memory(pid: int) -> tuple[float, float]:
     """VmRSS and VmHWM of ``pid``, MiB."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
@@ -148,11 +157,7 @@ def main() -> None:
                 rss, peak = memory(server.pid)
                 (busy1, steal1), wall = cpu_times(), time.perf_counter() - wall0
         finally:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server)
     print(f"\n{args.trials:,} trials, {args.reps} requests each (ms)\n")
     print("| route | answer | cold median | cold p95 | warm median | warm p95 | appended median | appended p95 "
           "| cold / warm |")

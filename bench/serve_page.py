@@ -19,9 +19,7 @@ and, once the table stands, how long a click sorting 2,000 rows by the metric ta
 from __future__ import annotations
 
 import argparse
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -31,7 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from serve import NAME, start, workspace  # noqa: E402  bench/serve.py's workspace and server
+from serve import NAME, start, stop, workspace  # noqa: E402  bench/serve.py's workspace and server
 
 from tests import headless  # noqa: E402
 
@@ -86,11 +84,7 @@ def main() -> None:
                 for k in PARTS:
                     parts[k].append(drawn[k])
         finally:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server)
     print(f"\n{total:,} trials, {args.reps} loads each, a fresh browser profile per load (ms from navigation start)\n")
     print("| measure | median | min | max |")
     print("|---|---|---|---|")
