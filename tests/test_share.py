@@ -109,9 +109,10 @@ def test_bad_share_values_are_refused_at_their_line(grid_file, extra, at, messag
 needs_sh = pytest.mark.skipif(shutil.which("sh") is None or shutil.which("mkfifo") is None, reason="no POSIX sh here")
 
 
-def _start(grid_file, tmp_path, program: str) -> tuple[subprocess.Popen, str]:
+def _start(grid_file, tmp_path, program: str, path: str | None = None) -> tuple[subprocess.Popen, str]:
     """Start the rendered container command of a trial whose command is ``python3 -c program``,
-    as the kubelet would (with its env), and return it and the trial's directory on the share."""
+    as the kubelet would (with its env; ``path`` first on its PATH), and return it and the trial's
+    directory on the share."""
     text = SHARED.replace('command: [python3, train.py, "--out=${output}", "${epochs}", "${optimizer}"]',
                           'command: [python3, -c, %s, "${epochs}", "${optimizer}"]' % json.dumps(program))
     p = render.plan(grid_file(text))
@@ -122,6 +123,8 @@ def _start(grid_file, tmp_path, program: str) -> tuple[subprocess.Popen, str]:
     env = {k: v.replace("/share/", f"{share}/", 1) for k, v in env.items()}
     argv = _kubelet_argv(container["command"], env)
     argv[4] = sys.executable  # python3 here
+    if path is not None:
+        env["PATH"] = f"{path}{os.pathsep}{os.environ.get('PATH', '')}"
     proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     return proc, env["KUBESWEEP_OUTPUT_DIR"]
@@ -154,6 +157,28 @@ def test_a_stopped_trial_gets_the_signal_and_its_last_words_are_archived(grid_fi
     assert proc.returncode == 3 and out.strip() == "saved checkpoint"
     with open(os.path.join(where, manifest.SHARE_STDOUT), encoding="utf-8") as f:
         assert f.read().splitlines() == ["started", "saved checkpoint"]
+
+
+@needs_sh
+def test_a_signal_before_the_command_has_started_stops_the_trial_there(grid_file, tmp_path):
+    # A pod deleted while its shell is still making the trial's directory: the trial stops there,
+    # with the signal's status, and its command is never started (the shell used to die alone,
+    # or, once started, the command could miss a signal sent to it before its exec).
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    ready = tmp_path / "mkdir-started"
+    (shims / "mkdir").write_text(f'#!/bin/sh\n: > {ready}\nsleep 1\nexec {shutil.which("mkdir")} "$@"\n')
+    (shims / "mkdir").chmod(0o755)
+    proc, where = _start(grid_file, tmp_path, "print('started', flush=True)", path=str(shims))
+    deadline = time.monotonic() + 10
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    # 128 + 15 is the shell's own exit status; a shell killed by the signal shows as -15 here.
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "started" not in out
+    assert os.path.isdir(where) and not os.path.exists(os.path.join(where, manifest.SHARE_STDOUT))
 
 
 @needs_sh

@@ -114,12 +114,24 @@ SHARE_STDOUT = "stdout.log"
 #: the trial with mkdir's message), runs the command with stdout and stderr into a FIFO that tee
 #: copies both to the container's log (read for the metrics, as before) and to stdout.log there,
 #: passes SIGTERM and SIGINT (a deleted Job, a pruned trial) on to the command, and exits with
-#: the command's status once tee has written the last line.
+#: the command's status once tee has written the last line. The traps are set first: a signal
+#: while the shell is still making the directory stops the trial before its command starts (the
+#: shell ends 128+signal), where a trap set after the start left a window in which the signal
+#: killed the shell alone and the command never heard of it. A ``wait`` that a trapped signal
+#: interrupts returns 128+signal, not the command's status, so the shell waits again after
+#: every trap: ``wait`` on a command the shell has already reaped still gives its status (a loop
+#: on ``kill -0`` missed a command that had exited and been reaped in between, and the trial
+#: ended 143 where its command had exited 3). One window stays: a signal in the microseconds
+#: between the fork of the command and its exec reaches the forked shell, not the command.
 _ARCHIVE = (
+    "c=; s=; trap 's=15; [ -z \"$c\" ] || kill -TERM $c 2>/dev/null' TERM; "
+    "trap 's=2; [ -z \"$c\" ] || kill -TERM $c 2>/dev/null' INT; "
     'd=$KUBESWEEP_OUTPUT_DIR; mkdir -p "$d" || exit 1; p=$(mktemp -d) && mkfifo "$p/out" || exit 1; '
+    '[ -z "$s" ] || { rm -rf "$p"; exit $((128 + s)); }; '
     f'tee -a "$d/{SHARE_STDOUT}" < "$p/out" & t=$!; "$@" > "$p/out" 2>&1 & c=$!; '
-    "trap 'kill -TERM $c 2>/dev/null' TERM INT; "
-    'wait $c; rc=$?; while kill -0 $c 2>/dev/null; do wait $c; rc=$?; done; wait $t; rm -rf "$p"; exit $rc'
+    '[ -z "$s" ] || kill -TERM $c 2>/dev/null; '
+    'wait $c; rc=$?; while [ -n "$s" ]; do s=; wait $c; r=$?; [ $r -eq 127 ] || rc=$r; done; '
+    'wait $t; rm -rf "$p"; exit $rc'
 )
 
 
