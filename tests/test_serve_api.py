@@ -68,6 +68,10 @@ def record(trial: sweep.plan, state: str, acc: float | None = None, steps: int =
 
 @pytest.fixture
 def workspace(tmp_path: Path):
+    return make_workspace(tmp_path)
+
+
+def make_workspace(tmp_path: Path) -> tuple[sweep.Workspace, dict]:
     """mnist (12 trials) in team-a with 5 finished, and a copy named other in team-b."""
     where = sweep.Workspace.under(tmp_path)
     plans = {}
@@ -286,51 +290,6 @@ def test_trial_log_from_the_api_server(workspace, tmp_path):
         selectors = {parse_qs(urlsplit(p).query)["labelSelector"][0] for m, p in api.requests
                      if p.startswith("/api/v1/namespaces/team-a/pods?")}
         assert selectors == {f"kubesweep.io/trial={trial}", f"kubesweep.io/trial={gone}"}
-
-
-def test_tensorboard_started_once_per_experiment_and_let_go_at_shutdown(workspace, tmp_path, monkeypatch):
-    """The route asks run/tensorboard for the experiment's Deployment in its namespace with the
-    configured image, forwards it once, answers every later call with the same URL, and closes
-    the forward when the server stops (run/tensorboard itself is tested against the cluster)."""
-    from kubesweep.run import tensorboard
-
-    where, _ = workspace
-    calls: list[tuple] = []
-
-    class Forward:
-        url = "http://127.0.0.1:40123/"
-        closed = False
-
-        def close(self) -> None:
-            Forward.closed = True
-
-    def ensure(c, namespace, experiment, *, image):
-        calls.append(("ensure", namespace, experiment, image))
-        return f"tensorboard-{experiment}"
-
-    def forward(c, namespace, service, local_port=0, **kw):
-        calls.append(("forward", namespace, service))
-        return Forward()
-
-    monkeypatch.setattr(tensorboard, "ensure", ensure)
-    monkeypatch.setattr(tensorboard, "forward", forward)
-    monkeypatch.setattr(routes_read, "_clients", lambda request: object())
-    tokens = auth.Tokens.generated()
-    cfg = ServeConfig(where, sweep.Target(), tmp_path / "state", "127.0.0.1", 8080, tokens,
-                      tensorboard_image="localhost:5000/kubesweep/tensorboard:abc")
-    admin = {"Authorization": f"Bearer {tokens.entries[0].secret}"}
-    with client(create_app(cfg, manager=Manager())) as c:
-        # it creates objects in the cluster: never on a GET (open on loopback), never without the token
-        assert c.get("/api/experiments/mnist/tensorboard").status_code == 405
-        assert c.post("/api/experiments/mnist/tensorboard").status_code == 401
-        assert calls == []
-        for _ in range(3):
-            assert c.post("/api/experiments/mnist/tensorboard", headers=admin).json() == {"url": Forward.url}
-        assert c.post("/api/experiments/nope/tensorboard", headers=admin).status_code == 404
-        assert not Forward.closed
-    assert calls == [("ensure", "team-a", "mnist", "localhost:5000/kubesweep/tensorboard:abc"),
-                     ("forward", "team-a", "tensorboard-mnist")]
-    assert Forward.closed
 
 
 # --- access ---------------------------------------------------------------------------------------

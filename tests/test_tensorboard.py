@@ -46,6 +46,9 @@ def test_the_deployment_reads_the_experiments_share_read_only_as_a_non_root_user
     pod = dep["spec"]["template"]["spec"]
     (ctr,) = pod["containers"]
     assert ctr["args"][:2] == ["--logdir", "/share/vision/mnist"]
+    # served under /tensorboard/<experiment>/, which `kubesweep serve` passes through as it is
+    assert ctr["args"][ctr["args"].index("--path_prefix") + 1] == tb.path_prefix("mnist") == "/tensorboard/mnist"
+    assert ctr["readinessProbe"]["httpGet"] == {"path": "/tensorboard/mnist/data/environment", "port": 6006}
     assert ctr["image"] == "localhost:5000/kubesweep/tensorboard:abc"
     assert {"name": "share", "mountPath": "/share", "readOnly": True} in ctr["volumeMounts"]
     assert {"name": "share", "hostPath": {"path": "/share", "type": "Directory"}} in pod["volumes"]
@@ -188,11 +191,12 @@ def test_forward_carries_each_connection_through_its_own_stream_until_closed(mon
                         lambda method, pod, ns, ports: FakePortForward(pod, ns, ports))
     FakePortForward.opened = []
     c = kube.clients(str(write_kubeconfig(tmp_path / "config", "http://127.0.0.1:9")))
-    with tb.forward(c, "team-a", "tensorboard-mnist") as fwd:
-        assert fwd.url.startswith("http://127.0.0.1:") and fwd.port > 0
+    with tb.forward(c, "team-a", "tensorboard-mnist", path="/tensorboard/mnist/") as fwd:
+        assert fwd.url == f"http://127.0.0.1:{fwd.port}/tensorboard/mnist/" and fwd.port > 0
         for path in ("data/plugin/scalars/tags", "data/environment"):
             body = urllib.request.urlopen(fwd.url + path, timeout=10).read()
-            assert json.loads(body[: body.index(b"}") + 1]) == {"path": "/" + path} and len(body) > 200_000
+            assert json.loads(body[: body.index(b"}") + 1]) == {"path": "/tensorboard/mnist/" + path}
+            assert len(body) > 200_000
     assert FakePortForward.opened == [("tensorboard-mnist-abc", "team-a", "6006")] * 2
     with pytest.raises(OSError):  # no longer listening
         socket.create_connection(("127.0.0.1", fwd.port), timeout=2)

@@ -1,7 +1,9 @@
 """TensorBoard per experiment on the real local cluster (marker: cluster): a small mnist sweep with
 output.share writes event files; `kubesweep tensorboard EXP` builds (or finds) the TensorBoard
 image, starts its Deployment and Service reading /share/<ns>/<exp>, port-forwards it, and its HTTP
-API serves each trial's scalars as the trial wrote them; a second start creates nothing."""
+API serves each trial's scalars as the trial wrote them; a second start creates nothing; and
+`kubesweep serve` on this machine passes /tensorboard/<experiment>/ on to it through its own
+port-forward."""
 
 from __future__ import annotations
 
@@ -40,10 +42,10 @@ def _get(url: str) -> object:
         return json.loads(resp.read())
 
 
-def _scalars(base: str, trials: list[str], deadline: float) -> dict[str, dict[str, list[tuple[int, float]]]]:
+def _scalars(base: str, trials: list[str], deadline: float, get=_get) -> dict[str, dict[str, list[tuple[int, float]]]]:
     """Every trial's scalars through TensorBoard's HTTP API, once it lists every trial as a run."""
     while True:
-        tags = _get(base + "data/plugin/scalars/tags")
+        tags = get(base + "data/plugin/scalars/tags")
         if all(t in tags for t in trials) or time.monotonic() > deadline:
             break
         time.sleep(2)
@@ -52,7 +54,7 @@ def _scalars(base: str, trials: list[str], deadline: float) -> dict[str, dict[st
     for trial in trials:
         assert sorted(tags[trial]) == ["loss", "test_accuracy", "test_loss", "train_accuracy", "val_accuracy"]
         out[trial] = {tag: [(step, value) for _, step, value in
-                            _get(f"{base}data/plugin/scalars/scalars?run={quote(trial)}&tag={tag}")]
+                            get(f"{base}data/plugin/scalars/scalars?run={quote(trial)}&tag={tag}")]
                       for tag in ("val_accuracy", "test_accuracy")}
     return out
 
@@ -126,8 +128,28 @@ def test_tensorboard_serves_each_trials_scalars_and_a_second_start_creates_nothi
         ref = tensorboard_image.ensure()
         assert not ref.built
         assert tensorboard.ensure(c, "default", name, image=ref.reference) == tb_name
-        with tensorboard.forward(c, "default", tb_name) as fwd:
+        with tensorboard.forward(c, "default", tb_name, path=tensorboard.path_prefix(name) + "/") as fwd:
             assert _scalars(fwd.url, trials, time.monotonic() + 30) == scalars
+        assert _objects(api, tb_name) == before
+
+        # the server on this machine: its POST reuses them, its path reaches them through its forward
+        from fastapi.testclient import TestClient
+
+        from kubesweep.serve import auth
+        from kubesweep.serve.app import create_app
+        from kubesweep.serve.config import ServeConfig
+        from kubesweep.sweep import Target, Workspace
+
+        cfg = ServeConfig(Workspace.under(tmp_path), Target(kubeconfig=kubeconfig), tmp_path / "serve-state",
+                          "127.0.0.1", 8080, auth.Tokens.generated(), tensorboard_image=ref.reference)
+        with TestClient(create_app(cfg), base_url="http://127.0.0.1:8080") as http:
+            answer = http.post(f"/api/experiments/{name}/tensorboard",
+                               headers={"Authorization": f"Bearer {cfg.tokens.entries[0].secret}"})
+            assert answer.status_code == 200, answer.text
+            url = answer.json()["url"]
+            assert url == f"/tensorboard/{name}/"
+            assert "<html" in http.get(url).text.lower()
+            assert _scalars(url, trials, time.monotonic() + 30, get=lambda u: http.get(u).json()) == scalars
         assert _objects(api, tb_name) == before
         pod = api["core"].list_namespaced_pod("default", label_selector=f"{tensorboard.L_TENSORBOARD}={name}").items[0]
         assert pod.spec.security_context.run_as_non_root and pod.spec.containers[0].security_context.read_only_root_filesystem

@@ -300,6 +300,7 @@ def serve(target: Target = Target(), where: Workspace = Workspace(), *, host: st
     stops here with nothing started), then run the server until Ctrl-C (exit 0)."""
     try:
         import fastapi  # noqa: F401
+        import httpx  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
         raise KubesweepError(f"kubesweep serve needs the serve extra ({exc.name} is not installed): "

@@ -49,7 +49,7 @@ def run(experiment: str, target: Target, where: Workspace, *, namespace: str | N
     print(f"TensorBoard {ns}/{name} reading {tensorboard.logdir(ns, experiment, share)}; waiting for its pod",
           flush=True)
     try:
-        fwd = tensorboard.forward(c, ns, name, port, host=address)
+        fwd = tensorboard.forward(c, ns, name, port, host=address, path=tensorboard.path_prefix(experiment) + "/")
     except OSError as exc:
         raise KubesweepError(f"cannot listen on {address}:{port}: {exc.strerror or exc}") from None
     with fwd:

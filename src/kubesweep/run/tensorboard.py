@@ -6,7 +6,11 @@ and a port-forward to it from this machine.
 image or share updates the Deployment in place). ``forward`` listens on a local port and opens one
 port-forward stream (the Kubernetes API's pods/portforward, through the Python client: no kubectl)
 to a ready TensorBoard pod for each connection; its ``url`` is what a browser opens. The CLI
-(`kubesweep tensorboard EXP`) and `kubesweep serve` both use the two.
+(`kubesweep tensorboard EXP`) and `kubesweep serve` both use the two; a server in the cluster
+reaches the Service directly (``service_url``) instead of forwarding.
+
+TensorBoard serves under ``/tensorboard/<experiment>/`` (its ``--path_prefix``), so that
+`kubesweep serve` can pass that path through to it as it is, beside its own routes.
 
 The objects carry ``app.kubernetes.io/managed-by: kubesweep`` and ``kubesweep.io/tensorboard:
 <experiment>`` (not the trials' ``kubesweep.io/experiment``, which the runner and ``status`` read
@@ -80,10 +84,24 @@ def labels(experiment: str) -> dict[str, str]:
     return {**manifest.MANAGED_BY, "app.kubernetes.io/name": "tensorboard", L_TENSORBOARD: experiment}
 
 
+def path_prefix(experiment: str) -> str:
+    """Where TensorBoard serves: ``/tensorboard/<experiment>`` (its pages under that path and a /)."""
+    _check("experiment", experiment)
+    return f"/tensorboard/{experiment}"
+
+
 def argv(namespace: str, experiment: str, share: str = DEFAULT_SHARE) -> list[str]:
     """TensorBoard's arguments (the image's entrypoint is ``python3 -m tensorboard.main``)."""
     return ["--logdir", logdir(namespace, experiment, share), "--host", "0.0.0.0", "--port", str(PORT),
-            "--reload_interval", "10"]
+            "--path_prefix", path_prefix(experiment), "--reload_interval", "10"]
+
+
+def service_url(namespace: str, service_name: str) -> str:
+    """The Service's address from a pod in the same cluster (its DNS name, found through the
+    pod's search domains whatever the cluster's domain is), with TensorBoard's port."""
+    _check("namespace", namespace)
+    _check("service", service_name)
+    return f"http://{service_name}.{namespace}.svc:{PORT}"
 
 
 def deployment(namespace: str, experiment: str, *, image: str, share: str = DEFAULT_SHARE) -> dict[str, Any]:
@@ -100,7 +118,8 @@ def deployment(namespace: str, experiment: str, *, image: str, share: str = DEFA
         "args": argv(namespace, experiment, share),
         "ports": [{"name": "http", "containerPort": PORT}],
         "resources": RESOURCES,
-        "readinessProbe": {"httpGet": {"path": "/data/environment", "port": PORT}, "periodSeconds": 5},
+        "readinessProbe": {"httpGet": {"path": f"{path_prefix(experiment)}/data/environment", "port": PORT},
+                           "periodSeconds": 5},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": SHARE_VOLUME, "mountPath": share, "readOnly": True},
@@ -277,7 +296,7 @@ class Forward:
     stops listening and ends the connections."""
 
     def __init__(self, c: kube.Clients, namespace: str, service_name: str, *, local_port: int = 0,
-                 host: str = "127.0.0.1", timeout_s: float = 180.0) -> None:
+                 host: str = "127.0.0.1", timeout_s: float = 180.0, path: str = "/") -> None:
         from kubernetes import client
 
         self.namespace, self.service = namespace, service_name
@@ -294,7 +313,9 @@ class Forward:
         bound = self._listener.getsockname()
         self.host, self.port = host, bound[1]
         shown = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown}:{self.port}/"
+        #: where the forward listens, and the page a browser opens there (``path`` on it)
+        self.base = f"http://{shown}:{self.port}"
+        self.url = self.base + "/" + path.lstrip("/")
         self._thread = threading.Thread(target=self._accept, name=f"tensorboard-forward-{service_name}", daemon=True)
         self._thread.start()
 
@@ -373,10 +394,11 @@ class Forward:
 
 
 def forward(target: Any, namespace: str, service_name: str, local_port: int = 0, *, host: str = "127.0.0.1",
-            timeout_s: float = 180.0) -> Forward:
+            timeout_s: float = 180.0, path: str = "/") -> Forward:
     """Port-forward the TensorBoard Service ``service_name`` to ``host:local_port`` (0: a free
-    port). ``target`` is a ``kubesweep.sweep.Target`` (kubeconfig and context) or ready
-    ``Clients``. Waits up to ``timeout_s`` for a ready pod."""
+    port); the forward's ``url`` is ``path`` there (``path_prefix(experiment) + "/"``: the page).
+    ``target`` is a ``kubesweep.sweep.Target`` (kubeconfig and context) or ready ``Clients``.
+    Waits up to ``timeout_s`` for a ready pod."""
     _check("namespace", namespace)
     c = target if isinstance(target, kube.Clients) else kube.clients(target.kubeconfig, target.context)
-    return Forward(c, namespace, service_name, local_port=local_port, host=host, timeout_s=timeout_s)
+    return Forward(c, namespace, service_name, local_port=local_port, host=host, timeout_s=timeout_s, path=path)

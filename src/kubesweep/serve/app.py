@@ -2,7 +2,7 @@
 
 ``create_app`` wires what the modules hold: the event broker, the sweeps' manager (started with
 the server: it resumes the sweeps it was running; stopped with it), the store the GET routes read,
-and the port-forwards to TensorBoard the server holds. Its OpenAPI schema is at /openapi.json.
+and the experiments' TensorBoards the server reaches (serve/tensorboard.py). Its OpenAPI schema is at /openapi.json.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from kubesweep import __version__
-from kubesweep.serve import auth, events, page, routes_read, routes_write
+from kubesweep.serve import auth, events, page, routes_read, routes_write, tensorboard
 from kubesweep.serve.config import ServeConfig
 from kubesweep.serve.store import Store
 
@@ -35,9 +35,7 @@ def create_app(cfg: ServeConfig, *, manager: Any = None) -> FastAPI:
             yield
         finally:
             await run_in_threadpool(manager.stop)
-            for held in list(app.state.forwards.values()):
-                held.close()
-            app.state.forwards.clear()
+            await app.state.tensorboards.close()
 
     app = FastAPI(title="kubesweep", version=__version__, lifespan=lifespan, redoc_url=None,
                   description="Run hyperparameter sweeps as Kubernetes Jobs and follow them: the API of "
@@ -46,11 +44,12 @@ def create_app(cfg: ServeConfig, *, manager: Any = None) -> FastAPI:
     app.state.broker = broker
     app.state.manager = manager
     app.state.store = Store(cfg.where.jobs_dir, cfg.where.results_dir, live=manager.live, driven=manager.driven)
-    app.state.forwards = {}
+    app.state.tensorboards = tensorboard.TensorBoards()
     if cfg.loopback:
         app.add_middleware(auth.HostCheck)
     app.include_router(routes_read.router)
     app.include_router(routes_write.router)
+    app.include_router(tensorboard.router)
     app.include_router(page.router)
     return app
 

@@ -5,7 +5,8 @@
       - {name: ops, token: "...", admin: true}
 
 A request that changes state (POST, DELETE) needs ``Authorization: Bearer <token>``: a header a
-page on another site cannot make a browser send, so there is no cookie and no CSRF. A GET needs
+page on another site cannot make a browser send, so no API route takes a cookie and there is no
+CSRF (the one cookie, serve/tensorboard.py's, opens an experiment's TensorBoard only). A GET needs
 it too, unless the server listens on loopback without a tokens file (one person's machine);
 EventSource and the log stream cannot set headers, so those two take ``?token=`` instead. A team
 token sees only its namespaces: another team's experiment is answered 404, as if absent. On

@@ -253,45 +253,6 @@ def results_file(name: str, file: str, request: Request, caller: auth.Caller = D
     return FileResponse(path, media_type=kind, headers={"X-Content-Type-Options": "nosniff"})
 
 
-_forward_lock = threading.Lock()
-#: How long the tensorboard route waits for the TensorBoard pod to be ready before answering 503.
-TENSORBOARD_WAIT_S = 120.0
-
-
-def _tensorboard_image(cfg: Any) -> str:
-    """--tensorboard-image, else the image built here (tensorboard from PyPI) and pushed to the local
-    registry, as `kubesweep tensorboard` does (nothing is built when the registry has it)."""
-    if cfg.tensorboard_image:
-        return cfg.tensorboard_image
-    from kubesweep.local import tensorboard_image
-
-    return tensorboard_image.ensure().reference
-
-
-@router.post("/experiments/{name}/tensorboard", summary="Start or reuse the experiment's TensorBoard; its URL")
-def tensorboard(name: str, request: Request, caller: auth.Caller = Depends(auth.writer)) -> JSON:
-    """A POST with the token: it may create a Deployment and a Service in the cluster, which a GET
-    (open on loopback, and sent by any page's <img>) must never do."""
-    from kubesweep.run import tensorboard as tb
-
-    s = store(request)
-    _seen(s, name, caller)
-    namespace = s.namespace(name)
-    if namespace is None:
-        raise HTTPException(404, f"{name} has no plan (jobs/{name}/plan.json), so its namespace is unknown")
-    forwards: dict[str, Any] = request.app.state.forwards
-    with _forward_lock:  # one Deployment and one port-forward per experiment, however many ask at once
-        held = forwards.get(name)
-        if held is None:
-            try:
-                c = _clients(request)
-                service = tb.ensure(c, namespace, name, image=_tensorboard_image(request.app.state.cfg))
-                held = forwards[name] = tb.forward(c, namespace, service, timeout_s=TENSORBOARD_WAIT_S)
-            except Exception as exc:  # noqa: BLE001 - sorted by _cluster_error, the rest raised again
-                raise _cluster_error(exc) from None
-    return JSON({"url": held.url})
-
-
 @router.get("/events", summary="Server-sent events: trial, experiment, progress (?token= allowed)",
             response_class=StreamingResponse)
 async def events(request: Request, experiment: str | None = None,

@@ -6,7 +6,8 @@
 // Routes (the URL fragment): #/ experiments, #/e/NAME trials, #/e/NAME/plots plots,
 // #/e/NAME/t/TRIAL a trial's log. A first load with #token=... keeps the token in sessionStorage
 // (this tab only; never a cookie) and sends it as "Authorization: Bearer" (EventSource cannot set
-// headers: it gets ?token=).
+// headers: it gets ?token=). TensorBoard's POST answers a path on this server and the cookie that
+// opens it (TensorBoard's own page cannot send the header).
 'use strict';
 
 (function () {
@@ -653,7 +654,8 @@
     b.textContent = 'TensorBoard starting…';
     try {
       const got = await api(expPath(exp.name) + '/tensorboard', {method: 'POST'});
-      if (w) { w.opener = null; w.location.href = got.url; } else say('TensorBoard: ' + got.url, true);
+      const url = new URL(got.url, window.location.href).href;  // a path on this server
+      if (w) { w.opener = null; w.location.href = url; } else say('TensorBoard: ' + url, true);
     } catch (err) { if (w) w.close(); fail(err); } finally { b.disabled = false; b.textContent = label; }
   }
 
