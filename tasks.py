@@ -148,8 +148,9 @@ def serve(c, host="127.0.0.1", port=8080, tokens=None, state=None, jobs_dir="job
 
 @task(help={"registry": "where to push it (default localhost:5000, the local cluster's registry)"})
 def serve_image(c, registry="localhost:5000"):
-    """Build and push the image of `kubesweep serve` in the cluster (this checkout with its serve extra on
-    python-base), tagged by content; roles/kubesweep_serve takes the reference it prints."""
+    """Build and push the images of `kubesweep serve` in the cluster (this checkout with its serve extra on
+    python-base) and of the experiments' TensorBoard, tagged by content; roles/kubesweep_serve takes the
+    references it prints."""
     call(develop.serve_image, registry)
 
 

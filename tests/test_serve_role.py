@@ -142,6 +142,27 @@ def test_the_image_defaults_to_the_reference_invoke_serve_image_wrote(tmp_path):
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "localhost:5000/kubesweep/serve:feedfacecafe"
 
 
+def test_a_tensorboard_image_is_passed_to_the_server_and_adds_tensorboards_rights_to_its_role(tmp_path):
+    user_rules = yaml.safe_load((ROOT / "roles" / "kubeconfig_user" / "defaults" / "main.yml").read_text())[
+        "kubeconfig_user_rules"]
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    reference = tmp_path / "cache" / "tensorboard" / "reference"
+    reference.parent.mkdir(parents=True)
+    reference.write_text("localhost:5000/kubesweep/tensorboard:0badc0ffee00\n")  # what `invoke serve-image` wrote
+    objects = _objects(tmp_path, kubesweep_serve_sweep_namespaces=["kubesweep", "vision"])
+    args = _deployment(objects)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-2:] == ["--tensorboard-image", "localhost:5000/kubesweep/tensorboard:0badc0ffee00"]
+    for ns in ("kubesweep", "vision"):
+        rules = objects["Role", ns, "kubesweep-serve"]["rules"]
+        assert rules == user_rules + defaults["kubesweep_serve_tensorboard_rules"]
+        assert {"apiGroups": ["apps"], "resources": ["deployments"],
+                "verbs": ["get", "list", "create", "update", "delete"]} in rules
+    # none: no TensorBoard, and no rights on Deployments or Services
+    objects = _objects(tmp_path, kubesweep_serve_tensorboard_image="")
+    assert "--tensorboard-image" not in _deployment(objects)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert objects["Role", "kubesweep", "kubesweep-serve"]["rules"] == user_rules
+
+
 def test_bad_settings_stop_the_role_naming_every_problem_and_no_token(tmp_path):
     short = "not-long-enough"
     proc = _run(tmp_path, {
@@ -204,6 +225,9 @@ def test_a_secret_made_by_hand_must_hold_tokens_yaml(secret, problem):
     ("kubesweep_serve_sweep_namespaces", "vision", "kubesweep_serve_sweep_namespaces must be a list"),
     ("kubesweep_serve_image", "localhost:5000/x y", "kubesweep_serve_image must be an image reference"),
     ("kubesweep_serve_service_port", 70000, "kubesweep_serve_service_port must be a port number"),
+    ("kubesweep_serve_tensorboard_image", "", None),
+    ("kubesweep_serve_tensorboard_image", "localhost:5000/kubesweep/tensorboard:abc", None),
+    ("kubesweep_serve_tensorboard_image", "--help", "kubesweep_serve_tensorboard_image must be an image reference"),
     ("kubesweep_serve_name", "Serve", "kubesweep_serve_name must be a DNS-1123 label"),
 ])
 def test_each_setting_is_checked(key, value, problem):

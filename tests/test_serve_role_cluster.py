@@ -2,8 +2,10 @@
 (`invoke serve-image`'s library step), playbooks/serve.yml installs it in a namespace of its own,
 the Deployment becomes available, /api/health answers through a port-forward of the Service and
 the API asks for the tokens of the Secret, the pod runs as non-root, its ServiceAccount may run
-sweeps in its namespace and nowhere else, its state volume outlives the pod, and a rerun of the
-playbook changes nothing."""
+sweeps in its namespace and nowhere else, its state volume outlives the pod, a rerun of the
+playbook changes nothing, and the page's TensorBoard button works through the server: it starts
+the experiment's TensorBoard (the image `invoke serve-image` built beside its own) and passes
+/tensorboard/<experiment>/ on to its Service."""
 
 from __future__ import annotations
 
@@ -44,9 +46,10 @@ def _kubectl(kubeconfig, *args: str, timeout: int = 60) -> subprocess.CompletedP
 def installed(local_cluster, api):
     from kubernetes.client.exceptions import ApiException
 
-    from kubesweep.local import serve_image
+    from kubesweep.local import serve_image, tensorboard_image
 
     image = serve_image.ensure().reference
+    tensorboard_image.ensure()  # its reference file is the role's default kubesweep_serve_tensorboard_image
     deadline = time.monotonic() + 120  # an earlier run's namespace may still be going away
     while time.monotonic() < deadline and NAMESPACE in [n.metadata.name for n in api["core"].list_namespace().items]:
         time.sleep(2)
@@ -247,6 +250,83 @@ def test_a_sweep_goes_on_when_the_servers_pod_is_replaced(installed, api):
     assert done["counts"]["succeeded"] == 4, done
     after = jobs()
     assert len(after) == 4 and all(after[name].metadata.uid == uid for name, uid in before.items())
+
+
+TRAINER_WITH_EVENTS = """\
+name: tbpod
+image: {trainer}
+command: [python3, /app/train.py, --epochs=2, "--optimizer=${{opt}}"]
+parameters: {{opt: [adam]}}
+objective: {{metric: Test accuracy}}
+resources: {{cpu: 250m, memory: 256Mi}}
+output: {{share: /share}}
+"""
+
+
+def test_the_tensorboard_button_works_through_the_server_in_the_cluster(installed, api):
+    """A sweep submitted to the server writes event files on the share; the server's POST starts
+    the experiment's TensorBoard with the role's image (its ServiceAccount may, in its namespace)
+    and answers a path of its own, which, with the cookie the POST set, serves the trial's scalars
+    as TensorBoard reads them, reached at the Service's address from the server's pod; without the
+    cookie or the token it is refused."""
+    from http.cookies import SimpleCookie
+
+    from kubesweep.local import image
+    from kubesweep.local.paths import cache_root
+
+    trainer = image.ensure(EXAMPLES, "kubesweep/mnist", build_args={"BASE": "kubesweep/python-base:bookworm"}).reference
+    share = cache_root() / "share" / INVENTORY.name / NAMESPACE / "tbpod"
+    try:
+        with forwarded(installed["kubeconfig"]) as port:
+            status, body = _get(port, "/api/sweeps", TOKEN, TRAINER_WITH_EVENTS.format(trainer=trainer).encode())
+            assert status == 201, body
+            done = _until(lambda: (e := json.loads(_get(port, "/api/experiments/tbpod", TOKEN)[1]))
+                          and e.get("state") == "finished" and e, 300, "tbpod to finish")
+            assert done["counts"]["succeeded"] == 1, done
+            (trial,) = [t["name"] for t in done["trials"]]
+            assert list((share / trial).glob("events.out.tfevents.*")), list(share.glob("*/*"))
+
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/experiments/tbpod/tensorboard", data=b"",
+                                             headers={"Authorization": f"Bearer {TOKEN}"})
+            with urllib.request.urlopen(request, timeout=180) as answer:
+                assert json.loads(answer.read()) == {"url": "/tensorboard/tbpod/"}
+                cookie = SimpleCookie(answer.headers["Set-Cookie"])
+            ticket = cookie["kubesweep-tensorboard"]
+            assert ticket["path"] == "/tensorboard/tbpod/" and ticket["httponly"]
+
+            def tags(headers: dict[str, str]) -> tuple[int, object]:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/tensorboard/tbpod/data/plugin/scalars/tags",
+                                                 headers=headers)
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as answer:
+                        return answer.status, json.loads(answer.read())
+                except urllib.error.HTTPError as exc:
+                    return exc.code, None
+
+            with_cookie = {"Cookie": f"kubesweep-tensorboard={ticket.value}"}
+            found = _until(lambda: (got := tags(with_cookie))[0] == 200 and trial in got[1] and got[1], 60,
+                           "TensorBoard to list the trial's run")
+            assert sorted(found[trial]) == ["loss", "test_accuracy", "test_loss", "train_accuracy", "val_accuracy"]
+            assert tags({})[0] == 401
+            assert tags({"Cookie": "kubesweep-tensorboard=1.00"})[0] == 401
+            assert tags({"Authorization": f"Bearer {TOKEN}"})[0] == 200
+            status, page = _get(port, "/tensorboard/tbpod/", None)
+            assert status == 401
+        deployment = api["apps"].read_namespaced_deployment("tensorboard-tbpod", NAMESPACE)
+        assert deployment.spec.template.spec.containers[0].image == \
+            _pod_spec(api).containers[0].args[_pod_spec(api).containers[0].args.index("--tensorboard-image") + 1]
+    finally:
+        import shutil
+
+        shutil.rmtree(share, ignore_errors=True)
+        try:
+            share.parent.rmdir()
+        except OSError:
+            pass
+
+
+def _pod_spec(api):
+    return api["apps"].read_namespaced_deployment(NAME, NAMESPACE).spec.template.spec
 
 
 def test_other_tokens_restart_the_pod_and_a_secret_made_by_hand_is_used_as_it_is(installed, api):

@@ -95,6 +95,10 @@ def kubesweep_serve_problems(settings: dict, secret: dict | None = None) -> list
                         "kubesweep with its serve extra")
     elif not isinstance(image, str) or not IMAGE.match(image):
         problems.append(f"kubesweep_serve_image must be an image reference (registry/repository:tag), got {image!r}")
+    tb_image = settings.get("kubesweep_serve_tensorboard_image")
+    if tb_image not in (None, "") and not (isinstance(tb_image, str) and IMAGE.match(tb_image)):
+        problems.append("kubesweep_serve_tensorboard_image must be an image reference (registry/repository:tag), or "
+                        f"empty for no TensorBoard (got {tb_image!r})")
     size = settings.get("kubesweep_serve_storage_size")
     if not QUANTITY.match(str(size)) or isinstance(size, bool):
         problems.append(f"kubesweep_serve_storage_size must be a Kubernetes quantity of bytes, e.g. 1Gi (got {size!r})")

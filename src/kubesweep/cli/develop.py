@@ -107,10 +107,14 @@ def run_pytest(args: list[str], cwd: Path) -> int:
 
 
 def serve_image(registry: str) -> None:
-    """Build and push the image roles/kubesweep_serve runs (local/serve_image.py) and say its reference."""
+    """Build and push the images roles/kubesweep_serve runs, the server's (local/serve_image.py) and
+    the experiments' TensorBoard (local/tensorboard_image.py), and say their references."""
     from kubesweep.local import serve_image as serve
+    from kubesweep.local import tensorboard_image
 
-    built = serve.ensure(registry)
-    state = "built and pushed" if built.pushed else "already in the registry"
-    print(f"{built.reference} ({state}, {built.seconds:.0f}s); written to {serve.reference_file()}, which "
-          "roles/kubesweep_serve reads when kubesweep_serve_image is not set")
+    for built, where, variable in ((serve.ensure(registry), serve.reference_file(), "kubesweep_serve_image"),
+                                   (tensorboard_image.ensure(registry), tensorboard_image.reference_file(),
+                                    "kubesweep_serve_tensorboard_image")):
+        state = "built and pushed" if built.pushed else "already in the registry"
+        print(f"{built.reference} ({state}, {built.seconds:.0f}s); written to {where}, which "
+              f"roles/kubesweep_serve reads when {variable} is not set", flush=True)

@@ -102,8 +102,17 @@ def default_base() -> str:
     return LOCAL_BASE if _have_locally(LOCAL_BASE) else ONLINE_BASE
 
 
+def reference_file() -> Path:
+    """Where the last reference pushed is written: roles/kubesweep_serve reads it for the server's
+    TensorBoard image (``kubesweep_serve_tensorboard_image``)."""
+    return cache_root() / "tensorboard" / "reference"
+
+
 def ensure(registry: str = "localhost:5000", *, base: str | None = None,
            tb_version: str | None = None) -> image.BuiltImage:
-    """Build and push ``registry/kubesweep/tensorboard:<content tag>`` unless it is there."""
+    """Build and push ``registry/kubesweep/tensorboard:<content tag>`` unless it is there; its
+    reference is written to reference_file()."""
     ctx = prepare(tb_version)
-    return image.ensure(ctx, REPOSITORY, registry=registry, build_args={"BASE": base or default_base()})
+    built = image.ensure(ctx, REPOSITORY, registry=registry, build_args={"BASE": base or default_base()})
+    reference_file().write_text(built.reference + "\n")
+    return built
