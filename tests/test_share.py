@@ -154,7 +154,7 @@ def test_a_stopped_trial_gets_the_signal_and_its_last_words_are_archived(grid_fi
     proc.send_signal(signal.SIGTERM)  # what the kubelet sends the container's first process
     out, _ = proc.communicate(timeout=30)
     assert time.monotonic() - started < 10
-    assert proc.returncode == 3 and out.strip() == "saved checkpoint"
+    assert (proc.returncode, out.strip()) == (3, "saved checkpoint")
     with open(os.path.join(where, manifest.SHARE_STDOUT), encoding="utf-8") as f:
         assert f.read().splitlines() == ["started", "saved checkpoint"]
 
