@@ -17,6 +17,11 @@ own, through kubesweep's runner as `kubesweep sweep` runs them. Team b's trials 
             kueue, and each ClusterQueue may take back its nominal quota from the other team's
             borrowed trials (preemption.reclaimWithinCohort: Any): a trial so preempted waits in the
             queue again and starts over (its lost run counts as used GPU-seconds, and is printed)
+  kueue-tuned
+            kueue, with Kueue's controller reconfigured for the arm through the kueue role
+            (kueue_controller_config: --kueue-tuned, by default a client rate limit of 500
+            requests a second, bursts of 1000, against upstream's 50 and 100) and put back as the
+            inventory has it afterwards: whether Kueue's own API rate is what leaves admitted GPUs idle
   throttle  no queues: each sweep keeps batchSize = its quota trials in flight itself (what
             kubesweep did before Kueue)
 
@@ -67,7 +72,9 @@ from load import Timed  # noqa: E402 - bench/load.py
 
 DURATIONS = [30, 45, 60, 75, 90]
 TEAMS = ("a", "b")
-ARMS = ("kueue", "kueue-reclaim", "throttle")
+ARMS = ("kueue", "kueue-reclaim", "kueue-tuned", "throttle")
+TUNED = '{"clientConnection": {"qps": 500, "burst": 1000}}'
+
 DEFAULT_ARMS = ("kueue", "throttle")
 GPU = "nvidia.com/gpu"
 KUEUE = "/apis/kueue.x-k8s.io/v1beta2"
@@ -395,7 +402,53 @@ def peak(intervals: list[tuple[float, float]]) -> int:
 # ------------------------------------------------------------------------------ one arm
 
 
+def configure_kueue(config: dict[str, Any] | None) -> str:
+    """Kueue's controller configured through the kueue role (playbooks/kueue.yml on the local
+    inventory) with ``config`` as kueue_controller_config, or as the inventory has it (None); the
+    role waits until the controller is available again. Its clientConnection as the ConfigMap says."""
+    import json
+
+    from kubesweep.local import cluster
+
+    extra = ["-e", json.dumps({"kueue_controller_config": config})] if config is not None else []
+    run = cluster.playbook(ROOT / "inventory" / "local", "playbooks/kueue.yml", extra=extra, echo=False)
+    if not run.ok:
+        raise SystemExit(f"playbooks/kueue.yml failed:\n{run.output[-3000:]}")
+    return kueue_client()
+
+
+def kueue_client() -> str:
+    """Kueue's controller client rate limit, as its ConfigMap holds it."""
+    import yaml
+
+    from kubesweep.k8s import client as kube
+    from kubesweep.local.cluster import kubeconfig_path
+
+    c = kube.clients(kubeconfig_path(ROOT / "inventory" / "local"))
+    cm = kube.request(c, "GET", "/api/v1/namespaces/kueue-system/configmaps/kueue-manager-config")
+    conn = (yaml.safe_load(cm["data"]["controller_manager_config.yaml"]) or {}).get("clientConnection") or {}
+    return f"qps {conn.get('qps', '?')}, burst {conn.get('burst', '?')}"
+
+
 def run_arm(arm: str, args: argparse.Namespace, kc: Path, work: Path) -> dict[str, Any]:
+    if arm == "kueue-tuned":
+        import json
+
+        client = configure_kueue(json.loads(args.kueue_tuned))
+        print(f"{arm}: Kueue's controller reconfigured ({client})", flush=True)
+        try:
+            result = _run_arm(arm, args, kc, work)
+        finally:
+            print(f"{arm}: Kueue's controller as the inventory has it again ({configure_kueue(None)})", flush=True)
+        result["kueue_client"] = client
+        return result
+    result = _run_arm(arm, args, kc, work)
+    if arm.startswith("kueue"):
+        result["kueue_client"] = kueue_client()
+    return result
+
+
+def _run_arm(arm: str, args: argparse.Namespace, kc: Path, work: Path) -> dict[str, Any]:
     from kubesweep.k8s import client as kube
 
     c = kube.clients(kc)
@@ -458,6 +511,10 @@ def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
               f"shares {pct(r['share']['a'])} / {pct(r['share']['b'])} (goal: within 5 % of 50 %): "
               f"{'met' if shares_ok else 'missed'}; borrowing {secs(r['borrow'])} after b first left a GPU idle "
               f"(goal ≤ 10 s): {'met' if r['borrow'] is not None and r['borrow'] <= 10 else 'missed'}")
+    if "kueue" in results and "kueue-tuned" in results:
+        k, t = results["kueue"], results["kueue-tuned"]
+        print(f"kueue-tuned vs kueue: utilisation {t['utilisation'] / k['utilisation']:.2f}×, makespan "
+              f"{k['makespan'] / t['makespan']:.2f}× shorter")
     for arm in (a for a in results if a.startswith("kueue")):
         if "throttle" in results:
             k, t = results[arm], results["throttle"]
@@ -469,7 +526,8 @@ def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
                   "pods ran on (a suspended Job event seen after the pod ran); not counted as preempted")
         went = dict(r["went"])
         created = went.pop("Jobs created over")
-        print(f"{arm} (batchSize {r['batch']}): the sweeps created their Jobs over {created:.0f} s; seconds per trial "
+        client = f", Kueue's client {r['kueue_client']}" if r.get("kueue_client") else ""
+        print(f"{arm} (batchSize {r['batch']}{client}): the sweeps created their Jobs over {created:.0f} s; seconds per trial "
               "(median, 95th percentile), from the API objects: "
               + ", ".join(f"{k} {m:.0f}, {p:.0f}" for k, (m, p) in went.items()))
     for arm, r in results.items():
@@ -489,6 +547,8 @@ def main() -> int:
     ap.add_argument("--b-scale", type=float, default=0.5, help="team b's durations: team a's times this")
     ap.add_argument("--b-delay", type=float, default=0.0, help="team b's sweep starts this many seconds later")
     ap.add_argument("--kueue-batch", type=int, default=None, help="batchSize in the kueue arm (default: all the team's trials)")
+    ap.add_argument("--kueue-tuned", default=TUNED, metavar="JSON",
+                    help=f"kueue_controller_config of the kueue-tuned arm (default {TUNED})")
     ap.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"any of {', '.join(ARMS)}")
     ap.add_argument("--kubeconfig", default=None, help="default: inventory/local's cluster (invoke cluster --inventory inventory/local)")
     args = ap.parse_args()
@@ -503,6 +563,13 @@ def main() -> int:
         ap.error("--durations and --b-scale must be positive")
     if args.trials < 1 or args.nodes < 1 or args.gpus < 2 or args.gpus * args.nodes % 2:
         ap.error("--trials ≥ 1, --nodes ≥ 1, and an even number of GPUs in all (two equal quotas)")
+    try:
+        import json
+
+        if not isinstance(json.loads(args.kueue_tuned), dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        ap.error(f"--kueue-tuned: a JSON object of Kueue Configuration fields ({exc})")
     args.b_trials = args.b_trials or args.trials
     args.kueue_batch = args.kueue_batch or max(args.trials, args.b_trials)
 
@@ -519,7 +586,7 @@ def main() -> int:
         if time.monotonic() > deadline:
             raise SystemExit(f"the API server of {kc} is not ready after 180 s: is the cluster up (`invoke cluster`)?")
         time.sleep(2)
-    if "kueue" in arms:
+    if any(a.startswith("kueue") for a in arms):
         from kubesweep.run import kueue
 
         if kueue.local_queues(c, "default") is None:
