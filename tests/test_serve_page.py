@@ -333,7 +333,8 @@ def test_behind_a_tokens_file_the_page_needs_the_token_and_shows_what_the_server
         tab.open(f"{base}/")  # no token: nothing is shown but where to find one
         said = tab.wait("(() => { const m = document.getElementById('msg'); return !m.hidden && m.textContent; })()")
         assert "#token=" in said and tab.evaluate("document.querySelectorAll('#experiments tbody tr').length") == 0
-        tab.open(f"{base}/#token={token}")
+        tab.open(f"{base}/#token={token}")  # the fragment only: the page takes it on hashchange
+        tab.wait(f"sessionStorage.getItem('kubesweep.token') === {token!r}")
         tab.open(f"{base}/")  # a reload without the fragment: the tab still has it (sessionStorage)
         tab.wait("document.querySelectorAll('#experiments tbody tr').length === 1")
         tab.evaluate(f"location.hash = '#/e/{name}'")
