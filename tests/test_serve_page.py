@@ -42,7 +42,8 @@ def browser_exe() -> str:
 
 
 @contextlib.contextmanager
-def serving(project: Path, target: sweep.Target = sweep.Target(), *, tokens: Any = None) -> Iterator[tuple[str, Any]]:
+def serving(project: Path, target: sweep.Target = sweep.Target(), *, tokens: Any = None,
+            tensorboard_image: str | None = None) -> Iterator[tuple[str, Any]]:
     """A real uvicorn on a free port of 127.0.0.1 serving create_app over ``project``: (base URL, app)."""
     from kubesweep.serve import auth
     from kubesweep.serve.app import create_app
@@ -52,7 +53,8 @@ def serving(project: Path, target: sweep.Target = sweep.Target(), *, tokens: Any
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     cfg = ServeConfig(where=sweep.Workspace.under(project), target=target, state_dir=project / ".kubesweep-serve",
-                      host="127.0.0.1", port=port, tokens=tokens or auth.Tokens.generated())
+                      host="127.0.0.1", port=port, tokens=tokens or auth.Tokens.generated(),
+                      tensorboard_image=tensorboard_image)
     app = create_app(cfg)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -347,3 +349,69 @@ def test_behind_a_tokens_file_the_page_needs_the_token_and_shows_what_the_server
         assert post["method"] == "POST" and post["headers"]["Authorization"] == f"Bearer {token}"
         unexpected = [e for e in tab.errors if "status of 401" not in e and "status of 409" not in e]
         assert unexpected == [] and tab.evaluate("document.cookie") == ""
+
+
+def test_the_tensorboard_button_opens_the_experiments_tensorboard_through_the_server(tmp_path, browser_exe,
+                                                                                     monkeypatch):
+    """Behind a tokens file (so TensorBoard's tab needs the cookie): the button posts with the
+    token, opens a tab on the server's /tensorboard/<experiment>/, and the browser sends the
+    cookie the POST set, so the stand-in TensorBoard behind the server answers there; the page
+    itself cannot read that cookie, and TensorBoard gets neither it nor the token."""
+    from kubesweep.k8s import client as kube
+    from kubesweep.run import tensorboard as tb
+    from kubesweep.serve import auth, routes_read
+
+    from .test_serve_tensorboard import Upstream
+
+    plan, _ = workspace(tmp_path)
+    name = plan.experiment.name
+    upstream = Upstream()
+
+    class Forward:
+        base = upstream.base
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(tb, "ensure", lambda c, ns, exp, *, image: f"tensorboard-{exp}")
+    monkeypatch.setattr(tb, "forward", lambda *a, **k: Forward())
+    monkeypatch.setattr(routes_read, "_clients", lambda request: object())
+    monkeypatch.setattr(kube, "in_cluster", lambda: False)
+    token = "page-" + "t" * 24
+    tokens = auth.Tokens((auth.Token("admin", token, None),), from_file=True)
+    try:
+        with serving(tmp_path, tokens=tokens, tensorboard_image="localhost:5000/kubesweep/tensorboard:x") as (base, _), \
+                headless.Tab(browser_exe) as tab:
+            tab.open(f"{base}/#token={token}")
+            tab.wait("sessionStorage.getItem('kubesweep.token')")
+            tab.evaluate(f"location.hash = '#/e/{name}'")
+            tab.wait("window.kubesweepRendered && window.kubesweepRendered.table")
+            # a user's click (a gesture: the page's window.open is not a blocked pop-up)
+            tab.pipe.send("Runtime.evaluate", {"expression": "document.getElementById('btn-tensorboard').click()",
+                                               "userGesture": True}, session=tab.session)
+            want, deadline, opened = f"{base}/tensorboard/{name}/", time.monotonic() + 30, None
+            while opened is None and time.monotonic() < deadline:
+                pages = tab.pipe.send("Target.getTargets")["targetInfos"]
+                opened = next((t for t in pages if t["type"] == "page" and t["url"] == want), None)
+                time.sleep(0.1)
+            assert opened is not None, [t["url"] for t in pages]
+            other = tab.pipe.send("Target.attachToTarget", {"targetId": opened["targetId"], "flatten": True})["sessionId"]
+
+            def there(expression: str) -> Any:
+                return tab.pipe.send("Runtime.evaluate", {"expression": expression, "returnByValue": True},
+                                     session=other)["result"].get("value")
+
+            deadline = time.monotonic() + 30
+            while "tensorboard" not in (there("document.body && document.body.innerText") or "") \
+                    and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert json.loads(there("document.body.innerText")) == {"path": f"/tensorboard/{name}/"}
+            assert there("document.cookie") == "" and tab.evaluate("document.cookie") == ""  # HttpOnly
+            got = upstream.seen[-1]
+            assert got["path"] == f"/tensorboard/{name}/"
+            assert "cookie" not in got["headers"] and "authorization" not in got["headers"]
+            (post,) = [e["params"]["request"] for e in tab.pipe.events if e.get("method") == "Network.requestWillBeSent"
+                       and e["params"]["request"]["url"].endswith("/tensorboard")]
+            assert post["method"] == "POST" and post["headers"]["Authorization"] == f"Bearer {token}"
+    finally:
+        upstream.close()
