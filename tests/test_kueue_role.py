@@ -16,7 +16,8 @@ import yaml
 from .conftest import ROOT
 from .test_offline_kueue import _rendered
 
-PLAY = """\
+# the role's manifests step on this machine, then a task that shows what it made
+MANIFESTS = """\
 - hosts: localhost
   connection: local
   gather_facts: false
@@ -24,6 +25,8 @@ PLAY = """\
     - ansible.builtin.include_role:
         name: kueue
         tasks_from: manifests
+"""
+PLAY = MANIFESTS + """\
     - ansible.builtin.debug:
         msg: "KUEUE_IMAGES={{ __kueue_objects | selectattr('kind', 'equalto', 'Deployment')
               | map(attribute='spec.template.spec.containers') | flatten | map(attribute='image') | list | to_json }}"
@@ -106,14 +109,7 @@ def _filters():
     return module
 
 
-CONFIGURED = """\
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - ansible.builtin.include_role:
-        name: kueue
-        tasks_from: manifests
+CONFIGURED = MANIFESTS + """\
     - ansible.builtin.copy:
         content: "{{ __kueue_objects | to_json }}"
         dest: "{{ playbook_dir }}/objects.json"
