@@ -127,7 +127,10 @@ def test_its_service_account_may_run_sweeps_in_its_namespace_only(installed, api
     assert not allowed("list", "jobs", None, "batch")  # not cluster-wide
     assert not allowed("list", "nodes")
     assert not allowed("get", "secrets", NAMESPACE)  # not even its own tokens
-    assert not allowed("create", "deployments", NAMESPACE, "apps")
+    # with a TensorBoard image (the fixture's): the experiments' TensorBoards, in its namespace only
+    assert allowed("create", "deployments", NAMESPACE, "apps") and allowed("create", "services", NAMESPACE)
+    assert not allowed("create", "deployments", "default", "apps") and not allowed("create", "services", "default")
+    assert not allowed("patch", "deployments", NAMESPACE, "apps")  # TensorBoard's are replaced whole (update)
     assert not allowed("create", "rolebindings", NAMESPACE, "rbac.authorization.k8s.io")
 
 
