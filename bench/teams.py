@@ -402,7 +402,7 @@ def peak(intervals: list[tuple[float, float]]) -> int:
 # ------------------------------------------------------------------------------ one arm
 
 
-def configure_kueue(config: dict[str, Any] | None) -> str:
+def configure_kueue(kc: Path, config: dict[str, Any] | None) -> str:
     """Kueue's controller configured through the kueue role (playbooks/kueue.yml on the local
     inventory) with ``config`` as kueue_controller_config, or as the inventory has it (None); the
     role waits until the controller is available again. Its clientConnection as the ConfigMap says."""
@@ -414,17 +414,16 @@ def configure_kueue(config: dict[str, Any] | None) -> str:
     run = cluster.playbook(ROOT / "inventory" / "local", "playbooks/kueue.yml", extra=extra, echo=False)
     if not run.ok:
         raise SystemExit(f"playbooks/kueue.yml failed:\n{run.output[-3000:]}")
-    return kueue_client()
+    return kueue_client(kc)
 
 
-def kueue_client() -> str:
+def kueue_client(kc: Path) -> str:
     """Kueue's controller client rate limit, as its ConfigMap holds it."""
     import yaml
 
     from kubesweep.k8s import client as kube
-    from kubesweep.local.cluster import kubeconfig_path
 
-    c = kube.clients(kubeconfig_path(ROOT / "inventory" / "local"))
+    c = kube.clients(kc)
     cm = kube.request(c, "GET", "/api/v1/namespaces/kueue-system/configmaps/kueue-manager-config")
     conn = (yaml.safe_load(cm["data"]["controller_manager_config.yaml"]) or {}).get("clientConnection") or {}
     return f"qps {conn.get('qps', '?')}, burst {conn.get('burst', '?')}"
@@ -434,17 +433,17 @@ def run_arm(arm: str, args: argparse.Namespace, kc: Path, work: Path) -> dict[st
     if arm == "kueue-tuned":
         import json
 
-        client = configure_kueue(json.loads(args.kueue_tuned))
+        client = configure_kueue(kc, json.loads(args.kueue_tuned))
         print(f"{arm}: Kueue's controller reconfigured ({client})", flush=True)
         try:
             result = _run_arm(arm, args, kc, work)
         finally:
-            print(f"{arm}: Kueue's controller as the inventory has it again ({configure_kueue(None)})", flush=True)
+            print(f"{arm}: Kueue's controller as the inventory has it again ({configure_kueue(kc, None)})", flush=True)
         result["kueue_client"] = client
         return result
     result = _run_arm(arm, args, kc, work)
     if arm.startswith("kueue"):
-        result["kueue_client"] = kueue_client()
+        result["kueue_client"] = kueue_client(kc)
     return result
 
 
@@ -580,6 +579,9 @@ def main() -> int:
 
     # the three-node cluster `invoke cluster --inventory inventory/local` brings up (the tests' one)
     kc = Path(args.kubeconfig) if args.kubeconfig else kubeconfig_path(ROOT / "inventory" / "local")
+    if "kueue-tuned" in arms and kc.resolve() != kubeconfig_path(ROOT / "inventory" / "local").resolve():
+        ap.error("--arms kueue-tuned reconfigures Kueue through inventory/local's playbook: only on that cluster "
+                 "(leave out --kubeconfig)")
     c = kube.clients(kc)
     deadline = time.monotonic() + 180  # a cluster whose API server has just restarted (invoke cluster rerun)
     while not kube.ready(c):
