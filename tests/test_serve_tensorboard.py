@@ -120,8 +120,8 @@ def _with_image(cfg):
     return replace(cfg, tensorboard_image=IMAGE)
 
 
-def test_started_once_per_experiment_answered_as_a_path_here_and_let_go_at_shutdown(workspace, tmp_path,
-                                                                                      cluster, upstream):
+def test_forwarded_once_per_experiment_answered_as_a_path_here_and_let_go_at_shutdown(workspace, tmp_path,
+                                                                                        cluster, upstream):
     where, _ = workspace
     cfg = _with_image(config(where, tmp_path))
     admin = {"Authorization": f"Bearer {cfg.tokens.entries[0].secret}"}
@@ -138,8 +138,10 @@ def test_started_once_per_experiment_answered_as_a_path_here_and_let_go_at_shutd
         # on loopback without a tokens file reading is open: the path needs no cookie
         c.cookies.clear()
         assert c.get("/tensorboard/mnist/data/environment").json() == {"path": "/tensorboard/mnist/data/environment"}
-    assert cluster == [("ensure", "team-a", "mnist", IMAGE), ("forward", "team-a", "tensorboard-mnist",
-                                                              "/tensorboard/mnist/"), ("close",)]
+    # every POST makes sure the Deployment is there (made again after a `kubesweep clean`); one forward
+    ensure = ("ensure", "team-a", "mnist", IMAGE)
+    assert cluster == [ensure, ("forward", "team-a", "tensorboard-mnist", "/tensorboard/mnist/"), ensure, ensure,
+                       ("close",)]
 
 
 def test_requests_are_passed_on_as_they_came_without_this_servers_token_or_cookie(workspace, tmp_path, cluster,
@@ -168,6 +170,11 @@ def test_requests_are_passed_on_as_they_came_without_this_servers_token_or_cooki
         assert r.status_code == 301 and r.headers["location"] == "/tensorboard/mnist/"
         r = c.get("/tensorboard/mnist", follow_redirects=False)
         assert r.status_code == 308 and r.headers["location"] == "mnist/"
+        # only an experiment's name is looked up or written into a redirect (no //host, no traversal)
+        for bad in ("/tensorboard/%5C%5Cevil.example", "/tensorboard/%5C%5Cevil.example/x", "/tensorboard/..%2Fapi/x",
+                    "/tensorboard/Mnist/"):
+            r = c.get(bad, follow_redirects=False, headers={"Authorization": f"Bearer {OPS}"})
+            assert r.status_code == 404 and "location" not in r.headers, (bad, r.status_code)
         assert c.head("/tensorboard/mnist/").status_code == 200
 
 

@@ -27,7 +27,7 @@ import hmac
 import secrets
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -35,6 +35,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from kubesweep.serve import auth
+from kubesweep.spec.rules import DNS_LABEL
 
 router = APIRouter()
 
@@ -67,6 +68,7 @@ class TensorBoards:
         self.lock = threading.Lock()  # one Deployment and one forward per experiment, however many ask
         self.bases: dict[str, str] = {}
         self.forwards: dict[str, Any] = {}
+        self._image: str | None = None
         self.key = secrets.token_bytes(32)
         self._http: Any = None
 
@@ -87,18 +89,21 @@ class TensorBoards:
 
     # -- where each answers ------------------------------------------------------------------
 
-    def start(self, cfg: Any, c: Any, namespace: str, name: str, image: str) -> str:
-        """Start (or reuse) ``name``'s TensorBoard and remember where it answers; its base URL."""
+    def start(self, cfg: Any, c: Any, namespace: str, name: str, image: Callable[[], str]) -> str:
+        """Start (or reuse) ``name``'s TensorBoard and remember where it answers; its base URL.
+        Every call makes sure the Deployment and Service are there (two GETs when they are), so a
+        TensorBoard removed meanwhile (`kubesweep clean`) is made again; ``image()`` is asked once."""
         from kubesweep.run import tensorboard as tb
 
         with self.lock:
-            base = self.bases.get(name)
-            if base is not None:
-                return base
-            service = tb.ensure(c, namespace, name, image=image)
+            if self._image is None:
+                self._image = image()
+            service = tb.ensure(c, namespace, name, image=self._image)
             if in_cluster(cfg):
                 tb.ready_pod(c, namespace, service, timeout_s=WAIT_S)
                 base = tb.service_url(namespace, service)
+            elif name in self.forwards:  # the forward finds the ready pod again when its pod went
+                base = self.forwards[name].base
             else:
                 held = self.forwards[name] = tb.forward(c, namespace, service, timeout_s=WAIT_S,
                                                         path=tb.path_prefix(name) + "/")
@@ -154,7 +159,7 @@ def start(name: str, request: Request, caller: auth.Caller = Depends(auth.writer
     boards: TensorBoards = request.app.state.tensorboards
     cfg = request.app.state.cfg
     try:
-        boards.start(cfg, routes_read._clients(request), namespace, name, image(cfg))
+        boards.start(cfg, routes_read._clients(request), namespace, name, lambda: image(cfg))
     except HTTPException:
         raise
     except Exception as exc:  # noqa: BLE001 - sorted by _cluster_error, the rest raised again
@@ -183,8 +188,15 @@ def _admitted(request: Request, name: str, boards: TensorBoards) -> None:
                              "that opens it)")
 
 
+def _named(name: str) -> None:
+    """An experiment's name, or 404: nothing else is looked up, nor written into a redirect."""
+    if not (DNS_LABEL.fullmatch(name) and len(name) <= 63):
+        raise HTTPException(404, "no such experiment")
+
+
 @router.api_route("/tensorboard/{name}", methods=["GET", "HEAD"], include_in_schema=False)
 def slash(name: str) -> Response:
+    _named(name)
     return RedirectResponse(f"{name}/", status_code=308)
 
 
@@ -193,6 +205,7 @@ async def passed_on(name: str, path: str, request: Request) -> Response:
     """The request, as it came, to the experiment's TensorBoard; its answer, as it came, back."""
     import httpx
 
+    _named(name)
     boards: TensorBoards = request.app.state.tensorboards
     await run_in_threadpool(_admitted, request, name, boards)
     base = boards.bases.get(name)
