@@ -44,11 +44,12 @@ WAIT_S = 120.0
 #: How long the cookie the POST answers opens the experiment's TensorBoard.
 COOKIE_S = 12 * 3600
 COOKIE = "kubesweep-tensorboard"
-#: Headers that belong to one hop (RFC 9110 7.6.1) or to this server (its token, its cookie).
-_NOT_PASSED = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-               "transfer-encoding", "upgrade", "host", "authorization", "cookie", "content-length"}
-_NOT_RETURNED = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-                 "transfer-encoding", "upgrade", "set-cookie"}
+#: Headers that belong to one hop (RFC 9110 7.6.1), and those that belong to this server (its
+#: token, its cookie) or that httpx sets itself, neither passed on.
+_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+        "transfer-encoding", "upgrade"}
+_NOT_PASSED = _HOP | {"host", "authorization", "cookie", "content-length"}
+_NOT_RETURNED = _HOP | {"set-cookie"}
 
 
 def in_cluster(cfg: Any) -> bool:
