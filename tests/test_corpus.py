@@ -53,9 +53,6 @@ REFUSED: dict[str, str] = {
     "katib/examples/v1beta1/nas/darts-gpu.yaml": "neural architecture search is out of scope",
     "katib/examples/v1beta1/nas/enas-cpu.yaml": "neural architecture search is out of scope",
     "katib/examples/v1beta1/nas/enas-gpu.yaml": "neural architecture search is out of scope",
-    # a custom collector image that reports to Katib's DB manager
-    "katib/examples/v1beta1/metrics-collector/custom-metrics-collector.yaml":
-        "the Custom metrics collector is not supported",
     # its trialTemplate.configMap names Katib's own trial-templates ConfigMap (served below as Katib's
     # controller reads it), whose defaultTrialTemplate.yaml uses ${trialParameters.momentum}, which the
     # Experiment does not declare (and does not use its numberLayers and optimizer): Katib's webhook
@@ -182,6 +179,23 @@ def test_katib_file_collector_streams_the_file_from_a_native_sidecar():
     assert p.experiment.objective.regex == "{metricName: ([\\w|-]+), metricValue: ((-?\\d+)(\\.\\d+)?)}"
 
 
+def test_katib_custom_collector_of_a_file_is_read_like_the_file_collector_without_its_container():
+    p = planner.plan(CORPUS / "katib/examples/v1beta1/metrics-collector/custom-metrics-collector.yaml")
+    job = manifest.build_job(p.experiment, p.trials[0])
+    pod = job["spec"]["template"]["spec"]
+    sidecar, = pod["initContainers"]
+    assert (sidecar["name"], sidecar["command"][-1]) == ("metrics", "/katib/mnist.log")
+    assert len(pod["containers"]) == 1  # the trial's own
+    assert {"name": "metrics", "mountPath": "/katib"} in pod["containers"][0]["volumeMounts"]
+    # the collector's image, which would report to katib-db-manager, is nowhere in the Job ...
+    assert "custom-metrics-collector:latest" not in json.dumps(job)
+    assert p.experiment.objective.regex is None  # Katib's File collector default: name=value lines
+    # ... and the user is told so, by plan and sweep, and in the plan's index
+    note, = p.source.notes
+    assert "ghcr.io/kubeflow/katib/custom-metrics-collector:latest" in note and "/katib/mnist.log" in note
+    assert json.loads(planner.plan_index(p))["source"]["notes"] == [note]
+
+
 def test_katib_early_stopping_and_trial_metadata_map_to_the_native_keys():
     p = planner.plan(CORPUS / "katib/examples/v1beta1/early-stopping/median-stop-with-json-format.yaml")
     es = p.experiment.early_stopping
@@ -256,3 +270,14 @@ def test_what_needs_a_metric_is_refused_without_one(tmp_path, extra, message):
     with pytest.raises(SpecError) as exc:
         planner.plan(config, image=WANDB_IMAGE)
     assert message in str(exc.value), str(exc.value)
+
+
+def test_render_tells_what_it_did_with_a_custom_collector(tmp_path):
+    import subprocess
+    import sys
+
+    case = CORPUS / "katib/examples/v1beta1/metrics-collector/custom-metrics-collector.yaml"
+    done = subprocess.run([sys.executable, "-m", "kubesweep", "render", str(case)], cwd=tmp_path,
+                          capture_output=True, text=True, check=True)
+    assert "note: the Custom metrics collector 'custom-metrics-logger-and-collector'" in done.stderr, done.stderr
+    assert "is not run" in done.stderr and "rendered 12 trials" in done.stdout

@@ -237,6 +237,8 @@ def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), 
     if pull_secret:
         with_pull_secret(plan_, pull_secret)
     _check_kept(plan_, where.results_dir, retry_failed)  # before the image is built or anything written
+    for remark in plan_.source.notes:  # what reading a Katib or W&B file did that is worth knowing
+        hooks.notice(remark)
     note = with_queue(plan_, target)  # Kueue: the namespace's LocalQueue, or the one named (which must exist)
     if note:
         hooks.notice(note)

@@ -77,6 +77,8 @@ def render(grid: str, where: Workspace = Workspace(), *, validate: str = "fast",
            **overrides: Any) -> sweeps.Plan:
     plan = sweeps.plan(grid, **_namespaced(target, overrides))
     target = sweeps.render(plan, where.jobs_dir, validate=validate)  # type: ignore[arg-type]
+    for note in plan.source.notes:
+        print(f"note: {note}", file=sys.stderr)
     print(f"rendered {len(plan.trials):,} trials in {plan.batches:,} batches into {target}/")
     return plan
 

@@ -41,6 +41,8 @@ def show(p: Plan, jobs_dir: str, console: Console | None = None, rows: int = 20)
     # Every value that comes from the user is a cell(): shown literally, never read as markup.
     head = Table(title=cell(f"experiment {exp.name} → {jobs_dir}/{exp.name}/"), show_header=False, box=None)
     head.add_row("input", cell(f"{p.source.path} ({p.source.format})"))
+    for note in p.source.notes:
+        head.add_row("note", cell(note))
     head.add_row("image", cell(p.image))
     from kubesweep.plan.adaptive import incremental
 

@@ -121,7 +121,8 @@ def plan_index(p: Plan) -> str:
                    # a trial template read from the cluster is part of what the plan is made from
                    **({"configMaps": {file: hashlib.sha256(text.encode()).hexdigest()
                                       for file, (_, text) in p.source.configmaps.items()}}
-                      if p.source.configmaps else {})},
+                      if p.source.configmaps else {}),
+                   **({"notes": list(p.source.notes)} if p.source.notes else {})},
         "kubernetesVersion": KUBERNETES_VERSION,
         "search": exp.search.model_dump(by_alias=True),
         "objective": exp.objective.model_dump(by_alias=True, exclude_none=True),

@@ -31,6 +31,8 @@ class Source:
     #: trial templates read from the cluster (Katib's trialTemplate.configMap): the name their
     #: marks carry as file → (the mark of the configMap reference, the template's text)
     configmaps: dict[str, tuple[Mark, str]] | None = None
+    #: what the translation of a foreign format did that the user should hear of (not errors)
+    notes: tuple[str, ...] = ()
 
     def explain(self, exc: SpecError) -> SpecError:
         """The same errors, in the words of the file the user wrote."""
@@ -92,6 +94,7 @@ def load_experiment(path: str | Path, *, image: str | None = None, name: str | N
     fmt = detect(data)
     names: dict[str, str] = {}
     fetched: dict[str, tuple[Mark, str]] = {}
+    notes: tuple[str, ...] = ()
     if fmt != NATIVE:
         t = Translator(data, pos, "Katib" if fmt == KATIB else "W&B")
         fetched = t.configmaps
@@ -111,6 +114,7 @@ def load_experiment(path: str | Path, *, image: str | None = None, name: str | N
             if t.problems:
                 raise from_configmap(SpecError(t.problems.issues), fetched)
         data, pos = t.out, t.out_pos
+        notes = tuple(t.notes)
         names = {**t.names, "search.trialLimit": "--trial-limit"}
     elif isinstance(data, dict):
         _override(data, pos, "image", image, "--image")
@@ -131,4 +135,4 @@ def load_experiment(path: str | Path, *, image: str | None = None, name: str | N
         checks.check(experiment, pos)
     except SpecError as exc:
         raise from_configmap(in_their_words(exc, names), fetched) from None
-    return Source(experiment, pos, fmt, str(path), names, fetched or None)
+    return Source(experiment, pos, fmt, str(path), names, fetched or None, notes)

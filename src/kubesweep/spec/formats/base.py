@@ -28,6 +28,9 @@ class Translator:
         #: trial templates read from a ConfigMap (Katib's trialTemplate.configMap): the file name
         #: their marks carry → (the mark of the configMap reference, the template's text)
         self.configmaps: dict[str, tuple[Mark, str]] = {}
+        #: what the translation did that the user should hear of, though nothing is wrong (shown
+        #: by plan and sweep, kept in the plan's index)
+        self.notes: list[str] = []
 
     # ---- reading the source
     def get(self, path: PathKey, default: Any = None) -> Any:

@@ -4,7 +4,7 @@ Supported: parameters (double, int, discrete, categorical; feasibleSpace min/max
 distribution uniform/logUniform/normal/logNormal), objective (type, goal, objectiveMetricName,
 additionalMetricNames, metricStrategies), the algorithms random, grid, tpe, multivariate-tpe,
 cmaes, sobol and bayesianoptimization with their settings (katib_search.py),
-parallelTrialCount, maxTrialCount, maxFailedTrialCount, the StdOut and File metrics collectors,
+parallelTrialCount, maxTrialCount, maxFailedTrialCount, the StdOut, File and (file-reading) Custom metrics collectors,
 earlyStopping medianstop, resumePolicy (all three values: kubesweep always resumes from its Jobs
 and journal), and a trialTemplate whose trialSpec is a batch/v1 Job with one container (inline, or read from
 a ConfigMap in the cluster: trialTemplate.configMap).

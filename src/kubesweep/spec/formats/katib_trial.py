@@ -3,7 +3,8 @@ must be a batch/v1 Job with one (primary) container — command and args, env (v
 references to Secrets, ConfigMaps and fields), envFrom, resources (extended ones too), labels and
 annotations, nodeSelector, affinity, tolerations, priority and runtime class, imagePullSecrets,
 the pod's user, /dev/shm as a memory emptyDir, the Job's limits — and its
-metricsCollectorSpec (StdOut, or File: a native sidecar streams the file to its log; one
+metricsCollectorSpec (StdOut, or File — and a Custom collector of one file, read the same way without its
+container —: a native sidecar streams the file to its log; one
 metricsFormat regex, or JSON lines).
 
 Katib's ``${trialParameters.<name>}`` become kubesweep's placeholders, and a trialParameter may
@@ -408,37 +409,48 @@ JSON_METRICS = r'"(?P<name>[^"\\]+)"\s*:\s*"?(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(
 _OTHER_COLLECTORS = {
     "TensorFlowEvent": "TensorFlow event files are binary; print the metrics, or write them to a file (collector kind File)",
     "PrometheusMetric": "it needs Katib's Prometheus scraping; print the metrics, or write them to a file (collector kind File)",
-    "Custom": "a custom collector reports to Katib's DB manager; print the metrics, or write them to a file (collector kind File)",
     "None": "with no collector the trial reports to Katib's DB manager; print the metrics instead (collector kind StdOut)",
 }
+#: A Custom collector's container reports what it reads to Katib's DB manager, which kubesweep has
+#: not: where it reads one file, kubesweep reads that file itself, as it reads a File collector's.
+_CUSTOM_NEEDS_FILE = ("a Custom collector reports to Katib's DB manager, which kubesweep does not run; kubesweep "
+                      "reads the metrics itself where the collector reads one file (source.fileSystemPath with kind "
+                      "File and an absolute path); print the metrics (collector kind StdOut) or name that file")
 
 
 def metrics_collector(t: Translator) -> None:
     """spec.metricsCollectorSpec: StdOut (its one metricsFormat regex becomes objective.regex) or
     File (fileSystemPath kind File, format TEXT with that regex or JSON lines): a sidecar streams the
-    file into its log (native metricsFile)."""
+    file into its log (native metricsFile). A Custom collector that reads one file is read the same
+    way, without its container (t.notes says so)."""
     mc = ("spec", "metricsCollectorSpec")
     t.known_keys(mc, ["collector", "source"])
-    t.known_keys(mc + ("collector",), ["kind"], {"customCollector": "only the StdOut and File collectors are supported"})
     kind = t.get(mc + ("collector", "kind"), "StdOut")
+    t.known_keys(mc + ("collector",), ["kind", "customCollector"])
+    if kind != "Custom" and t.get(mc + ("collector", "customCollector")) is not None:
+        t.error_key(mc + ("collector", "customCollector"), f"customCollector is for collector kind Custom "
+                    f"(Katib refuses it with kind {kind})")
     if kind in _OTHER_COLLECTORS:
         t.error(mc + ("collector", "kind"), f"the {kind} metrics collector is not supported: {_OTHER_COLLECTORS[kind]}", kind)
-    elif kind not in ("StdOut", "File"):
+    elif kind not in ("StdOut", "File", "Custom"):
         t.error(mc + ("collector", "kind"), "collector.kind must be one of StdOut, File, TensorFlowEvent, "
                 "PrometheusMetric, Custom, None (Katib's kinds)", kind)
     t.known_keys(mc + ("source",), ["filter", "fileSystemPath"], {"httpGet": "it is Prometheus' scrape target; print the metrics"})
     fs = mc + ("source", "fileSystemPath")
     fmt = "TEXT"
-    if kind == "File":
+    if kind == "Custom":
+        _custom_collector(t, mc + ("collector", "customCollector"), fs)
+    if kind in ("File", "Custom") and (kind == "File" or isinstance(t.get(fs), dict)):
         t.known_keys(fs, ["path", "kind", "format"])
         path = t.get(fs + ("path",))
         fmt = t.get(fs + ("format",), "TEXT")
         if t.get(fs + ("kind",), "File") != "File":
-            t.error(fs + ("kind",), "the File collector reads one file: fileSystemPath.kind must be File", t.get(fs + ("kind",)))
+            t.error(fs + ("kind",), _CUSTOM_NEEDS_FILE if kind == "Custom"
+                    else "the File collector reads one file: fileSystemPath.kind must be File", t.get(fs + ("kind",)))
         if fmt not in ("TEXT", "JSON"):
             t.error(fs + ("format",), "fileSystemPath.format must be TEXT or JSON", fmt)
         if not isinstance(path, str) or not path.startswith("/"):
-            t.error(fs + ("path",) if path is not None else fs, "the File collector needs fileSystemPath.path, an absolute path", path)
+            t.error(fs + ("path",) if path is not None else fs, f"the {kind} collector needs fileSystemPath.path, an absolute path", path)
         else:
             t.put(("metricsFile",), path, fs + ("path",))
     elif t.get(fs) is not None and kind == "StdOut":
@@ -452,3 +464,22 @@ def metrics_collector(t: Translator) -> None:
         t.put(("objective", "regex"), formats[0], mc + ("source", "filter", "metricsFormat", 0))
     elif fmt == "JSON":
         t.put(("objective", "regex"), JSON_METRICS, fs + ("format",))
+
+
+def _custom_collector(t: Translator, cc: tuple[str, ...], fs: tuple[str, ...]) -> None:
+    """collector.kind Custom: its customCollector must be a container with an image (as Katib's
+    webhook requires), and its source one file, which kubesweep then reads itself."""
+    container = t.get(cc)
+    if container is None:
+        t.error(cc[:-1], "collector kind Custom needs customCollector, the collector's container (Katib's rule)")
+    elif not isinstance(container, dict) or not isinstance(container.get("image"), str) or not container["image"]:
+        t.error(cc, "customCollector must be a container with an image", container)
+    if t.get(fs) is None:
+        t.error(cc[:-1] + ("kind",), _CUSTOM_NEEDS_FILE)
+    elif not isinstance(t.get(fs), dict):
+        t.error(fs, _CUSTOM_NEEDS_FILE, t.get(fs))
+    elif isinstance(container, dict) and isinstance(container.get("image"), str):
+        t.notes.append(f"the Custom metrics collector {container.get('name') or container['image']!r} "
+                       f"({container['image']}) is not run: it reports to Katib's DB manager; kubesweep reads "
+                       f"{t.get(fs + ('path',))} itself, as Katib's File collector would "
+                       f"({t.get(fs + ('format',), 'TEXT')} format)")
