@@ -570,3 +570,61 @@ def test_a_retried_trial_is_not_taken_for_the_pod_of_its_deleted_job_still_termi
     assert created == [trial]
     assert "running" not in states  # the old pod never made it running
 
+
+
+def test_a_front_end_s_cancel_stops_the_sweep_though_its_job_watch_never_brings_the_mark(tmp_path):
+    """kubesweep serve cancels through the API and tells the sweep through Hooks.cancelled: the
+    sweep stops at its next look and records its running trial cancelled, even when its Job watch
+    is slow to bring the cancel mark (here: it never does)."""
+    from kubesweep import sweep as sweeps
+    from kubesweep.run import journal
+    from kubesweep.run.trialstate import CANCELLED
+
+    from .fakeapi import serve
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text("name: told\nimage: localhost:5000/t:1\ncommand: [run, \"${i}\"]\nparameters: {i: [1, 2, 3]}\n"
+                    "objective: {metric: score}\nbatchSize: 1\n")
+    plan = sweeps.plan(grid)
+    created: list[str] = []
+    deleted: list[str] = []
+
+    def answer(method: str, path: str, body):
+        if method == "POST" and path.split("?")[0].endswith("/jobs"):
+            if "dryRun=All" not in path:  # the admission check's dry run is no Job
+                created.append(body["metadata"]["name"])
+            return 201, {**body, "metadata": {**body["metadata"], "uid": "u" + str(len(created))}}
+        if method == "DELETE":
+            deleted.append(path.split("?")[0].rsplit("/", 1)[-1])
+            return 200, {"kind": "Status", "status": "Success"}
+        if "watch=true" in path:
+            time.sleep(0.2)
+            if "/jobs" in path and len(created) > len(gone) and told.is_set() and time.monotonic() > told_at[0] + 20:
+                # were the sweep deaf to Hooks.cancelled, it would end so: each trial "Deleted"
+                gone.append(created[len(gone)])
+                return 200, {"type": "DELETED", "object": {"metadata": {"name": gone[-1], "uid": f"u{len(gone)}",
+                                                                         "resourceVersion": "2"}}}
+            return 200, {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "1"}}}
+        return 200, {"metadata": {"resourceVersion": "1"}, "items": []}
+
+    told = threading.Event()
+    told_at = [0.0]
+    gone: list[str] = []
+
+    def cancel() -> None:
+        told_at[0] = time.monotonic()
+        told.set()
+
+    with serve(answer, tmp_path / "config"):
+        target = sweeps.Target(kubeconfig=str(tmp_path / "config"))
+        where = sweeps.Workspace(tmp_path / "jobs", tmp_path / "results")
+        timer = threading.Timer(1.5, cancel)  # the cancel, made while the first trial is in flight
+        timer.start()
+        try:
+            outcome = sweeps.run(plan, target, where, hooks=sweeps.Hooks(cancelled=told.is_set))
+        finally:
+            timer.cancel()
+    assert outcome.stopped == policy.CANCELLED
+    assert created == [plan.trials[0].name] and deleted == created  # no second trial; the first deleted
+    first = journal.load(tmp_path / "results" / "told")[plan.trials[0].name]
+    assert (first["state"], first["reason"]) == (CANCELLED, "Cancelled")

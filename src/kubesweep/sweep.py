@@ -95,6 +95,9 @@ class Hooks:
     change: Callable[[TrialRecord], None] | None = None      # a trial's state changed
     resumed: Callable[[list[TrialRecord]], None] | None = None  # trials earlier runs finished
     progress: Any = None                                      # runner.Progress: running trials' metric so far
+    #: a cancel the front end made itself (kubesweep serve's API, after lifecycle.cancel): the sweep
+    #: stops at its next look, without waiting for its Job watch to bring the cancel marks
+    cancelled: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -267,7 +270,7 @@ def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), 
             sweep_ = runner.Sweep(plan_, where.jobs_dir, where.results_dir, kubeconfig=target.kubeconfig,
                                   context=target.context, apply=apply, refill=refill, retry_failed=retry_failed,
                                   on_change=hooks.change, on_resume=hooks.resumed, progress=hooks.progress,
-                                  notice=hooks.notice)
+                                  notice=hooks.notice, stop_after=hooks.cancelled)
             result = sweep_.run()
             seconds += result.seconds
             stopped = result.stopped

@@ -86,6 +86,7 @@ class Run:
     thread: threading.Thread | None = None
     stopping: bool = False      # the server is shutting down: leave it running, resume next start
     cancelling: bool = False    # cancelled through the API
+    cancelled: bool = False     # ... and its Jobs marked and deleted: the sweep stops at its next look
     ended: bool = False         # its end is recorded: the thread only tells the page now
     in_sweep: bool = False      # inside sweep.run: where an interrupt is Ctrl-C's (guarded by ``guard``)
     guard: threading.Lock = field(default_factory=threading.Lock)
@@ -296,8 +297,13 @@ class Manager:
         if run is not None and run.alive():
             run.cancelling = True
         n = lifecycle.cancel(kube.clients(self.cfg.target.kubeconfig, self.cfg.target.context), name, namespace)
-        if run is not None and run.alive() and not n:
-            run.interrupt()
+        if run is not None and run.alive():
+            # The sweep would see the marks through its Job watch, which a loaded API server can
+            # delay by a minute; it is told here instead (after the marks, so that the count above
+            # is of the Jobs this call stopped, not of those the sweep deleted first).
+            run.cancelled = True
+            if not n:
+                run.interrupt()
         return {"experiment": name, "namespace": namespace, "cancelled": n}
 
     def retry(self, name: str, caller: Any) -> dict[str, Any]:
@@ -365,7 +371,8 @@ class Manager:
         def notice(text: str) -> None:
             log.info("%s: %s", run.name, text)
 
-        return sweeps.Hooks(notice=notice, change=change, resumed=resumed, progress=_Progress(self, run))
+        return sweeps.Hooks(notice=notice, change=change, resumed=resumed, progress=_Progress(self, run),
+                            cancelled=lambda: run.cancelled)
 
     @staticmethod
     def _better(run: Run, rec: TrialRecord) -> None:
