@@ -246,3 +246,48 @@ def test_in_the_cluster_it_reaches_the_service_by_name_and_needs_a_named_image(w
         assert c.post("/api/experiments/mnist/tensorboard", headers=admin).json() == {"url": "/tensorboard/mnist/"}
         assert app.state.tensorboards.bases == {"mnist": "http://tensorboard-mnist.team-a.svc:6006"}
     assert calls == [("ensure", "team-a", "mnist", IMAGE), ("ready", "team-a", "tensorboard-mnist")]
+
+
+def test_one_experiment_s_slow_start_holds_up_only_its_own_callers(monkeypatch):
+    """A TensorBoard whose pod takes minutes to be ready must not stall every other experiment's
+    button: the wait is per experiment, and two callers of one experiment still start it once."""
+    from types import SimpleNamespace
+
+    release = threading.Event()
+    forwards: list[str] = []
+
+    class Forward:
+        def __init__(self, service: str) -> None:
+            self.base = f"http://127.0.0.1/{service}"
+
+        def close(self) -> None:
+            pass
+
+    def forward(c, namespace, service, **kw):
+        forwards.append(service)
+        if service == "tensorboard-slow":
+            assert release.wait(30), "the slow start was never let go"
+        return Forward(service)
+
+    monkeypatch.setattr(tb, "ensure", lambda c, ns, exp, *, image: f"tensorboard-{exp}")
+    monkeypatch.setattr(tb, "forward", forward)
+    monkeypatch.setattr(kube, "in_cluster", lambda: False)
+    cfg = SimpleNamespace(target=SimpleNamespace(kubeconfig="k", context=None))
+    boards = served.TensorBoards()
+    images: list[int] = []
+    slow = [threading.Thread(target=boards.start, args=(cfg, None, "ns", "slow", lambda: images.append(1) or IMAGE))
+            for _ in range(2)]
+    for t in slow:
+        t.start()
+    deadline = 30
+    while "tensorboard-slow" not in forwards and deadline:  # the first caller is waiting for its pod
+        threading.Event().wait(0.1)
+        deadline -= 0.1
+    # meanwhile another experiment's TensorBoard starts at once
+    assert boards.start(cfg, None, "ns", "quick", lambda: IMAGE) == "http://127.0.0.1/tensorboard-quick"
+    assert all(t.is_alive() for t in slow)
+    release.set()
+    for t in slow:
+        t.join(30)
+    assert forwards.count("tensorboard-slow") == 1 and boards.bases["slow"] == "http://127.0.0.1/tensorboard-slow"
+    assert images == [1]  # the image is asked once

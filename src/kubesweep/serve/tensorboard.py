@@ -66,7 +66,9 @@ class TensorBoards:
     requests on. One per application; ``close`` stops the forwards."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()  # one Deployment and one forward per experiment, however many ask
+        self.lock = threading.Lock()  # guards the dicts below (held for a moment, never across a wait)
+        self._starting: dict[str, threading.Lock] = {}  # one start at a time per experiment, however many ask
+        self._image_lock = threading.Lock()
         self.bases: dict[str, str] = {}
         self.forwards: dict[str, Any] = {}
         self._image: str | None = None
@@ -96,9 +98,13 @@ class TensorBoards:
         TensorBoard removed meanwhile (`kubesweep clean`) is made again; ``image()`` is asked once."""
         from kubesweep.run import tensorboard as tb
 
-        with self.lock:
+        with self._image_lock:  # built or looked up once, however many experiments ask at first
             if self._image is None:
                 self._image = image()
+        with self.lock:
+            starting = self._starting.setdefault(name, threading.Lock())
+        # Waiting for one experiment's pod (up to WAIT_S) holds up only that experiment's callers.
+        with starting:
             service = tb.ensure(c, namespace, name, image=self._image)
             if in_cluster(cfg):
                 tb.ready_pod(c, namespace, service, timeout_s=WAIT_S)
@@ -106,10 +112,12 @@ class TensorBoards:
             elif name in self.forwards:  # the forward finds the ready pod again when its pod went
                 base = self.forwards[name].base
             else:
-                held = self.forwards[name] = tb.forward(c, namespace, service, timeout_s=WAIT_S,
-                                                        path=tb.path_prefix(name) + "/")
+                held = tb.forward(c, namespace, service, timeout_s=WAIT_S, path=tb.path_prefix(name) + "/")
+                with self.lock:
+                    self.forwards[name] = held
                 base = held.base
-            self.bases[name] = base
+            with self.lock:
+                self.bases[name] = base
             return base
 
     def http(self) -> Any:
@@ -120,10 +128,12 @@ class TensorBoards:
         return self._http
 
     async def close(self) -> None:
-        for held in list(self.forwards.values()):
+        with self.lock:
+            held_now = list(self.forwards.values())
+            self.forwards.clear()
+            self.bases.clear()
+        for held in held_now:
             held.close()
-        self.forwards.clear()
-        self.bases.clear()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
