@@ -231,7 +231,18 @@ def run(plan_: Plan, target: Target = Target(), where: Workspace = Workspace(), 
     asked (a search without search.trials runs until then, its goal, a cancel, or
     search.trialLimit).
 
-    Ctrl-C raises ``Interrupted`` saying what was left running; the same call resumes."""
+    Ctrl-C raises ``Interrupted`` saying what was left running; the same call resumes. One sweep
+    of an experiment at a time per project (run/lease.py): a second is refused while one runs."""
+    from kubesweep.run import lease
+
+    with lease.hold(where.results_dir, plan_.experiment.name):
+        return _run(plan_, target, where, apply=apply, refill=refill, retry_failed=retry_failed, hooks=hooks,
+                    pull_secret=pull_secret, max_trials=max_trials)
+
+
+def _run(plan_: Plan, target: Target, where: Workspace, *, apply: Literal["direct", "ansible"],
+         refill: Literal["trial", "batch"], retry_failed: bool, hooks: Hooks | None, pull_secret: str | None,
+         max_trials: int | None) -> Outcome:
     from kubesweep.k8s import client as kube
     from kubesweep.plan import adaptive, search
     from kubesweep.run import placement, runner

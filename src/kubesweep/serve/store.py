@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 import orjson
 
 from kubesweep.plan.planner import PLAN_FILE
-from kubesweep.run import journal
+from kubesweep.run import journal, lease
 from kubesweep.run import report as reports
 from kubesweep.run.trialstate import CANCELLED, FAILED, FINAL, PENDING, PRUNED, RUNNING, SUBMITTED, SUCCEEDED
 from kubesweep.run.trialstate import elapsed, reached
@@ -215,16 +215,20 @@ class Store:
                 rows[trial] = {**(done or {}), **r}
         return base, rows, name in self.driven()
 
+    def _elsewhere(self, name: str, driven: bool) -> dict[str, Any] | None:
+        # a sweep of this project run from a shell (or another server): its lock says so
+        return None if driven else lease.held_by(self.results_dir, name)
+
     def summary(self, name: str) -> dict[str, Any] | None:
         merged = self._merged(name)
-        return None if merged is None else _summary(*merged)
+        return None if merged is None else _summary(*merged, self._elsewhere(name, merged[2]))
 
     def experiment(self, name: str) -> dict[str, Any] | None:
         """The summary and every trial's row, in plan order (trials asked later after)."""
         merged = self._merged(name)
         if merged is None:
             return None
-        return {**_summary(*merged), "trials": list(merged[1].values())}
+        return {**_summary(*merged, self._elsewhere(name, merged[2])), "trials": list(merged[1].values())}
 
     def namespace(self, name: str) -> str | None:
         with self._lock:
@@ -288,7 +292,9 @@ def row(rec: dict[str, Any], metric: str | None) -> dict[str, Any]:
             "message": rec.get("message")}
 
 
-def _summary(base: _Base, rows: dict[str, dict[str, Any]], driven: bool) -> dict[str, Any]:
+def _summary(base: _Base, rows: dict[str, dict[str, Any]], driven: bool,
+             elsewhere: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``elsewhere``: the process that sweeps it, where this server does not (run/lease.py)."""
     counts = dict.fromkeys(COUNTED, 0)
     for r in rows.values():
         state = PENDING if r["state"] == SUBMITTED else r["state"]
@@ -296,7 +302,7 @@ def _summary(base: _Base, rows: dict[str, dict[str, Any]], driven: bool) -> dict
             counts[state] += 1
     total = len(rows)
     final = sum(counts[s] for s in FINAL)
-    if driven:
+    if driven or elsewhere is not None:
         state = "running"
     elif total and final == total:
         state = "finished"
@@ -304,7 +310,8 @@ def _summary(base: _Base, rows: dict[str, dict[str, Any]], driven: bool) -> dict
         state = "stopped"
     else:
         state = "idle"
-    return {**base.meta, "total": total, "counts": counts, "best": base.best, "driven": driven, "state": state}
+    return {**base.meta, "total": total, "counts": counts, "best": base.best, "driven": driven, "state": state,
+            **({"swept_by": elsewhere} if elsewhere is not None and not driven else {})}
 
 
 def _best_file(results: Path, metric: str | None, direction: str) -> tuple[str | None, str]:

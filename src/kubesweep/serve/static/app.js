@@ -172,12 +172,22 @@
     return bar;
   }
 
+  function sweptBy(who) {
+    return `swept by process ${who.pid ?? '?'} on ${who.host ?? '?'} since ${who.since ?? '?'}, not by this server`;
+  }
+
   function listRow(sum) {
     const tr = document.createElement('tr');
     tr.dataset.experiment = sum.name;
     const name = el('td');
     name.append(link('#/e/' + enc(sum.name), sum.name));
     if (sum.driven) { name.append(' '); name.append(el('span', 'badge', 'live')); }
+    else if (sum.swept_by) {  // swept from a shell (or another server) of this project
+      const b = el('span', 'badge', 'elsewhere');
+      b.title = sweptBy(sum.swept_by);
+      name.append(' ');
+      name.append(b);
+    }
     const best = sum.best || null;
     const done = STATES.filter((s) => FINAL.has(s)).reduce((n, s) => n + ((sum.counts || {})[s] || 0), 0);
     const prog = el('td');
@@ -339,10 +349,11 @@
     const best = sum.best;
     if (best) parts.push(`best ${sum.metric} ${fmtNum(best.value)} (${best.trial})`);
     parts.push(`${sum.direction || ''} ${sum.metric || ''}`.trim());
+    if (sum.swept_by && !sum.driven) parts.push(sweptBy(sum.swept_by));
     setText($('exp-summary'), parts.join(' · '));
     const unfinished = counts.pending + counts.running;
-    $('btn-cancel').disabled = !sum.driven && unfinished === 0;
-    $('btn-retry').disabled = !(counts.failed + counts.cancelled) || sum.driven;
+    $('btn-cancel').disabled = !sum.driven && !sum.swept_by && unfinished === 0;
+    $('btn-retry').disabled = !(counts.failed + counts.cancelled) || sum.driven || !!sum.swept_by;
     $('exp-summary').dataset.counts = JSON.stringify(counts);
   }
 
