@@ -71,6 +71,29 @@ def serving(project: Path, target: sweep.Target = sweep.Target(), *, tokens: Any
         sock.close()
 
 
+def server_side(app: Any, name: str) -> str:
+    """What the server holds of ``name`` (its summary, and where its sweep thread is), for the
+    message of a wait on the page that ran out."""
+    import sys
+    import traceback
+
+    summary = app.state.store.summary(name)
+    run = app.state.manager._runs.get(name)
+    thread = getattr(run, "thread", None)
+    frame = sys._current_frames().get(thread.ident) if thread is not None and thread.ident else None
+    where = "".join(traceback.format_stack(frame)[-12:]) if frame is not None else "(no sweep thread)"
+    return f"server: {json.dumps(summary, default=str)}\nits sweep thread:\n{where}"
+
+
+@contextlib.contextmanager
+def explained(app: Any, name: str) -> Iterator[None]:
+    """A wait on the page that runs out says what the server held then."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{server_side(app, name)}") from None
+
+
 def workspace(tmp_path: Path, grid: Path = GRID) -> tuple[sweep.Plan, list[dict[str, Any]]]:
     """The mnist example's plan rendered under tmp_path/jobs, and a journal under tmp_path/results
     where some trials finished (succeeded with a learning curve, failed, pruned, cancelled) and the
@@ -281,8 +304,9 @@ def test_the_page_follows_a_real_sweep_and_its_cancel_button_deletes_the_jobs(tm
             tab.wait(f"!!document.querySelector('#experiments tbody tr[data-experiment={json.dumps(name)}]')")
             tab.evaluate(f"location.hash = '#/e/{name}'")
             # the page shows the two trials of the first batch running, on a node, from live events
-            running = tab.wait(f"""(() => {{ const r = {rows_js('#trials')}.filter(r => r[1] === 'running' && r[2]);
-                                   return r.length === 2 && r; }})()""", timeout=240)
+            with explained(app, name):
+                running = tab.wait(f"""(() => {{ const r = {rows_js('#trials')}.filter(r => r[1] === 'running' && r[2]);
+                                       return r.length === 2 && r; }})()""", timeout=240)
             assert {r[0] for r in running} == {j.metadata.name for j in jobs()}
             assert tab.evaluate("document.getElementById('exp-driven').hidden") is False
             assert tab.evaluate("document.getElementById('live').textContent") == "live"
@@ -290,7 +314,8 @@ def test_the_page_follows_a_real_sweep_and_its_cancel_button_deletes_the_jobs(tm
             # a running trial's log, followed as it is written
             trial = sorted(r[0] for r in running)[0]
             tab.click(f"#trials a[href$={json.dumps('/t/' + trial)}]")
-            tab.wait("document.getElementById('log').textContent.includes(' started')", timeout=60)
+            with explained(app, name):
+                tab.wait("document.getElementById('log').textContent.includes(' started')", timeout=60)
             assert tab.evaluate("document.getElementById('log-state').textContent") == "following"
 
             # Cancel: the first click asks, the second posts with the token
@@ -307,13 +332,15 @@ def test_the_page_follows_a_real_sweep_and_its_cancel_button_deletes_the_jobs(tm
             while jobs():  # the unfinished Jobs are gone from the cluster
                 assert time.monotonic() < deadline, [j.metadata.name for j in jobs()]
                 time.sleep(1)
-            shown = tab.wait(f"""(() => {{ const r = {rows_js('#trials')};
-                                 return r.filter(r => r[1] === 'cancelled').length === 2 && r; }})()""", timeout=120)
+            with explained(app, name):
+                shown = tab.wait(f"""(() => {{ const r = {rows_js('#trials')};
+                                     return r.filter(r => r[1] === 'cancelled').length === 2 && r; }})()""", timeout=120)
             assert sorted(r[1] for r in shown) == ["cancelled", "cancelled", "pending", "pending"], shown
             # the sweep thread stopped: the server tells it of the cancel (Hooks.cancelled) rather than
             # leaving it to the Job watch's marks, which a loaded API server once delayed past 60 s;
             # its report is written before the page hears of the end
-            tab.wait("document.getElementById('exp-driven').hidden", timeout=120)
+            with explained(app, name):
+                tab.wait("document.getElementById('exp-driven').hidden", timeout=180)
             requests, errors = tab.requests, tab.errors
             (post,) = [e["params"]["request"] for e in tab.pipe.events if e.get("method") == "Network.requestWillBeSent"
                        and e["params"]["request"]["url"].endswith("/cancel")]
