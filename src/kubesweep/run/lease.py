@@ -3,9 +3,9 @@
 Two sweeps of one experiment from the same project (two shells, or a shell and `kubesweep
 serve`) would race: a Job's name is the trial's, so each trial still runs once (the second create
 is answered 409), but both would ask an adaptive search for its next batch (two batches where one
-was meant), journal the same trials and write the report at once. The sweep holds an exclusive ``flock`` on this file while it runs; the kernel lets go of
-it when the process ends, however it ends (Ctrl-C, kill -9, a lost SSH session), so a stale lock
-never blocks a resume. The file says who holds it, for the message a second sweep gets and for
+was meant), journal the same trials and write the report at once. The sweep holds an exclusive
+``flock`` on this file while it runs; the kernel lets go of it when the process ends, however it
+ends (Ctrl-C, kill -9, a lost SSH session), so a stale lock never blocks a resume. The file says who holds it, for the message a second sweep gets and for
 `kubesweep serve`'s page, which shows such an experiment running though this server is not
 driving it.
 """
@@ -38,7 +38,7 @@ def _holder(fd: int) -> dict[str, Any]:
 
 def _lock(fd: int) -> bool:
     # held_by's shared lock lasts microseconds: tries for two seconds tell it from a sweep's
-    for attempt in range(40):
+    for _ in range(40):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
@@ -59,9 +59,9 @@ def hold(results_dir: Path, experiment: str) -> Iterator[None]:
             who = _holder(fd)
             by = f"process {who.get('pid', '?')} on {who.get('host', '?')}, since {who.get('since', '?')}"
             raise KubesweepError(
-                f"{experiment} is being swept already ({by}; {folder / FILE}): two sweeps of one experiment would "
-                f"race (an adaptive search would be asked twice). Wait for that one, stop it (Ctrl-C: it resumes later), or `kubesweep cancel -e "
-                f"{experiment}`.") from None
+                f"{experiment} is being swept already ({by}; {folder / FILE}): two sweeps of one experiment "
+                f"would race (an adaptive search would be asked twice). Wait for that one, stop it (Ctrl-C: it "
+                f"resumes later), or `kubesweep cancel -e {experiment}`.") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                   "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}).encode(), 0)

@@ -294,7 +294,8 @@ def row(rec: dict[str, Any], metric: str | None) -> dict[str, Any]:
 
 def _summary(base: _Base, rows: dict[str, dict[str, Any]], driven: bool,
              elsewhere: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``elsewhere``: the process that sweeps it, where this server does not (run/lease.py)."""
+    """``elsewhere``: the process that sweeps it, where this server does not (None when it does;
+    run/lease.py)."""
     counts = dict.fromkeys(COUNTED, 0)
     for r in rows.values():
         state = PENDING if r["state"] == SUBMITTED else r["state"]
@@ -311,7 +312,7 @@ def _summary(base: _Base, rows: dict[str, dict[str, Any]], driven: bool,
     else:
         state = "idle"
     return {**base.meta, "total": total, "counts": counts, "best": base.best, "driven": driven, "state": state,
-            **({"swept_by": elsewhere} if elsewhere is not None and not driven else {})}
+            **({"swept_by": elsewhere} if elsewhere is not None else {})}
 
 
 def _best_file(results: Path, metric: str | None, direction: str) -> tuple[str | None, str]:

@@ -440,7 +440,7 @@ def metrics_collector(t: Translator) -> None:
     fmt = "TEXT"
     if kind == "Custom":
         _custom_collector(t, mc + ("collector", "customCollector"), fs)
-    if kind in ("File", "Custom") and (kind == "File" or isinstance(t.get(fs), dict)):
+    if kind == "File" or (kind == "Custom" and isinstance(t.get(fs), dict)):  # else _custom_collector said why
         t.known_keys(fs, ["path", "kind", "format"])
         path = t.get(fs + ("path",))
         fmt = t.get(fs + ("format",), "TEXT")
